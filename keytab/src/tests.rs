@@ -1,0 +1,109 @@
+//! The fixtures under `tests/data/` were written by MIT `ktutil` 1.20 (`addent -password`, `wkt`).
+
+use super::*;
+
+const MIT_ALICE: &[u8] = include_bytes!("../tests/data/mit-alice-aes.kt");
+const MIT_MULTI: &[u8] = include_bytes!("../tests/data/mit-multi.kt");
+
+#[test]
+fn reads_mit_keytab_of_a_user() {
+    let kt = Keytab::parse(MIT_ALICE).unwrap();
+    assert_eq!(kt.entries.len(), 2);
+    for entry in &kt.entries {
+        assert_eq!(entry.principal.to_string(), "alice@KRBTEST.COM");
+        assert_eq!(entry.principal.name_type, Principal::NT_PRINCIPAL);
+        assert_eq!(entry.kvno, 3);
+    }
+    let enctypes: Vec<_> = kt.entries.iter().map(|e| (e.key.enctype, e.key.contents.len())).collect();
+    assert_eq!(enctypes, [(18, 32), (17, 16)]);
+}
+
+#[test]
+fn reads_service_principal_and_kvno_above_255() {
+    let kt = Keytab::parse(MIT_MULTI).unwrap();
+    assert_eq!(kt.entries[0].principal.to_string(), "HTTP/host.example.com@KRBTEST.COM");
+    assert_eq!(kt.entries[0].kvno, 300, "the 32-bit kvno wins over the truncated 8-bit copy");
+    assert_eq!(kt.entries[0].key.enctype, 20);
+    assert_eq!(kt.entries[1].principal.to_string(), "bob@KRBTEST.COM");
+    assert_eq!(kt.entries[1].key.enctype, 25);
+}
+
+#[test]
+fn writes_the_same_bytes_as_mit() {
+    for file in [MIT_ALICE, MIT_MULTI] {
+        let encoded = Keytab::parse(file).unwrap().encode().unwrap();
+        assert_eq!(encoded.as_slice(), file);
+    }
+}
+
+#[test]
+fn a_filtered_keytab_is_still_valid() {
+    let mut kt = Keytab::parse(MIT_ALICE).unwrap();
+    kt.retain(|e| e.key.enctype == 18);
+    let again = Keytab::parse(&kt.encode().unwrap()).unwrap();
+    assert_eq!(again, kt);
+    assert_eq!(again.entries.len(), 1);
+}
+
+#[test]
+fn debug_never_shows_key_bytes() {
+    let kt = Keytab::parse(MIT_ALICE).unwrap();
+    let shown = format!("{kt:?} {kt:#?}");
+    assert!(shown.contains("<redacted 32 bytes>"), "{shown}");
+    for entry in &kt.entries {
+        let key = &entry.key.contents;
+        assert!(!shown.contains(&format!("{:?}", key.as_slice())));
+        assert!(!shown.contains(&format!("{}", key[0])) || !shown.contains(&format!("{}, {}", key[0], key[1])));
+    }
+}
+
+#[test]
+fn rejects_wrong_version_and_short_input() {
+    assert!(matches!(Keytab::parse(b""), Err(KeytabError::BadVersion(_))));
+    assert!(matches!(Keytab::parse(&[0x05]), Err(KeytabError::BadVersion(_))));
+    assert!(matches!(Keytab::parse(&[0x05, 0x01, 0, 0, 0, 0]), Err(KeytabError::BadVersion(_))));
+    // The 6-byte input that made the rejected `kerberos_keytab` crate panic.
+    assert!(Keytab::parse(&[0x05, 0x02, 0x00, 0x00, 0x00, 0x47]).is_err());
+    assert_eq!(Keytab::parse(&FORMAT_0502).unwrap().entries.len(), 0);
+}
+
+#[test]
+fn every_truncation_is_an_error_except_at_record_boundaries() {
+    let first_record_end = 2 + 4 + 0x47;
+    for len in 0..MIT_ALICE.len() {
+        let result = Keytab::parse(&MIT_ALICE[..len]);
+        if len == 2 || len == first_record_end {
+            assert!(result.is_ok(), "prefix {len}");
+        } else {
+            assert!(result.is_err(), "prefix {len} parsed");
+        }
+    }
+}
+
+#[test]
+fn a_record_that_lies_about_its_fields_is_malformed() {
+    // Shrink the first record's size field so the key no longer fits inside it.
+    let mut bytes = MIT_ALICE.to_vec();
+    bytes[5] = 0x10;
+    assert!(Keytab::parse(&bytes).is_err());
+    // A zero-component principal.
+    let mut bytes = MIT_ALICE.to_vec();
+    bytes[7] = 0;
+    assert!(matches!(Keytab::parse(&bytes), Err(KeytabError::Malformed { .. })));
+}
+
+#[test]
+fn holes_are_skipped_and_kvno8_is_used_without_kvno32() {
+    let kt = Keytab::parse(MIT_ALICE).unwrap();
+    let record = &kt.encode().unwrap()[2..2 + 4 + 0x47];
+    let mut bytes = FORMAT_0502.to_vec();
+    bytes.extend_from_slice(&(-8i32).to_be_bytes()); // a deleted entry, 8 bytes of hole
+    bytes.extend_from_slice(&[0xAA; 8]);
+    // The same record without its trailing kvno32, size adjusted.
+    bytes.extend_from_slice(&(0x47i32 - 4).to_be_bytes());
+    bytes.extend_from_slice(&record[4..record.len() - 4]);
+    let parsed = Keytab::parse(&bytes).unwrap();
+    assert_eq!(parsed.entries.len(), 1);
+    assert_eq!(parsed.entries[0].kvno, 3);
+    assert_eq!(parsed.entries[0].key, kt.entries[0].key);
+}

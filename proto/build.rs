@@ -1,0 +1,16 @@
+//! Compiles `ktbroker/v1/broker.proto` with protox (pure Rust), so no `protoc` is needed anywhere.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let proto = "ktbroker/v1/broker.proto";
+    println!("cargo:rerun-if-changed={proto}");
+    let descriptors = protox::compile([proto], ["."])?;
+    tonic_prost_build::configure()
+        // Messages that carry a password or keytab bytes must never be printable.
+        .skip_debug([
+            ".ktbroker.v1.FetchKeytabRequest",
+            ".ktbroker.v1.FetchKeytabResponse",
+            ".ktbroker.v1.FetchKeytabResponse.part",
+        ])
+        .compile_fds(descriptors)?;
+    Ok(())
+}
