@@ -1,1 +1,14 @@
+//! ktbrokerd: checks a person's directory password and streams back their own Kerberos keytab.
+//!
+//! The request path, one module a step:
+//! [`policy`] (which principal may this user get) → [`directory`] (is the password right, is the
+//! user in the group) → [`keysource`] (read the keys from the KDC without changing them) →
+//! [`service`] (stream them back, then wipe). [`audit`] records every attempt.
 
+pub mod audit;
+pub mod config;
+pub mod directory;
+pub mod keysource;
+pub mod policy;
+pub mod server;
+pub mod service;

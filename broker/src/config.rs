@@ -1,0 +1,330 @@
+//! The broker's TOML configuration: parsed strictly (unknown keys refused), then validated into
+//! typed values so the rest of the daemon never sees an unchecked setting.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config: `{key}` {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key, problem: problem.into() }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    version: u32,
+    server: RawServer,
+    directory: RawDirectory,
+    kerberos: RawKerberos,
+    #[serde(default)]
+    auth: RawAuth,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: String,
+    tls_cert: PathBuf,
+    tls_key: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDirectory {
+    url: String,
+    ca_file: Option<PathBuf>,
+    #[serde(default)]
+    starttls: bool,
+    #[serde(default)]
+    allow_plaintext_loopback: bool,
+    bind_dn: String,
+    bind_password_file: PathBuf,
+    user_base: String,
+    group_dn: String,
+    #[serde(default = "default_ldap_timeout")]
+    timeout_secs: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKerberos {
+    realm: String,
+    admin_principal: String,
+    admin_keytab: PathBuf,
+    #[serde(default = "default_kadmin")]
+    kadmin_path: PathBuf,
+    krb5_config: Option<PathBuf>,
+    #[serde(default = "default_kadmin_timeout")]
+    timeout_secs: u64,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    failure_delay_ms: Option<u64>,
+}
+
+fn default_ldap_timeout() -> u64 {
+    5
+}
+fn default_kadmin_timeout() -> u64 {
+    10
+}
+fn default_kadmin() -> PathBuf {
+    PathBuf::from("/usr/bin/kadmin")
+}
+
+/// How the broker reaches the directory. Plaintext exists only as an explicit opt-in for loopback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LdapTransport {
+    Ldaps,
+    StartTls,
+    PlaintextLoopback,
+}
+
+/// A secret read from a file; never printed.
+#[derive(Clone)]
+pub struct Secret(pub Zeroizing<String>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DirectoryConfig {
+    pub url: String,
+    pub transport: LdapTransport,
+    /// PEM bundle the directory's certificate must chain to (pinned; no system roots).
+    pub ca_pem: Option<Vec<u8>>,
+    pub bind_dn: String,
+    pub bind_password: Secret,
+    pub user_base: String,
+    pub group_dn: String,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct KerberosConfig {
+    pub realm: String,
+    pub admin_principal: String,
+    pub admin_keytab: PathBuf,
+    pub kadmin_path: PathBuf,
+    pub krb5_config: Option<PathBuf>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    pub directory: DirectoryConfig,
+    pub kerberos: KerberosConfig,
+    /// Every refused authentication answers no sooner than this after the request arrived, so
+    /// "unknown user" and "wrong password" fall in the same timing class.
+    pub failure_delay: Duration,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let raw: RawConfig = toml::from_str(&text)
+            .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        validate(raw, base)
+    }
+}
+
+fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
+    if raw.version != 1 {
+        return Err(invalid("version", format!("is {}, this ktbrokerd reads version 1", raw.version)));
+    }
+    let listen: SocketAddr =
+        raw.server.listen.parse().map_err(|e| invalid("server.listen", format!("is not an address: {e}")))?;
+    let resolve = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
+
+    let d = raw.directory;
+    let transport = ldap_transport(&d.url, d.starttls, d.allow_plaintext_loopback)?;
+    let ca_pem = match d.ca_file {
+        Some(path) => {
+            let path = resolve(path);
+            Some(std::fs::read(&path).map_err(|e| invalid("directory.ca_file", format!("{}: {e}", path.display())))?)
+        }
+        None if transport == LdapTransport::PlaintextLoopback => None,
+        None => return Err(invalid("directory.ca_file", "is required for LDAPS and StartTLS")),
+    };
+    let bind_password = read_secret_file(&resolve(d.bind_password_file), "directory.bind_password_file")?;
+    if d.timeout_secs == 0 || d.timeout_secs > 120 {
+        return Err(invalid("directory.timeout_secs", "must be between 1 and 120"));
+    }
+    for (key, value) in [("directory.bind_dn", &d.bind_dn), ("directory.user_base", &d.user_base), ("directory.group_dn", &d.group_dn)] {
+        if value.trim().is_empty() {
+            return Err(invalid(key, "must not be empty"));
+        }
+    }
+
+    let k = raw.kerberos;
+    if k.realm.is_empty() || !k.realm.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-') {
+        return Err(invalid("kerberos.realm", "must be a realm name like EXAMPLE.COM"));
+    }
+    if k.timeout_secs == 0 || k.timeout_secs > 300 {
+        return Err(invalid("kerberos.timeout_secs", "must be between 1 and 300"));
+    }
+    let failure_delay = Duration::from_millis(raw.auth.failure_delay_ms.unwrap_or(400));
+    if failure_delay > Duration::from_secs(10) {
+        return Err(invalid("auth.failure_delay_ms", "must be at most 10000"));
+    }
+
+    Ok(Config {
+        listen,
+        tls_cert: resolve(raw.server.tls_cert),
+        tls_key: resolve(raw.server.tls_key),
+        directory: DirectoryConfig {
+            url: d.url,
+            transport,
+            ca_pem,
+            bind_dn: d.bind_dn,
+            bind_password,
+            user_base: d.user_base,
+            group_dn: d.group_dn,
+            timeout: Duration::from_secs(d.timeout_secs),
+        },
+        kerberos: KerberosConfig {
+            realm: k.realm,
+            admin_principal: k.admin_principal,
+            admin_keytab: resolve(k.admin_keytab),
+            kadmin_path: k.kadmin_path,
+            krb5_config: k.krb5_config.map(resolve),
+            timeout: Duration::from_secs(k.timeout_secs),
+        },
+        failure_delay,
+    })
+}
+
+/// Decides the LDAP transport from the URL: `ldaps://` is TLS; `ldap://` needs StartTLS, or the
+/// explicit plaintext opt-in together with a loopback host.
+fn ldap_transport(url: &str, starttls: bool, allow_plaintext_loopback: bool) -> Result<LdapTransport, ConfigError> {
+    if url.starts_with("ldaps://") {
+        return Ok(LdapTransport::Ldaps);
+    }
+    let Some(rest) = url.strip_prefix("ldap://") else {
+        return Err(invalid("directory.url", "must start with ldaps:// or ldap://"));
+    };
+    if starttls {
+        return Ok(LdapTransport::StartTls);
+    }
+    let host = rest.split('/').next().unwrap_or_default();
+    let host = host.rsplit_once(':').map_or(host, |(h, _)| h).trim_matches(['[', ']']);
+    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    match (allow_plaintext_loopback, loopback) {
+        (true, true) => Ok(LdapTransport::PlaintextLoopback),
+        (true, false) => Err(invalid("directory.allow_plaintext_loopback", "applies only to a loopback address")),
+        (false, _) => Err(invalid("directory.url", "ldap:// needs starttls = true (plaintext LDAP is refused)")),
+    }
+}
+
+/// Reads a file that only its owner may read (a key or a password) into a zeroizing buffer.
+pub fn read_private_file(path: &Path, key: &'static str) -> Result<Zeroizing<Vec<u8>>, ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| invalid(key, format!("{}: {e}", path.display())))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(invalid(key, format!("{} is readable by group or others (chmod 600 it)", path.display())));
+    }
+    std::fs::read(path).map(Zeroizing::new).map_err(|e| invalid(key, format!("{}: {e}", path.display())))
+}
+
+/// Reads a secret string from a private file; trailing newlines are dropped.
+fn read_secret_file(path: &Path, key: &'static str) -> Result<Secret, ConfigError> {
+    let bytes = read_private_file(path, key)?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| invalid(key, format!("{} is not UTF-8", path.display())))?;
+    let text = Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_owned());
+    if text.is_empty() {
+        return Err(invalid(key, format!("{} is empty", path.display())));
+    }
+    Ok(Secret(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ldap_transport_refuses_plaintext_unless_loopback_and_opted_in() {
+        assert_eq!(ldap_transport("ldaps://dir:636", false, false).unwrap(), LdapTransport::Ldaps);
+        assert_eq!(ldap_transport("ldap://dir", true, false).unwrap(), LdapTransport::StartTls);
+        assert!(ldap_transport("ldap://dir", false, false).is_err());
+        assert!(ldap_transport("ldap://10.0.0.1:389", false, true).is_err());
+        assert_eq!(
+            ldap_transport("ldap://127.0.0.1:389/", false, true).unwrap(),
+            LdapTransport::PlaintextLoopback
+        );
+        assert_eq!(ldap_transport("ldap://[::1]:389", false, true).unwrap(), LdapTransport::PlaintextLoopback);
+        assert!(ldap_transport("http://dir", false, false).is_err());
+    }
+
+    #[test]
+    fn secret_files_must_be_private_and_are_never_printed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pw");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = read_secret_file(&path, "directory.bind_password_file").unwrap_err().to_string();
+        assert!(err.contains("directory.bind_password_file") && err.contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let secret = read_secret_file(&path, "k").unwrap();
+        assert_eq!(secret.0.as_str(), "s3cret");
+        assert_eq!(format!("{secret:?}"), "<redacted>");
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_versions_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broker.toml");
+        std::fs::write(&path, "version = 1\nlisten_everywhere = true\n").unwrap();
+        assert!(matches!(Config::load(&path), Err(ConfigError::Parse { .. })));
+        std::fs::write(&path, VALID.replace("version = 1", "version = 2")).unwrap();
+        std::fs::write(dir.path().join("pw"), "x").unwrap();
+        std::fs::set_permissions(dir.path().join("pw"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains("`version`"), "{err}");
+        std::fs::write(&path, VALID).unwrap();
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.directory.transport, LdapTransport::PlaintextLoopback);
+        assert_eq!(config.kerberos.admin_keytab, dir.path().join("admin.keytab"));
+    }
+
+    const VALID: &str = r#"
+version = 1
+[server]
+listen = "127.0.0.1:0"
+tls_cert = "cert.pem"
+tls_key = "key.pem"
+[directory]
+url = "ldap://127.0.0.1:389"
+allow_plaintext_loopback = true
+bind_dn = "cn=svc,dc=example,dc=com"
+bind_password_file = "pw"
+user_base = "ou=people,dc=example,dc=com"
+group_dn = "cn=hadoop,dc=example,dc=com"
+[kerberos]
+realm = "EXAMPLE.COM"
+admin_principal = "ktbroker/admin@EXAMPLE.COM"
+admin_keytab = "admin.keytab"
+"#;
+}

@@ -1,0 +1,189 @@
+//! Password check against the directory by search-then-bind:
+//! 1. as the service account, search `(&(objectClass=posixAccount)(uid=<escaped>))` under the user
+//!    base and require exactly one entry;
+//! 2. on a fresh connection, simple-bind as that entry's DN with the given password;
+//! 3. as the service account, check the DN (groupOfNames `member`) or uid (posixGroup `memberUid`)
+//!    is in the configured group.
+//! Empty passwords are refused before any connection (an empty simple bind is an anonymous bind).
+
+use crate::config::{DirectoryConfig, LdapTransport};
+use crate::policy::Username;
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry, ldap_escape};
+use std::future::Future;
+use std::sync::Arc;
+
+/// LDAP result code for a failed simple bind (RFC 4511).
+const RC_INVALID_CREDENTIALS: u32 = 49;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("empty password")]
+    EmptyPassword,
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("no such user in the directory")]
+    UnknownUser,
+    #[error("user is not in the authorized group")]
+    NotInGroup,
+    #[error("directory unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A user whose password the directory accepted and who is in the authorized group.
+#[derive(Debug, Clone)]
+pub struct VerifiedUser {
+    pub dn: String,
+}
+
+/// Checks a username and password. A trait so the gRPC service can be unit-tested with a fake.
+pub trait Directory: Send + Sync + 'static {
+    fn verify(&self, user: &Username, password: &str) -> impl Future<Output = Result<VerifiedUser, AuthError>> + Send;
+}
+
+pub struct LdapDirectory {
+    config: DirectoryConfig,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl LdapDirectory {
+    pub fn new(config: DirectoryConfig) -> Result<Self, AuthError> {
+        let tls = match (&config.transport, &config.ca_pem) {
+            (LdapTransport::PlaintextLoopback, _) => None,
+            (_, Some(pem)) => Some(pinned_tls_config(pem)?),
+            (_, None) => return Err(AuthError::Unavailable("no CA configured for the directory".into())),
+        };
+        Ok(Self { config, tls })
+    }
+
+    async fn connect(&self) -> Result<Ldap, AuthError> {
+        let mut settings = LdapConnSettings::new()
+            .set_conn_timeout(self.config.timeout)
+            .set_starttls(self.config.transport == LdapTransport::StartTls);
+        if let Some(tls) = &self.tls {
+            settings = settings.set_config(tls.clone());
+        }
+        let connecting = LdapConnAsync::with_settings(settings, &self.config.url);
+        let (conn, ldap) = tokio::time::timeout(self.config.timeout, connecting)
+            .await
+            .map_err(|_| AuthError::Unavailable(format!("connect to {} timed out", self.config.url)))?
+            .map_err(|e| AuthError::Unavailable(format!("connect to {}: {e}", self.config.url)))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.drive().await {
+                tracing::debug!(error = %e, "LDAP connection ended with an error");
+            }
+        });
+        Ok(ldap)
+    }
+
+    /// Binds; `Ok(false)` means the directory said "invalid credentials".
+    async fn bind(&self, ldap: &mut Ldap, dn: &str, password: &str) -> Result<bool, AuthError> {
+        let result = ldap
+            .with_timeout(self.config.timeout)
+            .simple_bind(dn, password)
+            .await
+            .map_err(|e| AuthError::Unavailable(format!("bind: {e}")))?;
+        match result.rc {
+            0 => Ok(true),
+            RC_INVALID_CREDENTIALS => Ok(false),
+            rc => Err(AuthError::Unavailable(format!("bind answered rc={rc} {}", result.text))),
+        }
+    }
+
+    /// Returns the DNs of the entries matching `filter` (attributes not fetched).
+    async fn search_dns(&self, ldap: &mut Ldap, base: &str, scope: Scope, filter: &str) -> Result<Vec<String>, AuthError> {
+        let (entries, _) = ldap
+            .with_timeout(self.config.timeout)
+            .search(base, scope, filter, vec!["1.1"])
+            .await
+            .and_then(|r| r.success())
+            .map_err(|e| AuthError::Unavailable(format!("search under {base}: {e}")))?;
+        Ok(entries.into_iter().map(|e| SearchEntry::construct(e).dn).collect())
+    }
+
+    async fn verify_with_service(&self, service: &mut Ldap, user: &Username, password: &str) -> Result<VerifiedUser, AuthError> {
+        if !self.bind(service, &self.config.bind_dn, &self.config.bind_password.0).await? {
+            return Err(AuthError::Unavailable("the service account's bind was refused".into()));
+        }
+        let filter = user_filter(user);
+        let mut dns = self.search_dns(service, &self.config.user_base, Scope::Subtree, &filter).await?;
+        let dn = match dns.len() {
+            1 => dns.remove(0),
+            0 => return Err(AuthError::UnknownUser),
+            n => {
+                tracing::error!(user = %user, entries = n, "username matches several directory entries; refusing");
+                return Err(AuthError::UnknownUser);
+            }
+        };
+
+        let mut as_user = self.connect().await?;
+        let accepted = self.bind(&mut as_user, &dn, password).await;
+        let _ = as_user.unbind().await;
+        if !accepted? {
+            return Err(AuthError::InvalidCredentials);
+        }
+
+        let in_group = self.search_dns(service, &self.config.group_dn, Scope::Base, &group_filter(&dn, user)).await?;
+        if in_group.is_empty() {
+            return Err(AuthError::NotInGroup);
+        }
+        Ok(VerifiedUser { dn })
+    }
+}
+
+impl Directory for LdapDirectory {
+    async fn verify(&self, user: &Username, password: &str) -> Result<VerifiedUser, AuthError> {
+        if password.trim().is_empty() {
+            return Err(AuthError::EmptyPassword);
+        }
+        let mut service = self.connect().await?;
+        let result = self.verify_with_service(&mut service, user, password).await;
+        let _ = service.unbind().await;
+        result
+    }
+}
+
+/// The fixed user filter, with the username escaped per RFC 4515 (it is also charset-checked).
+pub fn user_filter(user: &Username) -> String {
+    format!("(&(objectClass=posixAccount)(uid={}))", ldap_escape(user.as_str()))
+}
+
+/// Membership by DN (groupOfNames) or by uid (posixGroup); both values escaped per RFC 4515.
+pub fn group_filter(dn: &str, user: &Username) -> String {
+    format!("(|(member={})(memberUid={}))", ldap_escape(dn), ldap_escape(user.as_str()))
+}
+
+/// A rustls client config that trusts only the given CA bundle, TLS 1.2 and 1.3, ring provider.
+fn pinned_tls_config(ca_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, AuthError> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let bad_ca = |e: &dyn std::fmt::Display| AuthError::Unavailable(format!("directory CA: {e}"));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(cert.map_err(|e| bad_ca(&e))?).map_err(|e| bad_ca(&e))?;
+    }
+    if roots.is_empty() {
+        return Err(bad_ca(&"no certificate in the CA file"));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| bad_ca(&e))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::validate_username;
+
+    #[test]
+    fn filters_have_a_fixed_shape_and_escaped_values() {
+        let alice = validate_username("alice").unwrap();
+        assert_eq!(user_filter(&alice), "(&(objectClass=posixAccount)(uid=alice))");
+        let dn = "uid=a*b,ou=people\\, x (y),dc=example,dc=com";
+        assert_eq!(
+            group_filter(dn, &alice),
+            "(|(member=uid=a\\2ab,ou=people\\5c, x \\28y\\29,dc=example,dc=com)(memberUid=alice))"
+        );
+    }
+}

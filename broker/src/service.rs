@@ -1,0 +1,170 @@
+//! The `KeytabBroker` gRPC service: policy → directory → key source → stream, with every attempt
+//! audited. Nothing is streamed until the whole keytab is in hand, so a failure sends no key bytes.
+//!
+//! What the caller sees is deliberately coarse: wrong password, unknown user, not in the group and
+//! empty password all answer `UNAUTHENTICATED "KTB-101 authentication failed"`, no sooner than
+//! `failure_delay` after the request arrived.
+
+use crate::audit::{self, Outcome};
+use crate::directory::{AuthError, Directory};
+use crate::keysource::{KeySource, KeySourceError};
+use crate::policy::{self, PolicyError};
+use ktbroker_keytab::Keytab;
+use ktbroker_proto::v1::{
+    FetchKeytabRequest, FetchKeytabResponse, KeytabHeader, KeytabTrailer, fetch_keytab_response::Part,
+    keytab_broker_server::KeytabBroker,
+};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::time::Instant;
+use tonic::{Request, Response, Status};
+use zeroize::Zeroizing;
+
+/// Longer passwords are refused before any work (hashing DoS; pam-krb5 uses the same bound).
+pub const MAX_PASSWORD_LEN: usize = 1024;
+
+pub const MSG_AUTH_FAILED: &str = "KTB-101 authentication failed";
+pub const MSG_INVALID_USERNAME: &str = "KTB-102 invalid username";
+pub const MSG_PRINCIPAL_NOT_ALLOWED: &str = "KTB-103 principal not allowed by policy";
+pub const MSG_NO_PRINCIPAL: &str = "KTB-104 no Kerberos principal for this user";
+pub const MSG_DIRECTORY_UNAVAILABLE: &str = "KTB-201 directory unavailable";
+pub const MSG_KEYS_UNAVAILABLE: &str = "KTB-202 key source unavailable";
+
+pub struct BrokerService<D, K> {
+    directory: D,
+    keys: K,
+    realm: String,
+    failure_delay: Duration,
+    next_request_id: AtomicU64,
+}
+
+impl<D: Directory, K: KeySource> BrokerService<D, K> {
+    pub fn new(directory: D, keys: K, realm: String, failure_delay: Duration) -> Self {
+        Self { directory, keys, realm, failure_delay, next_request_id: AtomicU64::new(1) }
+    }
+
+    /// Authenticates, authorizes and reads the keys. Returns the audit outcome with the status.
+    async fn obtain_keytab(
+        &self,
+        username: &str,
+        password: &[u8],
+        requested: Option<&str>,
+    ) -> Result<(String, Keytab), (Outcome, Status)> {
+        let user = policy::validate_username(username)
+            .map_err(|_| (Outcome::InvalidUsername, Status::invalid_argument(MSG_INVALID_USERNAME)))?;
+        let principal = policy::principal_for(&user, &self.realm, requested).map_err(|e| match e {
+            PolicyError::PrincipalNotAllowed | PolicyError::InvalidUsername => {
+                (Outcome::PrincipalNotAllowed, Status::permission_denied(MSG_PRINCIPAL_NOT_ALLOWED))
+            }
+        })?;
+        let auth_failed = |outcome| (outcome, Status::unauthenticated(MSG_AUTH_FAILED));
+        if password.len() > MAX_PASSWORD_LEN {
+            return Err(auth_failed(Outcome::PasswordTooLong));
+        }
+        // A password that is not UTF-8 cannot match a directory password; same answer as a wrong one.
+        let password = std::str::from_utf8(password).map_err(|_| auth_failed(Outcome::InvalidCredentials))?;
+
+        match self.directory.verify(&user, password).await {
+            Ok(_) => {}
+            Err(AuthError::EmptyPassword) => return Err(auth_failed(Outcome::EmptyPassword)),
+            Err(AuthError::InvalidCredentials) => return Err(auth_failed(Outcome::InvalidCredentials)),
+            Err(AuthError::UnknownUser) => return Err(auth_failed(Outcome::UnknownUser)),
+            Err(AuthError::NotInGroup) => return Err(auth_failed(Outcome::NotInGroup)),
+            Err(AuthError::Unavailable(why)) => {
+                tracing::error!(error = %why, "directory unavailable");
+                return Err((Outcome::DirectoryUnavailable, Status::unavailable(MSG_DIRECTORY_UNAVAILABLE)));
+            }
+        }
+
+        match self.keys.fetch(&principal).await {
+            Ok(keytab) => Ok((principal, keytab)),
+            Err(KeySourceError::NoSuchPrincipal(_)) => Err((Outcome::NoPrincipal, Status::not_found(MSG_NO_PRINCIPAL))),
+            Err(e) => {
+                tracing::error!(error = %e, principal, "reading keys failed");
+                Err((Outcome::KeySourceFailed, Status::unavailable(MSG_KEYS_UNAVAILABLE)))
+            }
+        }
+    }
+}
+
+pub type KeytabStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<FetchKeytabResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl<D: Directory, K: KeySource> KeytabBroker for BrokerService<D, K> {
+    type FetchKeytabStream = KeytabStream;
+
+    async fn fetch_keytab(&self, request: Request<FetchKeytabRequest>) -> Result<Response<KeytabStream>, Status> {
+        let started = Instant::now();
+        let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
+        let peer = request.remote_addr();
+        let mut message = request.into_inner();
+        let password = Zeroizing::new(std::mem::take(&mut message.password));
+        let span = tracing::info_span!("fetch_keytab", request_id, peer = ?peer);
+        let _guard = span.enter();
+
+        let result = self.obtain_keytab(&message.username, &password, message.principal.as_deref()).await;
+        drop(password);
+        match result {
+            Ok((principal, keytab)) => {
+                let stream = KeytabParts::new(&principal, &keytab).map_err(|e| {
+                    tracing::error!(error = %e, "cannot encode keytab");
+                    Status::internal("KTB-900 internal error")
+                })?;
+                audit::record(request_id, peer, &message.username, Some(&principal), Outcome::Granted);
+                Ok(Response::new(Box::pin(tokio_stream::iter(stream))))
+            }
+            Err((outcome, status)) => {
+                audit::record(request_id, peer, &message.username, None, outcome);
+                if status.code() == tonic::Code::Unauthenticated {
+                    tokio::time::sleep_until(started + self.failure_delay).await;
+                }
+                Err(status)
+            }
+        }
+    }
+}
+
+/// The response stream: header, chunks of at most `CHUNK_SIZE`, trailer. It owns the encoded
+/// keytab in a zeroizing buffer, which is wiped when the stream is dropped.
+struct KeytabParts {
+    bytes: Zeroizing<Vec<u8>>,
+    header: Option<KeytabHeader>,
+    sent: usize,
+    trailer_sent: bool,
+}
+
+impl KeytabParts {
+    fn new(principal: &str, keytab: &Keytab) -> Result<Self, ktbroker_keytab::KeytabError> {
+        let bytes = keytab.encode()?;
+        let kvno = keytab.entries.iter().map(|e| e.kvno).max().unwrap_or(0);
+        let mut enctypes: Vec<i32> = keytab.entries.iter().filter(|e| e.kvno == kvno).map(|e| i32::from(e.key.enctype)).collect();
+        enctypes.dedup();
+        let header = KeytabHeader { principal: principal.to_owned(), kvno, enctypes, total_size: bytes.len() as u64 };
+        Ok(Self { bytes, header: Some(header), sent: 0, trailer_sent: false })
+    }
+}
+
+impl Iterator for KeytabParts {
+    type Item = Result<FetchKeytabResponse, Status>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let part = if let Some(header) = self.header.take() {
+            Part::Header(header)
+        } else if self.sent < self.bytes.len() {
+            let end = (self.sent + ktbroker_proto::CHUNK_SIZE).min(self.bytes.len());
+            // This copy is owned by tonic once yielded and freed without wiping: prost has no
+            // zeroizing bytes type. Our own buffer is wiped on drop.
+            let chunk = self.bytes[self.sent..end].to_vec();
+            self.sent = end;
+            Part::Chunk(chunk)
+        } else if !self.trailer_sent {
+            self.trailer_sent = true;
+            let digest = ring::digest::digest(&ring::digest::SHA256, &self.bytes);
+            Part::Trailer(KeytabTrailer { sha256: digest.as_ref().to_vec() })
+        } else {
+            return None;
+        };
+        Some(Ok(FetchKeytabResponse { part: Some(part) }))
+    }
+}
