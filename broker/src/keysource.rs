@@ -6,13 +6,11 @@
 //! so success is judged by what landed in the keytab, not by the exit code.
 
 use ktbroker_keytab::Keytab;
-use rustix::fs::{MemfdFlags, memfd_create};
+use ktbroker_keytab::memfd::{KeytabMemfd, clear_cloexec};
 use std::future::Future;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
-use zeroize::Zeroizing;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeySourceError {
@@ -45,9 +43,9 @@ impl KeySource for KadminKeySource {
         if principal.is_empty() || !principal.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'\'' | b'\\')) {
             return Err(KeySourceError::Refused("principal name has characters kadmin would parse".into()));
         }
-        let memfd = KeytabMemfd::new().map_err(|e| KeySourceError::Unavailable(format!("memfd: {e}")))?;
-        let fd = memfd.fd.as_raw_fd();
-        let query = format!("ktadd -norandkey -k FILE:/proc/self/fd/{fd} {principal}");
+        let memfd = KeytabMemfd::empty().map_err(|e| KeySourceError::Unavailable(format!("memfd: {e}")))?;
+        let fd = memfd.raw_fd();
+        let query = format!("ktadd -norandkey -k {} {principal}", memfd.child_keytab_name());
 
         let mut command = tokio::process::Command::new(&self.kadmin_path);
         command
@@ -69,9 +67,9 @@ impl KeySource for KadminKeySource {
             command.env("KRB5_CONFIG", krb5_config);
         }
         // SAFETY: the closure runs in the forked child before exec and only calls fcntl(2), which
-        // is async-signal-safe; it allocates nothing and touches no lock.
+        // is async-signal-safe; it allocates nothing and takes no lock.
         unsafe {
-            command.pre_exec(move || inherit_fd(fd));
+            command.pre_exec(move || clear_cloexec(fd));
         }
 
         let output = tokio::time::timeout(self.timeout, command.output())
@@ -80,7 +78,8 @@ impl KeySource for KadminKeySource {
             .map_err(|e| KeySourceError::Unavailable(format!("cannot run {}: {e}", self.kadmin_path.display())))?;
         let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
 
-        let bytes = memfd.read_and_wipe().map_err(|e| KeySourceError::Unavailable(format!("reading memfd: {e}")))?;
+        let bytes = memfd.read().map_err(|e| KeySourceError::Unavailable(format!("reading memfd: {e}")))?;
+        drop(memfd); // wipes it
         let mut keytab =
             Keytab::parse(&bytes).map_err(|e| KeySourceError::Unavailable(format!("kadmin wrote a bad keytab: {e}")))?;
         keytab.retain(|entry| entry.principal.to_string() == principal);
@@ -100,49 +99,4 @@ impl KeySource for KadminKeySource {
 
 fn last_line(text: &str) -> String {
     text.lines().last().unwrap_or("kadmin failed without a message").to_owned()
-}
-
-/// Clears close-on-exec on `fd` so the exec'd child keeps it. Meant for `pre_exec` only.
-fn inherit_fd(fd: i32) -> std::io::Result<()> {
-    // SAFETY: fcntl(F_SETFD) on an fd number is async-signal-safe; a bad fd yields EBADF, not UB.
-    if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } == -1 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// An anonymous in-memory file holding just the keytab version header, for kadmin to append to.
-/// Closed with close-on-exec set, so only the one child it is handed to inherits it.
-struct KeytabMemfd {
-    fd: OwnedFd,
-}
-
-impl KeytabMemfd {
-    fn new() -> std::io::Result<Self> {
-        let fd = memfd_create("ktbroker-keytab", MemfdFlags::CLOEXEC)?;
-        // MIT's keytab writer refuses an empty file; a header-only keytab is a valid empty one.
-        rustix::io::write(&fd, &ktbroker_keytab::FORMAT_0502)?;
-        Ok(Self { fd })
-    }
-
-    /// Reads the whole file, then overwrites it with zeros and truncates it.
-    fn read_and_wipe(self) -> std::io::Result<Zeroizing<Vec<u8>>> {
-        let size = rustix::fs::fstat(&self.fd)?.st_size as u64;
-        if size > ktbroker_proto::MAX_KEYTAB_SIZE {
-            return Err(std::io::Error::other(format!("keytab of {size} bytes exceeds the limit")));
-        }
-        let mut bytes = Zeroizing::new(vec![0u8; size as usize]);
-        let mut done = 0;
-        while done < bytes.len() {
-            match rustix::io::pread(&self.fd, &mut bytes[done..], done as u64)? {
-                0 => break,
-                n => done += n,
-            }
-        }
-        bytes.truncate(done);
-        let zeros = vec![0u8; size as usize];
-        rustix::io::pwrite(&self.fd, &zeros, 0)?;
-        rustix::fs::ftruncate(&self.fd, 0)?;
-        Ok(bytes)
-    }
 }

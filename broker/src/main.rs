@@ -32,20 +32,11 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    harden_process().context("disabling core dumps")?;
+    ktbroker_keytab::harden::forbid_core_dumps().context("disabling core dumps")?;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = ktbroker_broker::config::Config::load(&args.config)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(ktbroker_broker::server::serve(config, shutdown_signal()))
-}
-
-/// The broker holds keys in memory: no core dumps, and no ptrace/proc access by other same-uid
-/// processes.
-fn harden_process() -> std::io::Result<()> {
-    use rustix::process::{DumpableBehavior, Resource, Rlimit, set_dumpable_behavior, setrlimit};
-    set_dumpable_behavior(DumpableBehavior::NotDumpable)?;
-    setrlimit(Resource::Core, Rlimit { current: Some(0), maximum: Some(0) })?;
-    Ok(())
 }
 
 async fn shutdown_signal() {

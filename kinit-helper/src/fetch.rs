@@ -1,0 +1,166 @@
+//! Talking to ktbrokerd: TLS only, verified against a configured CA; the keytab arrives into a
+//! zeroizing buffer sized from the header and is checked (size, SHA-256, principal) before use.
+
+use crate::HelperError;
+use ktbroker_keytab::Keytab;
+use ktbroker_proto::v1::{FetchKeytabRequest, fetch_keytab_response::Part, keytab_broker_client::KeytabBrokerClient};
+use std::time::Duration;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use zeroize::{Zeroize, Zeroizing};
+
+/// One broker to talk to.
+#[derive(Debug, Clone)]
+pub struct BrokerEndpoint {
+    /// `https://host:port`; plain `http://` is refused.
+    pub url: String,
+    /// PEM of the CA the broker's certificate must chain to. Only this CA is trusted.
+    pub ca_pem: Vec<u8>,
+    /// Name to verify in the certificate, when it differs from the URL's host.
+    pub tls_server_name: Option<String>,
+    pub timeout: Duration,
+}
+
+/// A keytab received from the broker, verified. Its bytes are wiped on drop and never printed.
+pub struct FetchedKeytab {
+    pub principal: String,
+    pub kvno: u32,
+    pub enctypes: Vec<i32>,
+    pub bytes: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for FetchedKeytab {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FetchedKeytab")
+            .field("principal", &self.principal)
+            .field("kvno", &self.kvno)
+            .field("enctypes", &self.enctypes)
+            .field("bytes", &format_args!("<redacted {} bytes>", self.bytes.len()))
+            .finish()
+    }
+}
+
+/// Opens a TLS channel to the broker, verifying its certificate against the configured CA.
+pub async fn connect(endpoint: &BrokerEndpoint) -> Result<Channel, HelperError> {
+    if !endpoint.url.starts_with("https://") {
+        return Err(HelperError::Unreachable(format!("{} is not an https:// URL (the broker speaks only TLS)", endpoint.url)));
+    }
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&endpoint.ca_pem));
+    if let Some(name) = &endpoint.tls_server_name {
+        tls = tls.domain_name(name.clone());
+    }
+    let unreachable = |e: &dyn std::fmt::Display| HelperError::Unreachable(format!("{}: {e}", endpoint.url));
+    Endpoint::from_shared(endpoint.url.clone())
+        .map_err(|e| unreachable(&e))?
+        .tls_config(tls)
+        .map_err(|e| unreachable(&e))?
+        .connect_timeout(endpoint.timeout)
+        .timeout(endpoint.timeout)
+        .connect()
+        .await
+        .map_err(|e| unreachable(&error_chain(&e)))
+}
+
+/// Sends the credentials and receives the keytab. Returns only a complete, verified keytab.
+pub async fn fetch_keytab(
+    endpoint: &BrokerEndpoint,
+    username: &str,
+    password: &[u8],
+    principal: Option<&str>,
+) -> Result<FetchedKeytab, HelperError> {
+    let channel = connect(endpoint).await?;
+    let mut client = KeytabBrokerClient::new(channel);
+    // tonic owns and frees this copy after encoding it; prost offers no zeroizing bytes type.
+    let request = FetchKeytabRequest {
+        username: username.to_owned(),
+        password: password.to_vec(),
+        principal: principal.map(str::to_owned),
+    };
+    let mut stream = client.fetch_keytab(request).await.map_err(status_error)?.into_inner();
+
+    let header = match next_part(&mut stream).await? {
+        Some(Part::Header(header)) => header,
+        _ => return Err(protocol("the stream did not start with a header")),
+    };
+    if header.total_size == 0 || header.total_size > ktbroker_proto::MAX_KEYTAB_SIZE {
+        return Err(protocol(&format!("keytab size {} is out of bounds", header.total_size)));
+    }
+    if principal.is_some_and(|asked| asked != header.principal) {
+        return Err(protocol("the broker sent a different principal than requested"));
+    }
+    let total = header.total_size as usize;
+    // Reserved once, so appending never reallocates and leaves copies behind.
+    let mut bytes = Zeroizing::new(Vec::with_capacity(total));
+    let trailer = loop {
+        match next_part(&mut stream).await? {
+            Some(Part::Chunk(mut chunk)) => {
+                let fits = bytes.len() + chunk.len() <= total;
+                if fits {
+                    bytes.extend_from_slice(&chunk);
+                }
+                chunk.zeroize();
+                if !fits {
+                    return Err(protocol("more keytab bytes than the header announced"));
+                }
+            }
+            Some(Part::Trailer(trailer)) => break trailer,
+            Some(Part::Header(_)) => return Err(protocol("a second header")),
+            None => return Err(protocol("the stream ended before the trailer")),
+        }
+    };
+    if bytes.len() != total {
+        return Err(protocol("fewer keytab bytes than the header announced"));
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    if digest.as_ref() != trailer.sha256.as_slice() {
+        return Err(protocol("SHA-256 of the keytab does not match the trailer"));
+    }
+    let keytab = Keytab::parse(&bytes).map_err(|e| protocol(&e.to_string()))?;
+    if keytab.entries.is_empty() || keytab.entries.iter().any(|e| e.principal.to_string() != header.principal) {
+        return Err(protocol("the keytab holds keys of another principal than the header names"));
+    }
+    Ok(FetchedKeytab { principal: header.principal, kvno: header.kvno, enctypes: header.enctypes, bytes })
+}
+
+async fn next_part(stream: &mut tonic::Streaming<ktbroker_proto::v1::FetchKeytabResponse>) -> Result<Option<Part>, HelperError> {
+    match stream.message().await {
+        Ok(Some(message)) => message.part.map(Some).ok_or_else(|| protocol("an empty message")),
+        Ok(None) => Ok(None),
+        Err(status) => Err(status_error(status)),
+    }
+}
+
+fn protocol(what: &str) -> HelperError {
+    HelperError::Protocol(what.to_owned())
+}
+
+/// Maps the broker's gRPC status to the helper's error; messages are the broker's (no secrets).
+fn status_error(status: tonic::Status) -> HelperError {
+    use tonic::Code;
+    let message = status.message().to_owned();
+    match status.code() {
+        Code::Unauthenticated => HelperError::AuthFailed,
+        Code::PermissionDenied | Code::InvalidArgument | Code::NotFound | Code::FailedPrecondition => HelperError::Refused(message),
+        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted => {
+            // A transport failure (TLS, connection reset) is also reported as Unavailable.
+            HelperError::Unavailable(format!("{message}{}", source_chain(&status)))
+        }
+        _ => HelperError::Protocol(format!("{:?}: {message}", status.code())),
+    }
+}
+
+fn source_chain(status: &tonic::Status) -> String {
+    use std::error::Error;
+    status.source().map(|s| format!(" ({})", error_chain(s))).unwrap_or_default()
+}
+
+/// "outer: inner: innermost", so TLS failures name their real cause.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}

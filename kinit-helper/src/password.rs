@@ -1,0 +1,83 @@
+//! Reading the password: from the terminal without echo, or from stdin when stdin is not a
+//! terminal (for scripts and the PAM module). Never from argv or the environment.
+
+use crate::HelperError;
+use std::io::IsTerminal;
+use std::os::fd::AsFd;
+use zeroize::Zeroizing;
+
+/// Longest password accepted (the broker refuses longer ones too).
+pub const MAX_PASSWORD_LEN: usize = 1024;
+
+/// Reads one password: prompts on the terminal if stdin is one, else reads stdin up to the
+/// first newline. The result is wiped on drop.
+pub fn read_password(prompt: &str) -> Result<Zeroizing<Vec<u8>>, HelperError> {
+    let password = if std::io::stdin().is_terminal() {
+        let typed = rpassword::prompt_password(prompt).map_err(|e| HelperError::Password(e.to_string()))?;
+        Zeroizing::new(typed.into_bytes())
+    } else {
+        read_line_from_fd(std::io::stdin().as_fd())?
+    };
+    if password.len() > MAX_PASSWORD_LEN {
+        return Err(HelperError::Password(format!("longer than {MAX_PASSWORD_LEN} bytes")));
+    }
+    Ok(password)
+}
+
+/// Reads up to the first `\n` (or EOF) straight from the fd into a buffer that is never
+/// reallocated, so no stray copy of the password is left in freed memory. `\r\n` is accepted.
+fn read_line_from_fd(fd: impl std::os::fd::AsFd) -> Result<Zeroizing<Vec<u8>>, HelperError> {
+    let mut buf = Zeroizing::new(vec![0u8; MAX_PASSWORD_LEN + 2]);
+    let mut len = 0;
+    while len < buf.len() {
+        let n = rustix::io::read(&fd, &mut buf[len..]).map_err(|e| HelperError::Password(e.to_string()))?;
+        if n == 0 {
+            break;
+        }
+        len += n;
+        if buf[..len].contains(&b'\n') {
+            break;
+        }
+    }
+    let end = buf[..len].iter().position(|&b| b == b'\n').unwrap_or(len);
+    let end = if end > 0 && buf[end - 1] == b'\r' { end - 1 } else { end };
+    if len == buf.len() && end == len {
+        return Err(HelperError::Password(format!("longer than {MAX_PASSWORD_LEN} bytes")));
+    }
+    let mut password = Zeroizing::new(Vec::with_capacity(end));
+    password.extend_from_slice(&buf[..end]);
+    Ok(password)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn read_from(input: &[u8]) -> Result<Zeroizing<Vec<u8>>, HelperError> {
+        let (reader, writer) = std::io::pipe().unwrap();
+        let input = input.to_vec();
+        let feeder = std::thread::spawn(move || {
+            let mut writer = writer;
+            let _ = writer.write_all(&input);
+        });
+        let result = read_line_from_fd(&reader);
+        drop(reader); // lets a writer blocked on a full pipe fail instead of hanging
+        feeder.join().unwrap();
+        result
+    }
+
+    #[test]
+    fn reads_the_first_line_only() {
+        assert_eq!(read_from(b"alicepw\nignored\n").unwrap().as_slice(), b"alicepw");
+        assert_eq!(read_from(b"crlf\r\n").unwrap().as_slice(), b"crlf");
+        assert_eq!(read_from(b"no newline").unwrap().as_slice(), b"no newline");
+        assert_eq!(read_from(b"").unwrap().as_slice(), b"");
+    }
+
+    #[test]
+    fn refuses_overlong_passwords() {
+        assert!(read_from(&vec![b'x'; MAX_PASSWORD_LEN]).is_ok());
+        assert!(read_from(&vec![b'x'; 1024 * 1024]).is_err());
+    }
+}
