@@ -1,1 +1,15 @@
+//! The test harness and sandbox: real MIT Kerberos, real OpenLDAP slapd and a real ktbrokerd,
+//! each started in a temporary directory on loopback ports chosen at run time (the k5test way).
+//! Children are isolated only through their environment (KRB5_CONFIG, KRB5_KDC_PROFILE,
+//! KRB5CCNAME, ...); nothing under /etc is touched. README command 1 (the sandbox) and the
+//! end-to-end tests use this same code.
 
+pub mod bins;
+pub mod broker;
+pub mod daemon;
+pub mod directory;
+pub mod pki;
+pub mod realm;
+pub mod sandbox;
+
+pub use sandbox::{DemoUser, Sandbox};

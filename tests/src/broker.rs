@@ -1,0 +1,104 @@
+//! ktbrokerd as a real process: config written from the realm and directory it should use, a TLS
+//! certificate from the test PKI, readiness by a gRPC health check over TLS.
+
+use crate::bins::project_binary;
+use crate::daemon::{Daemon, free_port, write_private};
+use crate::directory::{Directory, GROUP_DN, PEOPLE, SERVICE_DN};
+use crate::pki::TestPki;
+use crate::realm::{BROKER_ADMIN, Realm};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+pub struct Broker {
+    pub port: u16,
+    pub url: String,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    daemon: Daemon,
+}
+
+impl Broker {
+    pub fn start(dir: &Path, pki: &TestPki, realm: &Realm, directory: &Directory) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let port = free_port();
+        let password_file = dir.join("ldap-service.pw");
+        write_private(&password_file, format!("{}\n", directory.service_password))?;
+        let config = dir.join("broker.toml");
+        std::fs::write(&config, config_text(port, pki, realm, directory, &password_file))?;
+
+        let log = dir.join("ktbrokerd.log");
+        let mut command = Command::new(project_binary("ktbrokerd"));
+        command.arg("--config").arg(&config).env_clear().env("PATH", "/usr/bin:/bin").env("KTBROKER_LOG", "info,ktbroker=debug");
+        let mut daemon = Daemon::spawn("ktbrokerd", &mut command, &log)?;
+        let url = format!("https://127.0.0.1:{port}");
+        let ca = std::fs::read(&pki.ca_cert)?;
+        daemon.wait_ready(Duration::from_secs(20), || health_serving(&url, &ca))?;
+        Ok(Self { port, url, config, log, daemon })
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        self.daemon.check_alive()
+    }
+
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        self.daemon.stop()
+    }
+}
+
+fn config_text(port: u16, pki: &TestPki, realm: &Realm, directory: &Directory, password_file: &Path) -> String {
+    format!(
+        r#"version = 1
+
+[server]
+listen = "127.0.0.1:{port}"
+tls_cert = "{cert}"
+tls_key = "{key}"
+
+[directory]
+url = "{url}"
+ca_file = "{ca}"
+bind_dn = "{SERVICE_DN}"
+bind_password_file = "{password_file}"
+user_base = "{PEOPLE}"
+group_dn = "{GROUP_DN}"
+timeout_secs = 5
+
+[kerberos]
+realm = "{realm_name}"
+admin_principal = "{BROKER_ADMIN}@{realm_name}"
+admin_keytab = "{admin_keytab}"
+krb5_config = "{krb5_conf}"
+timeout_secs = 10
+"#,
+        cert = pki.server_cert.display(),
+        key = pki.server_key.display(),
+        url = directory.url,
+        ca = directory.ca_cert.display(),
+        password_file = password_file.display(),
+        realm_name = realm.realm,
+        admin_keytab = realm.broker_admin_keytab.display(),
+        krb5_conf = realm.krb5_conf.display(),
+    )
+}
+
+/// True when the broker answers `grpc.health.v1` with SERVING over TLS verified against `ca_pem`.
+pub fn health_serving(url: &str, ca_pem: &[u8]) -> bool {
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    runtime.block_on(async {
+        let endpoint = ktbroker_kinit::fetch::BrokerEndpoint {
+            url: url.to_owned(),
+            ca_pem: ca_pem.to_vec(),
+            tls_server_name: None,
+            timeout: Duration::from_secs(2),
+        };
+        let Ok(channel) = ktbroker_kinit::fetch::connect(&endpoint).await else { return false };
+        let answer = HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await;
+        answer.is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32)
+    })
+}

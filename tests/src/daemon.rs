@@ -1,0 +1,114 @@
+//! A daemon the harness started: a child process in the foreground, its output in a log file.
+//! Dropping it stops it. A daemon that exited on its own is reported, with its log, so a test
+//! can fail on it.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Daemon {
+    pub name: String,
+    pub log: PathBuf,
+    child: Child,
+}
+
+impl Daemon {
+    /// Starts `command` with stdout and stderr appended to `log`.
+    pub fn spawn(name: &str, command: &mut Command, log: &Path) -> anyhow::Result<Self> {
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("cannot start {name} ({:?}): {e}", command.get_program()))?;
+        Ok(Self { name: name.to_owned(), log: log.to_owned(), child })
+    }
+
+    /// `Err` with the log's tail if the daemon is no longer running.
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        match self.child.try_wait()? {
+            None => Ok(()),
+            Some(status) => anyhow::bail!("{} exited on its own ({status}); log {}:\n{}", self.name, self.log.display(), tail(&self.log)),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops the daemon; returns `Err` if it had already died.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        let alive = self.check_alive();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        alive
+    }
+
+    /// Polls `ready` until it returns true, failing early if the daemon dies. No fixed sleeps:
+    /// the first successful probe ends the wait.
+    pub fn wait_ready(&mut self, timeout: Duration, mut ready: impl FnMut() -> bool) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            self.check_alive()?;
+            if ready() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!("{} not ready after {timeout:?}; log {}:\n{}", self.name, self.log.display(), tail(&self.log));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("binding 127.0.0.1:0")
+}
+
+pub fn tcp_open(port: u16) -> bool {
+    TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
+}
+
+/// The last 40 lines of a log file.
+pub fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// Runs a setup command to completion, failing with its output if it fails.
+pub fn run_checked(command: &mut Command) -> anyhow::Result<std::process::Output> {
+    let output = command.stdin(Stdio::null()).output().map_err(|e| anyhow::anyhow!("cannot run {:?}: {e}", command.get_program()))?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "{:?} {:?} failed ({}):\n{}{}",
+            command.get_program(),
+            command.get_args().collect::<Vec<_>>(),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(output)
+}
+
+/// Writes a file readable by its owner only.
+pub fn write_private(path: &Path, contents: impl AsRef<[u8]>) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(path)?;
+    file.write_all(contents.as_ref())?;
+    Ok(())
+}

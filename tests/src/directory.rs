@@ -1,0 +1,163 @@
+//! A throwaway OpenLDAP slapd (mdb backend) on an LDAPS loopback port, with demo users whose
+//! passwords are stored as {SSHA} and {ARGON2}, an authorized group, and a service account for
+//! the broker's searches. slapd runs in the foreground with `-d stats`, so its log records every
+//! BIND (the tests count them).
+
+use crate::daemon::{Daemon, free_port, run_checked};
+use crate::pki::TestPki;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+pub const SUFFIX: &str = "dc=example,dc=com";
+pub const PEOPLE: &str = "ou=people,dc=example,dc=com";
+pub const GROUP_DN: &str = "cn=hadoop-users,ou=groups,dc=example,dc=com";
+pub const SERVICE_DN: &str = "cn=ktbroker,ou=services,dc=example,dc=com";
+
+/// How a user's directory password is hashed in the directory.
+#[derive(Debug, Clone, Copy)]
+pub enum PasswordScheme {
+    Ssha,
+    Argon2,
+}
+
+/// A person in the directory.
+#[derive(Debug, Clone)]
+pub struct DirectoryUser {
+    pub uid: String,
+    pub password: String,
+    pub scheme: PasswordScheme,
+    pub in_group: bool,
+}
+
+pub struct Directory {
+    pub url: String,
+    pub port: u16,
+    pub ca_cert: PathBuf,
+    pub log: PathBuf,
+    pub service_password: String,
+    slapd: Daemon,
+}
+
+impl Directory {
+    pub fn start(dir: &Path, pki: &TestPki, users: &[DirectoryUser]) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir.join("db"))?;
+        let port = free_port();
+        let conf = dir.join("slapd.conf");
+        std::fs::write(&conf, slapd_conf(dir, pki))?;
+        let service_password = "ktbroker-service-pw".to_owned();
+        std::fs::write(dir.join("data.ldif"), data_ldif(users, &service_password)?)?;
+        run_checked(slap_command("slapadd", dir).arg("-f").arg(&conf).args(["-b", SUFFIX, "-q", "-l"]).arg(dir.join("data.ldif")))?;
+
+        let url = format!("ldaps://127.0.0.1:{port}/");
+        let log = dir.join("slapd.log");
+        let mut command = slap_command("slapd", dir);
+        command.arg("-f").arg(&conf).args(["-h", &url, "-d", "stats"]);
+        let mut slapd = Daemon::spawn("slapd", &mut command, &log)?;
+        let probe_url = url.clone();
+        let ca = pki.ca_cert.clone();
+        slapd.wait_ready(Duration::from_secs(15), || {
+            Command::new("ldapsearch")
+                .env("LDAPTLS_CACERT", &ca)
+                .env("LDAPTLS_REQCERT", "demand")
+                .args(["-x", "-H", &probe_url, "-b", "", "-s", "base", "-LLL", "namingContexts"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })?;
+        Ok(Self { url, port, ca_cert: pki.ca_cert.clone(), log, service_password, slapd })
+    }
+
+    pub fn user_dn(uid: &str) -> String {
+        format!("uid={uid},{PEOPLE}")
+    }
+
+    /// How many simple binds slapd has logged for `dn` so far.
+    pub fn bind_count(&self, dn: &str) -> usize {
+        let needle = format!("BIND dn=\"{dn}\"");
+        std::fs::read_to_string(&self.log).unwrap_or_default().lines().filter(|l| l.contains(&needle)).count()
+    }
+
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        self.slapd.check_alive()
+    }
+
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        self.slapd.stop()
+    }
+}
+
+fn slap_command(program: &str, dir: &Path) -> Command {
+    let mut command = Command::new(program);
+    command.env("LDAPCONF", dir.join("no-ldap.conf"));
+    command
+}
+
+fn slapd_conf(dir: &Path, pki: &TestPki) -> String {
+    format!(
+        r#"include     /etc/ldap/schema/core.schema
+include     /etc/ldap/schema/cosine.schema
+include     /etc/ldap/schema/nis.schema
+include     /etc/ldap/schema/inetorgperson.schema
+modulepath  /usr/lib/ldap
+moduleload  back_mdb
+moduleload  argon2
+pidfile     {dir}/slapd.pid
+TLSCACertificateFile  {ca}
+TLSCertificateFile    {cert}
+TLSCertificateKeyFile {key}
+database    mdb
+maxsize     104857600
+suffix      "{SUFFIX}"
+rootdn      "cn=admin,{SUFFIX}"
+directory   {dir}/db
+index       objectClass eq
+index       uid,memberUid,member eq
+access to dn.base="" by * read
+access to attrs=userPassword by self write by anonymous auth by * none
+access to * by dn.exact="{SERVICE_DN}" read by self read by * none
+"#,
+        dir = dir.display(),
+        ca = pki.ca_cert.display(),
+        cert = pki.server_cert.display(),
+        key = pki.server_key.display(),
+    )
+}
+
+/// Hashes a password the way the directory stores it, with OpenLDAP's own slappasswd.
+fn hash_password(password: &str, scheme: PasswordScheme) -> anyhow::Result<String> {
+    let mut command = Command::new("slappasswd");
+    if let PasswordScheme::Argon2 = scheme {
+        command.args(["-o", "module-path=/usr/lib/ldap", "-o", "module-load=argon2", "-h", "{ARGON2}"]);
+    }
+    command.args(["-s", password]);
+    let out = run_checked(&mut command)?;
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
+fn data_ldif(users: &[DirectoryUser], service_password: &str) -> anyhow::Result<String> {
+    let mut ldif = format!(
+        "dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n\n\
+         dn: {PEOPLE}\nobjectClass: organizationalUnit\nou: people\n\n\
+         dn: ou=groups,{SUFFIX}\nobjectClass: organizationalUnit\nou: groups\n\n\
+         dn: ou=services,{SUFFIX}\nobjectClass: organizationalUnit\nou: services\n\n\
+         dn: {SERVICE_DN}\nobjectClass: person\ncn: ktbroker\nsn: ktbroker\nuserPassword: {}\n\n",
+        hash_password(service_password, PasswordScheme::Ssha)?
+    );
+    for (n, user) in users.iter().enumerate() {
+        ldif.push_str(&format!(
+            "dn: {dn}\nobjectClass: inetOrgPerson\nobjectClass: posixAccount\nuid: {uid}\ncn: {uid}\nsn: {uid}\n\
+             uidNumber: {id}\ngidNumber: 10000\nhomeDirectory: /home/{uid}\nuserPassword: {hash}\n\n",
+            dn = Directory::user_dn(&user.uid),
+            uid = user.uid,
+            id = 10001 + n,
+            hash = hash_password(&user.password, user.scheme)?,
+        ));
+    }
+    ldif.push_str(&format!("dn: {GROUP_DN}\nobjectClass: groupOfNames\ncn: hadoop-users\n"));
+    for user in users.iter().filter(|u| u.in_group) {
+        ldif.push_str(&format!("member: {}\n", Directory::user_dn(&user.uid)));
+    }
+    Ok(ldif)
+}

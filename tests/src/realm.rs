@@ -1,0 +1,180 @@
+//! A throwaway MIT Kerberos realm: KDC and kadmind in a temp dir, on loopback ports chosen at run
+//! time, configured only through the environment of each child (KRB5_CONFIG, KRB5_KDC_PROFILE).
+
+use crate::daemon::{Daemon, free_port, run_checked, tcp_open};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+pub const REALM: &str = "KRBTEST.COM";
+/// The broker's admin principal; kadm5.acl grants it `e` (extract keys) on `*@REALM` and nothing else.
+pub const BROKER_ADMIN: &str = "ktbroker/admin";
+
+pub struct Realm {
+    pub dir: PathBuf,
+    pub realm: String,
+    pub kdc_port: u16,
+    pub kadmin_port: u16,
+    pub krb5_conf: PathBuf,
+    pub kdc_conf: PathBuf,
+    /// Keytab of [`BROKER_ADMIN`], for the broker's kadmin client.
+    pub broker_admin_keytab: PathBuf,
+    kdc: Daemon,
+    kadmind: Daemon,
+}
+
+impl Realm {
+    /// Creates the database and starts krb5kdc and kadmind (about 0.3 s).
+    pub fn start(dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let (kdc_port, kadmin_port, kpasswd_port) = (free_port(), free_port(), free_port());
+        let krb5_conf = dir.join("krb5.conf");
+        let kdc_conf = dir.join("kdc.conf");
+        std::fs::write(&krb5_conf, krb5_conf_text(REALM, kdc_port, kadmin_port, kpasswd_port))?;
+        std::fs::write(&kdc_conf, kdc_conf_text(REALM, dir, kdc_port, kadmin_port, kpasswd_port))?;
+        std::fs::write(dir.join("kadm5.acl"), format!("{BROKER_ADMIN}@{REALM} e *@{REALM}\n"))?;
+
+        let env = RealmEnv { krb5_conf: krb5_conf.clone(), kdc_conf: kdc_conf.clone(), dir: dir.to_owned() };
+        // -W: weak random for the master key; a throwaway test realm needs no strong entropy.
+        run_checked(env.command("kdb5_util").args(["create", "-s", "-r", REALM, "-P", "masterpw", "-W"]))?;
+        let broker_admin_keytab = dir.join("broker-admin.keytab");
+        env.kadmin_local(&format!("addprinc -randkey {BROKER_ADMIN}"))?;
+        env.kadmin_local(&format!("ktadd -k {} {BROKER_ADMIN}", broker_admin_keytab.display()))?;
+
+        let mut kdc = Daemon::spawn("krb5kdc", env.command("krb5kdc").arg("-n"), &dir.join("krb5kdc.out"))?;
+        let mut kadmind = Daemon::spawn("kadmind", env.command("kadmind").arg("-nofork"), &dir.join("kadmind.out"))?;
+        kdc.wait_ready(Duration::from_secs(10), || tcp_open(kdc_port))?;
+        kadmind.wait_ready(Duration::from_secs(10), || tcp_open(kadmin_port))?;
+        Ok(Self { dir: dir.to_owned(), realm: REALM.to_owned(), kdc_port, kadmin_port, krb5_conf, kdc_conf, broker_admin_keytab, kdc, kadmind })
+    }
+
+    fn env(&self) -> RealmEnv {
+        RealmEnv { krb5_conf: self.krb5_conf.clone(), kdc_conf: self.kdc_conf.clone(), dir: self.dir.clone() }
+    }
+
+    /// A command whose environment points at this realm (and at no ccache of the caller's).
+    pub fn command(&self, program: &str) -> Command {
+        self.env().command(program)
+    }
+
+    /// Runs `kadmin.local -q QUERY` and returns its stdout; fails if kadmin.local printed an error
+    /// (it exits 0 even when the query failed).
+    pub fn kadmin_local(&self, query: &str) -> anyhow::Result<String> {
+        self.env().kadmin_local(query)
+    }
+
+    pub fn add_user(&self, name: &str, password: &str) -> anyhow::Result<()> {
+        self.kadmin_local(&format!("addprinc -pw {password} {name}")).map(drop)
+    }
+
+    /// The principal's current kvno, from the KDC database.
+    pub fn kvno(&self, principal: &str) -> anyhow::Result<u32> {
+        let out = self.kadmin_local(&format!("getprinc {principal}"))?;
+        out.lines()
+            .find_map(|l| l.strip_prefix("Key: vno "))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.trim().parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("no kvno in getprinc output:\n{out}"))
+    }
+
+    /// kinit with a password (on stdin) into `ccache`; true when it succeeded.
+    pub fn kinit_with_password(&self, principal: &str, password: &str, ccache: &str) -> anyhow::Result<bool> {
+        use std::io::Write;
+        let mut child = self
+            .command("kinit")
+            .args(["-c", ccache, principal])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        child.stdin.take().expect("piped stdin").write_all(format!("{password}\n").as_bytes())?;
+        Ok(child.wait()?.success())
+    }
+
+    /// Fails if the KDC or kadmind died.
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        self.kdc.check_alive()?;
+        self.kadmind.check_alive()
+    }
+
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        let kdc = self.kdc.stop();
+        let kadmind = self.kadmind.stop();
+        kdc.and(kadmind)
+    }
+}
+
+struct RealmEnv {
+    krb5_conf: PathBuf,
+    kdc_conf: PathBuf,
+    dir: PathBuf,
+}
+
+impl RealmEnv {
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(program);
+        command
+            .env("KRB5_CONFIG", &self.krb5_conf)
+            .env("KRB5_KDC_PROFILE", &self.kdc_conf)
+            .env("KRB5CCNAME", format!("FILE:{}/harness.ccache", self.dir.display()))
+            .env("KRB5RCACHEDIR", &self.dir)
+            .env_remove("KRB5_KTNAME")
+            .env_remove("KRB5_CLIENT_KTNAME");
+        command
+    }
+
+    fn kadmin_local(&self, query: &str) -> anyhow::Result<String> {
+        let output = run_checked(self.command("kadmin.local").args(["-q", query]))?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        // "No policy specified ... defaulting to no policy" is informational; anything else is an error.
+        let errors: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty() && !l.contains("No policy specified")).collect();
+        if !errors.is_empty() {
+            anyhow::bail!("kadmin.local -q {query:?}: {}", errors.join("; "));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
+fn krb5_conf_text(realm: &str, kdc: u16, kadmin: u16, kpasswd: u16) -> String {
+    format!(
+        "[libdefaults]
+    default_realm = {realm}
+    dns_lookup_kdc = false
+    dns_lookup_realm = false
+    dns_canonicalize_hostname = false
+    rdns = false
+[realms]
+    {realm} = {{
+        kdc = 127.0.0.1:{kdc}
+        admin_server = 127.0.0.1:{kadmin}
+        kpasswd_server = 127.0.0.1:{kpasswd}
+    }}
+[domain_realm]
+    localhost = {realm}
+"
+    )
+}
+
+fn kdc_conf_text(realm: &str, dir: &Path, kdc: u16, kadmin: u16, kpasswd: u16) -> String {
+    let dir = dir.display();
+    format!(
+        "[kdcdefaults]
+    kdc_listen = 127.0.0.1:{kdc}
+    kdc_tcp_listen = 127.0.0.1:{kdc}
+[realms]
+    {realm} = {{
+        database_name = {dir}/principal
+        acl_file = {dir}/kadm5.acl
+        key_stash_file = {dir}/stash
+        kadmind_listen = 127.0.0.1:{kadmin}
+        kpasswd_listen = 127.0.0.1:{kpasswd}
+        max_life = 10h
+        max_renewable_life = 7d
+        supported_enctypes = aes256-cts-hmac-sha1-96:normal aes128-cts-hmac-sha1-96:normal
+    }}
+[logging]
+    kdc = FILE:{dir}/kdc.log
+    admin_server = FILE:{dir}/kadmind.log
+"
+    )
+}

@@ -1,0 +1,168 @@
+//! A complete sandbox: test PKI, MIT realm, slapd directory with demo users, and ktbrokerd, all in
+//! one temporary directory. Used by the end-to-end tests and by README command 1.
+//!
+//! Dropping it stops every daemon. If a daemon died on its own, or the test is failing, the
+//! directory is kept and its path printed with the logs to read.
+
+use crate::bins::project_binary;
+use crate::broker::Broker;
+use crate::directory::{Directory, DirectoryUser, PasswordScheme};
+use crate::pki::TestPki;
+use crate::realm::Realm;
+use ktbroker_kinit::fetch::BrokerEndpoint;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+/// A demo person: a directory account, and (unless `kerberos_password` is None) a principal.
+#[derive(Debug, Clone)]
+pub struct DemoUser {
+    pub name: &'static str,
+    pub directory_password: &'static str,
+    /// The principal's own Kerberos password: a different password system, still valid afterwards.
+    pub kerberos_password: Option<&'static str>,
+    pub scheme: PasswordScheme,
+    pub in_group: bool,
+}
+
+/// alice and bob may log in ({SSHA} and {ARGON2} passwords); carol is not in the group; dave is in
+/// the group but has no Kerberos principal.
+pub const DEMO_USERS: &[DemoUser] = &[
+    DemoUser { name: "alice", directory_password: "alicepw", kerberos_password: Some("alice-kdc-pw"), scheme: PasswordScheme::Ssha, in_group: true },
+    DemoUser { name: "bob", directory_password: "bobpw", kerberos_password: Some("bob-kdc-pw"), scheme: PasswordScheme::Argon2, in_group: true },
+    DemoUser { name: "carol", directory_password: "carolpw", kerberos_password: Some("carol-kdc-pw"), scheme: PasswordScheme::Ssha, in_group: false },
+    DemoUser { name: "dave", directory_password: "davepw", kerberos_password: None, scheme: PasswordScheme::Ssha, in_group: true },
+];
+
+pub struct Sandbox {
+    dir: Option<tempfile::TempDir>,
+    pub root: PathBuf,
+    pub pki: TestPki,
+    pub realm: Realm,
+    pub directory: Directory,
+    pub broker: Broker,
+}
+
+impl Sandbox {
+    /// Starts everything in a new directory under the system temp dir (about 1 s).
+    pub fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("ktbroker-sandbox-").tempdir()?;
+        let root = dir.path().to_owned();
+        let pki = TestPki::create(&root.join("pki"), "ktbroker sandbox CA")?;
+        let realm = Realm::start(&root.join("kdc"))?;
+        for user in DEMO_USERS {
+            if let Some(password) = user.kerberos_password {
+                realm.add_user(user.name, password)?;
+            }
+        }
+        let directory_users: Vec<DirectoryUser> = DEMO_USERS
+            .iter()
+            .map(|u| DirectoryUser { uid: u.name.into(), password: u.directory_password.into(), scheme: u.scheme, in_group: u.in_group })
+            .collect();
+        let directory = Directory::start(&root.join("ldap"), &pki, &directory_users)?;
+        let broker = Broker::start(&root.join("broker"), &pki, &realm, &directory)?;
+        std::fs::create_dir_all(root.join("client"))?;
+        Ok(Self { dir: Some(dir), root, pki, realm, directory, broker })
+    }
+
+    pub fn user(name: &str) -> &'static DemoUser {
+        DEMO_USERS.iter().find(|u| u.name == name).unwrap_or_else(|| panic!("no demo user {name}"))
+    }
+
+    pub fn principal(&self, user: &str) -> String {
+        format!("{user}@{}", self.realm.realm)
+    }
+
+    /// A FILE ccache path in the sandbox's client directory.
+    pub fn ccache(&self, name: &str) -> String {
+        format!("FILE:{}", self.root.join("client").join(name).display())
+    }
+
+    /// How an in-process client reaches the broker.
+    pub fn endpoint(&self) -> BrokerEndpoint {
+        BrokerEndpoint {
+            url: self.broker.url.clone(),
+            ca_pem: std::fs::read(&self.pki.ca_cert).expect("reading the sandbox CA"),
+            tls_server_name: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// `ktbroker-kinit` for `user` into `ccache`, with only this realm in its environment.
+    pub fn kinit_command(&self, user: &str, ccache: &str) -> Command {
+        let mut command = Command::new(project_binary("ktbroker-kinit"));
+        command
+            .args(["--broker", &self.broker.url, "--ca-file"])
+            .arg(&self.pki.ca_cert)
+            .args(["-c", ccache, user])
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("KRB5_CONFIG", &self.realm.krb5_conf);
+        command
+    }
+
+    /// Runs `ktbroker-kinit` with `password` on its stdin (a pipe, as scripts and PAM use it).
+    pub fn login(&self, user: &str, password: &str, ccache: &str) -> Output {
+        use std::io::Write;
+        let mut child = self
+            .kinit_command(user, ccache)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting ktbroker-kinit");
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        let _ = stdin.write_all(password.as_bytes());
+        let _ = stdin.write_all(b"\n");
+        drop(stdin);
+        child.wait_with_output().expect("waiting for ktbroker-kinit")
+    }
+
+    /// `klist -c CCACHE` output, or None if klist fails.
+    pub fn klist(&self, ccache: &str) -> Option<String> {
+        let out = self.realm.command("klist").args(["-c", ccache]).output().ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Fails if any daemon died.
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        self.realm.check_alive()?;
+        self.directory.check_alive()?;
+        self.broker.check_alive()
+    }
+
+    /// What a person types in another terminal to log in against this sandbox.
+    pub fn login_hint(&self) -> String {
+        format!(
+            "KRB5_CONFIG={krb5} {kinit} --broker {url} --ca-file {ca} -c {cc} alice\n\
+             (password: alicepw; other demo users: bob/bobpw; carol is not authorized; dave has no principal)\n\
+             KRB5_CONFIG={krb5} klist -c {cc}",
+            krb5 = self.realm.krb5_conf.display(),
+            kinit = project_binary("ktbroker-kinit").display(),
+            url = self.broker.url,
+            ca = self.pki.ca_cert.display(),
+            cc = self.ccache("alice.ccache"),
+        )
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let deaths: Vec<String> = [self.broker.stop(), self.directory.stop(), self.realm.stop()]
+            .into_iter()
+            .filter_map(|r| r.err().map(|e| e.to_string()))
+            .collect();
+        let failing = std::thread::panicking() || !deaths.is_empty();
+        if failing && let Some(dir) = self.dir.take() {
+            let kept = dir.keep();
+            eprintln!(
+                "ktbroker sandbox kept for inspection: {}\n  logs: kdc/*.log kdc/*.out ldap/slapd.log broker/ktbrokerd.log\n  \
+                 re-run one test with: cargo test -p ktbroker-tests --test e2e -- --exact NAME --nocapture",
+                kept.display()
+            );
+        }
+        if !deaths.is_empty() && !std::thread::panicking() {
+            panic!("a sandbox daemon died during the test:\n{}", deaths.join("\n"));
+        }
+    }
+}
