@@ -90,10 +90,15 @@ impl Sandbox {
 
     /// `ktbroker-kinit` for `user` into `ccache`, with only this realm in its environment.
     pub fn kinit_command(&self, user: &str, ccache: &str) -> Command {
+        self.kinit_command_via(&self.broker.url, &self.pki.ca_cert, user, ccache)
+    }
+
+    /// Like [`Self::kinit_command`], against a chosen broker URL and CA file.
+    pub fn kinit_command_via(&self, broker_url: &str, ca_file: &std::path::Path, user: &str, ccache: &str) -> Command {
         let mut command = Command::new(project_binary("ktbroker-kinit"));
         command
-            .args(["--broker", &self.broker.url, "--ca-file"])
-            .arg(&self.pki.ca_cert)
+            .args(["--broker", broker_url, "--ca-file"])
+            .arg(ca_file)
             .args(["-c", ccache, user])
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
