@@ -18,7 +18,10 @@ pub enum ConfigError {
 }
 
 fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key, problem: problem.into() }
+    ConfigError::Invalid {
+        key,
+        problem: problem.into(),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -141,10 +144,14 @@ pub struct Config {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let raw: RawConfig = toml::from_str(&text)
-            .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         validate(raw, base)
     }
@@ -152,10 +159,16 @@ impl Config {
 
 fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     if raw.version != 1 {
-        return Err(invalid("version", format!("is {}, this ktbrokerd reads version 1", raw.version)));
+        return Err(invalid(
+            "version",
+            format!("is {}, this ktbrokerd reads version 1", raw.version),
+        ));
     }
-    let listen: SocketAddr =
-        raw.server.listen.parse().map_err(|e| invalid("server.listen", format!("is not an address: {e}")))?;
+    let listen: SocketAddr = raw
+        .server
+        .listen
+        .parse()
+        .map_err(|e| invalid("server.listen", format!("is not an address: {e}")))?;
     let resolve = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
 
     let d = raw.directory;
@@ -172,14 +185,23 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     if d.timeout_secs == 0 || d.timeout_secs > 120 {
         return Err(invalid("directory.timeout_secs", "must be between 1 and 120"));
     }
-    for (key, value) in [("directory.bind_dn", &d.bind_dn), ("directory.user_base", &d.user_base), ("directory.group_dn", &d.group_dn)] {
+    for (key, value) in [
+        ("directory.bind_dn", &d.bind_dn),
+        ("directory.user_base", &d.user_base),
+        ("directory.group_dn", &d.group_dn),
+    ] {
         if value.trim().is_empty() {
             return Err(invalid(key, "must not be empty"));
         }
     }
 
     let k = raw.kerberos;
-    if k.realm.is_empty() || !k.realm.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-') {
+    if k.realm.is_empty()
+        || !k
+            .realm
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+    {
         return Err(invalid("kerberos.realm", "must be a realm name like EXAMPLE.COM"));
     }
     if k.timeout_secs == 0 || k.timeout_secs > 300 {
@@ -233,8 +255,14 @@ fn ldap_transport(url: &str, starttls: bool, allow_plaintext_loopback: bool) -> 
     let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
     match (allow_plaintext_loopback, loopback) {
         (true, true) => Ok(LdapTransport::PlaintextLoopback),
-        (true, false) => Err(invalid("directory.allow_plaintext_loopback", "applies only to a loopback address")),
-        (false, _) => Err(invalid("directory.url", "ldap:// needs starttls = true (plaintext LDAP is refused)")),
+        (true, false) => Err(invalid(
+            "directory.allow_plaintext_loopback",
+            "applies only to a loopback address",
+        )),
+        (false, _) => Err(invalid(
+            "directory.url",
+            "ldap:// needs starttls = true (plaintext LDAP is refused)",
+        )),
     }
 }
 
@@ -243,9 +271,14 @@ pub fn read_private_file(path: &Path, key: &'static str) -> Result<Zeroizing<Vec
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path).map_err(|e| invalid(key, format!("{}: {e}", path.display())))?;
     if meta.permissions().mode() & 0o077 != 0 {
-        return Err(invalid(key, format!("{} is readable by group or others (chmod 600 it)", path.display())));
+        return Err(invalid(
+            key,
+            format!("{} is readable by group or others (chmod 600 it)", path.display()),
+        ));
     }
-    std::fs::read(path).map(Zeroizing::new).map_err(|e| invalid(key, format!("{}: {e}", path.display())))
+    std::fs::read(path)
+        .map(Zeroizing::new)
+        .map_err(|e| invalid(key, format!("{}: {e}", path.display())))
 }
 
 /// Reads a secret string from a private file; trailing newlines are dropped.
@@ -265,15 +298,24 @@ mod tests {
 
     #[test]
     fn ldap_transport_refuses_plaintext_unless_loopback_and_opted_in() {
-        assert_eq!(ldap_transport("ldaps://dir:636", false, false).unwrap(), LdapTransport::Ldaps);
-        assert_eq!(ldap_transport("ldap://dir", true, false).unwrap(), LdapTransport::StartTls);
+        assert_eq!(
+            ldap_transport("ldaps://dir:636", false, false).unwrap(),
+            LdapTransport::Ldaps
+        );
+        assert_eq!(
+            ldap_transport("ldap://dir", true, false).unwrap(),
+            LdapTransport::StartTls
+        );
         assert!(ldap_transport("ldap://dir", false, false).is_err());
         assert!(ldap_transport("ldap://10.0.0.1:389", false, true).is_err());
         assert_eq!(
             ldap_transport("ldap://127.0.0.1:389/", false, true).unwrap(),
             LdapTransport::PlaintextLoopback
         );
-        assert_eq!(ldap_transport("ldap://[::1]:389", false, true).unwrap(), LdapTransport::PlaintextLoopback);
+        assert_eq!(
+            ldap_transport("ldap://[::1]:389", false, true).unwrap(),
+            LdapTransport::PlaintextLoopback
+        );
         assert!(ldap_transport("http://dir", false, false).is_err());
     }
 
@@ -284,8 +326,13 @@ mod tests {
         let path = dir.path().join("pw");
         std::fs::write(&path, "s3cret\n").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let err = read_secret_file(&path, "directory.bind_password_file").unwrap_err().to_string();
-        assert!(err.contains("directory.bind_password_file") && err.contains("chmod 600"), "{err}");
+        let err = read_secret_file(&path, "directory.bind_password_file")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("directory.bind_password_file") && err.contains("chmod 600"),
+            "{err}"
+        );
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let secret = read_secret_file(&path, "k").unwrap();
         assert_eq!(secret.0.as_str(), "s3cret");
@@ -300,7 +347,11 @@ mod tests {
         assert!(matches!(Config::load(&path), Err(ConfigError::Parse { .. })));
         std::fs::write(&path, VALID.replace("version = 1", "version = 2")).unwrap();
         std::fs::write(dir.path().join("pw"), "x").unwrap();
-        std::fs::set_permissions(dir.path().join("pw"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(
+            dir.path().join("pw"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
         let err = Config::load(&path).unwrap_err().to_string();
         assert!(err.contains("`version`"), "{err}");
         std::fs::write(&path, VALID).unwrap();

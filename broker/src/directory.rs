@@ -4,6 +4,7 @@
 //! 2. on a fresh connection, simple-bind as that entry's DN with the given password;
 //! 3. as the service account, check the DN (groupOfNames `member`) or uid (posixGroup `memberUid`)
 //!    is in the configured group.
+//!
 //! Empty passwords are refused before any connection (an empty simple bind is an anonymous bind).
 
 use crate::config::{DirectoryConfig, LdapTransport};
@@ -90,7 +91,13 @@ impl LdapDirectory {
     }
 
     /// Returns the DNs of the entries matching `filter` (attributes not fetched).
-    async fn search_dns(&self, ldap: &mut Ldap, base: &str, scope: Scope, filter: &str) -> Result<Vec<String>, AuthError> {
+    async fn search_dns(
+        &self,
+        ldap: &mut Ldap,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+    ) -> Result<Vec<String>, AuthError> {
         let (entries, _) = ldap
             .with_timeout(self.config.timeout)
             .search(base, scope, filter, vec!["1.1"])
@@ -100,12 +107,22 @@ impl LdapDirectory {
         Ok(entries.into_iter().map(|e| SearchEntry::construct(e).dn).collect())
     }
 
-    async fn verify_with_service(&self, service: &mut Ldap, user: &Username, password: &str) -> Result<VerifiedUser, AuthError> {
-        if !self.bind(service, &self.config.bind_dn, &self.config.bind_password.0).await? {
+    async fn verify_with_service(
+        &self,
+        service: &mut Ldap,
+        user: &Username,
+        password: &str,
+    ) -> Result<VerifiedUser, AuthError> {
+        if !self
+            .bind(service, &self.config.bind_dn, &self.config.bind_password.0)
+            .await?
+        {
             return Err(AuthError::Unavailable("the service account's bind was refused".into()));
         }
         let filter = user_filter(user);
-        let mut dns = self.search_dns(service, &self.config.user_base, Scope::Subtree, &filter).await?;
+        let mut dns = self
+            .search_dns(service, &self.config.user_base, Scope::Subtree, &filter)
+            .await?;
         let dn = match dns.len() {
             1 => dns.remove(0),
             0 => return Err(AuthError::UnknownUser),
@@ -122,7 +139,9 @@ impl LdapDirectory {
             return Err(AuthError::InvalidCredentials);
         }
 
-        let in_group = self.search_dns(service, &self.config.group_dn, Scope::Base, &group_filter(&dn, user)).await?;
+        let in_group = self
+            .search_dns(service, &self.config.group_dn, Scope::Base, &group_filter(&dn, user))
+            .await?;
         if in_group.is_empty() {
             return Err(AuthError::NotInGroup);
         }
@@ -149,7 +168,11 @@ pub fn user_filter(user: &Username) -> String {
 
 /// Membership by DN (groupOfNames) or by uid (posixGroup); both values escaped per RFC 4515.
 pub fn group_filter(dn: &str, user: &Username) -> String {
-    format!("(|(member={})(memberUid={}))", ldap_escape(dn), ldap_escape(user.as_str()))
+    format!(
+        "(|(member={})(memberUid={}))",
+        ldap_escape(dn),
+        ldap_escape(user.as_str())
+    )
 }
 
 /// A rustls client config that trusts only the given CA bundle, TLS 1.2 and 1.3, ring provider.

@@ -40,8 +40,14 @@ pub struct KadminKeySource {
 impl KeySource for KadminKeySource {
     async fn fetch(&self, principal: &str) -> Result<Keytab, KeySourceError> {
         // The principal reaches kadmin's own query parser: nothing but a plain name may pass.
-        if principal.is_empty() || !principal.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'\'' | b'\\')) {
-            return Err(KeySourceError::Refused("principal name has characters kadmin would parse".into()));
+        if principal.is_empty()
+            || !principal
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'\'' | b'\\'))
+        {
+            return Err(KeySourceError::Refused(
+                "principal name has characters kadmin would parse".into(),
+            ));
         }
         let memfd = KeytabMemfd::empty().map_err(|e| KeySourceError::Unavailable(format!("memfd: {e}")))?;
         let fd = memfd.raw_fd();
@@ -63,7 +69,11 @@ impl KeySource for KadminKeySource {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        if let Some(krb5_config) = self.krb5_config.clone().or_else(|| std::env::var_os("KRB5_CONFIG").map(PathBuf::from)) {
+        if let Some(krb5_config) = self
+            .krb5_config
+            .clone()
+            .or_else(|| std::env::var_os("KRB5_CONFIG").map(PathBuf::from))
+        {
             command.env("KRB5_CONFIG", krb5_config);
         }
         // SAFETY: the closure runs in the forked child before exec and only calls fcntl(2), which
@@ -78,10 +88,12 @@ impl KeySource for KadminKeySource {
             .map_err(|e| KeySourceError::Unavailable(format!("cannot run {}: {e}", self.kadmin_path.display())))?;
         let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
 
-        let bytes = memfd.read().map_err(|e| KeySourceError::Unavailable(format!("reading memfd: {e}")))?;
+        let bytes = memfd
+            .read()
+            .map_err(|e| KeySourceError::Unavailable(format!("reading memfd: {e}")))?;
         drop(memfd); // wipes it
-        let mut keytab =
-            Keytab::parse(&bytes).map_err(|e| KeySourceError::Unavailable(format!("kadmin wrote a bad keytab: {e}")))?;
+        let mut keytab = Keytab::parse(&bytes)
+            .map_err(|e| KeySourceError::Unavailable(format!("kadmin wrote a bad keytab: {e}")))?;
         keytab.retain(|entry| entry.principal.to_string() == principal);
         if !keytab.entries.is_empty() {
             return Ok(keytab);
@@ -98,5 +110,8 @@ impl KeySource for KadminKeySource {
 }
 
 fn last_line(text: &str) -> String {
-    text.lines().last().unwrap_or("kadmin failed without a message").to_owned()
+    text.lines()
+        .last()
+        .unwrap_or("kadmin failed without a message")
+        .to_owned()
 }

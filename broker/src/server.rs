@@ -15,7 +15,8 @@ const MAX_REQUEST_SIZE: usize = 8 * 1024;
 
 /// Runs the broker until `shutdown` resolves, then lets in-flight requests finish.
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-    let cert = std::fs::read(&config.tls_cert).with_context(|| format!("reading TLS certificate {}", config.tls_cert.display()))?;
+    let cert = std::fs::read(&config.tls_cert)
+        .with_context(|| format!("reading TLS certificate {}", config.tls_cert.display()))?;
     let key = read_private_file(&config.tls_key, "server.tls_key")?;
     let tls = ServerTlsConfig::new().identity(Identity::from_pem(cert, key.as_slice()));
 
@@ -32,7 +33,9 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send) ->
     let broker = KeytabBrokerServer::new(service).max_decoding_message_size(MAX_REQUEST_SIZE);
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<KeytabBrokerServer<BrokerService<LdapDirectory, KadminKeySource>>>().await;
+    health
+        .set_serving::<KeytabBrokerServer<BrokerService<LdapDirectory, KadminKeySource>>>()
+        .await;
 
     tracing::info!(listen = %config.listen, realm = %k.realm, "ktbrokerd listening (TLS)");
     Server::builder()

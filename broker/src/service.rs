@@ -41,7 +41,13 @@ pub struct BrokerService<D, K> {
 
 impl<D: Directory, K: KeySource> BrokerService<D, K> {
     pub fn new(directory: D, keys: K, realm: String, failure_delay: Duration) -> Self {
-        Self { directory, keys, realm, failure_delay, next_request_id: AtomicU64::new(1) }
+        Self {
+            directory,
+            keys,
+            realm,
+            failure_delay,
+            next_request_id: AtomicU64::new(1),
+        }
     }
 
     /// Authenticates, authorizes and reads the keys. Returns the audit outcome with the status.
@@ -54,9 +60,10 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
         let user = policy::validate_username(username)
             .map_err(|_| (Outcome::InvalidUsername, Status::invalid_argument(MSG_INVALID_USERNAME)))?;
         let principal = policy::principal_for(&user, &self.realm, requested).map_err(|e| match e {
-            PolicyError::PrincipalNotAllowed | PolicyError::InvalidUsername => {
-                (Outcome::PrincipalNotAllowed, Status::permission_denied(MSG_PRINCIPAL_NOT_ALLOWED))
-            }
+            PolicyError::PrincipalNotAllowed | PolicyError::InvalidUsername => (
+                Outcome::PrincipalNotAllowed,
+                Status::permission_denied(MSG_PRINCIPAL_NOT_ALLOWED),
+            ),
         })?;
         let auth_failed = |outcome| (outcome, Status::unauthenticated(MSG_AUTH_FAILED));
         if password.len() > MAX_PASSWORD_LEN {
@@ -73,7 +80,10 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
             Err(AuthError::NotInGroup) => return Err(auth_failed(Outcome::NotInGroup)),
             Err(AuthError::Unavailable(why)) => {
                 tracing::error!(error = %why, "directory unavailable");
-                return Err((Outcome::DirectoryUnavailable, Status::unavailable(MSG_DIRECTORY_UNAVAILABLE)));
+                return Err((
+                    Outcome::DirectoryUnavailable,
+                    Status::unavailable(MSG_DIRECTORY_UNAVAILABLE),
+                ));
             }
         }
 
@@ -103,7 +113,9 @@ impl<D: Directory, K: KeySource> KeytabBroker for BrokerService<D, K> {
         let span = tracing::info_span!("fetch_keytab", request_id, peer = ?peer);
         let _guard = span.enter();
 
-        let result = self.obtain_keytab(&message.username, &password, message.principal.as_deref()).await;
+        let result = self
+            .obtain_keytab(&message.username, &password, message.principal.as_deref())
+            .await;
         drop(password);
         match result {
             Ok((principal, keytab)) => {
@@ -138,10 +150,25 @@ impl KeytabParts {
     fn new(principal: &str, keytab: &Keytab) -> Result<Self, ktbroker_keytab::KeytabError> {
         let bytes = keytab.encode()?;
         let kvno = keytab.entries.iter().map(|e| e.kvno).max().unwrap_or(0);
-        let mut enctypes: Vec<i32> = keytab.entries.iter().filter(|e| e.kvno == kvno).map(|e| i32::from(e.key.enctype)).collect();
+        let mut enctypes: Vec<i32> = keytab
+            .entries
+            .iter()
+            .filter(|e| e.kvno == kvno)
+            .map(|e| i32::from(e.key.enctype))
+            .collect();
         enctypes.dedup();
-        let header = KeytabHeader { principal: principal.to_owned(), kvno, enctypes, total_size: bytes.len() as u64 };
-        Ok(Self { bytes, header: Some(header), sent: 0, trailer_sent: false })
+        let header = KeytabHeader {
+            principal: principal.to_owned(),
+            kvno,
+            enctypes,
+            total_size: bytes.len() as u64,
+        };
+        Ok(Self {
+            bytes,
+            header: Some(header),
+            sent: 0,
+            trailer_sent: false,
+        })
     }
 }
 
@@ -161,7 +188,9 @@ impl Iterator for KeytabParts {
         } else if !self.trailer_sent {
             self.trailer_sent = true;
             let digest = ring::digest::digest(&ring::digest::SHA256, &self.bytes);
-            Part::Trailer(KeytabTrailer { sha256: digest.as_ref().to_vec() })
+            Part::Trailer(KeytabTrailer {
+                sha256: digest.as_ref().to_vec(),
+            })
         } else {
             return None;
         };

@@ -58,7 +58,11 @@ impl Principal {
     pub const NT_PRINCIPAL: u32 = 1;
 
     pub fn new(components: Vec<String>, realm: impl Into<String>) -> Self {
-        Self { realm: realm.into(), components, name_type: Self::NT_PRINCIPAL }
+        Self {
+            realm: realm.into(),
+            components,
+            name_type: Self::NT_PRINCIPAL,
+        }
     }
 }
 
@@ -156,7 +160,10 @@ impl Keytab {
                 4 + 2
                     + data(e.principal.realm.as_bytes())
                     + e.principal.components.iter().map(|c| data(c.as_bytes())).sum::<usize>()
-                    + 4 + 4 + 1 + 2
+                    + 4
+                    + 4
+                    + 1
+                    + 2
                     + data(&e.key.contents)
                     + 4
             })
@@ -191,7 +198,11 @@ fn parse_entry(body: &[u8], offset: usize) -> Result<Entry, KeytabError> {
         _ => u32::from(kvno8),
     };
     Ok(Entry {
-        principal: Principal { realm, components, name_type },
+        principal: Principal {
+            realm,
+            components,
+            name_type,
+        },
         timestamp,
         kvno,
         key: Key { enctype, contents },

@@ -109,7 +109,10 @@ mod tests {
         assert!(memfd.child_keytab_name().starts_with("FILE:/proc/self/fd/"));
         memfd.wipe().unwrap();
         assert!(memfd.read().unwrap().is_empty());
-        assert_eq!(KeytabMemfd::empty().unwrap().read().unwrap().as_slice(), &crate::FORMAT_0502);
+        assert_eq!(
+            KeytabMemfd::empty().unwrap().read().unwrap().as_slice(),
+            &crate::FORMAT_0502
+        );
         assert!(format!("{memfd:?}").contains("redacted"));
     }
 

@@ -14,7 +14,11 @@ fn reads_mit_keytab_of_a_user() {
         assert_eq!(entry.principal.name_type, Principal::NT_PRINCIPAL);
         assert_eq!(entry.kvno, 3);
     }
-    let enctypes: Vec<_> = kt.entries.iter().map(|e| (e.key.enctype, e.key.contents.len())).collect();
+    let enctypes: Vec<_> = kt
+        .entries
+        .iter()
+        .map(|e| (e.key.enctype, e.key.contents.len()))
+        .collect();
     assert_eq!(enctypes, [(18, 32), (17, 16)]);
 }
 
@@ -22,7 +26,10 @@ fn reads_mit_keytab_of_a_user() {
 fn reads_service_principal_and_kvno_above_255() {
     let kt = Keytab::parse(MIT_MULTI).unwrap();
     assert_eq!(kt.entries[0].principal.to_string(), "HTTP/host.example.com@KRBTEST.COM");
-    assert_eq!(kt.entries[0].kvno, 300, "the 32-bit kvno wins over the truncated 8-bit copy");
+    assert_eq!(
+        kt.entries[0].kvno, 300,
+        "the 32-bit kvno wins over the truncated 8-bit copy"
+    );
     assert_eq!(kt.entries[0].key.enctype, 20);
     assert_eq!(kt.entries[1].principal.to_string(), "bob@KRBTEST.COM");
     assert_eq!(kt.entries[1].key.enctype, 25);
@@ -61,7 +68,10 @@ fn debug_never_shows_key_bytes() {
 fn rejects_wrong_version_and_short_input() {
     assert!(matches!(Keytab::parse(b""), Err(KeytabError::BadVersion(_))));
     assert!(matches!(Keytab::parse(&[0x05]), Err(KeytabError::BadVersion(_))));
-    assert!(matches!(Keytab::parse(&[0x05, 0x01, 0, 0, 0, 0]), Err(KeytabError::BadVersion(_))));
+    assert!(matches!(
+        Keytab::parse(&[0x05, 0x01, 0, 0, 0, 0]),
+        Err(KeytabError::BadVersion(_))
+    ));
     // The 6-byte input that made the rejected `kerberos_keytab` crate panic.
     assert!(Keytab::parse(&[0x05, 0x02, 0x00, 0x00, 0x00, 0x47]).is_err());
     assert_eq!(Keytab::parse(&FORMAT_0502).unwrap().entries.len(), 0);

@@ -8,9 +8,13 @@ use crate::handoff::{KerberosTools, run_with_deadline};
 pub fn require_valid_tgt(principal: &str, tools: &KerberosTools) -> Result<(), HelperError> {
     let mut check = tools.command(&tools.klist);
     check.arg("-s").args(tools.ccache_args());
-    let status = run_with_deadline(check, tools.timeout).map_err(HelperError::NoTicket)?.status;
+    let status = run_with_deadline(check, tools.timeout)
+        .map_err(HelperError::NoTicket)?
+        .status;
     if !status.success() {
-        return Err(HelperError::NoTicket("klist -s found no valid ticket in the cache".into()));
+        return Err(HelperError::NoTicket(
+            "klist -s found no valid ticket in the cache".into(),
+        ));
     }
     let mut list = tools.command(&tools.klist);
     list.args(tools.ccache_args());
@@ -18,13 +22,18 @@ pub fn require_valid_tgt(principal: &str, tools: &KerberosTools) -> Result<(), H
     let listing = String::from_utf8_lossy(&output.stdout);
     match default_principal(&listing) {
         Some(found) if found == principal => Ok(()),
-        Some(found) => Err(HelperError::NoTicket(format!("the cache belongs to {found}, not {principal}"))),
+        Some(found) => Err(HelperError::NoTicket(format!(
+            "the cache belongs to {found}, not {principal}"
+        ))),
         None => Err(HelperError::NoTicket("klist did not name the cache's principal".into())),
     }
 }
 
 fn default_principal(klist_output: &str) -> Option<&str> {
-    klist_output.lines().find_map(|line| line.strip_prefix("Default principal: ")).map(str::trim)
+    klist_output
+        .lines()
+        .find_map(|line| line.strip_prefix("Default principal: "))
+        .map(str::trim)
 }
 
 #[cfg(test)]

@@ -42,7 +42,10 @@ impl std::fmt::Debug for FetchedKeytab {
 /// Opens a TLS channel to the broker, verifying its certificate against the configured CA.
 pub async fn connect(endpoint: &BrokerEndpoint) -> Result<Channel, HelperError> {
     if !endpoint.url.starts_with("https://") {
-        return Err(HelperError::Unreachable(format!("{} is not an https:// URL (the broker speaks only TLS)", endpoint.url)));
+        return Err(HelperError::Unreachable(format!(
+            "{} is not an https:// URL (the broker speaks only TLS)",
+            endpoint.url
+        )));
     }
     let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&endpoint.ca_pem));
     if let Some(name) = &endpoint.tls_server_name {
@@ -115,13 +118,27 @@ pub async fn fetch_keytab(
         return Err(protocol("SHA-256 of the keytab does not match the trailer"));
     }
     let keytab = Keytab::parse(&bytes).map_err(|e| protocol(&e.to_string()))?;
-    if keytab.entries.is_empty() || keytab.entries.iter().any(|e| e.principal.to_string() != header.principal) {
-        return Err(protocol("the keytab holds keys of another principal than the header names"));
+    if keytab.entries.is_empty()
+        || keytab
+            .entries
+            .iter()
+            .any(|e| e.principal.to_string() != header.principal)
+    {
+        return Err(protocol(
+            "the keytab holds keys of another principal than the header names",
+        ));
     }
-    Ok(FetchedKeytab { principal: header.principal, kvno: header.kvno, enctypes: header.enctypes, bytes })
+    Ok(FetchedKeytab {
+        principal: header.principal,
+        kvno: header.kvno,
+        enctypes: header.enctypes,
+        bytes,
+    })
 }
 
-async fn next_part(stream: &mut tonic::Streaming<ktbroker_proto::v1::FetchKeytabResponse>) -> Result<Option<Part>, HelperError> {
+async fn next_part(
+    stream: &mut tonic::Streaming<ktbroker_proto::v1::FetchKeytabResponse>,
+) -> Result<Option<Part>, HelperError> {
     match stream.message().await {
         Ok(Some(message)) => message.part.map(Some).ok_or_else(|| protocol("an empty message")),
         Ok(None) => Ok(None),
@@ -139,7 +156,9 @@ fn status_error(status: tonic::Status) -> HelperError {
     let message = status.message().to_owned();
     match status.code() {
         Code::Unauthenticated => HelperError::AuthFailed,
-        Code::PermissionDenied | Code::InvalidArgument | Code::NotFound | Code::FailedPrecondition => HelperError::Refused(message),
+        Code::PermissionDenied | Code::InvalidArgument | Code::NotFound | Code::FailedPrecondition => {
+            HelperError::Refused(message)
+        }
         Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted => {
             // A transport failure (TLS, connection reset) is also reported as Unavailable.
             HelperError::Unavailable(format!("{message}{}", source_chain(&status)))
@@ -150,7 +169,10 @@ fn status_error(status: tonic::Status) -> HelperError {
 
 fn source_chain(status: &tonic::Status) -> String {
     use std::error::Error;
-    status.source().map(|s| format!(" ({})", error_chain(s))).unwrap_or_default()
+    status
+        .source()
+        .map(|s| format!(" ({})", error_chain(s)))
+        .unwrap_or_default()
 }
 
 /// "outer: inner: innermost", so TLS failures name their real cause.

@@ -33,13 +33,25 @@ impl Default for KerberosTools {
 }
 
 /// Variables a Kerberos child may see; everything else in our environment is dropped.
-const PASSED_ENV: &[&str] = &["KRB5_CONFIG", "KRB5CCNAME", "KRB5RCACHEDIR", "KRB5_TRACE", "LANG", "LC_ALL"];
+const PASSED_ENV: &[&str] = &[
+    "KRB5_CONFIG",
+    "KRB5CCNAME",
+    "KRB5RCACHEDIR",
+    "KRB5_TRACE",
+    "LANG",
+    "LC_ALL",
+];
 
 impl KerberosTools {
     /// A command with an allow-listed environment and no stdin.
     pub(crate) fn command(&self, program: &PathBuf) -> Command {
         let mut command = Command::new(program);
-        command.env_clear().env("PATH", "/usr/bin:/bin").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        command
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         for name in PASSED_ENV {
             if let Some(value) = std::env::var_os(name) {
                 command.env(name, value);
@@ -61,14 +73,21 @@ pub fn kinit_from_memory(keytab: &[u8], principal: &str, tools: &KerberosTools) 
     let memfd = KeytabMemfd::with_contents(keytab).map_err(|e| HelperError::Internal(format!("memfd: {e}")))?;
     let fd = memfd.raw_fd();
     let mut command = tools.command(&tools.kinit);
-    command.arg("-k").arg("-t").arg(memfd.child_keytab_name()).args(tools.ccache_args()).arg(principal);
+    command
+        .arg("-k")
+        .arg("-t")
+        .arg(memfd.child_keytab_name())
+        .args(tools.ccache_args())
+        .arg(principal);
     // SAFETY: the closure runs in the forked child before exec and only calls fcntl(2), which is
     // async-signal-safe; it allocates nothing and takes no lock.
     unsafe {
         command.pre_exec(move || clear_cloexec(fd));
     }
     let output = run_with_deadline(command, tools.timeout).map_err(HelperError::Kinit);
-    memfd.wipe().map_err(|e| HelperError::Internal(format!("wiping the memfd: {e}")))?;
+    memfd
+        .wipe()
+        .map_err(|e| HelperError::Internal(format!("wiping the memfd: {e}")))?;
     drop(memfd);
     let output = output?;
     if !output.status.success() {
@@ -108,5 +127,9 @@ pub(crate) fn run_with_deadline(mut command: Command, timeout: Duration) -> Resu
             None => std::thread::sleep(Duration::from_millis(5)),
         }
     };
-    Ok(Output { status, stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default() })
+    Ok(Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
 }

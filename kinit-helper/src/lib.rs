@@ -33,7 +33,13 @@ pub struct LoginOutcome {
 
 /// Fetches the keytab, runs kinit with it from memory, wipes it, and checks the ticket.
 pub async fn login(request: &LoginRequest, password: &[u8]) -> Result<LoginOutcome, HelperError> {
-    let keytab = fetch::fetch_keytab(&request.endpoint, &request.username, password, request.principal.as_deref()).await?;
+    let keytab = fetch::fetch_keytab(
+        &request.endpoint,
+        &request.username,
+        password,
+        request.principal.as_deref(),
+    )
+    .await?;
     let principal = keytab.principal.clone();
     let kvno = keytab.kvno;
     let tools = request.kerberos.clone();

@@ -51,7 +51,10 @@ fn main() -> ExitCode {
     match run(&args) {
         Ok(outcome) => {
             if !args.quiet {
-                eprintln!("ktbroker-kinit: ticket for {} obtained (key version {})", outcome.principal, outcome.kvno);
+                eprintln!(
+                    "ktbroker-kinit: ticket for {} obtained (key version {})",
+                    outcome.principal, outcome.kvno
+                );
             }
             ExitCode::SUCCESS
         }
@@ -63,19 +66,31 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<ktbroker_kinit::LoginOutcome, HelperError> {
-    ktbroker_keytab::harden::forbid_core_dumps().map_err(|e| HelperError::Internal(format!("disabling core dumps: {e}")))?;
+    ktbroker_keytab::harden::forbid_core_dumps()
+        .map_err(|e| HelperError::Internal(format!("disabling core dumps: {e}")))?;
     let user = match &args.user {
         Some(user) => user.clone(),
-        None => std::env::var("USER").map_err(|_| HelperError::Internal("no user given and $USER is not set".into()))?,
+        None => {
+            std::env::var("USER").map_err(|_| HelperError::Internal("no user given and $USER is not set".into()))?
+        }
     };
     let ca_pem = std::fs::read(&args.ca_file)
         .map_err(|e| HelperError::Unreachable(format!("cannot read CA file {}: {e}", args.ca_file.display())))?;
     let timeout = Duration::from_secs(args.timeout.max(1));
     let request = LoginRequest {
-        endpoint: BrokerEndpoint { url: args.broker.clone(), ca_pem, tls_server_name: args.tls_server_name.clone(), timeout },
+        endpoint: BrokerEndpoint {
+            url: args.broker.clone(),
+            ca_pem,
+            tls_server_name: args.tls_server_name.clone(),
+            timeout,
+        },
         username: user.clone(),
         principal: args.principal.clone(),
-        kerberos: KerberosTools { ccache: args.ccache.clone(), timeout, ..KerberosTools::default() },
+        kerberos: KerberosTools {
+            ccache: args.ccache.clone(),
+            timeout,
+            ..KerberosTools::default()
+        },
     };
     let password = ktbroker_kinit::password::read_password(&format!("Password for {user}: "))?;
     let runtime = tokio::runtime::Builder::new_current_thread()

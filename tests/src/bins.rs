@@ -13,7 +13,11 @@ pub fn project_binary(name: &str) -> PathBuf {
             candidates.push(dir.join(name));
         }
     }
-    candidates.iter().find(|path| path.is_file()).cloned().unwrap_or_else(|| {
-        panic!("{name} not found (looked in {candidates:?}); build it first: cargo build --workspace --bins")
-    })
+    candidates
+        .iter()
+        .find(|path| path.is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!("{name} not found (looked in {candidates:?}); build it first: cargo build --workspace --bins")
+        })
 }

@@ -29,12 +29,23 @@ impl Broker {
 
         let log = dir.join("ktbrokerd.log");
         let mut command = Command::new(project_binary("ktbrokerd"));
-        command.arg("--config").arg(&config).env_clear().env("PATH", "/usr/bin:/bin").env("KTBROKER_LOG", "info,ktbroker=debug");
+        command
+            .arg("--config")
+            .arg(&config)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("KTBROKER_LOG", "info,ktbroker=debug");
         let mut daemon = Daemon::spawn("ktbrokerd", &mut command, &log)?;
         let url = format!("https://127.0.0.1:{port}");
         let ca = std::fs::read(&pki.ca_cert)?;
         daemon.wait_ready(Duration::from_secs(20), || health_serving(&url, &ca))?;
-        Ok(Self { port, url, config, log, daemon })
+        Ok(Self {
+            port,
+            url,
+            config,
+            log,
+            daemon,
+        })
     }
 
     pub fn log_text(&self) -> String {
@@ -89,7 +100,10 @@ timeout_secs = 10
 /// True when the broker answers `grpc.health.v1` with SERVING over TLS verified against `ca_pem`.
 pub fn health_serving(url: &str, ca_pem: &[u8]) -> bool {
     use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     runtime.block_on(async {
         let endpoint = ktbroker_kinit::fetch::BrokerEndpoint {
             url: url.to_owned(),
@@ -97,8 +111,12 @@ pub fn health_serving(url: &str, ca_pem: &[u8]) -> bool {
             tls_server_name: None,
             timeout: Duration::from_secs(2),
         };
-        let Ok(channel) = ktbroker_kinit::fetch::connect(&endpoint).await else { return false };
-        let answer = HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await;
+        let Ok(channel) = ktbroker_kinit::fetch::connect(&endpoint).await else {
+            return false;
+        };
+        let answer = HealthClient::new(channel)
+            .check(HealthCheckRequest { service: String::new() })
+            .await;
         answer.is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32)
     })
 }

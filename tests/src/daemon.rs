@@ -23,14 +23,23 @@ impl Daemon {
             .stderr(out)
             .spawn()
             .map_err(|e| anyhow::anyhow!("cannot start {name} ({:?}): {e}", command.get_program()))?;
-        Ok(Self { name: name.to_owned(), log: log.to_owned(), child })
+        Ok(Self {
+            name: name.to_owned(),
+            log: log.to_owned(),
+            child,
+        })
     }
 
     /// `Err` with the log's tail if the daemon is no longer running.
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
         match self.child.try_wait()? {
             None => Ok(()),
-            Some(status) => anyhow::bail!("{} exited on its own ({status}); log {}:\n{}", self.name, self.log.display(), tail(&self.log)),
+            Some(status) => anyhow::bail!(
+                "{} exited on its own ({status}); log {}:\n{}",
+                self.name,
+                self.log.display(),
+                tail(&self.log)
+            ),
         }
     }
 
@@ -57,7 +66,12 @@ impl Daemon {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                anyhow::bail!("{} not ready after {timeout:?}; log {}:\n{}", self.name, self.log.display(), tail(&self.log));
+                anyhow::bail!(
+                    "{} not ready after {timeout:?}; log {}:\n{}",
+                    self.name,
+                    self.log.display(),
+                    tail(&self.log)
+                );
             }
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(50));
@@ -74,7 +88,10 @@ impl Drop for Daemon {
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("binding 127.0.0.1:0")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding 127.0.0.1:0")
 }
 
 pub fn tcp_open(port: u16) -> bool {
@@ -90,7 +107,10 @@ pub fn tail(path: &Path) -> String {
 
 /// Runs a setup command to completion, failing with its output if it fails.
 pub fn run_checked(command: &mut Command) -> anyhow::Result<std::process::Output> {
-    let output = command.stdin(Stdio::null()).output().map_err(|e| anyhow::anyhow!("cannot run {:?}: {e}", command.get_program()))?;
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run {:?}: {e}", command.get_program()))?;
     if !output.status.success() {
         anyhow::bail!(
             "{:?} {:?} failed ({}):\n{}{}",
@@ -108,7 +128,12 @@ pub fn run_checked(command: &mut Command) -> anyhow::Result<std::process::Output
 pub fn write_private(path: &Path, contents: impl AsRef<[u8]>) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     file.write_all(contents.as_ref())?;
     Ok(())
 }

@@ -47,7 +47,13 @@ impl Directory {
         std::fs::write(&conf, slapd_conf(dir, pki))?;
         let service_password = "ktbroker-service-pw".to_owned();
         std::fs::write(dir.join("data.ldif"), data_ldif(users, &service_password)?)?;
-        run_checked(slap_command("slapadd", dir).arg("-f").arg(&conf).args(["-b", SUFFIX, "-q", "-l"]).arg(dir.join("data.ldif")))?;
+        run_checked(
+            slap_command("slapadd", dir)
+                .arg("-f")
+                .arg(&conf)
+                .args(["-b", SUFFIX, "-q", "-l"])
+                .arg(dir.join("data.ldif")),
+        )?;
 
         let url = format!("ldaps://127.0.0.1:{port}/");
         let log = dir.join("slapd.log");
@@ -66,7 +72,14 @@ impl Directory {
                 .status()
                 .is_ok_and(|s| s.success())
         })?;
-        Ok(Self { url, port, ca_cert: pki.ca_cert.clone(), log, service_password, slapd })
+        Ok(Self {
+            url,
+            port,
+            ca_cert: pki.ca_cert.clone(),
+            log,
+            service_password,
+            slapd,
+        })
     }
 
     pub fn user_dn(uid: &str) -> String {
@@ -76,7 +89,11 @@ impl Directory {
     /// How many simple binds slapd has logged for `dn` so far.
     pub fn bind_count(&self, dn: &str) -> usize {
         let needle = format!("BIND dn=\"{dn}\"");
-        std::fs::read_to_string(&self.log).unwrap_or_default().lines().filter(|l| l.contains(&needle)).count()
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(&needle))
+            .count()
     }
 
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
@@ -129,7 +146,14 @@ access to * by dn.exact="{SERVICE_DN}" read by self read by * none
 fn hash_password(password: &str, scheme: PasswordScheme) -> anyhow::Result<String> {
     let mut command = Command::new("slappasswd");
     if let PasswordScheme::Argon2 = scheme {
-        command.args(["-o", "module-path=/usr/lib/ldap", "-o", "module-load=argon2", "-h", "{ARGON2}"]);
+        command.args([
+            "-o",
+            "module-path=/usr/lib/ldap",
+            "-o",
+            "module-load=argon2",
+            "-h",
+            "{ARGON2}",
+        ]);
     }
     command.args(["-s", password]);
     let out = run_checked(&mut command)?;
@@ -155,7 +179,9 @@ fn data_ldif(users: &[DirectoryUser], service_password: &str) -> anyhow::Result<
             hash = hash_password(&user.password, user.scheme)?,
         ));
     }
-    ldif.push_str(&format!("dn: {GROUP_DN}\nobjectClass: groupOfNames\ncn: hadoop-users\n"));
+    ldif.push_str(&format!(
+        "dn: {GROUP_DN}\nobjectClass: groupOfNames\ncn: hadoop-users\n"
+    ));
     for user in users.iter().filter(|u| u.in_group) {
         ldif.push_str(&format!("member: {}\n", Directory::user_dn(&user.uid)));
     }

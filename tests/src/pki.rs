@@ -1,6 +1,8 @@
 //! A throwaway CA and a server certificate for `localhost` / `127.0.0.1`, made at run time.
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+};
 use std::path::{Path, PathBuf};
 
 pub struct TestPki {
@@ -26,7 +28,11 @@ impl TestPki {
         let cert = params.signed_by(&key, &Issuer::from_params(&ca_params, &ca_key))?;
 
         std::fs::create_dir_all(dir)?;
-        let pki = Self { ca_cert: dir.join("ca.pem"), server_cert: dir.join("server.pem"), server_key: dir.join("server.key") };
+        let pki = Self {
+            ca_cert: dir.join("ca.pem"),
+            server_cert: dir.join("server.pem"),
+            server_key: dir.join("server.key"),
+        };
         std::fs::write(&pki.ca_cert, ca.pem())?;
         std::fs::write(&pki.server_cert, cert.pem())?;
         crate::daemon::write_private(&pki.server_key, key.serialize_pem())?;

@@ -31,25 +31,53 @@ impl Realm {
         let krb5_conf = dir.join("krb5.conf");
         let kdc_conf = dir.join("kdc.conf");
         std::fs::write(&krb5_conf, krb5_conf_text(REALM, kdc_port, kadmin_port, kpasswd_port))?;
-        std::fs::write(&kdc_conf, kdc_conf_text(REALM, dir, kdc_port, kadmin_port, kpasswd_port))?;
+        std::fs::write(
+            &kdc_conf,
+            kdc_conf_text(REALM, dir, kdc_port, kadmin_port, kpasswd_port),
+        )?;
         std::fs::write(dir.join("kadm5.acl"), format!("{BROKER_ADMIN}@{REALM} e *@{REALM}\n"))?;
 
-        let env = RealmEnv { krb5_conf: krb5_conf.clone(), kdc_conf: kdc_conf.clone(), dir: dir.to_owned() };
+        let env = RealmEnv {
+            krb5_conf: krb5_conf.clone(),
+            kdc_conf: kdc_conf.clone(),
+            dir: dir.to_owned(),
+        };
         // -W: weak random for the master key; a throwaway test realm needs no strong entropy.
-        run_checked(env.command("kdb5_util").args(["create", "-s", "-r", REALM, "-P", "masterpw", "-W"]))?;
+        run_checked(
+            env.command("kdb5_util")
+                .args(["create", "-s", "-r", REALM, "-P", "masterpw", "-W"]),
+        )?;
         let broker_admin_keytab = dir.join("broker-admin.keytab");
         env.kadmin_local(&format!("addprinc -randkey {BROKER_ADMIN}"))?;
         env.kadmin_local(&format!("ktadd -k {} {BROKER_ADMIN}", broker_admin_keytab.display()))?;
 
         let mut kdc = Daemon::spawn("krb5kdc", env.command("krb5kdc").arg("-n"), &dir.join("krb5kdc.out"))?;
-        let mut kadmind = Daemon::spawn("kadmind", env.command("kadmind").arg("-nofork"), &dir.join("kadmind.out"))?;
+        let mut kadmind = Daemon::spawn(
+            "kadmind",
+            env.command("kadmind").arg("-nofork"),
+            &dir.join("kadmind.out"),
+        )?;
         kdc.wait_ready(Duration::from_secs(10), || tcp_open(kdc_port))?;
         kadmind.wait_ready(Duration::from_secs(10), || tcp_open(kadmin_port))?;
-        Ok(Self { dir: dir.to_owned(), realm: REALM.to_owned(), kdc_port, kadmin_port, krb5_conf, kdc_conf, broker_admin_keytab, kdc, kadmind })
+        Ok(Self {
+            dir: dir.to_owned(),
+            realm: REALM.to_owned(),
+            kdc_port,
+            kadmin_port,
+            krb5_conf,
+            kdc_conf,
+            broker_admin_keytab,
+            kdc,
+            kadmind,
+        })
     }
 
     fn env(&self) -> RealmEnv {
-        RealmEnv { krb5_conf: self.krb5_conf.clone(), kdc_conf: self.kdc_conf.clone(), dir: self.dir.clone() }
+        RealmEnv {
+            krb5_conf: self.krb5_conf.clone(),
+            kdc_conf: self.kdc_conf.clone(),
+            dir: self.dir.clone(),
+        }
     }
 
     /// A command whose environment points at this realm (and at no ccache of the caller's).
@@ -87,7 +115,11 @@ impl Realm {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()?;
-        child.stdin.take().expect("piped stdin").write_all(format!("{password}\n").as_bytes())?;
+        child
+            .stdin
+            .take()
+            .expect("piped stdin")
+            .write_all(format!("{password}\n").as_bytes())?;
         Ok(child.wait()?.success())
     }
 
@@ -127,7 +159,10 @@ impl RealmEnv {
         let output = run_checked(self.command("kadmin.local").args(["-q", query]))?;
         let stderr = String::from_utf8_lossy(&output.stderr);
         // "No policy specified ... defaulting to no policy" is informational; anything else is an error.
-        let errors: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty() && !l.contains("No policy specified")).collect();
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.contains("No policy specified"))
+            .collect();
         if !errors.is_empty() {
             anyhow::bail!("kadmin.local -q {query:?}: {}", errors.join("; "));
         }

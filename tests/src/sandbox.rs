@@ -28,10 +28,34 @@ pub struct DemoUser {
 /// alice and bob may log in ({SSHA} and {ARGON2} passwords); carol is not in the group; dave is in
 /// the group but has no Kerberos principal.
 pub const DEMO_USERS: &[DemoUser] = &[
-    DemoUser { name: "alice", directory_password: "alicepw", kerberos_password: Some("alice-kdc-pw"), scheme: PasswordScheme::Ssha, in_group: true },
-    DemoUser { name: "bob", directory_password: "bobpw", kerberos_password: Some("bob-kdc-pw"), scheme: PasswordScheme::Argon2, in_group: true },
-    DemoUser { name: "carol", directory_password: "carolpw", kerberos_password: Some("carol-kdc-pw"), scheme: PasswordScheme::Ssha, in_group: false },
-    DemoUser { name: "dave", directory_password: "davepw", kerberos_password: None, scheme: PasswordScheme::Ssha, in_group: true },
+    DemoUser {
+        name: "alice",
+        directory_password: "alicepw",
+        kerberos_password: Some("alice-kdc-pw"),
+        scheme: PasswordScheme::Ssha,
+        in_group: true,
+    },
+    DemoUser {
+        name: "bob",
+        directory_password: "bobpw",
+        kerberos_password: Some("bob-kdc-pw"),
+        scheme: PasswordScheme::Argon2,
+        in_group: true,
+    },
+    DemoUser {
+        name: "carol",
+        directory_password: "carolpw",
+        kerberos_password: Some("carol-kdc-pw"),
+        scheme: PasswordScheme::Ssha,
+        in_group: false,
+    },
+    DemoUser {
+        name: "dave",
+        directory_password: "davepw",
+        kerberos_password: None,
+        scheme: PasswordScheme::Ssha,
+        in_group: true,
+    },
 ];
 
 pub struct Sandbox {
@@ -57,16 +81,31 @@ impl Sandbox {
         }
         let directory_users: Vec<DirectoryUser> = DEMO_USERS
             .iter()
-            .map(|u| DirectoryUser { uid: u.name.into(), password: u.directory_password.into(), scheme: u.scheme, in_group: u.in_group })
+            .map(|u| DirectoryUser {
+                uid: u.name.into(),
+                password: u.directory_password.into(),
+                scheme: u.scheme,
+                in_group: u.in_group,
+            })
             .collect();
         let directory = Directory::start(&root.join("ldap"), &pki, &directory_users)?;
         let broker = Broker::start(&root.join("broker"), &pki, &realm, &directory)?;
         std::fs::create_dir_all(root.join("client"))?;
-        Ok(Self { dir: Some(dir), root, pki, realm, directory, broker })
+        Ok(Self {
+            dir: Some(dir),
+            root,
+            pki,
+            realm,
+            directory,
+            broker,
+        })
     }
 
     pub fn user(name: &str) -> &'static DemoUser {
-        DEMO_USERS.iter().find(|u| u.name == name).unwrap_or_else(|| panic!("no demo user {name}"))
+        DEMO_USERS
+            .iter()
+            .find(|u| u.name == name)
+            .unwrap_or_else(|| panic!("no demo user {name}"))
     }
 
     pub fn principal(&self, user: &str) -> String {
@@ -126,7 +165,9 @@ impl Sandbox {
     /// `klist -c CCACHE` output, or None if klist fails.
     pub fn klist(&self, ccache: &str) -> Option<String> {
         let out = self.realm.command("klist").args(["-c", ccache]).output().ok()?;
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// Fails if any daemon died.

@@ -30,7 +30,10 @@ fn main() -> anyhow::Result<()> {
     );
 
     let ccache = sandbox.ccache("alice.ccache");
-    eprintln!("\n$ ktbroker-kinit --broker {} ... alice   (password typed on stdin)", sandbox.broker.url);
+    eprintln!(
+        "\n$ ktbroker-kinit --broker {} ... alice   (password typed on stdin)",
+        sandbox.broker.url
+    );
     let login = sandbox.login("alice", "alicepw", &ccache);
     eprint!("{}", String::from_utf8_lossy(&login.stderr));
     let listing = sandbox.klist(&ccache);
@@ -39,7 +42,8 @@ fn main() -> anyhow::Result<()> {
         Some(text) => println!("{text}"),
         None => eprintln!("(no ticket cache)"),
     }
-    let ok = login.status.success() && listing.is_some_and(|l| l.contains(&format!("Default principal: {}", sandbox.principal("alice"))));
+    let ok = login.status.success()
+        && listing.is_some_and(|l| l.contains(&format!("Default principal: {}", sandbox.principal("alice"))));
     sandbox.check_alive()?;
     if args.once {
         anyhow::ensure!(ok, "alice did not get a TGT (ktbroker-kinit exited {})", login.status);

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what ktbroker needs to build, run its sandbox and run its tests on Debian 12:
+# MIT Kerberos (KDC, kadmind, client tools, headers), OpenLDAP (slapd, client tools), pamtester.
+# Idempotent: does nothing when everything is present. Needs root (or sudo) only to install.
+set -euo pipefail
+
+packages=(krb5-kdc krb5-admin-server krb5-user libkrb5-dev slapd ldap-utils pamtester libpam0g-dev pkg-config)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}" >&2
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -q
+  # Debian's postinst scripts would start slapd and the KDC as services; the sandbox runs its own.
+  $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "install-deps: cargo not found. ktbroker needs Rust >= 1.88 (rustup's stable toolchain)." >&2
+  exit 1
+fi
