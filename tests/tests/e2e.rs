@@ -380,7 +380,10 @@ fn keytab_bytes_reach_no_file_after_a_login() {
     // The scan can fail: a planted copy of one key is found.
     let planted = sandbox.root.join("client").join("planted");
     std::fs::write(&planted, [b"xx".as_slice(), &secrets[0], b"yy"].concat()).unwrap();
-    assert_eq!(files_containing(std::slice::from_ref(&sandbox.root), &secrets), vec![planted.clone()]);
+    assert_eq!(
+        files_containing(std::slice::from_ref(&sandbox.root), &secrets),
+        vec![planted.clone()]
+    );
     std::fs::remove_file(planted).unwrap();
 }
 
