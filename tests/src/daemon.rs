@@ -3,6 +3,7 @@
 //! can fail on it.
 
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,6 +18,15 @@ impl Daemon {
     /// Starts `command` with stdout and stderr appended to `log`.
     pub fn spawn(name: &str, command: &mut Command, log: &Path) -> anyhow::Result<Self> {
         let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+        // SAFETY: runs in the forked child before exec; prctl(2) is async-signal-safe and the
+        // closure allocates nothing. The daemon then dies with the thread that started it, so a
+        // killed test run or sandbox leaves no stray KDC, slapd or broker behind.
+        unsafe {
+            command.pre_exec(|| {
+                rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+                    .map_err(std::io::Error::from)
+            });
+        }
         let child = command
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)

@@ -10,7 +10,7 @@ use ktbroker_tests::directory::Directory;
 use ktbroker_tests::pki::TestPki;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tonic::Code;
 
 const AUTH_FAILED: &str = "KTB-101 authentication failed";
@@ -356,6 +356,9 @@ fn clients_without_tls_or_without_trust_get_no_connection() {
 
 #[test]
 fn keytab_bytes_reach_no_file_after_a_login() {
+    // Any file holding the keytab must have been written after this point; older files (a build
+    // tree under /tmp, say) need not be read. One second of slack for coarse mtimes.
+    let since = SystemTime::now() - Duration::from_secs(1);
     let sandbox = sandbox();
     // The exact keytab the broker hands out, fetched into memory only.
     let fetched = block_on(fetch_keytab(&sandbox.endpoint(), "alice", b"alicepw", None)).unwrap();
@@ -374,43 +377,47 @@ fn keytab_bytes_reach_no_file_after_a_login() {
         PathBuf::from("/var/tmp"),
         std::env::temp_dir(),
     ];
-    let hits = files_containing(&roots, &secrets);
+    let hits = files_containing(&roots, &secrets, since);
     assert!(hits.is_empty(), "keytab bytes found on disk: {hits:?}");
 
     // The scan can fail: a planted copy of one key is found.
     let planted = sandbox.root.join("client").join("planted");
     std::fs::write(&planted, [b"xx".as_slice(), &secrets[0], b"yy"].concat()).unwrap();
     assert_eq!(
-        files_containing(std::slice::from_ref(&sandbox.root), &secrets),
+        files_containing(std::slice::from_ref(&sandbox.root), &secrets, since),
         vec![planted.clone()]
     );
     std::fs::remove_file(planted).unwrap();
 }
 
-/// Regular files (symlinks not followed, files over 64 MiB skipped) that contain any secret.
-fn files_containing(roots: &[PathBuf], secrets: &[Vec<u8>]) -> Vec<PathBuf> {
-    fn walk(path: &Path, secrets: &[Vec<u8>], hits: &mut Vec<PathBuf>) {
+/// Regular files modified since `since` (symlinks not followed, files over 64 MiB skipped) that
+/// contain any of the secrets.
+fn files_containing(roots: &[PathBuf], secrets: &[Vec<u8>], since: SystemTime) -> Vec<PathBuf> {
+    fn walk(path: &Path, secrets: &[Vec<u8>], since: SystemTime, hits: &mut Vec<PathBuf>) {
         let Ok(meta) = std::fs::symlink_metadata(path) else {
             return;
         };
         if meta.is_dir() {
             for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
-                walk(&entry.path(), secrets, hits);
+                walk(&entry.path(), secrets, since, hits);
             }
-        } else if meta.is_file() && meta.len() <= 64 << 20 {
-            let Ok(bytes) = std::fs::read(path) else { return };
-            if secrets
-                .iter()
-                .any(|s| bytes.windows(s.len()).any(|w| w == s.as_slice()))
-                && !hits.contains(&path.to_owned())
-            {
-                hits.push(path.to_owned());
-            }
+            return;
+        }
+        let recent = meta.modified().is_ok_and(|modified| modified >= since);
+        if !meta.is_file() || !recent || meta.len() > 64 << 20 || hits.iter().any(|h| h == path) {
+            return;
+        }
+        let Ok(bytes) = std::fs::read(path) else { return };
+        if secrets
+            .iter()
+            .any(|s| bytes.windows(s.len()).any(|w| w == s.as_slice()))
+        {
+            hits.push(path.to_owned());
         }
     }
     let mut hits = Vec::new();
     for root in roots {
-        walk(root, secrets, &mut hits);
+        walk(root, secrets, since, &mut hits);
     }
     hits
 }

@@ -56,9 +56,11 @@ fn main() -> anyhow::Result<()> {
     );
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break Ok(()),
+                _ = terminate.recv() => break Ok(()),
                 _ = tokio::time::sleep(Duration::from_secs(2)) => sandbox.check_alive()?,
             }
         }
