@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 use zeroize::Zeroizing;
 
 /// Longer passwords are refused before any work (hashing DoS; pam-krb5 uses the same bound).
@@ -105,14 +106,26 @@ impl<D: Directory, K: KeySource> KeytabBroker for BrokerService<D, K> {
     type FetchKeytabStream = KeytabStream;
 
     async fn fetch_keytab(&self, request: Request<FetchKeytabRequest>) -> Result<Response<KeytabStream>, Status> {
-        let started = Instant::now();
         let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
         let peer = request.remote_addr();
-        let mut message = request.into_inner();
-        let password = Zeroizing::new(std::mem::take(&mut message.password));
         let span = tracing::info_span!("fetch_keytab", request_id, peer = ?peer);
-        let _guard = span.enter();
+        self.handle(request_id, peer, request.into_inner())
+            .instrument(span)
+            .await
+    }
+}
 
+impl<D: Directory, K: KeySource> BrokerService<D, K> {
+    /// One FetchKeytab call: decide, audit, and either build the stream or refuse (refused
+    /// authentications no sooner than `failure_delay` after arrival).
+    async fn handle(
+        &self,
+        request_id: u64,
+        peer: Option<std::net::SocketAddr>,
+        mut message: FetchKeytabRequest,
+    ) -> Result<Response<KeytabStream>, Status> {
+        let started = Instant::now();
+        let password = Zeroizing::new(std::mem::take(&mut message.password));
         let result = self
             .obtain_keytab(&message.username, &password, message.principal.as_deref())
             .await;
@@ -150,13 +163,13 @@ impl KeytabParts {
     fn new(principal: &str, keytab: &Keytab) -> Result<Self, ktbroker_keytab::KeytabError> {
         let bytes = keytab.encode()?;
         let kvno = keytab.entries.iter().map(|e| e.kvno).max().unwrap_or(0);
-        let mut enctypes: Vec<i32> = keytab
-            .entries
-            .iter()
-            .filter(|e| e.kvno == kvno)
-            .map(|e| i32::from(e.key.enctype))
-            .collect();
-        enctypes.dedup();
+        let mut enctypes: Vec<i32> = Vec::new();
+        for entry in keytab.entries.iter().filter(|e| e.kvno == kvno) {
+            let enctype = i32::from(entry.key.enctype);
+            if !enctypes.contains(&enctype) {
+                enctypes.push(enctype);
+            }
+        }
         let header = KeytabHeader {
             principal: principal.to_owned(),
             kvno,
@@ -197,3 +210,6 @@ impl Iterator for KeytabParts {
         Some(Ok(FetchKeytabResponse { part: Some(part) }))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,215 @@
+//! The service behind its traits: a fake directory and key source, tokio's paused clock (no real
+//! sleeps), and the real stream framing.
+
+use super::*;
+use crate::directory::VerifiedUser;
+use crate::policy::Username;
+use ktbroker_keytab::{Entry, Key, Principal};
+use std::sync::Mutex;
+use tokio_stream::StreamExt;
+
+/// Accepts alice/right-pw; fails every other way the directory can; records what reached it.
+#[derive(Default)]
+struct FakeDirectory {
+    seen: Mutex<Vec<String>>,
+}
+
+impl Directory for FakeDirectory {
+    async fn verify(&self, user: &Username, password: &str) -> Result<VerifiedUser, AuthError> {
+        self.seen.lock().unwrap().push(user.to_string());
+        match (user.as_str(), password) {
+            (_, p) if p.trim().is_empty() => Err(AuthError::EmptyPassword),
+            ("alice" | "nokeys" | "big", "right-pw") => Ok(VerifiedUser {
+                dn: format!("uid={user}"),
+            }),
+            ("alice", _) => Err(AuthError::InvalidCredentials),
+            ("carol", _) => Err(AuthError::NotInGroup),
+            ("down", _) => Err(AuthError::Unavailable("connection refused".into())),
+            _ => Err(AuthError::UnknownUser),
+        }
+    }
+}
+
+/// Serves one key per enctype for most principals; `nokeys` has no principal; `big` has enough
+/// keys to need several chunks.
+struct FakeKeys;
+
+impl KeySource for FakeKeys {
+    async fn fetch(&self, principal: &str) -> Result<Keytab, KeySourceError> {
+        let (user, realm) = principal.split_once('@').unwrap();
+        let count = match user {
+            "nokeys" => return Err(KeySourceError::NoSuchPrincipal(principal.into())),
+            "big" => 400,
+            _ => 2,
+        };
+        let entries = (0..count)
+            .map(|n| Entry {
+                principal: Principal::new(vec![user.into()], realm),
+                timestamp: 1_700_000_000,
+                kvno: 7,
+                key: Key {
+                    enctype: if n % 2 == 0 { 18 } else { 17 },
+                    contents: Zeroizing::new(vec![n as u8; 32]),
+                },
+            })
+            .collect();
+        Ok(Keytab { entries })
+    }
+}
+
+const DELAY: Duration = Duration::from_millis(400);
+
+fn service() -> BrokerService<FakeDirectory, FakeKeys> {
+    BrokerService::new(FakeDirectory::default(), FakeKeys, "EXAMPLE.COM".into(), DELAY)
+}
+
+fn request(user: &str, password: &str, principal: Option<&str>) -> Request<FetchKeytabRequest> {
+    Request::new(FetchKeytabRequest {
+        username: user.into(),
+        password: password.as_bytes().to_vec(),
+        principal: principal.map(Into::into),
+    })
+}
+
+async fn collect(service: &BrokerService<FakeDirectory, FakeKeys>, user: &str) -> Vec<Part> {
+    let stream = service
+        .fetch_keytab(request(user, "right-pw", None))
+        .await
+        .unwrap()
+        .into_inner();
+    stream.map(|m| m.unwrap().part.unwrap()).collect().await
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_authentication_failure_has_one_status_after_the_floor() {
+    let service = service();
+    for (user, password) in [
+        ("alice", "wrong"),
+        ("zed", "x"),
+        ("carol", "right-pw"),
+        ("alice", " "),
+        ("alice", ""),
+    ] {
+        let started = Instant::now();
+        let status = service.fetch_keytab(request(user, password, None)).await.err().unwrap();
+        assert_eq!(
+            (status.code(), status.message()),
+            (tonic::Code::Unauthenticated, MSG_AUTH_FAILED),
+            "{user}"
+        );
+        assert_eq!(
+            started.elapsed(),
+            DELAY,
+            "{user}: the paused clock advances exactly to the floor"
+        );
+    }
+    let status = service
+        .fetch_keytab(request("alice", &"x".repeat(MAX_PASSWORD_LEN + 1), None))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    let status = service.fetch_keytab(Request::new(FetchKeytabRequest {
+        username: "alice".into(),
+        password: vec![0xff, 0xfe],
+        principal: None,
+    }));
+    assert_eq!(status.await.err().unwrap().code(), tonic::Code::Unauthenticated);
+}
+
+#[tokio::test(start_paused = true)]
+async fn refusals_before_the_directory_do_not_reach_it() {
+    let service = service();
+    let status = service
+        .fetch_keytab(request("al*ce", "right-pw", None))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(
+        (status.code(), status.message()),
+        (tonic::Code::InvalidArgument, MSG_INVALID_USERNAME)
+    );
+    let status = service
+        .fetch_keytab(request("alice", "right-pw", Some("krbtgt/EXAMPLE.COM")))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(
+        (status.code(), status.message()),
+        (tonic::Code::PermissionDenied, MSG_PRINCIPAL_NOT_ALLOWED)
+    );
+    let status = service
+        .fetch_keytab(request("alice", &"x".repeat(2000), None))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    assert!(
+        service.directory.seen.lock().unwrap().is_empty(),
+        "nothing above may reach the directory"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn unavailable_and_missing_principal_are_distinct_from_auth_failure() {
+    let service = service();
+    let status = service.fetch_keytab(request("down", "pw", None)).await.err().unwrap();
+    assert_eq!(
+        (status.code(), status.message()),
+        (tonic::Code::Unavailable, MSG_DIRECTORY_UNAVAILABLE)
+    );
+    let status = service
+        .fetch_keytab(request("nokeys", "right-pw", None))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(
+        (status.code(), status.message()),
+        (tonic::Code::NotFound, MSG_NO_PRINCIPAL)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn stream_is_header_chunks_trailer_with_matching_size_and_digest() {
+    let service = service();
+    for user in ["alice", "big"] {
+        let parts = collect(&service, user).await;
+        let Some(Part::Header(header)) = parts.first() else {
+            panic!("no header first")
+        };
+        let Some(Part::Trailer(trailer)) = parts.last() else {
+            panic!("no trailer last")
+        };
+        let chunks: Vec<&Vec<u8>> = parts[1..parts.len() - 1]
+            .iter()
+            .map(|p| match p {
+                Part::Chunk(c) => c,
+                _ => panic!("only chunks between header and trailer"),
+            })
+            .collect();
+        assert!(
+            chunks
+                .iter()
+                .all(|c| !c.is_empty() && c.len() <= ktbroker_proto::CHUNK_SIZE)
+        );
+        let bytes: Vec<u8> = chunks.into_iter().flatten().copied().collect();
+        assert_eq!(bytes.len() as u64, header.total_size);
+        assert_eq!(
+            ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref(),
+            trailer.sha256.as_slice()
+        );
+        let keytab = Keytab::parse(&bytes).unwrap();
+        assert_eq!(header.principal, format!("{user}@EXAMPLE.COM"));
+        assert_eq!((header.kvno, header.enctypes.as_slice()), (7, [18, 17].as_slice()));
+        assert!(
+            keytab
+                .entries
+                .iter()
+                .all(|e| e.principal.to_string() == header.principal)
+        );
+    }
+    assert!(
+        collect(&service, "big").await.len() > 3,
+        "the big keytab needs several chunks"
+    );
+}
