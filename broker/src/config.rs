@@ -64,6 +64,8 @@ struct RawDirectory {
 #[serde(deny_unknown_fields)]
 struct RawKerberos {
     realm: String,
+    #[serde(default = "default_key_source")]
+    key_source: String,
     admin_principal: String,
     admin_keytab: PathBuf,
     #[serde(default = "default_kadmin")]
@@ -84,6 +86,9 @@ fn default_ldap_timeout() -> u64 {
 }
 fn default_kadmin_timeout() -> u64 {
     10
+}
+fn default_key_source() -> String {
+    "kadmin".into()
 }
 fn default_kadmin() -> PathBuf {
     PathBuf::from("/usr/bin/kadmin")
@@ -120,9 +125,19 @@ pub struct DirectoryConfig {
     pub timeout: Duration,
 }
 
+/// Where keys come from (see `keysource`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySourceKind {
+    /// kadm5 client library to the remote kadmind (the default).
+    Kadmin,
+    /// one `kadmin` process per request.
+    KadminCli,
+}
+
 #[derive(Debug, Clone)]
 pub struct KerberosConfig {
     pub realm: String,
+    pub key_source: KeySourceKind,
     pub admin_principal: String,
     pub admin_keytab: PathBuf,
     pub kadmin_path: PathBuf,
@@ -207,6 +222,16 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     if k.timeout_secs == 0 || k.timeout_secs > 300 {
         return Err(invalid("kerberos.timeout_secs", "must be between 1 and 300"));
     }
+    let key_source = match k.key_source.as_str() {
+        "kadmin" => KeySourceKind::Kadmin,
+        "kadmin-cli" => KeySourceKind::KadminCli,
+        other => {
+            return Err(invalid(
+                "kerberos.key_source",
+                format!("is {other:?}; use \"kadmin\" or \"kadmin-cli\""),
+            ));
+        }
+    };
     let failure_delay = Duration::from_millis(raw.auth.failure_delay_ms.unwrap_or(400));
     if failure_delay > Duration::from_secs(10) {
         return Err(invalid("auth.failure_delay_ms", "must be at most 10000"));
@@ -228,6 +253,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         },
         kerberos: KerberosConfig {
             realm: k.realm,
+            key_source,
             admin_principal: k.admin_principal,
             admin_keytab: resolve(k.admin_keytab),
             kadmin_path: k.kadmin_path,

@@ -1,16 +1,23 @@
 //! Reading a principal's current keys from the KDC without changing them.
 //!
-//! [`KadminKeySource`] runs MIT `kadmin` against the remote kadmind as the broker's admin principal
-//! (which needs the `e` extract privilege) with `ktadd -norandkey`, writing into a memfd the child
-//! inherits: the keytab never touches a filesystem. `kadmin -q` exits 0 even when kadmind refused,
-//! so success is judged by what landed in the keytab, not by the exit code.
+//! - [`Kadm5KeySource`] (`key_source = "kadmin"`, the default): the kadm5 client library talks to the
+//!   remote kadmind as the broker's admin principal (which needs the `e` extract privilege), over one
+//!   admin session reused across requests and re-established when it fails.
+//! - [`KadminCliKeySource`] (`key_source = "kadmin-cli"`): runs MIT `kadmin` per request with
+//!   `ktadd -norandkey`, writing into a memfd the child inherits (never a file). `kadmin -q` exits 0
+//!   even when kadmind refused, so success is judged by what landed in the keytab. Slower (a process
+//!   and a fresh authentication per request); kept as a fallback and as the base for `kadmin-local`.
 
+use crate::kadm5::{Kadm5Session, KeyData};
 use ktbroker_keytab::Keytab;
 use ktbroker_keytab::memfd::{KeytabMemfd, clear_cloexec};
+use ktbroker_keytab::{Entry, Key, Principal};
 use std::future::Future;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use zeroize::Zeroizing;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeySourceError {
@@ -29,7 +36,7 @@ pub trait KeySource: Send + Sync + 'static {
 }
 
 #[derive(Debug, Clone)]
-pub struct KadminKeySource {
+pub struct KadminCliKeySource {
     pub kadmin_path: PathBuf,
     pub admin_principal: String,
     pub admin_keytab: PathBuf,
@@ -37,7 +44,7 @@ pub struct KadminKeySource {
     pub timeout: Duration,
 }
 
-impl KeySource for KadminKeySource {
+impl KeySource for KadminCliKeySource {
     async fn fetch(&self, principal: &str) -> Result<Keytab, KeySourceError> {
         // The principal reaches kadmin's own query parser: nothing but a plain name may pass.
         if principal.is_empty()
@@ -114,4 +121,132 @@ fn last_line(text: &str) -> String {
         .last()
         .unwrap_or("kadmin failed without a message")
         .to_owned()
+}
+
+/// Keys through the kadm5 client library, one admin session shared by all requests.
+#[derive(Clone)]
+pub struct Kadm5KeySource {
+    admin_principal: String,
+    admin_keytab: PathBuf,
+    timeout: Duration,
+    session: Arc<Mutex<Option<Kadm5Session>>>,
+}
+
+impl Kadm5KeySource {
+    pub fn new(admin_principal: String, admin_keytab: PathBuf, timeout: Duration) -> Self {
+        Self {
+            admin_principal,
+            admin_keytab,
+            timeout,
+            session: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Opens the admin session ahead of the first request; a failure is only logged (the next
+    /// request tries again), so a broker can start while kadmind is briefly down.
+    pub async fn warm_up(&self) {
+        let this = self.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            let mut session = this.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            this.ensure_open(&mut session).map(drop)
+        })
+        .await;
+        match opened {
+            Ok(Ok(())) => tracing::info!(admin = %self.admin_principal, "kadm5 admin session open"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot open the kadm5 admin session yet"),
+            Err(e) => tracing::error!(error = %e, "kadm5 warm-up task failed"),
+        }
+    }
+
+    fn ensure_open<'a>(&self, session: &'a mut Option<Kadm5Session>) -> Result<&'a mut Kadm5Session, KeySourceError> {
+        if session.is_none() {
+            let opened = Kadm5Session::open(&self.admin_principal, &self.admin_keytab)
+                .map_err(|e| KeySourceError::Unavailable(e.to_string()))?;
+            *session = Some(opened);
+        }
+        Ok(session.as_mut().expect("just opened"))
+    }
+
+    /// Blocking: reads the keys, re-establishing the session once if the call failed for a reason
+    /// other than "no such principal" or "not authorized" (expired ticket, kadmind restarted).
+    fn read_keys(&self, principal: &str) -> Result<Vec<KeyData>, KeySourceError> {
+        let mut session = self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut last_error = None;
+        for _attempt in 0..2 {
+            match self.ensure_open(&mut session)?.principal_keys(principal) {
+                Ok(keys) => return Ok(keys),
+                Err(e) if e.is_unknown_principal() => {
+                    return Err(KeySourceError::NoSuchPrincipal(principal.to_owned()));
+                }
+                Err(e) if e.is_not_authorized() => return Err(KeySourceError::Refused(e.to_string())),
+                Err(e) => {
+                    tracing::warn!(error = %e, "kadm5 call failed; re-establishing the admin session");
+                    *session = None;
+                    last_error = Some(e);
+                }
+            }
+        }
+        Err(KeySourceError::Unavailable(
+            last_error.map(|e| e.to_string()).unwrap_or_default(),
+        ))
+    }
+}
+
+impl KeySource for Kadm5KeySource {
+    async fn fetch(&self, principal: &str) -> Result<Keytab, KeySourceError> {
+        let this = self.clone();
+        let name = principal.to_owned();
+        let task = tokio::task::spawn_blocking(move || this.read_keys(&name));
+        let keys = tokio::time::timeout(self.timeout, task)
+            .await
+            .map_err(|_| KeySourceError::Unavailable(format!("kadmind did not answer within {:?}", self.timeout)))?
+            .map_err(|e| KeySourceError::Unavailable(format!("kadm5 task failed: {e}")))??;
+        keytab_from_keys(principal, keys)
+    }
+}
+
+/// Builds keytab entries (timestamped now, name type KRB5_NT_PRINCIPAL) from keys read from the KDC.
+fn keytab_from_keys(principal: &str, keys: Vec<KeyData>) -> Result<Keytab, KeySourceError> {
+    let (name, realm) = principal
+        .rsplit_once('@')
+        .ok_or_else(|| KeySourceError::Refused(format!("principal {principal} has no realm")))?;
+    let principal = Principal::new(name.split('/').map(str::to_owned).collect(), realm);
+    let timestamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or(0);
+    let mut entries = Vec::with_capacity(keys.len());
+    for key in keys {
+        let enctype = u16::try_from(key.enctype)
+            .map_err(|_| KeySourceError::Unavailable(format!("the KDC returned enctype {}", key.enctype)))?;
+        let contents: Zeroizing<Vec<u8>> = key.contents;
+        entries.push(Entry {
+            principal: principal.clone(),
+            timestamp,
+            kvno: key.kvno,
+            key: Key { enctype, contents },
+        });
+    }
+    if entries.is_empty() {
+        return Err(KeySourceError::Unavailable(format!(
+            "the KDC holds no keys for {principal}"
+        )));
+    }
+    Ok(Keytab { entries })
+}
+
+/// The key source a broker was configured with.
+#[derive(Clone)]
+pub enum ConfiguredKeySource {
+    Kadm5(Kadm5KeySource),
+    KadminCli(KadminCliKeySource),
+}
+
+impl KeySource for ConfiguredKeySource {
+    async fn fetch(&self, principal: &str) -> Result<Keytab, KeySourceError> {
+        match self {
+            Self::Kadm5(source) => source.fetch(principal).await,
+            Self::KadminCli(source) => source.fetch(principal).await,
+        }
+    }
 }

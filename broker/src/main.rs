@@ -33,6 +33,13 @@ fn run(args: Args) -> anyhow::Result<()> {
     ktbroker_keytab::harden::forbid_core_dumps().context("disabling core dumps")?;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = ktbroker_broker::config::Config::load(&args.config)?;
+    if let Some(krb5_config) = &config.kerberos.krb5_config {
+        // libkrb5 and libkadm5 read their configuration from KRB5_CONFIG (kadm5 in MIT 1.20 reads
+        // it itself, not from the context we pass).
+        // SAFETY: no other thread exists yet: the async runtime is created below, and nothing
+        // before this point spawns one.
+        unsafe { std::env::set_var("KRB5_CONFIG", krb5_config) };
+    }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(ktbroker_broker::server::serve(config, shutdown_signal()))
 }

@@ -1,8 +1,9 @@
 //! Assembles the daemon: TLS-only gRPC server with the broker service and `grpc.health.v1`.
 
+use crate::config::KeySourceKind;
 use crate::config::{Config, read_private_file};
 use crate::directory::LdapDirectory;
-use crate::keysource::KadminKeySource;
+use crate::keysource::{ConfiguredKeySource, Kadm5KeySource, KadminCliKeySource};
 use crate::service::BrokerService;
 use anyhow::Context;
 use ktbroker_proto::v1::keytab_broker_server::KeytabBrokerServer;
@@ -22,19 +23,26 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send) ->
 
     let directory = LdapDirectory::new(config.directory.clone()).context("setting up the directory client")?;
     let k = &config.kerberos;
-    let keys = KadminKeySource {
-        kadmin_path: k.kadmin_path.clone(),
-        admin_principal: k.admin_principal.clone(),
-        admin_keytab: k.admin_keytab.clone(),
-        krb5_config: k.krb5_config.clone(),
-        timeout: k.timeout,
+    let keys = match k.key_source {
+        KeySourceKind::Kadmin => {
+            let source = Kadm5KeySource::new(k.admin_principal.clone(), k.admin_keytab.clone(), k.timeout);
+            source.warm_up().await;
+            ConfiguredKeySource::Kadm5(source)
+        }
+        KeySourceKind::KadminCli => ConfiguredKeySource::KadminCli(KadminCliKeySource {
+            kadmin_path: k.kadmin_path.clone(),
+            admin_principal: k.admin_principal.clone(),
+            admin_keytab: k.admin_keytab.clone(),
+            krb5_config: k.krb5_config.clone(),
+            timeout: k.timeout,
+        }),
     };
     let service = BrokerService::new(directory, keys, k.realm.clone(), config.failure_delay);
     let broker = KeytabBrokerServer::new(service).max_decoding_message_size(MAX_REQUEST_SIZE);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
-        .set_serving::<KeytabBrokerServer<BrokerService<LdapDirectory, KadminKeySource>>>()
+        .set_serving::<KeytabBrokerServer<BrokerService<LdapDirectory, ConfiguredKeySource>>>()
         .await;
 
     tracing::info!(listen = %config.listen, realm = %k.realm, "ktbrokerd listening (TLS)");

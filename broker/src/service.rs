@@ -89,7 +89,12 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
         }
 
         match self.keys.fetch(&principal).await {
-            Ok(keytab) => Ok((principal, keytab)),
+            Ok(mut keytab) => {
+                // Only the current keys: older kvnos are of no use to a client's kinit.
+                let current = keytab.entries.iter().map(|e| e.kvno).max().unwrap_or(0);
+                keytab.retain(|e| e.kvno == current);
+                Ok((principal, keytab))
+            }
             Err(KeySourceError::NoSuchPrincipal(_)) => Err((Outcome::NoPrincipal, Status::not_found(MSG_NO_PRINCIPAL))),
             Err(e) => {
                 tracing::error!(error = %e, principal, "reading keys failed");

@@ -19,13 +19,28 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// A broker with the default key source (the kadm5 library).
     pub fn start(dir: &Path, pki: &TestPki, realm: &Realm, directory: &Directory) -> anyhow::Result<Self> {
+        Self::start_with(dir, pki, realm, directory, "kadmin")
+    }
+
+    /// A broker reading keys through `key_source` (`kadmin` or `kadmin-cli`).
+    pub fn start_with(
+        dir: &Path,
+        pki: &TestPki,
+        realm: &Realm,
+        directory: &Directory,
+        key_source: &str,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let port = free_port();
         let password_file = dir.join("ldap-service.pw");
         write_private(&password_file, format!("{}\n", directory.service_password))?;
         let config = dir.join("broker.toml");
-        std::fs::write(&config, config_text(port, pki, realm, directory, &password_file))?;
+        std::fs::write(
+            &config,
+            config_text(port, pki, realm, directory, &password_file, key_source),
+        )?;
 
         let log = dir.join("ktbrokerd.log");
         let mut command = Command::new(project_binary("ktbrokerd"));
@@ -61,7 +76,14 @@ impl Broker {
     }
 }
 
-fn config_text(port: u16, pki: &TestPki, realm: &Realm, directory: &Directory, password_file: &Path) -> String {
+fn config_text(
+    port: u16,
+    pki: &TestPki,
+    realm: &Realm,
+    directory: &Directory,
+    password_file: &Path,
+    key_source: &str,
+) -> String {
     format!(
         r#"version = 1
 
@@ -81,6 +103,7 @@ timeout_secs = 5
 
 [kerberos]
 realm = "{realm_name}"
+key_source = "{key_source}"
 admin_principal = "{BROKER_ADMIN}@{realm_name}"
 admin_keytab = "{admin_keytab}"
 krb5_config = "{krb5_conf}"

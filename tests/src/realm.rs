@@ -95,13 +95,13 @@ impl Realm {
         self.kadmin_local(&format!("addprinc -pw {password} {name}")).map(drop)
     }
 
-    /// The principal's current kvno, from the KDC database.
+    /// The principal's current kvno (the highest of its keys), from the KDC database.
     pub fn kvno(&self, principal: &str) -> anyhow::Result<u32> {
         let out = self.kadmin_local(&format!("getprinc {principal}"))?;
         out.lines()
-            .find_map(|l| l.strip_prefix("Key: vno "))
-            .and_then(|rest| rest.split(',').next())
-            .and_then(|n| n.trim().parse().ok())
+            .filter_map(|l| l.strip_prefix("Key: vno "))
+            .filter_map(|rest| rest.split(',').next()?.trim().parse().ok())
+            .max()
             .ok_or_else(|| anyhow::anyhow!("no kvno in getprinc output:\n{out}"))
     }
 
@@ -121,6 +121,15 @@ impl Realm {
             .expect("piped stdin")
             .write_all(format!("{password}\n").as_bytes())?;
         Ok(child.wait()?.success())
+    }
+
+    /// Stops kadmind and starts it again on the same port (clients' sessions break).
+    pub fn restart_kadmind(&mut self) -> anyhow::Result<()> {
+        self.kadmind.stop()?;
+        let log = self.dir.join("kadmind.out");
+        self.kadmind = Daemon::spawn("kadmind", self.env().command("kadmind").arg("-nofork"), &log)?;
+        let port = self.kadmin_port;
+        self.kadmind.wait_ready(Duration::from_secs(10), || tcp_open(port))
     }
 
     /// Fails if the KDC or kadmind died.

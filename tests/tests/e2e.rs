@@ -6,6 +6,7 @@ use ktbroker_kinit::HelperError;
 use ktbroker_kinit::fetch::{BrokerEndpoint, connect, fetch_keytab};
 use ktbroker_proto::v1::{FetchKeytabRequest, fetch_keytab_response::Part, keytab_broker_client::KeytabBrokerClient};
 use ktbroker_tests::Sandbox;
+use ktbroker_tests::broker::Broker;
 use ktbroker_tests::directory::Directory;
 use ktbroker_tests::pki::TestPki;
 use std::path::{Path, PathBuf};
@@ -420,4 +421,68 @@ fn files_containing(roots: &[PathBuf], secrets: &[Vec<u8>], since: SystemTime) -
         walk(root, secrets, since, &mut hits);
     }
     hits
+}
+
+/// (kvno, enctype, key bytes) of every entry, for comparing keytabs from different sources.
+fn key_list(bytes: &[u8]) -> Vec<(u32, u16, Vec<u8>)> {
+    Keytab::parse(bytes)
+        .unwrap()
+        .entries
+        .iter()
+        .map(|e| (e.kvno, e.key.enctype, e.key.contents.to_vec()))
+        .collect()
+}
+
+#[test]
+fn kadm5_library_and_kadmin_cli_sources_serve_the_same_keys() {
+    let sandbox = sandbox();
+    let cli = Broker::start_with(
+        &sandbox.root.join("broker-cli"),
+        &sandbox.pki,
+        &sandbox.realm,
+        &sandbox.directory,
+        "kadmin-cli",
+    )
+    .unwrap();
+    let mut cli_endpoint = sandbox.endpoint();
+    cli_endpoint.url = cli.url.clone();
+    let via_library = block_on(fetch_keytab(&sandbox.endpoint(), "alice", b"alicepw", None)).unwrap();
+    let via_cli = block_on(fetch_keytab(&cli_endpoint, "alice", b"alicepw", None)).unwrap();
+    assert_eq!(via_library.kvno, via_cli.kvno);
+    assert_eq!(key_list(&via_library.bytes), key_list(&via_cli.bytes));
+    assert!(sandbox.broker.log_text().contains("kadm5 admin session open"));
+}
+
+#[test]
+fn admin_session_is_re_established_after_kadmind_restarts() {
+    let mut sandbox = sandbox();
+    let first = sandbox.login("alice", "alicepw", &sandbox.ccache("before"));
+    assert!(first.status.success(), "{}", stderr(&first));
+    sandbox.realm.restart_kadmind().unwrap();
+    let second = sandbox.login("alice", "alicepw", &sandbox.ccache("after"));
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert!(
+        sandbox.broker.log_text().contains("re-establishing the admin session"),
+        "the broker should have noticed the broken session:\n{}",
+        sandbox.broker.log_text()
+    );
+}
+
+#[test]
+fn only_the_current_kvno_is_served_after_a_rekey_that_keeps_old_keys() {
+    let sandbox = sandbox();
+    sandbox.realm.kadmin_local("cpw -randkey -keepold alice").unwrap();
+    let kvno = sandbox.realm.kvno("alice").unwrap();
+    assert_eq!(kvno, 2);
+    let fetched = block_on(fetch_keytab(&sandbox.endpoint(), "alice", b"alicepw", None)).unwrap();
+    assert_eq!(fetched.kvno, kvno);
+    let keys = key_list(&fetched.bytes);
+    assert_eq!(keys.iter().map(|k| (k.0, k.1)).collect::<Vec<_>>(), [(2, 18), (2, 17)]);
+    let out = sandbox.login("alice", "alicepw", &sandbox.ccache("rekeyed"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sandbox.realm.kvno("alice").unwrap(),
+        kvno,
+        "fetching must not rotate keys"
+    );
 }

@@ -1,0 +1,107 @@
+//! Raw declarations for the part of MIT's libkrb5 and libkadm5clnt_mit the broker uses, matching
+//! `<krb5/krb5.h>` and `<kadm5/admin.h>` of MIT krb5 1.20 (x86_64 and other LP64 Linux targets).
+//! Only [`super`] calls these; every call there carries a `// SAFETY:` comment.
+
+#![allow(non_camel_case_types)]
+
+use std::os::raw::{c_char, c_int, c_long, c_uint, c_void};
+
+pub type krb5_error_code = i32;
+pub type kadm5_ret_t = c_long;
+pub type krb5_context = *mut c_void;
+pub type krb5_principal = *mut c_void;
+pub type krb5_kvno = c_uint;
+
+/// `KADM5_STRUCT_VERSION_1`.
+pub const KADM5_STRUCT_VERSION: u32 = 0x1234_5601;
+/// `KADM5_API_VERSION_4`: the version that has `kadm5_get_principal_keys`.
+pub const KADM5_API_VERSION_4: u32 = 0x1234_5704;
+/// `KADM5_ADMIN_SERVICE`.
+pub const KADM5_ADMIN_SERVICE: &std::ffi::CStr = c"kadmin/admin";
+
+/// Error codes from `<kadm5/kadm_err.h>` that the broker treats specially.
+pub const KADM5_AUTH_GET: c_long = 43_787_521;
+pub const KADM5_UNK_PRINC: c_long = 43_787_532;
+
+#[repr(C)]
+pub struct krb5_keyblock {
+    pub magic: i32,
+    pub enctype: i32,
+    pub length: c_uint,
+    pub contents: *mut u8,
+}
+
+#[repr(C)]
+pub struct krb5_data {
+    pub magic: i32,
+    pub length: c_uint,
+    pub data: *mut c_char,
+}
+
+#[repr(C)]
+pub struct krb5_keysalt {
+    pub type_: i16,
+    pub data: krb5_data,
+}
+
+#[repr(C)]
+pub struct kadm5_key_data {
+    pub kvno: krb5_kvno,
+    pub key: krb5_keyblock,
+    pub salt: krb5_keysalt,
+}
+
+unsafe extern "C" {
+    pub fn krb5_init_context(context: *mut krb5_context) -> krb5_error_code;
+    pub fn krb5_free_context(context: krb5_context);
+    pub fn krb5_parse_name(
+        context: krb5_context,
+        name: *const c_char,
+        principal: *mut krb5_principal,
+    ) -> krb5_error_code;
+    pub fn krb5_free_principal(context: krb5_context, principal: krb5_principal);
+    pub fn krb5_get_error_message(context: krb5_context, code: krb5_error_code) -> *const c_char;
+    pub fn krb5_free_error_message(context: krb5_context, message: *const c_char);
+
+    pub fn kadm5_init_with_skey(
+        context: krb5_context,
+        client_name: *mut c_char,
+        keytab: *mut c_char,
+        service_name: *mut c_char,
+        params: *mut c_void,
+        struct_version: u32,
+        api_version: u32,
+        db_args: *mut *mut c_char,
+        server_handle: *mut *mut c_void,
+    ) -> kadm5_ret_t;
+    pub fn kadm5_destroy(server_handle: *mut c_void) -> kadm5_ret_t;
+    pub fn kadm5_get_principal_keys(
+        server_handle: *mut c_void,
+        principal: krb5_principal,
+        kvno: krb5_kvno,
+        key_data: *mut *mut kadm5_key_data,
+        n_key_data: *mut c_int,
+    ) -> kadm5_ret_t;
+    pub fn kadm5_free_kadm5_key_data(
+        context: krb5_context,
+        n_key_data: c_int,
+        key_data: *mut kadm5_key_data,
+    ) -> kadm5_ret_t;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sizes and offsets of the C structs on LP64 (checked against `offsetof` in MIT's headers).
+    #[test]
+    fn struct_layout_matches_the_c_headers() {
+        assert_eq!(std::mem::size_of::<krb5_keyblock>(), 24);
+        assert_eq!(std::mem::size_of::<krb5_data>(), 16);
+        assert_eq!(std::mem::size_of::<krb5_keysalt>(), 24);
+        assert_eq!(std::mem::size_of::<kadm5_key_data>(), 56);
+        assert_eq!(std::mem::offset_of!(kadm5_key_data, key), 8);
+        assert_eq!(std::mem::offset_of!(kadm5_key_data, salt), 32);
+        assert_eq!(std::mem::offset_of!(krb5_keyblock, contents), 16);
+    }
+}

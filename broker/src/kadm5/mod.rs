@@ -1,0 +1,180 @@
+//! A kadm5 admin session with the remote kadmind, authenticated with the broker's own admin
+//! principal and keytab, used to read a principal's current keys without changing them
+//! (`kadm5_get_principal_keys`, the call behind `ktadd -norandkey`; needs the `e` privilege).
+//!
+//! All `unsafe` for libkrb5/libkadm5 lives in this module and [`ffi`]. A session owns one krb5
+//! context and one kadm5 handle; neither is thread-safe, so a session is `Send` but not `Sync`
+//! and callers serialize access (see `keysource::Kadm5KeySource`).
+
+mod ffi;
+
+use std::ffi::{CStr, CString};
+use std::os::raw::{c_int, c_long};
+use std::path::Path;
+use zeroize::Zeroizing;
+
+/// A failed libkrb5/kadm5 call: the code and MIT's own message for it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{during}: {message} (code {code})")]
+pub struct Kadm5Error {
+    /// A krb5 or kadm5 error code (`kadm5_ret_t`, a C long).
+    pub code: c_long,
+    pub message: String,
+    pub during: &'static str,
+}
+
+impl Kadm5Error {
+    pub fn is_unknown_principal(&self) -> bool {
+        self.code == ffi::KADM5_UNK_PRINC
+    }
+
+    /// kadmind refused for lack of privilege: reconnecting will not help.
+    pub fn is_not_authorized(&self) -> bool {
+        self.code == ffi::KADM5_AUTH_GET || self.message.contains("privilege")
+    }
+
+    fn local(during: &'static str, message: &str) -> Self {
+        Self {
+            code: -1,
+            message: message.to_owned(),
+            during,
+        }
+    }
+}
+
+/// One key as read from the KDC.
+pub struct KeyData {
+    pub kvno: u32,
+    pub enctype: i32,
+    pub contents: Zeroizing<Vec<u8>>,
+}
+
+pub struct Kadm5Session {
+    context: ffi::krb5_context,
+    handle: *mut std::os::raw::c_void,
+}
+
+// SAFETY: the krb5 context and kadm5 handle have no thread affinity; they must only not be used
+// from two threads at once, which `&mut self` on every method guarantees.
+unsafe impl Send for Kadm5Session {}
+
+impl Kadm5Session {
+    /// Authenticates as `client` with the keys in `keytab` and opens the RPC session to the
+    /// realm's admin server (from the krb5 configuration in `KRB5_CONFIG`).
+    pub fn open(client: &str, keytab: &Path) -> Result<Self, Kadm5Error> {
+        let client = c_string(client, "admin principal")?;
+        let keytab = c_string(&keytab.to_string_lossy(), "admin keytab path")?;
+        let mut context: ffi::krb5_context = std::ptr::null_mut();
+        // SAFETY: krb5_init_context writes a new context to the pointer we pass, or leaves it null
+        // and returns an error.
+        let code = unsafe { ffi::krb5_init_context(&mut context) };
+        if code != 0 || context.is_null() {
+            return Err(Kadm5Error {
+                code: code.into(),
+                message: "cannot create a krb5 context".into(),
+                during: "krb5_init_context",
+            });
+        }
+        let mut handle = std::ptr::null_mut();
+        // SAFETY: every string is a valid NUL-terminated C string that outlives the call; kadm5
+        // does not keep them (it copies what it needs). params and db_args may be NULL. On success
+        // the handle is written; on failure we still own and free the context.
+        let code = unsafe {
+            ffi::kadm5_init_with_skey(
+                context,
+                client.as_ptr().cast_mut(),
+                keytab.as_ptr().cast_mut(),
+                ffi::KADM5_ADMIN_SERVICE.as_ptr().cast_mut(),
+                std::ptr::null_mut(),
+                ffi::KADM5_STRUCT_VERSION,
+                ffi::KADM5_API_VERSION_4,
+                std::ptr::null_mut(),
+                &mut handle,
+            )
+        };
+        let session = Self { context, handle };
+        if code != 0 || handle.is_null() {
+            let error = session.error(code, "kadm5_init_with_skey");
+            return Err(error); // drop frees the context; the null handle is skipped
+        }
+        Ok(session)
+    }
+
+    /// All current keys of `principal` (every kvno the KDC holds), unchanged.
+    pub fn principal_keys(&mut self, principal: &str) -> Result<Vec<KeyData>, Kadm5Error> {
+        let name = c_string(principal, "principal")?;
+        let mut parsed: ffi::krb5_principal = std::ptr::null_mut();
+        // SAFETY: context is live; name is a valid C string; parsed receives a new principal.
+        let code = unsafe { ffi::krb5_parse_name(self.context, name.as_ptr(), &mut parsed) };
+        if code != 0 {
+            return Err(self.error(code.into(), "krb5_parse_name"));
+        }
+        let mut keys: *mut ffi::kadm5_key_data = std::ptr::null_mut();
+        let mut count: c_int = 0;
+        // SAFETY: handle and parsed are live; kvno 0 asks for all kvnos; keys/count receive an
+        // array that kadm5 allocated and that we free below with kadm5_free_kadm5_key_data.
+        let code = unsafe { ffi::kadm5_get_principal_keys(self.handle, parsed, 0, &mut keys, &mut count) };
+        // SAFETY: parsed came from krb5_parse_name on this context and is not used afterwards.
+        unsafe { ffi::krb5_free_principal(self.context, parsed) };
+        if code != 0 {
+            return Err(self.error(code, "kadm5_get_principal_keys"));
+        }
+        let mut out = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+        if !keys.is_null() && count > 0 {
+            // SAFETY: on success kadm5 returns `count` initialized elements at `keys`.
+            let slice = unsafe { std::slice::from_raw_parts(keys, count as usize) };
+            for key in slice {
+                let contents = if key.key.contents.is_null() || key.key.length == 0 {
+                    Zeroizing::new(Vec::new())
+                } else {
+                    // SAFETY: the keyblock's contents point at `length` bytes owned by the array.
+                    Zeroizing::new(
+                        unsafe { std::slice::from_raw_parts(key.key.contents, key.key.length as usize) }.to_vec(),
+                    )
+                };
+                out.push(KeyData {
+                    kvno: key.kvno,
+                    enctype: key.key.enctype,
+                    contents,
+                });
+            }
+        }
+        if !keys.is_null() {
+            // SAFETY: frees (and zeroes) exactly the array kadm5_get_principal_keys returned.
+            unsafe { ffi::kadm5_free_kadm5_key_data(self.context, count, keys) };
+        }
+        Ok(out)
+    }
+
+    fn error(&self, code: c_long, during: &'static str) -> Kadm5Error {
+        // krb5 error codes are 32-bit; kadm5_ret_t is a C long holding one.
+        let code32 = code as i32;
+        // SAFETY: the context is live; the message is a C string we free right after copying.
+        let message = unsafe {
+            let raw = ffi::krb5_get_error_message(self.context, code32);
+            if raw.is_null() {
+                format!("error {code}")
+            } else {
+                let text = CStr::from_ptr(raw).to_string_lossy().into_owned();
+                ffi::krb5_free_error_message(self.context, raw);
+                text
+            }
+        };
+        Kadm5Error { code, message, during }
+    }
+}
+
+impl Drop for Kadm5Session {
+    fn drop(&mut self) {
+        if !self.handle.is_null() {
+            // SAFETY: the handle came from kadm5_init_with_skey and is destroyed once.
+            unsafe { ffi::kadm5_destroy(self.handle) };
+        }
+        // SAFETY: the context came from krb5_init_context, outlived the handle, and is freed once.
+        unsafe { ffi::krb5_free_context(self.context) };
+    }
+}
+
+fn c_string(text: &str, what: &'static str) -> Result<CString, Kadm5Error> {
+    CString::new(text).map_err(|_| Kadm5Error::local("preparing a kadm5 call", &format!("{what} contains a NUL byte")))
+}
