@@ -73,7 +73,13 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
         // A password that is not UTF-8 cannot match a directory password; same answer as a wrong one.
         let password = std::str::from_utf8(password).map_err(|_| auth_failed(Outcome::InvalidCredentials))?;
 
-        match self.directory.verify(&user, password).await {
+        let ldap_started = Instant::now();
+        let verified = self.directory.verify(&user, password).await;
+        tracing::debug!(
+            elapsed_ms = ldap_started.elapsed().as_secs_f64() * 1e3,
+            "directory check done"
+        );
+        match verified {
             Ok(_) => {}
             Err(AuthError::EmptyPassword) => return Err(auth_failed(Outcome::EmptyPassword)),
             Err(AuthError::InvalidCredentials) => return Err(auth_failed(Outcome::InvalidCredentials)),
@@ -88,7 +94,13 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
             }
         }
 
-        match self.keys.fetch(&principal).await {
+        let keys_started = Instant::now();
+        let fetched = self.keys.fetch(&principal).await;
+        tracing::debug!(
+            elapsed_ms = keys_started.elapsed().as_secs_f64() * 1e3,
+            "key source done"
+        );
+        match fetched {
             Ok(mut keytab) => {
                 // Only the current keys: older kvnos are of no use to a client's kinit.
                 let current = keytab.entries.iter().map(|e| e.kvno).max().unwrap_or(0);

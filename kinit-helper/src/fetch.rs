@@ -58,6 +58,7 @@ pub async fn connect(endpoint: &BrokerEndpoint) -> Result<Channel, HelperError> 
         .map_err(|e| unreachable(&e))?
         .connect_timeout(endpoint.timeout)
         .timeout(endpoint.timeout)
+        .tcp_nodelay(true)
         .connect()
         .await
         .map_err(|e| unreachable(&error_chain(&e)))

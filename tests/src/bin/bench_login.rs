@@ -1,0 +1,115 @@
+//! `bench/login-latency`: brings up the sandbox and measures, in one run, the wall time of
+//!   (a) a full broker login: `ktbroker-kinit` from password on stdin to a TGT in the ccache, with
+//!       the broker reading keys through the kadm5 library (and, for comparison, through one
+//!       `kadmin` process per request), and
+//!   (b) a plain `kinit` with alice's Kerberos password against the same KDC,
+//! then prints p50/p95 of each and the ratios a/b. Not a test: a measurement to report.
+
+use anyhow::Context;
+use clap::Parser;
+use ktbroker_tests::Sandbox;
+use ktbroker_tests::broker::Broker;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Logins per variant (after 3 warm-up logins each).
+    #[arg(long, default_value_t = 40)]
+    iterations: usize,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let sandbox = Sandbox::start().context("starting the sandbox")?;
+    let cli_broker = Broker::start_with(
+        &sandbox.root.join("broker-cli"),
+        &sandbox.pki,
+        &sandbox.realm,
+        &sandbox.directory,
+        "kadmin-cli",
+    )?;
+
+    let mut n = 0;
+    let mut ccache = || {
+        n += 1;
+        sandbox.ccache(&format!("bench-{n}"))
+    };
+    let broker_login = |url: &str, cc: &str| {
+        let mut command = sandbox.kinit_command_via(url, &sandbox.pki.ca_cert, "alice", cc);
+        timed_with_stdin(&mut command, "alicepw")
+    };
+    let password_kinit = |cc: &str| {
+        let mut command = sandbox.realm.command("kinit");
+        command.args(["-c", cc, "alice"]);
+        timed_with_stdin(&mut command, "alice-kdc-pw")
+    };
+
+    let kadm5 = measure(args.iterations, || broker_login(&sandbox.broker.url, &ccache()))?;
+    let cli = measure(args.iterations, || broker_login(&cli_broker.url, &ccache()))?;
+    let kinit = measure(args.iterations, || password_kinit(&ccache()))?;
+
+    println!(
+        "login latency over {} runs each (ms)       p50      p95",
+        args.iterations
+    );
+    for (name, samples) in [
+        ("(a) ktbroker-kinit, key source kadm5", &kadm5),
+        ("(a') ktbroker-kinit, key source kadmin-cli", &cli),
+        ("(b) kinit with the Kerberos password", &kinit),
+    ] {
+        println!(
+            "{name:<44} {:>7.1}  {:>7.1}",
+            ms(percentile(samples, 50)),
+            ms(percentile(samples, 95))
+        );
+    }
+    println!(
+        "ratio a/b  (p50): {:.2}   (goal <= 1.0)\nratio a'/b (p50): {:.2}",
+        ms(percentile(&kadm5, 50)) / ms(percentile(&kinit, 50)),
+        ms(percentile(&cli, 50)) / ms(percentile(&kinit, 50)),
+    );
+    Ok(())
+}
+
+/// Runs `command` with `input` and a newline on stdin; the wall time if it exited 0.
+fn timed_with_stdin(command: &mut Command, input: &str) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(format!("{input}\n").as_bytes())?;
+    let output = child.wait_with_output()?;
+    let elapsed = started.elapsed();
+    anyhow::ensure!(
+        output.status.success(),
+        "{:?} failed: {}",
+        command.get_program(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(elapsed)
+}
+
+fn measure(iterations: usize, mut run: impl FnMut() -> anyhow::Result<Duration>) -> anyhow::Result<Vec<Duration>> {
+    for _ in 0..3 {
+        run()?;
+    }
+    let mut samples = (0..iterations).map(|_| run()).collect::<anyhow::Result<Vec<_>>>()?;
+    samples.sort();
+    Ok(samples)
+}
+
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    sorted[((sorted.len() - 1) * p) / 100]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
