@@ -1,10 +1,23 @@
-//! One audit record per authentication attempt, on the `ktbroker::audit` tracing target (so a
-//! subscriber can route it to its own sink). Records carry who, from where, what, and the outcome;
-//! never a password or key.
+//! The audit trail: one record per authentication attempt, written as a tracing event (target
+//! `ktbroker::audit`) and, when `[audit] file` is configured, as one JSON line in an append-only
+//! file. Each JSON line carries in `prev` the SHA-256 of the line before it, so editing, deleting
+//! or reordering lines breaks the chain; `ktbrokerd audit-verify FILE` finds the first broken line.
+//!
+//! A record holds who, from where, what, the outcome and timings; never a password or key.
+//!
+//! The chain detects changes by anyone who cannot also rewrite every later line (it is not a
+//! signature), and a rotated file starts from the last hash of the previous one: `audit-verify`
+//! prints that anchor so files can be joined.
 
+use serde::Serialize;
+use std::fs::File;
+use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
 
-/// How an attempt ended, as written to the audit log (the caller may see less).
+/// How an attempt ended, as the audit records it (the caller may see less).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Granted,
@@ -21,6 +34,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The detailed reason, for the audit only.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Granted => "granted",
@@ -36,16 +50,253 @@ impl Outcome {
             Self::KeySourceFailed => "key_source_failed",
         }
     }
-}
 
-/// Writes one audit record. `username` is printed escaped (`{:?}`) because a refused name may
-/// hold control characters.
-pub fn record(request_id: u64, peer: Option<SocketAddr>, username: &str, principal: Option<&str>, outcome: Outcome) {
-    let peer = peer.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
-    let principal = principal.unwrap_or("-");
-    if outcome == Outcome::Granted {
-        tracing::info!(target: "ktbroker::audit", request_id, %peer, ?username, principal, outcome = outcome.as_str(), "keytab served");
-    } else {
-        tracing::warn!(target: "ktbroker::audit", request_id, %peer, ?username, principal, outcome = outcome.as_str(), "keytab refused");
+    /// `granted`, `refused` (the caller was told no) or `error` (something on our side failed).
+    pub fn class(self) -> &'static str {
+        match self {
+            Self::Granted => "granted",
+            Self::DirectoryUnavailable | Self::KeySourceFailed => "error",
+            _ => "refused",
+        }
     }
 }
+
+/// One authentication attempt.
+#[derive(Debug, Clone)]
+pub struct Attempt<'a> {
+    pub request_id: u64,
+    pub peer: Option<SocketAddr>,
+    pub username: &'a str,
+    pub principal: Option<&'a str>,
+    pub outcome: Outcome,
+    pub kvno: Option<u32>,
+    pub latency: Duration,
+}
+
+/// The JSON line. Field order is fixed by the struct, so lines are reproducible.
+#[derive(Serialize)]
+struct AuditLine<'a> {
+    time: String,
+    request_id: u64,
+    tenant: &'a str,
+    username: &'a str,
+    principal: Option<&'a str>,
+    peer: Option<String>,
+    client_cert: Option<&'a str>,
+    outcome: &'static str,
+    reason: &'static str,
+    kvno: Option<u32>,
+    latency_ms: f64,
+    prev: String,
+}
+
+/// Records attempts to tracing and, if configured, to the hash-chained file.
+pub struct Auditor {
+    tenant: String,
+    file: Option<Mutex<ChainedFile>>,
+}
+
+impl Auditor {
+    /// Audit to tracing only.
+    pub fn tracing_only(tenant: &str) -> Self {
+        Self {
+            tenant: tenant.to_owned(),
+            file: None,
+        }
+    }
+
+    /// Audit to tracing and to `path` (created 0600 if missing; an existing chain is continued).
+    pub fn with_file(tenant: &str, path: &Path) -> io::Result<Self> {
+        Ok(Self {
+            tenant: tenant.to_owned(),
+            file: Some(Mutex::new(ChainedFile::open(path)?)),
+        })
+    }
+
+    /// Records one attempt. `Err` only when the file write failed: the caller must then not hand
+    /// out a keytab (a grant that cannot be audited does not happen).
+    pub fn record(&self, attempt: &Attempt) -> io::Result<()> {
+        let peer = attempt.peer.map(|p| p.to_string());
+        let latency_ms = (attempt.latency.as_secs_f64() * 10_000.0).round() / 10.0;
+        let fields = (
+            attempt.request_id,
+            peer.as_deref().unwrap_or("-"),
+            attempt.principal.unwrap_or("-"),
+        );
+        let (request_id, peer_text, principal) = fields;
+        if attempt.outcome == Outcome::Granted {
+            tracing::info!(target: "ktbroker::audit", request_id, peer = peer_text, username = ?attempt.username, principal,
+                outcome = attempt.outcome.as_str(), latency_ms, "keytab served");
+        } else {
+            tracing::warn!(target: "ktbroker::audit", request_id, peer = peer_text, username = ?attempt.username, principal,
+                outcome = attempt.outcome.as_str(), latency_ms, "keytab refused");
+        }
+        let Some(file) = &self.file else { return Ok(()) };
+        let mut file = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let line = AuditLine {
+            time: rfc3339(SystemTime::now()),
+            request_id,
+            tenant: &self.tenant,
+            username: attempt.username,
+            principal: attempt.principal,
+            peer,
+            client_cert: None,
+            outcome: attempt.outcome.class(),
+            reason: attempt.outcome.as_str(),
+            kvno: attempt.kvno,
+            latency_ms,
+            prev: hex(&file.prev),
+        };
+        let text = serde_json::to_string(&line).map_err(io::Error::other)?;
+        file.append(&text)
+            .inspect_err(|e| tracing::error!(error = %e, "cannot write the audit file"))
+    }
+}
+
+/// The audit file and the hash of its last line.
+struct ChainedFile {
+    file: File,
+    prev: [u8; 32],
+}
+
+impl ChainedFile {
+    fn open(path: &Path) -> io::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)?;
+        let prev = match last_line(&mut file)? {
+            Some(line) => sha256(line.as_bytes()),
+            None => [0; 32],
+        };
+        Ok(Self { file, prev })
+    }
+
+    fn append(&mut self, line: &str) -> io::Result<()> {
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        self.file.write_all(&bytes)?;
+        self.file.flush()?;
+        self.prev = sha256(line.as_bytes());
+        Ok(())
+    }
+}
+
+/// The last complete line of a file (audit lines are far shorter than the 64 KiB read).
+fn last_line(file: &mut File) -> io::Result<Option<String>> {
+    let len = file.seek(SeekFrom::End(0))?;
+    let start = len.saturating_sub(64 * 1024);
+    file.seek(SeekFrom::Start(start))?;
+    let mut tail = String::new();
+    file.read_to_string(&mut tail)?;
+    Ok(tail.lines().rfind(|l| !l.is_empty()).map(str::to_owned))
+}
+
+/// Why a chain did not verify.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ChainError {
+    #[error("line {line}: not an audit record ({why})")]
+    NotARecord { line: usize, why: String },
+    #[error("line {line}: prev does not match the SHA-256 of line {previous} (edited, removed or reordered)")]
+    Broken { line: usize, previous: usize },
+    #[error("cannot read the audit file: {0}")]
+    Io(String),
+}
+
+/// What a verified file holds.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ChainSummary {
+    pub lines: usize,
+    /// `prev` of the first line: zeros for a file that starts the chain, else the last hash of
+    /// the file before it (rotation).
+    pub anchor: String,
+    /// SHA-256 of the last line, the anchor the next file must start from.
+    pub head: String,
+}
+
+/// Checks every line's `prev` against the SHA-256 of the line before it.
+pub fn verify_chain(reader: impl BufRead) -> Result<ChainSummary, ChainError> {
+    let mut expected: Option<[u8; 32]> = None;
+    let mut anchor = String::new();
+    let mut lines = 0;
+    for (index, line) in reader.lines().enumerate() {
+        let number = index + 1;
+        let line = line.map_err(|e| ChainError::Io(e.to_string()))?;
+        let value: serde_json::Value = serde_json::from_str(&line).map_err(|e| ChainError::NotARecord {
+            line: number,
+            why: e.to_string(),
+        })?;
+        let prev = value
+            .get("prev")
+            .and_then(|p| p.as_str())
+            .ok_or_else(|| ChainError::NotARecord {
+                line: number,
+                why: "no prev field".into(),
+            })?;
+        match expected {
+            None => anchor = prev.to_owned(),
+            Some(hash) if prev == hex(&hash) => {}
+            Some(_) => {
+                return Err(ChainError::Broken {
+                    line: number,
+                    previous: number - 1,
+                });
+            }
+        }
+        expected = Some(sha256(line.as_bytes()));
+        lines = number;
+    }
+    Ok(ChainSummary {
+        lines,
+        anchor,
+        head: expected.map(|h| hex(&h)).unwrap_or_else(|| hex(&[0; 32])),
+    })
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut out = [0; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `2026-11-22T12:00:00.123Z` (UTC, milliseconds).
+pub fn rfc3339(time: SystemTime) -> String {
+    let since_epoch = time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = since_epoch.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days as i64);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since_epoch.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
+/// (H. Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests;

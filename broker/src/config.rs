@@ -33,6 +33,14 @@ struct RawConfig {
     kerberos: RawKerberos,
     #[serde(default)]
     auth: RawAuth,
+    #[serde(default)]
+    audit: RawAudit,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -155,6 +163,8 @@ pub struct Config {
     /// Every refused authentication answers no sooner than this after the request arrived, so
     /// "unknown user" and "wrong password" fall in the same timing class.
     pub failure_delay: Duration,
+    /// Hash-chained JSON audit file; `None` audits to the log only.
+    pub audit_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -261,6 +271,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             timeout: Duration::from_secs(k.timeout_secs),
         },
         failure_delay,
+        audit_file: raw.audit.file.map(resolve),
     })
 }
 

@@ -1,5 +1,6 @@
 //! Assembles the daemon: TLS-only gRPC server with the broker service and `grpc.health.v1`.
 
+use crate::audit::Auditor;
 use crate::config::KeySourceKind;
 use crate::config::{Config, read_private_file};
 use crate::directory::LdapDirectory;
@@ -37,7 +38,13 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send) ->
             timeout: k.timeout,
         }),
     };
-    let service = BrokerService::new(directory, keys, k.realm.clone(), config.failure_delay);
+    let auditor = match &config.audit_file {
+        Some(path) => {
+            Auditor::with_file("default", path).with_context(|| format!("opening audit file {}", path.display()))?
+        }
+        None => Auditor::tracing_only("default"),
+    };
+    let service = BrokerService::new(directory, keys, k.realm.clone(), config.failure_delay, auditor);
     let broker = KeytabBrokerServer::new(service).max_decoding_message_size(MAX_REQUEST_SIZE);
 
     let (health, health_service) = tonic_health::server::health_reporter();

@@ -5,7 +5,7 @@
 //! empty password all answer `UNAUTHENTICATED "KTB-101 authentication failed"`, no sooner than
 //! `failure_delay` after the request arrived.
 
-use crate::audit::{self, Outcome};
+use crate::audit::{Attempt, Auditor, Outcome};
 use crate::directory::{AuthError, Directory};
 use crate::keysource::{KeySource, KeySourceError};
 use crate::policy::{self, PolicyError};
@@ -32,21 +32,25 @@ pub const MSG_NO_PRINCIPAL: &str = "KTB-104 no Kerberos principal for this user"
 pub const MSG_DIRECTORY_UNAVAILABLE: &str = "KTB-201 directory unavailable";
 pub const MSG_KEYS_UNAVAILABLE: &str = "KTB-202 key source unavailable";
 
+pub const MSG_AUDIT_UNAVAILABLE: &str = "KTB-203 audit unavailable";
+
 pub struct BrokerService<D, K> {
     directory: D,
     keys: K,
     realm: String,
     failure_delay: Duration,
+    auditor: Auditor,
     next_request_id: AtomicU64,
 }
 
 impl<D: Directory, K: KeySource> BrokerService<D, K> {
-    pub fn new(directory: D, keys: K, realm: String, failure_delay: Duration) -> Self {
+    pub fn new(directory: D, keys: K, realm: String, failure_delay: Duration, auditor: Auditor) -> Self {
         Self {
             directory,
             keys,
             realm,
             failure_delay,
+            auditor,
             next_request_id: AtomicU64::new(1),
         }
     }
@@ -147,20 +151,34 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
             .obtain_keytab(&message.username, &password, message.principal.as_deref())
             .await;
         drop(password);
+        let attempt = |principal, outcome, kvno| Attempt {
+            request_id,
+            peer,
+            username: &message.username,
+            principal,
+            outcome,
+            kvno,
+            latency: started.elapsed(),
+        };
         match result {
             Ok((principal, keytab)) => {
                 let stream = KeytabParts::new(&principal, &keytab).map_err(|e| {
                     tracing::error!(error = %e, "cannot encode keytab");
                     Status::internal("KTB-900 internal error")
                 })?;
-                audit::record(request_id, peer, &message.username, Some(&principal), Outcome::Granted);
+                let kvno = stream.header.as_ref().map(|h| h.kvno);
+                // A grant that cannot be audited does not happen.
+                self.auditor
+                    .record(&attempt(Some(&principal), Outcome::Granted, kvno))
+                    .map_err(|_| Status::unavailable(MSG_AUDIT_UNAVAILABLE))?;
                 Ok(Response::new(Box::pin(tokio_stream::iter(stream))))
             }
             Err((outcome, status)) => {
-                audit::record(request_id, peer, &message.username, None, outcome);
                 if status.code() == tonic::Code::Unauthenticated {
                     tokio::time::sleep_until(started + self.failure_delay).await;
                 }
+                // The refusal stands whether or not the audit file could be written (logged).
+                let _ = self.auditor.record(&attempt(None, outcome, None));
                 Err(status)
             }
         }

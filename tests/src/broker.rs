@@ -15,6 +15,8 @@ pub struct Broker {
     pub url: String,
     pub config: PathBuf,
     pub log: PathBuf,
+    /// The hash-chained JSON audit file.
+    pub audit_file: PathBuf,
     daemon: Daemon,
 }
 
@@ -37,10 +39,10 @@ impl Broker {
         let password_file = dir.join("ldap-service.pw");
         write_private(&password_file, format!("{}\n", directory.service_password))?;
         let config = dir.join("broker.toml");
-        std::fs::write(
-            &config,
-            config_text(port, pki, realm, directory, &password_file, key_source),
-        )?;
+        let audit_file = dir.join("audit.log");
+        let mut text = config_text(port, pki, realm, directory, &password_file, key_source);
+        text.push_str(&format!("\n[audit]\nfile = \"{}\"\n", audit_file.display()));
+        std::fs::write(&config, text)?;
 
         let log = dir.join("ktbrokerd.log");
         let mut command = Command::new(project_binary("ktbrokerd"));
@@ -59,6 +61,7 @@ impl Broker {
             url,
             config,
             log,
+            audit_file,
             daemon,
         })
     }

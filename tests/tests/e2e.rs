@@ -486,3 +486,86 @@ fn only_the_current_kvno_is_served_after_a_rekey_that_keeps_old_keys() {
         "fetching must not rotate keys"
     );
 }
+
+#[test]
+fn every_attempt_is_audited_in_a_verifiable_hash_chain() {
+    let sandbox = sandbox();
+    let endpoint = sandbox.endpoint();
+    let out = sandbox.login("alice", "alicepw", &sandbox.ccache("audited"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    raw_fetch(&endpoint, "alice", b"Wr0ng-Passw0rd", None);
+    raw_fetch(&endpoint, "zed", b"Zed-Passw0rd", None);
+    raw_fetch(&endpoint, "al*ce", b"alicepw", None);
+
+    let text = std::fs::read_to_string(&sandbox.broker.audit_file).unwrap();
+    let records: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let summary: Vec<(&str, &str)> = records
+        .iter()
+        .map(|r| (r["outcome"].as_str().unwrap(), r["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("granted", "granted"),
+            ("refused", "invalid_credentials"),
+            ("refused", "unknown_user"),
+            ("refused", "invalid_username")
+        ]
+    );
+    assert_eq!(records[0]["principal"], "alice@KRBTEST.COM");
+    assert_eq!(records[0]["kvno"], 1);
+    assert!(records[0]["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+    for secret in ["alicepw", "Wr0ng-Passw0rd", "Zed-Passw0rd"] {
+        assert!(!text.contains(secret), "a password reached the audit file");
+    }
+
+    let ktbrokerd = ktbroker_tests::bins::project_binary("ktbrokerd");
+    let verify = |file: &Path| {
+        std::process::Command::new(&ktbrokerd)
+            .arg("audit-verify")
+            .arg(file)
+            .output()
+            .unwrap()
+    };
+    let intact = verify(&sandbox.broker.audit_file);
+    assert!(intact.status.success(), "{}", stderr(&intact));
+    assert!(String::from_utf8_lossy(&intact.stdout).contains("4 lines, chain intact"));
+
+    let tampered = sandbox.root.join("audit-tampered.log");
+    std::fs::write(&tampered, text.replacen("\"zed\"", "\"bob\"", 1)).unwrap();
+    let broken = verify(&tampered);
+    assert_eq!(broken.status.code(), Some(1));
+    assert!(stderr(&broken).contains("line 4"), "{}", stderr(&broken));
+}
+
+#[test]
+fn check_config_validates_and_redacts_secrets() {
+    let sandbox = sandbox();
+    let ktbrokerd = ktbroker_tests::bins::project_binary("ktbrokerd");
+    let check = |config: &Path| {
+        std::process::Command::new(&ktbrokerd)
+            .arg("--config")
+            .arg(config)
+            .arg("check-config")
+            .output()
+            .unwrap()
+    };
+    let good = check(&sandbox.broker.config);
+    assert!(good.status.success(), "{}", stderr(&good));
+    let printed = String::from_utf8_lossy(&good.stdout);
+    assert!(
+        printed.contains("<redacted>") && printed.contains("KRBTEST.COM"),
+        "{printed}"
+    );
+    assert!(
+        !printed.contains(&sandbox.directory.service_password),
+        "the service password was printed"
+    );
+
+    let bad_config = sandbox.root.join("bad.toml");
+    let text = std::fs::read_to_string(&sandbox.broker.config).unwrap();
+    std::fs::write(&bad_config, text.replace("timeout_secs = 5", "timeout_secs = 0")).unwrap();
+    let bad = check(&bad_config);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("directory.timeout_secs"), "{}", stderr(&bad));
+}

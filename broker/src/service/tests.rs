@@ -2,6 +2,7 @@
 //! sleeps), and the real stream framing.
 
 use super::*;
+use crate::audit::Auditor;
 use crate::directory::VerifiedUser;
 use crate::policy::Username;
 use ktbroker_keytab::{Entry, Key, Principal};
@@ -60,7 +61,13 @@ impl KeySource for FakeKeys {
 const DELAY: Duration = Duration::from_millis(400);
 
 fn service() -> BrokerService<FakeDirectory, FakeKeys> {
-    BrokerService::new(FakeDirectory::default(), FakeKeys, "EXAMPLE.COM".into(), DELAY)
+    BrokerService::new(
+        FakeDirectory::default(),
+        FakeKeys,
+        "EXAMPLE.COM".into(),
+        DELAY,
+        Auditor::tracing_only("default"),
+    )
 }
 
 fn request(user: &str, password: &str, principal: Option<&str>) -> Request<FetchKeytabRequest> {

@@ -1,0 +1,124 @@
+use super::*;
+
+fn attempt(username: &str, outcome: Outcome) -> Attempt<'_> {
+    Attempt {
+        request_id: 7,
+        peer: Some("127.0.0.1:5555".parse().unwrap()),
+        username,
+        principal: (outcome == Outcome::Granted).then_some("alice@EXAMPLE.COM"),
+        outcome,
+        kvno: (outcome == Outcome::Granted).then_some(3),
+        latency: Duration::from_micros(12_345),
+    }
+}
+
+fn write_three(path: &Path) {
+    let auditor = Auditor::with_file("default", path).unwrap();
+    auditor.record(&attempt("alice", Outcome::Granted)).unwrap();
+    auditor.record(&attempt("zed", Outcome::UnknownUser)).unwrap();
+    auditor.record(&attempt("alice", Outcome::InvalidCredentials)).unwrap();
+}
+
+#[test]
+fn dates_are_rfc3339_utc() {
+    assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+    let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_349_025_123);
+    assert_eq!(rfc3339(t), "2026-11-22T12:03:45.123Z");
+    let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+    assert_eq!(&rfc3339(leap)[..10], "2000-02-29");
+}
+
+#[test]
+fn lines_are_json_with_the_documented_fields_and_a_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    write_three(&path);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["outcome"], "granted");
+    assert_eq!(lines[0]["principal"], "alice@EXAMPLE.COM");
+    assert_eq!(lines[0]["kvno"], 3);
+    assert_eq!(lines[0]["latency_ms"], 12.3);
+    assert_eq!(lines[0]["peer"], "127.0.0.1:5555");
+    assert_eq!(lines[0]["prev"], "0".repeat(64));
+    assert_eq!(lines[1]["outcome"], "refused");
+    assert_eq!(lines[1]["reason"], "unknown_user");
+    for key in ["time", "request_id", "tenant", "username", "client_cert"] {
+        assert!(lines[2].get(key).is_some(), "{key}");
+    }
+    let summary = verify_chain(text.as_bytes()).unwrap();
+    assert_eq!(summary.lines, 3);
+    assert_eq!(summary.anchor, "0".repeat(64));
+}
+
+#[test]
+fn a_reopened_file_continues_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    write_three(&path);
+    write_three(&path);
+    let summary = verify_chain(std::fs::read(&path).unwrap().as_slice()).unwrap();
+    assert_eq!(summary.lines, 6);
+}
+
+#[test]
+fn edits_deletions_and_reordering_are_found_at_the_right_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    write_three(&path);
+    write_three(&path);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+
+    let edited: Vec<String> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 2 {
+                l.replace("alice", "mallory")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    assert_eq!(
+        verify_chain(edited.join("\n").as_bytes()),
+        Err(ChainError::Broken { line: 4, previous: 3 })
+    );
+
+    let mut deleted = lines.clone();
+    deleted.remove(1);
+    assert_eq!(
+        verify_chain(deleted.join("\n").as_bytes()),
+        Err(ChainError::Broken { line: 2, previous: 1 })
+    );
+
+    let mut swapped = lines.clone();
+    swapped.swap(3, 4);
+    assert_eq!(
+        verify_chain(swapped.join("\n").as_bytes()),
+        Err(ChainError::Broken { line: 4, previous: 3 })
+    );
+
+    assert!(matches!(
+        verify_chain("not json\n".as_bytes()),
+        Err(ChainError::NotARecord { line: 1, .. })
+    ));
+}
+
+#[test]
+fn a_rotated_file_verifies_from_its_anchor() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    write_three(&path);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let whole = verify_chain(text.as_bytes()).unwrap();
+    let rest: Vec<&str> = text.lines().skip(1).collect();
+    let tail = verify_chain(rest.join("\n").as_bytes()).unwrap();
+    assert_eq!(tail.lines, 2);
+    assert_eq!(tail.head, whole.head);
+    assert_ne!(tail.anchor, "0".repeat(64));
+}
