@@ -168,7 +168,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// Loads and validates `path`; `credential:NAME` paths resolve in `$CREDENTIALS_DIRECTORY`
+    /// (systemd's `LoadCredential=`).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+        Self::load_with_credentials(path, credentials.as_deref())
+    }
+
+    /// Like [`Config::load`] with an explicit credentials directory.
+    pub fn load_with_credentials(path: &Path, credentials: Option<&Path>) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
@@ -178,11 +186,11 @@ impl Config {
             message: e.to_string(),
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        validate(raw, base)
+        validate(raw, base, credentials)
     }
 }
 
-fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
+fn validate(raw: RawConfig, base: &Path, credentials: Option<&Path>) -> Result<Config, ConfigError> {
     if raw.version != 1 {
         return Err(invalid(
             "version",
@@ -206,7 +214,11 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         None if transport == LdapTransport::PlaintextLoopback => None,
         None => return Err(invalid("directory.ca_file", "is required for LDAPS and StartTLS")),
     };
-    let bind_password = read_secret_file(&resolve(d.bind_password_file), "directory.bind_password_file")?;
+    let bind_password_key = "directory.bind_password_file";
+    let bind_password_path = secret_path(d.bind_password_file, base, credentials, bind_password_key)?;
+    let bind_password = read_secret_file(&bind_password_path, bind_password_key)?;
+    let tls_key = secret_path(raw.server.tls_key, base, credentials, "server.tls_key")?;
+    check_private(&tls_key, "server.tls_key")?;
     if d.timeout_secs == 0 || d.timeout_secs > 120 {
         return Err(invalid("directory.timeout_secs", "must be between 1 and 120"));
     }
@@ -242,6 +254,8 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             ));
         }
     };
+    let admin_keytab = secret_path(k.admin_keytab, base, credentials, "kerberos.admin_keytab")?;
+    check_private(&admin_keytab, "kerberos.admin_keytab")?;
     let failure_delay = Duration::from_millis(raw.auth.failure_delay_ms.unwrap_or(400));
     if failure_delay > Duration::from_secs(10) {
         return Err(invalid("auth.failure_delay_ms", "must be at most 10000"));
@@ -250,7 +264,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     Ok(Config {
         listen,
         tls_cert: resolve(raw.server.tls_cert),
-        tls_key: resolve(raw.server.tls_key),
+        tls_key,
         directory: DirectoryConfig {
             url: d.url,
             transport,
@@ -265,7 +279,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             realm: k.realm,
             key_source,
             admin_principal: k.admin_principal,
-            admin_keytab: resolve(k.admin_keytab),
+            admin_keytab,
             kadmin_path: k.kadmin_path,
             krb5_config: k.krb5_config.map(resolve),
             timeout: Duration::from_secs(k.timeout_secs),
@@ -303,8 +317,34 @@ fn ldap_transport(url: &str, starttls: bool, allow_plaintext_loopback: bool) -> 
     }
 }
 
-/// Reads a file that only its owner may read (a key or a password) into a zeroizing buffer.
-pub fn read_private_file(path: &Path, key: &'static str) -> Result<Zeroizing<Vec<u8>>, ConfigError> {
+/// Where a secret lives: `credential:NAME` is `NAME` in the systemd credentials directory;
+/// anything else is a path, relative to the config file's directory.
+fn secret_path(
+    raw: PathBuf,
+    base: &Path,
+    credentials: Option<&Path>,
+    key: &'static str,
+) -> Result<PathBuf, ConfigError> {
+    let Some(name) = raw.to_str().and_then(|s| s.strip_prefix("credential:")) else {
+        return Ok(if raw.is_relative() { base.join(raw) } else { raw });
+    };
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(invalid(
+            key,
+            format!("credential name {name:?} must be a plain file name"),
+        ));
+    }
+    let dir = credentials.ok_or_else(|| {
+        invalid(
+            key,
+            format!("names credential {name:?} but $CREDENTIALS_DIRECTORY is not set (systemd LoadCredential=)"),
+        )
+    })?;
+    Ok(dir.join(name))
+}
+
+/// Refuses a secret file that group or others may read.
+fn check_private(path: &Path, key: &'static str) -> Result<(), ConfigError> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path).map_err(|e| invalid(key, format!("{}: {e}", path.display())))?;
     if meta.permissions().mode() & 0o077 != 0 {
@@ -313,6 +353,12 @@ pub fn read_private_file(path: &Path, key: &'static str) -> Result<Zeroizing<Vec
             format!("{} is readable by group or others (chmod 600 it)", path.display()),
         ));
     }
+    Ok(())
+}
+
+/// Reads a file that only its owner may read (a key or a password) into a zeroizing buffer.
+pub fn read_private_file(path: &Path, key: &'static str) -> Result<Zeroizing<Vec<u8>>, ConfigError> {
+    check_private(path, key)?;
     std::fs::read(path)
         .map(Zeroizing::new)
         .map_err(|e| invalid(key, format!("{}: {e}", path.display())))
@@ -383,18 +429,57 @@ mod tests {
         std::fs::write(&path, "version = 1\nlisten_everywhere = true\n").unwrap();
         assert!(matches!(Config::load(&path), Err(ConfigError::Parse { .. })));
         std::fs::write(&path, VALID.replace("version = 1", "version = 2")).unwrap();
-        std::fs::write(dir.path().join("pw"), "x").unwrap();
-        std::fs::set_permissions(
-            dir.path().join("pw"),
-            std::os::unix::fs::PermissionsExt::from_mode(0o600),
-        )
-        .unwrap();
-        let err = Config::load(&path).unwrap_err().to_string();
+        for file in ["pw", "key.pem", "admin.keytab"] {
+            std::fs::write(dir.path().join(file), "x").unwrap();
+            let private = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+            std::fs::set_permissions(dir.path().join(file), private).unwrap();
+        }
+        let err = Config::load_with_credentials(&path, None).unwrap_err().to_string();
         assert!(err.contains("`version`"), "{err}");
         std::fs::write(&path, VALID).unwrap();
-        let config = Config::load(&path).unwrap();
+        let config = Config::load_with_credentials(&path, None).unwrap();
         assert_eq!(config.directory.transport, LdapTransport::PlaintextLoopback);
         assert_eq!(config.kerberos.admin_keytab, dir.path().join("admin.keytab"));
+    }
+
+    #[test]
+    fn credential_paths_resolve_in_the_credentials_directory() {
+        let base = Path::new("/etc/ktbroker");
+        let creds = Path::new("/run/credentials/ktbrokerd.service");
+        let resolve = |raw: &str, dir| secret_path(PathBuf::from(raw), base, dir, "server.tls_key");
+        assert_eq!(
+            resolve("credential:tls-key", Some(creds)).unwrap(),
+            creds.join("tls-key")
+        );
+        assert_eq!(resolve("key.pem", Some(creds)).unwrap(), base.join("key.pem"));
+        assert_eq!(resolve("/abs/key.pem", None).unwrap(), PathBuf::from("/abs/key.pem"));
+        let err = resolve("credential:tls-key", None).unwrap_err().to_string();
+        assert!(
+            err.contains("server.tls_key") && err.contains("CREDENTIALS_DIRECTORY"),
+            "{err}"
+        );
+        for bad in ["credential:", "credential:../x", "credential:a/b", "credential:.."] {
+            assert!(resolve(bad, Some(creds)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_secret_file_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broker.toml");
+        std::fs::write(&path, VALID).unwrap();
+        for file in ["pw", "key.pem", "admin.keytab"] {
+            std::fs::write(dir.path().join(file), "x").unwrap();
+            std::fs::set_permissions(dir.path().join(file), std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        assert!(Config::load_with_credentials(&path, None).is_ok());
+        for (file, key) in [("key.pem", "server.tls_key"), ("admin.keytab", "kerberos.admin_keytab")] {
+            std::fs::set_permissions(dir.path().join(file), std::fs::Permissions::from_mode(0o640)).unwrap();
+            let err = Config::load_with_credentials(&path, None).unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+            std::fs::set_permissions(dir.path().join(file), std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
     }
 
     const VALID: &str = r#"

@@ -17,6 +17,8 @@ pub struct Broker {
     pub log: PathBuf,
     /// The hash-chained JSON audit file.
     pub audit_file: PathBuf,
+    /// The broker's $CREDENTIALS_DIRECTORY.
+    pub credentials: PathBuf,
     daemon: Daemon,
 }
 
@@ -36,22 +38,23 @@ impl Broker {
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let port = free_port();
-        let password_file = dir.join("ldap-service.pw");
-        write_private(&password_file, format!("{}\n", directory.service_password))?;
+        // Secrets reach the broker as systemd credentials would: a private directory named by
+        // $CREDENTIALS_DIRECTORY, referenced as `credential:NAME` in the config.
+        let credentials = dir.join("credentials");
+        std::fs::create_dir_all(&credentials)?;
+        std::fs::set_permissions(&credentials, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        write_private(
+            &credentials.join("ldap-password"),
+            format!("{}\n", directory.service_password),
+        )?;
         let config = dir.join("broker.toml");
         let audit_file = dir.join("audit.log");
-        let mut text = config_text(port, pki, realm, directory, &password_file, key_source);
+        let mut text = config_text(port, pki, realm, directory, key_source);
         text.push_str(&format!("\n[audit]\nfile = \"{}\"\n", audit_file.display()));
         std::fs::write(&config, text)?;
 
         let log = dir.join("ktbrokerd.log");
-        let mut command = Command::new(project_binary("ktbrokerd"));
-        command
-            .arg("--config")
-            .arg(&config)
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("KTBROKER_LOG", "info,ktbroker=debug");
+        let mut command = ktbrokerd_command(&config, &credentials);
         let mut daemon = Daemon::spawn("ktbrokerd", &mut command, &log)?;
         let url = format!("https://127.0.0.1:{port}");
         let ca = std::fs::read(&pki.ca_cert)?;
@@ -62,8 +65,19 @@ impl Broker {
             config,
             log,
             audit_file,
+            credentials,
             daemon,
         })
+    }
+
+    /// `ktbrokerd --config CONFIG` with the environment the running broker has; add a subcommand.
+    pub fn command(&self) -> Command {
+        self.command_for(&self.config)
+    }
+
+    /// Like [`Self::command`] with another config file.
+    pub fn command_for(&self, config: &Path) -> Command {
+        ktbrokerd_command(config, &self.credentials)
     }
 
     pub fn log_text(&self) -> String {
@@ -79,14 +93,7 @@ impl Broker {
     }
 }
 
-fn config_text(
-    port: u16,
-    pki: &TestPki,
-    realm: &Realm,
-    directory: &Directory,
-    password_file: &Path,
-    key_source: &str,
-) -> String {
+fn config_text(port: u16, pki: &TestPki, realm: &Realm, directory: &Directory, key_source: &str) -> String {
     format!(
         r#"version = 1
 
@@ -99,7 +106,7 @@ tls_key = "{key}"
 url = "{url}"
 ca_file = "{ca}"
 bind_dn = "{SERVICE_DN}"
-bind_password_file = "{password_file}"
+bind_password_file = "credential:ldap-password"
 user_base = "{PEOPLE}"
 group_dn = "{GROUP_DN}"
 timeout_secs = 5
@@ -116,11 +123,22 @@ timeout_secs = 10
         key = pki.server_key.display(),
         url = directory.url,
         ca = directory.ca_cert.display(),
-        password_file = password_file.display(),
         realm_name = realm.realm,
         admin_keytab = realm.broker_admin_keytab.display(),
         krb5_conf = realm.krb5_conf.display(),
     )
+}
+
+fn ktbrokerd_command(config: &Path, credentials: &Path) -> Command {
+    let mut command = Command::new(project_binary("ktbrokerd"));
+    command
+        .arg("--config")
+        .arg(config)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("CREDENTIALS_DIRECTORY", credentials)
+        .env("KTBROKER_LOG", "info,ktbroker=debug");
+    command
 }
 
 /// True when the broker answers `grpc.health.v1` with SERVING over TLS verified against `ca_pem`.

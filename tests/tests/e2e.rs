@@ -541,15 +541,7 @@ fn every_attempt_is_audited_in_a_verifiable_hash_chain() {
 #[test]
 fn check_config_validates_and_redacts_secrets() {
     let sandbox = sandbox();
-    let ktbrokerd = ktbroker_tests::bins::project_binary("ktbrokerd");
-    let check = |config: &Path| {
-        std::process::Command::new(&ktbrokerd)
-            .arg("--config")
-            .arg(config)
-            .arg("check-config")
-            .output()
-            .unwrap()
-    };
+    let check = |config: &Path| sandbox.broker.command_for(config).arg("check-config").output().unwrap();
     let good = check(&sandbox.broker.config);
     assert!(good.status.success(), "{}", stderr(&good));
     let printed = String::from_utf8_lossy(&good.stdout);
@@ -568,4 +560,29 @@ fn check_config_validates_and_redacts_secrets() {
     let bad = check(&bad_config);
     assert_eq!(bad.status.code(), Some(1));
     assert!(stderr(&bad).contains("directory.timeout_secs"), "{}", stderr(&bad));
+
+    // The service password is a systemd credential: without $CREDENTIALS_DIRECTORY it is refused
+    // by name, and a credential readable by others is refused too.
+    let without = sandbox
+        .broker
+        .command()
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert_eq!(without.status.code(), Some(1));
+    assert!(
+        stderr(&without).contains("CREDENTIALS_DIRECTORY"),
+        "{}",
+        stderr(&without)
+    );
+    let credential = sandbox.broker.credentials.join("ldap-password");
+    std::fs::set_permissions(&credential, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let exposed = check(&sandbox.broker.config);
+    assert_eq!(exposed.status.code(), Some(1));
+    assert!(
+        stderr(&exposed).contains("directory.bind_password_file"),
+        "{}",
+        stderr(&exposed)
+    );
 }
