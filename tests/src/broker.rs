@@ -88,6 +88,11 @@ impl Broker {
         self.daemon.check_alive()
     }
 
+    /// SIGTERM, then the exit status (the broker should finish in-flight requests and exit 0).
+    pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        self.daemon.terminate(Duration::from_secs(20))
+    }
+
     pub fn stop(&mut self) -> anyhow::Result<()> {
         self.daemon.stop()
     }

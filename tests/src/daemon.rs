@@ -12,6 +12,8 @@ pub struct Daemon {
     pub name: String,
     pub log: PathBuf,
     child: Child,
+    /// Set once the harness stopped it on purpose: exiting is then no failure.
+    stopped: bool,
 }
 
 impl Daemon {
@@ -37,11 +39,15 @@ impl Daemon {
             name: name.to_owned(),
             log: log.to_owned(),
             child,
+            stopped: false,
         })
     }
 
-    /// `Err` with the log's tail if the daemon is no longer running.
+    /// `Err` with the log's tail if the daemon is no longer running (unless stopped on purpose).
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        if self.stopped {
+            return Ok(());
+        }
         match self.child.try_wait()? {
             None => Ok(()),
             Some(status) => anyhow::bail!(
@@ -63,6 +69,26 @@ impl Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
         alive
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the daemon to exit; returns its exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        self.check_alive()?;
+        self.stopped = true;
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("a child has a pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM)?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{} did not exit within {timeout:?} of SIGTERM",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Polls `ready` until it returns true, failing early if the daemon dies. No fixed sleeps:

@@ -586,3 +586,33 @@ fn check_config_validates_and_redacts_secrets() {
         stderr(&exposed)
     );
 }
+
+#[test]
+fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
+    let mut sandbox = sandbox();
+    let endpoint = sandbox.endpoint();
+    let checks_done = |log: &str| log.matches("directory check done").count();
+    let before = checks_done(&sandbox.broker.log_text());
+    // A wrong password: the broker answers only after the 400 ms failure floor, so the request is
+    // still in flight when the directory check is logged.
+    let in_flight = std::thread::spawn(move || raw_fetch(&endpoint, "alice", b"Wr0ng-Passw0rd", None));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while checks_done(&sandbox.broker.log_text()) == before {
+        assert!(Instant::now() < deadline, "the request never reached the directory");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let status = sandbox.broker.terminate().unwrap();
+    assert_eq!(
+        in_flight.join().unwrap(),
+        refused(Code::Unauthenticated, AUTH_FAILED),
+        "the in-flight request must get its real answer"
+    );
+    assert!(status.success(), "ktbrokerd exited with {status}");
+    let log = sandbox.broker.log_text();
+    assert!(
+        log.contains("shutting down") && log.contains("ktbrokerd stopped"),
+        "{log}"
+    );
+    // Nothing listens any more.
+    assert!(!ktbroker_tests::daemon::tcp_open(sandbox.broker.port));
+}
