@@ -31,6 +31,8 @@ pub enum Outcome {
     DirectoryUnavailable,
     NoPrincipal,
     KeySourceFailed,
+    UserLocked,
+    SourceLocked,
 }
 
 impl Outcome {
@@ -48,6 +50,8 @@ impl Outcome {
             Self::DirectoryUnavailable => "directory_unavailable",
             Self::NoPrincipal => "no_principal",
             Self::KeySourceFailed => "key_source_failed",
+            Self::UserLocked => "user_locked",
+            Self::SourceLocked => "source_locked",
         }
     }
 

@@ -1,6 +1,7 @@
 //! The broker's TOML configuration: parsed strictly (unknown keys refused), then validated into
 //! typed values so the rest of the daemon never sees an unchecked setting.
 
+use crate::limits::LimitPolicy;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,16 @@ struct RawConfig {
     auth: RawAuth,
     #[serde(default)]
     audit: RawAudit,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_failures: Option<u32>,
+    window_secs: Option<u64>,
+    lockout_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -165,6 +176,8 @@ pub struct Config {
     pub failure_delay: Duration,
     /// Hash-chained JSON audit file; `None` audits to the log only.
     pub audit_file: Option<PathBuf>,
+    /// Failed-authentication limits per username and per source address.
+    pub limits: LimitPolicy,
 }
 
 impl Config {
@@ -254,6 +267,7 @@ fn validate(raw: RawConfig, base: &Path, credentials: Option<&Path>) -> Result<C
             ));
         }
     };
+    let limits = limit_policy(&raw.limits)?;
     let admin_keytab = secret_path(k.admin_keytab, base, credentials, "kerberos.admin_keytab")?;
     check_private(&admin_keytab, "kerberos.admin_keytab")?;
     let failure_delay = Duration::from_millis(raw.auth.failure_delay_ms.unwrap_or(400));
@@ -286,6 +300,7 @@ fn validate(raw: RawConfig, base: &Path, credentials: Option<&Path>) -> Result<C
         },
         failure_delay,
         audit_file: raw.audit.file.map(resolve),
+        limits,
     })
 }
 
@@ -315,6 +330,24 @@ fn ldap_transport(url: &str, starttls: bool, allow_plaintext_loopback: bool) -> 
             "ldap:// needs starttls = true (plaintext LDAP is refused)",
         )),
     }
+}
+
+fn limit_policy(raw: &RawLimits) -> Result<LimitPolicy, ConfigError> {
+    let default = LimitPolicy::default();
+    let max_failures = raw.max_failures.unwrap_or(default.max_failures);
+    if !(1..=1000).contains(&max_failures) {
+        return Err(invalid("limits.max_failures", "must be between 1 and 1000"));
+    }
+    let seconds = |value: Option<u64>, fallback: Duration, key| match value {
+        None => Ok(fallback),
+        Some(secs @ 1..=86_400) => Ok(Duration::from_secs(secs)),
+        Some(_) => Err(invalid(key, "must be between 1 and 86400")),
+    };
+    Ok(LimitPolicy {
+        max_failures,
+        window: seconds(raw.window_secs, default.window, "limits.window_secs")?,
+        lockout: seconds(raw.lockout_secs, default.lockout, "limits.lockout_secs")?,
+    })
 }
 
 /// Where a secret lives: `credential:NAME` is `NAME` in the systemd credentials directory;

@@ -10,6 +10,7 @@ pub mod config;
 pub mod directory;
 pub mod kadm5;
 pub mod keysource;
+pub mod limits;
 pub mod policy;
 pub mod server;
 pub mod service;

@@ -44,7 +44,14 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send) ->
         }
         None => Auditor::tracing_only("default"),
     };
-    let service = BrokerService::new(directory, keys, k.realm.clone(), config.failure_delay, auditor);
+    let service = BrokerService::new(
+        directory,
+        keys,
+        k.realm.clone(),
+        config.failure_delay,
+        auditor,
+        config.limits,
+    );
     let broker = KeytabBrokerServer::new(service).max_decoding_message_size(MAX_REQUEST_SIZE);
 
     let (health, health_service) = tonic_health::server::health_reporter();

@@ -8,12 +8,14 @@
 use crate::audit::{Attempt, Auditor, Outcome};
 use crate::directory::{AuthError, Directory};
 use crate::keysource::{KeySource, KeySourceError};
+use crate::limits::{FailureLimiter, LimitPolicy, Locked};
 use crate::policy::{self, PolicyError};
 use ktbroker_keytab::Keytab;
 use ktbroker_proto::v1::{
     FetchKeytabRequest, FetchKeytabResponse, KeytabHeader, KeytabTrailer, fetch_keytab_response::Part,
     keytab_broker_server::KeytabBroker,
 };
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -40,17 +42,26 @@ pub struct BrokerService<D, K> {
     realm: String,
     failure_delay: Duration,
     auditor: Auditor,
+    limiter: FailureLimiter,
     next_request_id: AtomicU64,
 }
 
 impl<D: Directory, K: KeySource> BrokerService<D, K> {
-    pub fn new(directory: D, keys: K, realm: String, failure_delay: Duration, auditor: Auditor) -> Self {
+    pub fn new(
+        directory: D,
+        keys: K,
+        realm: String,
+        failure_delay: Duration,
+        auditor: Auditor,
+        limits: LimitPolicy,
+    ) -> Self {
         Self {
             directory,
             keys,
             realm,
             failure_delay,
             auditor,
+            limiter: FailureLimiter::new(limits),
             next_request_id: AtomicU64::new(1),
         }
     }
@@ -61,6 +72,7 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
         username: &str,
         password: &[u8],
         requested: Option<&str>,
+        source: Option<IpAddr>,
     ) -> Result<(String, Keytab), (Outcome, Status)> {
         let user = policy::validate_username(username)
             .map_err(|_| (Outcome::InvalidUsername, Status::invalid_argument(MSG_INVALID_USERNAME)))?;
@@ -70,34 +82,58 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
                 Status::permission_denied(MSG_PRINCIPAL_NOT_ALLOWED),
             ),
         })?;
+        let now = || Instant::now().into_std();
+        if let Err(locked) = self.limiter.check(user.as_str(), source, now()) {
+            let outcome = match locked {
+                Locked::User => Outcome::UserLocked,
+                Locked::Source => Outcome::SourceLocked,
+            };
+            return Err((outcome, Status::unauthenticated(MSG_AUTH_FAILED)));
+        }
+        match self.authenticate(&user, password).await {
+            Ok(()) => self.limiter.record_success(user.as_str()),
+            Err(refusal) => {
+                if refusal.1.code() == tonic::Code::Unauthenticated {
+                    self.limiter.record_failure(user.as_str(), source, now());
+                }
+                return Err(refusal);
+            }
+        }
+        self.read_keys(principal).await
+    }
+
+    /// The password check: bounds, then the directory. Every failure has one external answer.
+    async fn authenticate(&self, user: &policy::Username, password: &[u8]) -> Result<(), (Outcome, Status)> {
         let auth_failed = |outcome| (outcome, Status::unauthenticated(MSG_AUTH_FAILED));
         if password.len() > MAX_PASSWORD_LEN {
             return Err(auth_failed(Outcome::PasswordTooLong));
         }
         // A password that is not UTF-8 cannot match a directory password; same answer as a wrong one.
         let password = std::str::from_utf8(password).map_err(|_| auth_failed(Outcome::InvalidCredentials))?;
-
         let ldap_started = Instant::now();
-        let verified = self.directory.verify(&user, password).await;
+        let verified = self.directory.verify(user, password).await;
         tracing::debug!(
             elapsed_ms = ldap_started.elapsed().as_secs_f64() * 1e3,
             "directory check done"
         );
         match verified {
-            Ok(_) => {}
-            Err(AuthError::EmptyPassword) => return Err(auth_failed(Outcome::EmptyPassword)),
-            Err(AuthError::InvalidCredentials) => return Err(auth_failed(Outcome::InvalidCredentials)),
-            Err(AuthError::UnknownUser) => return Err(auth_failed(Outcome::UnknownUser)),
-            Err(AuthError::NotInGroup) => return Err(auth_failed(Outcome::NotInGroup)),
+            Ok(_) => Ok(()),
+            Err(AuthError::EmptyPassword) => Err(auth_failed(Outcome::EmptyPassword)),
+            Err(AuthError::InvalidCredentials) => Err(auth_failed(Outcome::InvalidCredentials)),
+            Err(AuthError::UnknownUser) => Err(auth_failed(Outcome::UnknownUser)),
+            Err(AuthError::NotInGroup) => Err(auth_failed(Outcome::NotInGroup)),
             Err(AuthError::Unavailable(why)) => {
                 tracing::error!(error = %why, "directory unavailable");
-                return Err((
+                Err((
                     Outcome::DirectoryUnavailable,
                     Status::unavailable(MSG_DIRECTORY_UNAVAILABLE),
-                ));
+                ))
             }
         }
+    }
 
+    /// Reads the principal's current keys.
+    async fn read_keys(&self, principal: String) -> Result<(String, Keytab), (Outcome, Status)> {
         let keys_started = Instant::now();
         let fetched = self.keys.fetch(&principal).await;
         tracing::debug!(
@@ -148,7 +184,12 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
         let started = Instant::now();
         let password = Zeroizing::new(std::mem::take(&mut message.password));
         let result = self
-            .obtain_keytab(&message.username, &password, message.principal.as_deref())
+            .obtain_keytab(
+                &message.username,
+                &password,
+                message.principal.as_deref(),
+                peer.map(|p| p.ip()),
+            )
             .await;
         drop(password);
         let attempt = |principal, outcome, kvno| Attempt {

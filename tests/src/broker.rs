@@ -25,16 +25,18 @@ pub struct Broker {
 impl Broker {
     /// A broker with the default key source (the kadm5 library).
     pub fn start(dir: &Path, pki: &TestPki, realm: &Realm, directory: &Directory) -> anyhow::Result<Self> {
-        Self::start_with(dir, pki, realm, directory, "kadmin")
+        Self::start_with(dir, pki, realm, directory, "kadmin", "")
     }
 
-    /// A broker reading keys through `key_source` (`kadmin` or `kadmin-cli`).
+    /// A broker reading keys through `key_source` (`kadmin` or `kadmin-cli`), with `extra_config`
+    /// (whole TOML tables) appended to its configuration.
     pub fn start_with(
         dir: &Path,
         pki: &TestPki,
         realm: &Realm,
         directory: &Directory,
         key_source: &str,
+        extra_config: &str,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let port = free_port();
@@ -51,6 +53,7 @@ impl Broker {
         let audit_file = dir.join("audit.log");
         let mut text = config_text(port, pki, realm, directory, key_source);
         text.push_str(&format!("\n[audit]\nfile = \"{}\"\n", audit_file.display()));
+        text.push_str(extra_config);
         std::fs::write(&config, text)?;
 
         let log = dir.join("ktbrokerd.log");

@@ -170,6 +170,19 @@ impl Sandbox {
             .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// A second broker on this realm and directory, in `root/NAME`, with its own key source and
+    /// extra configuration (whole TOML tables). Stopped when dropped.
+    pub fn extra_broker(&self, name: &str, key_source: &str, extra_config: &str) -> anyhow::Result<Broker> {
+        Broker::start_with(
+            &self.root.join(name),
+            &self.pki,
+            &self.realm,
+            &self.directory,
+            key_source,
+            extra_config,
+        )
+    }
+
     /// Fails if any daemon died.
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
         self.realm.check_alive()?;

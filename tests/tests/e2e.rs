@@ -6,7 +6,6 @@ use ktbroker_kinit::HelperError;
 use ktbroker_kinit::fetch::{BrokerEndpoint, connect, fetch_keytab};
 use ktbroker_proto::v1::{FetchKeytabRequest, fetch_keytab_response::Part, keytab_broker_client::KeytabBrokerClient};
 use ktbroker_tests::Sandbox;
-use ktbroker_tests::broker::Broker;
 use ktbroker_tests::directory::Directory;
 use ktbroker_tests::pki::TestPki;
 use std::path::{Path, PathBuf};
@@ -436,14 +435,7 @@ fn key_list(bytes: &[u8]) -> Vec<(u32, u16, Vec<u8>)> {
 #[test]
 fn kadm5_library_and_kadmin_cli_sources_serve_the_same_keys() {
     let sandbox = sandbox();
-    let cli = Broker::start_with(
-        &sandbox.root.join("broker-cli"),
-        &sandbox.pki,
-        &sandbox.realm,
-        &sandbox.directory,
-        "kadmin-cli",
-    )
-    .unwrap();
+    let cli = sandbox.extra_broker("broker-cli", "kadmin-cli", "").unwrap();
     let mut cli_endpoint = sandbox.endpoint();
     cli_endpoint.url = cli.url.clone();
     let via_library = block_on(fetch_keytab(&sandbox.endpoint(), "alice", b"alicepw", None)).unwrap();
@@ -615,4 +607,44 @@ fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     );
     // Nothing listens any more.
     assert!(!ktbroker_tests::daemon::tcp_open(sandbox.broker.port));
+}
+
+#[test]
+fn repeated_failures_lock_the_user_without_reaching_the_directory() {
+    let sandbox = sandbox();
+    let limits = "\n[limits]\nmax_failures = 3\nlockout_secs = 1\n";
+    let broker = sandbox.extra_broker("broker-locking", "kadmin", limits).unwrap();
+    let mut endpoint = sandbox.endpoint();
+    endpoint.url = broker.url.clone();
+    let bob_dn = Directory::user_dn("bob");
+    for _ in 0..3 {
+        assert_eq!(
+            raw_fetch(&endpoint, "bob", b"Wr0ng-Passw0rd", None),
+            refused(Code::Unauthenticated, AUTH_FAILED)
+        );
+    }
+    let binds = sandbox.directory.bind_count(&bob_dn);
+    assert_eq!(binds, 3);
+    // Locked: even the right password gets the ordinary refusal, and slapd sees no bind.
+    assert_eq!(
+        raw_fetch(&endpoint, "bob", b"bobpw", None),
+        refused(Code::Unauthenticated, AUTH_FAILED)
+    );
+    assert_eq!(sandbox.directory.bind_count(&bob_dn), binds);
+    let audit = std::fs::read_to_string(&broker.audit_file).unwrap();
+    assert!(
+        audit.lines().last().unwrap().contains("\"reason\":\"user_locked\""),
+        "{audit}"
+    );
+    // After the 1 s lockout (of bob, and of this source: its limit is 3 as well) the right
+    // password works again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = raw_fetch(&endpoint, "bob", b"bobpw", None);
+        if answer.status.is_none() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the lockout never ended: {answer:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -4,6 +4,7 @@
 use super::*;
 use crate::audit::Auditor;
 use crate::directory::VerifiedUser;
+use crate::limits::LimitPolicy;
 use crate::policy::Username;
 use ktbroker_keytab::{Entry, Key, Principal};
 use std::sync::Mutex;
@@ -67,6 +68,7 @@ fn service() -> BrokerService<FakeDirectory, FakeKeys> {
         "EXAMPLE.COM".into(),
         DELAY,
         Auditor::tracing_only("default"),
+        LimitPolicy::default(),
     )
 }
 
@@ -219,4 +221,37 @@ async fn stream_is_header_chunks_trailer_with_matching_size_and_digest() {
         collect(&service, "big").await.len() > 3,
         "the big keytab needs several chunks"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_locked_user_gets_the_same_answer_without_reaching_the_directory() {
+    let service = service();
+    for _ in 0..LimitPolicy::default().max_failures {
+        let status = service
+            .fetch_keytab(request("alice", "wrong", None))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    }
+    let reached = service.directory.seen.lock().unwrap().len();
+    let started = Instant::now();
+    let status = service
+        .fetch_keytab(request("alice", "right-pw", None))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(
+        (status.code(), status.message()),
+        (tonic::Code::Unauthenticated, MSG_AUTH_FAILED)
+    );
+    assert_eq!(started.elapsed(), DELAY, "a locked attempt keeps the failure floor");
+    assert_eq!(
+        service.directory.seen.lock().unwrap().len(),
+        reached,
+        "a locked user must not reach the directory"
+    );
+    // After the lockout the right password works again.
+    tokio::time::advance(LimitPolicy::default().lockout).await;
+    assert!(service.fetch_keytab(request("alice", "right-pw", None)).await.is_ok());
 }

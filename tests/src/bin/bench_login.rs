@@ -8,7 +8,6 @@
 use anyhow::Context;
 use clap::Parser;
 use ktbroker_tests::Sandbox;
-use ktbroker_tests::broker::Broker;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,13 +22,7 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let sandbox = Sandbox::start().context("starting the sandbox")?;
-    let cli_broker = Broker::start_with(
-        &sandbox.root.join("broker-cli"),
-        &sandbox.pki,
-        &sandbox.realm,
-        &sandbox.directory,
-        "kadmin-cli",
-    )?;
+    let cli_broker = sandbox.extra_broker("broker-cli", "kadmin-cli", "")?;
 
     let mut n = 0;
     let mut ccache = || {
