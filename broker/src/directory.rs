@@ -1,5 +1,5 @@
 //! Password check against the directory by search-then-bind:
-//! 1. as the service account, search `(&(objectClass=posixAccount)(uid=<escaped>))` under the user
+//! 1. as the service account (one bound connection, shared and re-opened when it fails), search `(&(objectClass=posixAccount)(uid=<escaped>))` under the user
 //!    base and require exactly one entry;
 //! 2. on a fresh connection, simple-bind as that entry's DN with the given password;
 //! 3. as the service account, check the DN (groupOfNames `member`) or uid (posixGroup `memberUid`)
@@ -46,6 +46,8 @@ pub struct LdapDirectory {
     tls: Option<Arc<rustls::ClientConfig>>,
     /// `host:port` from the URL, for connecting the socket ourselves.
     address: String,
+    /// The bound service-account connection, shared by all requests.
+    service: tokio::sync::Mutex<Option<Ldap>>,
 }
 
 impl LdapDirectory {
@@ -56,7 +58,12 @@ impl LdapDirectory {
             (_, None) => return Err(AuthError::Unavailable("no CA configured for the directory".into())),
         };
         let address = socket_address(&config.url)?;
-        Ok(Self { config, tls, address })
+        Ok(Self {
+            config,
+            tls,
+            address,
+            service: tokio::sync::Mutex::new(None),
+        })
     }
 
     async fn connect(&self) -> Result<Ldap, AuthError> {
@@ -120,21 +127,49 @@ impl LdapDirectory {
         Ok(entries.into_iter().map(|e| SearchEntry::construct(e).dn).collect())
     }
 
-    async fn verify_with_service(
-        &self,
-        service: &mut Ldap,
-        user: &Username,
-        password: &str,
-    ) -> Result<VerifiedUser, AuthError> {
+    /// The shared, bound service-account connection (ldap3 multiplexes operations on it), opened
+    /// on first use and again after it failed.
+    async fn service_connection(&self) -> Result<Ldap, AuthError> {
+        let mut slot = self.service.lock().await;
+        if let Some(ldap) = slot.as_mut()
+            && !ldap.is_closed()
+        {
+            return Ok(ldap.clone());
+        }
+        let mut ldap = self.connect().await?;
         if !self
-            .bind(service, &self.config.bind_dn, &self.config.bind_password.0)
+            .bind(&mut ldap, &self.config.bind_dn, &self.config.bind_password.0)
             .await?
         {
             return Err(AuthError::Unavailable("the service account's bind was refused".into()));
         }
-        let filter = user_filter(user);
+        *slot = Some(ldap.clone());
+        Ok(ldap)
+    }
+
+    /// A search as the service account; on failure retried once on a fresh connection (the shared
+    /// one may have been closed by the directory's idle timeout or a restart).
+    async fn service_search(&self, base: &str, scope: Scope, filter: &str) -> Result<Vec<String>, AuthError> {
+        let mut ldap = self.service_connection().await?;
+        match self.search_dns(&mut ldap, base, scope, filter).await {
+            Err(AuthError::Unavailable(why)) => {
+                tracing::debug!(error = %why, "service connection failed; retrying on a fresh one");
+                *self.service.lock().await = None;
+                let mut ldap = self.service_connection().await?;
+                self.search_dns(&mut ldap, base, scope, filter).await
+            }
+            result => result,
+        }
+    }
+}
+
+impl Directory for LdapDirectory {
+    async fn verify(&self, user: &Username, password: &str) -> Result<VerifiedUser, AuthError> {
+        if password.trim().is_empty() {
+            return Err(AuthError::EmptyPassword);
+        }
         let mut dns = self
-            .search_dns(service, &self.config.user_base, Scope::Subtree, &filter)
+            .service_search(&self.config.user_base, Scope::Subtree, &user_filter(user))
             .await?;
         let dn = match dns.len() {
             1 => dns.remove(0),
@@ -145,6 +180,7 @@ impl LdapDirectory {
             }
         };
 
+        // The user's bind always happens on a connection of its own, never the shared one.
         let mut as_user = self.connect().await?;
         let accepted = self.bind(&mut as_user, &dn, password).await;
         let _ = as_user.unbind().await;
@@ -153,24 +189,12 @@ impl LdapDirectory {
         }
 
         let in_group = self
-            .search_dns(service, &self.config.group_dn, Scope::Base, &group_filter(&dn, user))
+            .service_search(&self.config.group_dn, Scope::Base, &group_filter(&dn, user))
             .await?;
         if in_group.is_empty() {
             return Err(AuthError::NotInGroup);
         }
         Ok(VerifiedUser { dn })
-    }
-}
-
-impl Directory for LdapDirectory {
-    async fn verify(&self, user: &Username, password: &str) -> Result<VerifiedUser, AuthError> {
-        if password.trim().is_empty() {
-            return Err(AuthError::EmptyPassword);
-        }
-        let mut service = self.connect().await?;
-        let result = self.verify_with_service(&mut service, user, password).await;
-        let _ = service.unbind().await;
-        result
     }
 }
 

@@ -31,6 +31,7 @@ pub struct DirectoryUser {
 }
 
 pub struct Directory {
+    dir: PathBuf,
     pub url: String,
     pub port: u16,
     pub ca_cert: PathBuf,
@@ -57,22 +58,9 @@ impl Directory {
 
         let url = format!("ldaps://127.0.0.1:{port}/");
         let log = dir.join("slapd.log");
-        let mut command = slap_command("slapd", dir);
-        command.arg("-f").arg(&conf).args(["-h", &url, "-d", "stats"]);
-        let mut slapd = Daemon::spawn("slapd", &mut command, &log)?;
-        let probe_url = url.clone();
-        let ca = pki.ca_cert.clone();
-        slapd.wait_ready(Duration::from_secs(15), || {
-            Command::new("ldapsearch")
-                .env("LDAPTLS_CACERT", &ca)
-                .env("LDAPTLS_REQCERT", "demand")
-                .args(["-x", "-H", &probe_url, "-b", "", "-s", "base", "-LLL", "namingContexts"])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        })?;
+        let slapd = start_slapd(dir, &url, &pki.ca_cert, &log)?;
         Ok(Self {
+            dir: dir.to_owned(),
             url,
             port,
             ca_cert: pki.ca_cert.clone(),
@@ -82,13 +70,22 @@ impl Directory {
         })
     }
 
+    /// Kills slapd and starts it again on the same port and database: every open connection to
+    /// the directory breaks, as in a directory restart or failover.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.slapd.stop()?;
+        self.slapd = start_slapd(&self.dir, &self.url, &self.ca_cert, &self.log)?;
+        Ok(())
+    }
+
     pub fn user_dn(uid: &str) -> String {
         format!("uid={uid},{PEOPLE}")
     }
 
-    /// How many simple binds slapd has logged for `dn` so far.
+    /// How many bind requests slapd has logged for `dn` so far. (A successful bind logs a second
+    /// `BIND dn=... mech=SIMPLE` line; only the request line, with `method=`, is counted.)
     pub fn bind_count(&self, dn: &str) -> usize {
-        let needle = format!("BIND dn=\"{dn}\"");
+        let needle = format!("BIND dn=\"{dn}\" method=");
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
@@ -103,6 +100,28 @@ impl Directory {
     pub fn stop(&mut self) -> anyhow::Result<()> {
         self.slapd.stop()
     }
+}
+
+/// Starts slapd in the foreground (`-d stats` logs every operation) and waits until an LDAPS
+/// search of the root DSE, verified against `ca`, succeeds.
+fn start_slapd(dir: &Path, url: &str, ca: &Path, log: &Path) -> anyhow::Result<Daemon> {
+    let mut command = slap_command("slapd", dir);
+    command
+        .arg("-f")
+        .arg(dir.join("slapd.conf"))
+        .args(["-h", url, "-d", "stats"]);
+    let mut slapd = Daemon::spawn("slapd", &mut command, log)?;
+    slapd.wait_ready(Duration::from_secs(15), || {
+        Command::new("ldapsearch")
+            .env("LDAPTLS_CACERT", ca)
+            .env("LDAPTLS_REQCERT", "demand")
+            .args(["-x", "-H", url, "-b", "", "-s", "base", "-LLL", "namingContexts"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })?;
+    Ok(slapd)
 }
 
 fn slap_command(program: &str, dir: &Path) -> Command {

@@ -648,3 +648,30 @@ fn repeated_failures_lock_the_user_without_reaching_the_directory() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn shared_service_connection_is_reopened_after_the_directory_restarts() {
+    let mut sandbox = sandbox();
+    let service_binds = |sandbox: &Sandbox| sandbox.directory.bind_count(ktbroker_tests::directory::SERVICE_DN);
+    for n in 0..3 {
+        let out = sandbox.login("alice", "alicepw", &sandbox.ccache(&format!("shared-{n}")));
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    assert_eq!(
+        service_binds(&sandbox),
+        1,
+        "three logins share one service-account connection"
+    );
+    sandbox.directory.restart().unwrap();
+    let out = sandbox.login("alice", "alicepw", &sandbox.ccache("after-restart"));
+    assert!(
+        out.status.success(),
+        "login after a directory restart: {}",
+        stderr(&out)
+    );
+    assert_eq!(
+        service_binds(&sandbox),
+        2,
+        "the service connection was opened again, once"
+    );
+}
