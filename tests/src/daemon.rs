@@ -122,12 +122,22 @@ impl Drop for Daemon {
     }
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
+/// A port on 127.0.0.1 that was free for both TCP and UDP a moment ago, and that this process
+/// has not handed out before: tests run in parallel threads, and two daemons given the same port
+/// number (a KDC binds UDP and TCP with SO_REUSEADDR) would silently steal each other's requests.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding 127.0.0.1:0")
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    for _ in 0..1000 {
+        let tcp = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+        let port = tcp.local_addr().expect("local address").port();
+        let udp_free = std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok();
+        if udp_free && !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 after 1000 tries");
 }
 
 pub fn tcp_open(port: u16) -> bool {

@@ -187,6 +187,9 @@ fn krb5_conf_text(realm: &str, kdc: u16, kadmin: u16, kpasswd: u16) -> String {
     dns_lookup_realm = false
     dns_canonicalize_hostname = false
     rdns = false
+    # TCP only: a request to a port nothing listens on fails at once instead of timing out, and a
+    # datagram can never reach another test's KDC.
+    udp_preference_limit = 1
 [realms]
     {realm} = {{
         kdc = 127.0.0.1:{kdc}
