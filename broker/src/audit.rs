@@ -33,6 +33,7 @@ pub enum Outcome {
     KeySourceFailed,
     UserLocked,
     SourceLocked,
+    NoUsableEnctype,
 }
 
 impl Outcome {
@@ -52,6 +53,7 @@ impl Outcome {
             Self::KeySourceFailed => "key_source_failed",
             Self::UserLocked => "user_locked",
             Self::SourceLocked => "source_locked",
+            Self::NoUsableEnctype => "no_usable_enctype",
         }
     }
 

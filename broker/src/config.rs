@@ -38,6 +38,14 @@ struct RawConfig {
     audit: RawAudit,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    policy: RawPolicy,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    enctypes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -178,6 +186,8 @@ pub struct Config {
     pub audit_file: Option<PathBuf>,
     /// Failed-authentication limits per username and per source address.
     pub limits: LimitPolicy,
+    /// Enctype numbers that may be served, in preference order; other keys are stripped.
+    pub enctypes: Vec<u16>,
 }
 
 impl Config {
@@ -268,6 +278,10 @@ fn validate(raw: RawConfig, base: &Path, credentials: Option<&Path>) -> Result<C
         }
     };
     let limits = limit_policy(&raw.limits)?;
+    let enctypes = match &raw.policy.enctypes {
+        Some(names) => crate::policy::parse_enctypes(names).map_err(|e| invalid("policy.enctypes", e))?,
+        None => crate::policy::default_enctypes(),
+    };
     let admin_keytab = secret_path(k.admin_keytab, base, credentials, "kerberos.admin_keytab")?;
     check_private(&admin_keytab, "kerberos.admin_keytab")?;
     let failure_delay = Duration::from_millis(raw.auth.failure_delay_ms.unwrap_or(400));
@@ -301,6 +315,7 @@ fn validate(raw: RawConfig, base: &Path, credentials: Option<&Path>) -> Result<C
         failure_delay,
         audit_file: raw.audit.file.map(resolve),
         limits,
+        enctypes,
     })
 }
 

@@ -128,3 +128,73 @@ mod tests {
         }
     }
 }
+
+/// Kerberos enctypes the broker knows by name (RFC 3961/3962/8009 and MIT's names).
+const ENCTYPE_NAMES: &[(&str, u16)] = &[
+    ("aes256-cts-hmac-sha1-96", 18),
+    ("aes128-cts-hmac-sha1-96", 17),
+    ("aes256-cts-hmac-sha384-192", 20),
+    ("aes128-cts-hmac-sha256-128", 19),
+    ("camellia256-cts-cmac", 26),
+    ("camellia128-cts-cmac", 25),
+];
+
+/// DES (1, 2, 3), 3DES (16) and RC4 (23, 24): never served, whatever the configuration says.
+const FORBIDDEN_ENCTYPES: &[(&str, u16)] = &[
+    ("des-cbc-crc", 1),
+    ("des-cbc-md4", 2),
+    ("des-cbc-md5", 3),
+    ("des3-cbc-sha1", 16),
+    ("arcfour-hmac", 23),
+    ("rc4-hmac", 23),
+    ("arcfour-hmac-exp", 24),
+];
+
+/// The default allow-list: the four AES enctypes.
+pub fn default_enctypes() -> Vec<u16> {
+    vec![18, 17, 20, 19]
+}
+
+/// Parses configured enctype names; forbidden (DES, 3DES, RC4) and unknown names are errors.
+pub fn parse_enctypes(names: &[String]) -> Result<Vec<u16>, String> {
+    let mut out = Vec::new();
+    for name in names {
+        if FORBIDDEN_ENCTYPES.iter().any(|(n, _)| n == name) {
+            return Err(format!("{name} is a broken enctype and is never served"));
+        }
+        let (_, number) = ENCTYPE_NAMES
+            .iter()
+            .find(|(n, _)| n == name)
+            .ok_or_else(|| format!("{name:?} is not a known enctype"))?;
+        if !out.contains(number) {
+            out.push(*number);
+        }
+    }
+    if out.is_empty() {
+        return Err("must name at least one enctype".into());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod enctype_tests {
+    use super::*;
+
+    #[test]
+    fn names_map_to_numbers_and_broken_enctypes_are_refused() {
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            parse_enctypes(&names(&["aes256-cts-hmac-sha1-96", "aes128-cts-hmac-sha1-96"])).unwrap(),
+            [18, 17]
+        );
+        for bad in ["rc4-hmac", "arcfour-hmac", "des-cbc-crc", "des3-cbc-sha1"] {
+            assert!(
+                parse_enctypes(&names(&[bad])).unwrap_err().contains("never served"),
+                "{bad}"
+            );
+        }
+        assert!(parse_enctypes(&names(&["aes512"])).is_err());
+        assert!(parse_enctypes(&[]).is_err());
+        assert!(default_enctypes().iter().all(|e| [17, 18, 19, 20].contains(e)));
+    }
+}

@@ -5,7 +5,7 @@ use crate::config::KeySourceKind;
 use crate::config::{Config, read_private_file};
 use crate::directory::LdapDirectory;
 use crate::keysource::{ConfiguredKeySource, Kadm5KeySource, KadminCliKeySource};
-use crate::service::BrokerService;
+use crate::service::{BrokerService, ServiceSettings};
 use anyhow::Context;
 use ktbroker_proto::v1::keytab_broker_server::KeytabBrokerServer;
 use std::future::Future;
@@ -44,14 +44,13 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send) ->
         }
         None => Auditor::tracing_only("default"),
     };
-    let service = BrokerService::new(
-        directory,
-        keys,
-        k.realm.clone(),
-        config.failure_delay,
-        auditor,
-        config.limits,
-    );
+    let settings = ServiceSettings {
+        realm: k.realm.clone(),
+        failure_delay: config.failure_delay,
+        limits: config.limits,
+        enctypes: config.enctypes.clone(),
+    };
+    let service = BrokerService::new(directory, keys, settings, auditor);
     let broker = KeytabBrokerServer::new(service).max_decoding_message_size(MAX_REQUEST_SIZE);
 
     let (health, health_service) = tonic_health::server::health_reporter();

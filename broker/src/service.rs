@@ -36,32 +36,38 @@ pub const MSG_KEYS_UNAVAILABLE: &str = "KTB-202 key source unavailable";
 
 pub const MSG_AUDIT_UNAVAILABLE: &str = "KTB-203 audit unavailable";
 
+pub const MSG_NO_USABLE_ENCTYPE: &str = "KTB-105 no key of an allowed enctype";
+
+/// What the service enforces, from the configuration.
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    /// The realm users' principals live in.
+    pub realm: String,
+    /// Refused authentications answer no sooner than this after the request arrived.
+    pub failure_delay: Duration,
+    pub limits: LimitPolicy,
+    /// Enctypes that may be served; keys of any other enctype are stripped.
+    pub enctypes: Vec<u16>,
+}
+
 pub struct BrokerService<D, K> {
     directory: D,
     keys: K,
-    realm: String,
-    failure_delay: Duration,
+    settings: ServiceSettings,
     auditor: Auditor,
     limiter: FailureLimiter,
     next_request_id: AtomicU64,
 }
 
 impl<D: Directory, K: KeySource> BrokerService<D, K> {
-    pub fn new(
-        directory: D,
-        keys: K,
-        realm: String,
-        failure_delay: Duration,
-        auditor: Auditor,
-        limits: LimitPolicy,
-    ) -> Self {
+    pub fn new(directory: D, keys: K, settings: ServiceSettings, auditor: Auditor) -> Self {
+        let limiter = FailureLimiter::new(settings.limits);
         Self {
             directory,
             keys,
-            realm,
-            failure_delay,
+            settings,
             auditor,
-            limiter: FailureLimiter::new(limits),
+            limiter,
             next_request_id: AtomicU64::new(1),
         }
     }
@@ -76,7 +82,7 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
     ) -> Result<(String, Keytab), (Outcome, Status)> {
         let user = policy::validate_username(username)
             .map_err(|_| (Outcome::InvalidUsername, Status::invalid_argument(MSG_INVALID_USERNAME)))?;
-        let principal = policy::principal_for(&user, &self.realm, requested).map_err(|e| match e {
+        let principal = policy::principal_for(&user, &self.settings.realm, requested).map_err(|e| match e {
             PolicyError::PrincipalNotAllowed | PolicyError::InvalidUsername => (
                 Outcome::PrincipalNotAllowed,
                 Status::permission_denied(MSG_PRINCIPAL_NOT_ALLOWED),
@@ -145,6 +151,19 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
                 // Only the current keys: older kvnos are of no use to a client's kinit.
                 let current = keytab.entries.iter().map(|e| e.kvno).max().unwrap_or(0);
                 keytab.retain(|e| e.kvno == current);
+                // Only allowed enctypes (AES by default): RC4, DES and 3DES keys never leave.
+                keytab.retain(|e| self.settings.enctypes.contains(&e.key.enctype));
+                if keytab.entries.is_empty() {
+                    tracing::warn!(principal, "the principal has no key of an allowed enctype");
+                    return Err((
+                        Outcome::NoUsableEnctype,
+                        Status::failed_precondition(MSG_NO_USABLE_ENCTYPE),
+                    ));
+                }
+                // In the configured order of preference.
+                keytab
+                    .entries
+                    .sort_by_key(|e| self.settings.enctypes.iter().position(|t| *t == e.key.enctype));
                 Ok((principal, keytab))
             }
             Err(KeySourceError::NoSuchPrincipal(_)) => Err((Outcome::NoPrincipal, Status::not_found(MSG_NO_PRINCIPAL))),
@@ -216,7 +235,7 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
             }
             Err((outcome, status)) => {
                 if status.code() == tonic::Code::Unauthenticated {
-                    tokio::time::sleep_until(started + self.failure_delay).await;
+                    tokio::time::sleep_until(started + self.settings.failure_delay).await;
                 }
                 // The refusal stands whether or not the audit file could be written (logged).
                 let _ = self.auditor.record(&attempt(None, outcome, None));

@@ -147,9 +147,14 @@ impl Sandbox {
 
     /// Runs `ktbroker-kinit` with `password` on its stdin (a pipe, as scripts and PAM use it).
     pub fn login(&self, user: &str, password: &str, ccache: &str) -> Output {
+        self.login_via(&self.broker.url, user, password, ccache)
+    }
+
+    /// Like [`Self::login`], against the broker at `broker_url`.
+    pub fn login_via(&self, broker_url: &str, user: &str, password: &str, ccache: &str) -> Output {
         use std::io::Write;
         let mut child = self
-            .kinit_command(user, ccache)
+            .kinit_command_via(broker_url, &self.pki.ca_cert, user, ccache)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -675,3 +675,43 @@ fn shared_service_connection_is_reopened_after_the_directory_restarts() {
         "the service connection was opened again, once"
     );
 }
+
+#[test]
+fn only_allowed_enctypes_are_served_and_broken_ones_cannot_be_allowed() {
+    let sandbox = sandbox();
+    let aes128_only = "\n[policy]\nenctypes = [\"aes128-cts-hmac-sha1-96\"]\n";
+    let broker = sandbox.extra_broker("broker-aes128", "kadmin", aes128_only).unwrap();
+    let mut endpoint = sandbox.endpoint();
+    endpoint.url = broker.url.clone();
+    let fetched = block_on(fetch_keytab(&endpoint, "alice", b"alicepw", None)).unwrap();
+    assert_eq!(fetched.enctypes, [17]);
+    assert_eq!(key_list(&fetched.bytes).iter().map(|k| k.1).collect::<Vec<_>>(), [17]);
+    let ccache = sandbox.ccache("aes128");
+    let out = sandbox.login_via(&broker.url, "alice", "alicepw", &ccache);
+    assert!(
+        out.status.success(),
+        "kinit with an aes128-only keytab: {}",
+        stderr(&out)
+    );
+    assert!(
+        sandbox
+            .klist(&ccache)
+            .unwrap()
+            .contains("Default principal: alice@KRBTEST.COM")
+    );
+
+    let rc4 = sandbox.root.join("rc4.toml");
+    let text = std::fs::read_to_string(&sandbox.broker.config).unwrap();
+    std::fs::write(
+        &rc4,
+        text + "\n[policy]\nenctypes = [\"aes256-cts-hmac-sha1-96\", \"rc4-hmac\"]\n",
+    )
+    .unwrap();
+    let check = sandbox.broker.command_for(&rc4).arg("check-config").output().unwrap();
+    assert_eq!(check.status.code(), Some(1));
+    assert!(
+        stderr(&check).contains("policy.enctypes") && stderr(&check).contains("never served"),
+        "{}",
+        stderr(&check)
+    );
+}

@@ -21,7 +21,7 @@ impl Directory for FakeDirectory {
         self.seen.lock().unwrap().push(user.to_string());
         match (user.as_str(), password) {
             (_, p) if p.trim().is_empty() => Err(AuthError::EmptyPassword),
-            ("alice" | "nokeys" | "big", "right-pw") => Ok(VerifiedUser {
+            ("alice" | "nokeys" | "big" | "legacy", "right-pw") => Ok(VerifiedUser {
                 dn: format!("uid={user}"),
             }),
             ("alice", _) => Err(AuthError::InvalidCredentials),
@@ -42,6 +42,7 @@ impl KeySource for FakeKeys {
         let count = match user {
             "nokeys" => return Err(KeySourceError::NoSuchPrincipal(principal.into())),
             "big" => 400,
+            "legacy" => 3,
             _ => 2,
         };
         let entries = (0..count)
@@ -62,13 +63,21 @@ impl KeySource for FakeKeys {
 const DELAY: Duration = Duration::from_millis(400);
 
 fn service() -> BrokerService<FakeDirectory, FakeKeys> {
+    service_with_enctypes(crate::policy::default_enctypes())
+}
+
+fn service_with_enctypes(enctypes: Vec<u16>) -> BrokerService<FakeDirectory, FakeKeys> {
+    let settings = ServiceSettings {
+        realm: "EXAMPLE.COM".into(),
+        failure_delay: DELAY,
+        limits: LimitPolicy::default(),
+        enctypes,
+    };
     BrokerService::new(
         FakeDirectory::default(),
         FakeKeys,
-        "EXAMPLE.COM".into(),
-        DELAY,
+        settings,
         Auditor::tracing_only("default"),
-        LimitPolicy::default(),
     )
 }
 
@@ -254,4 +263,31 @@ async fn a_locked_user_gets_the_same_answer_without_reaching_the_directory() {
     // After the lockout the right password works again.
     tokio::time::advance(LimitPolicy::default().lockout).await;
     assert!(service.fetch_keytab(request("alice", "right-pw", None)).await.is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn keys_outside_the_enctype_allow_list_are_stripped_and_the_rest_ordered() {
+    let parts = collect(&service(), "legacy").await;
+    let Some(Part::Header(header)) = parts.first() else {
+        panic!("no header")
+    };
+    assert_eq!(header.enctypes, [18, 17], "rc4 stripped, AES in preference order");
+
+    let aes128_only = service_with_enctypes(vec![17]);
+    let parts = collect(&aes128_only, "alice").await;
+    let Some(Part::Header(header)) = parts.first() else {
+        panic!("no header")
+    };
+    assert_eq!(header.enctypes, [17]);
+
+    let camellia_only = service_with_enctypes(vec![25]);
+    let status = camellia_only
+        .fetch_keytab(request("alice", "right-pw", None))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(
+        (status.code(), status.message()),
+        (tonic::Code::FailedPrecondition, MSG_NO_USABLE_ENCTYPE)
+    );
 }
