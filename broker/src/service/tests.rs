@@ -89,6 +89,31 @@ fn request(user: &str, password: &str, principal: Option<&str>) -> Request<Fetch
     })
 }
 
+/// The status of a request that must be refused, as (code, message).
+async fn refusal(
+    service: &BrokerService<FakeDirectory, FakeKeys>,
+    request: Request<FetchKeytabRequest>,
+) -> (tonic::Code, &'static str) {
+    let status = service
+        .fetch_keytab(request)
+        .await
+        .err()
+        .expect("the request should be refused");
+    let message = [
+        MSG_AUTH_FAILED,
+        MSG_INVALID_USERNAME,
+        MSG_PRINCIPAL_NOT_ALLOWED,
+        MSG_NO_PRINCIPAL,
+        MSG_DIRECTORY_UNAVAILABLE,
+        MSG_KEYS_UNAVAILABLE,
+        MSG_NO_USABLE_ENCTYPE,
+    ]
+    .into_iter()
+    .find(|m| *m == status.message())
+    .unwrap_or("<unexpected message>");
+    (status.code(), message)
+}
+
 async fn collect(service: &BrokerService<FakeDirectory, FakeKeys>, user: &str) -> Vec<Part> {
     let stream = service
         .fetch_keytab(request(user, "right-pw", None))
@@ -138,22 +163,12 @@ async fn every_authentication_failure_has_one_status_after_the_floor() {
 #[tokio::test(start_paused = true)]
 async fn refusals_before_the_directory_do_not_reach_it() {
     let service = service();
-    let status = service
-        .fetch_keytab(request("al*ce", "right-pw", None))
-        .await
-        .err()
-        .unwrap();
     assert_eq!(
-        (status.code(), status.message()),
+        refusal(&service, request("al*ce", "right-pw", None)).await,
         (tonic::Code::InvalidArgument, MSG_INVALID_USERNAME)
     );
-    let status = service
-        .fetch_keytab(request("alice", "right-pw", Some("krbtgt/EXAMPLE.COM")))
-        .await
-        .err()
-        .unwrap();
     assert_eq!(
-        (status.code(), status.message()),
+        refusal(&service, request("alice", "right-pw", Some("krbtgt/EXAMPLE.COM"))).await,
         (tonic::Code::PermissionDenied, MSG_PRINCIPAL_NOT_ALLOWED)
     );
     let status = service
@@ -171,18 +186,12 @@ async fn refusals_before_the_directory_do_not_reach_it() {
 #[tokio::test(start_paused = true)]
 async fn unavailable_and_missing_principal_are_distinct_from_auth_failure() {
     let service = service();
-    let status = service.fetch_keytab(request("down", "pw", None)).await.err().unwrap();
     assert_eq!(
-        (status.code(), status.message()),
+        refusal(&service, request("down", "pw", None)).await,
         (tonic::Code::Unavailable, MSG_DIRECTORY_UNAVAILABLE)
     );
-    let status = service
-        .fetch_keytab(request("nokeys", "right-pw", None))
-        .await
-        .err()
-        .unwrap();
     assert_eq!(
-        (status.code(), status.message()),
+        refusal(&service, request("nokeys", "right-pw", None)).await,
         (tonic::Code::NotFound, MSG_NO_PRINCIPAL)
     );
 }
@@ -245,13 +254,8 @@ async fn a_locked_user_gets_the_same_answer_without_reaching_the_directory() {
     }
     let reached = service.directory.seen.lock().unwrap().len();
     let started = Instant::now();
-    let status = service
-        .fetch_keytab(request("alice", "right-pw", None))
-        .await
-        .err()
-        .unwrap();
     assert_eq!(
-        (status.code(), status.message()),
+        refusal(&service, request("alice", "right-pw", None)).await,
         (tonic::Code::Unauthenticated, MSG_AUTH_FAILED)
     );
     assert_eq!(started.elapsed(), DELAY, "a locked attempt keeps the failure floor");
@@ -281,13 +285,8 @@ async fn keys_outside_the_enctype_allow_list_are_stripped_and_the_rest_ordered()
     assert_eq!(header.enctypes, [17]);
 
     let camellia_only = service_with_enctypes(vec![25]);
-    let status = camellia_only
-        .fetch_keytab(request("alice", "right-pw", None))
-        .await
-        .err()
-        .unwrap();
     assert_eq!(
-        (status.code(), status.message()),
+        refusal(&camellia_only, request("alice", "right-pw", None)).await,
         (tonic::Code::FailedPrecondition, MSG_NO_USABLE_ENCTYPE)
     );
 }
