@@ -23,20 +23,19 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// A broker with the default key source (the kadm5 library).
+    /// A broker with the standard sandbox configuration (LDAPS, kadm5 key source, audit file).
     pub fn start(dir: &Path, pki: &TestPki, realm: &Realm, directory: &Directory) -> anyhow::Result<Self> {
-        Self::start_with(dir, pki, realm, directory, "kadmin", "")
+        Self::start_with(dir, pki, realm, directory, |config| config)
     }
 
-    /// A broker reading keys through `key_source` (`kadmin` or `kadmin-cli`), with `extra_config`
-    /// (whole TOML tables) appended to its configuration.
+    /// A broker whose configuration is `edit` applied to the standard one (replace a line, append
+    /// a table).
     pub fn start_with(
         dir: &Path,
         pki: &TestPki,
         realm: &Realm,
         directory: &Directory,
-        key_source: &str,
-        extra_config: &str,
+        edit: impl FnOnce(String) -> String,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let port = free_port();
@@ -51,10 +50,9 @@ impl Broker {
         )?;
         let config = dir.join("broker.toml");
         let audit_file = dir.join("audit.log");
-        let mut text = config_text(port, pki, realm, directory, key_source);
+        let mut text = config_text(port, pki, realm, directory);
         text.push_str(&format!("\n[audit]\nfile = \"{}\"\n", audit_file.display()));
-        text.push_str(extra_config);
-        std::fs::write(&config, text)?;
+        std::fs::write(&config, edit(text))?;
 
         let log = dir.join("ktbrokerd.log");
         let mut command = ktbrokerd_command(&config, &credentials);
@@ -101,7 +99,7 @@ impl Broker {
     }
 }
 
-fn config_text(port: u16, pki: &TestPki, realm: &Realm, directory: &Directory, key_source: &str) -> String {
+fn config_text(port: u16, pki: &TestPki, realm: &Realm, directory: &Directory) -> String {
     format!(
         r#"version = 1
 
@@ -121,7 +119,7 @@ timeout_secs = 5
 
 [kerberos]
 realm = "{realm_name}"
-key_source = "{key_source}"
+key_source = "kadmin"
 admin_principal = "{BROKER_ADMIN}@{realm_name}"
 admin_keytab = "{admin_keytab}"
 krb5_config = "{krb5_conf}"

@@ -12,6 +12,8 @@ use std::time::Duration;
 pub const SUFFIX: &str = "dc=example,dc=com";
 pub const PEOPLE: &str = "ou=people,dc=example,dc=com";
 pub const GROUP_DN: &str = "cn=hadoop-users,ou=groups,dc=example,dc=com";
+/// A posixGroup (membership by `memberUid`) holding the users marked `in_posix_group`.
+pub const POSIX_GROUP_DN: &str = "cn=hadoop-posix,ou=groups,dc=example,dc=com";
 pub const SERVICE_DN: &str = "cn=ktbroker,ou=services,dc=example,dc=com";
 
 /// How a user's directory password is hashed in the directory.
@@ -28,11 +30,15 @@ pub struct DirectoryUser {
     pub password: String,
     pub scheme: PasswordScheme,
     pub in_group: bool,
+    pub in_posix_group: bool,
 }
 
 pub struct Directory {
     dir: PathBuf,
+    /// `ldaps://127.0.0.1:PORT/`
     pub url: String,
+    /// `ldap://127.0.0.1:PORT/`, for StartTLS (and for plaintext only where a test opts in).
+    pub starttls_url: String,
     pub port: u16,
     pub ca_cert: PathBuf,
     pub log: PathBuf,
@@ -57,11 +63,13 @@ impl Directory {
         )?;
 
         let url = format!("ldaps://127.0.0.1:{port}/");
+        let starttls_url = format!("ldap://127.0.0.1:{}/", free_port());
         let log = dir.join("slapd.log");
-        let slapd = start_slapd(dir, &url, &pki.ca_cert, &log)?;
+        let slapd = start_slapd(dir, &url, &starttls_url, &pki.ca_cert, &log)?;
         Ok(Self {
             dir: dir.to_owned(),
             url,
+            starttls_url,
             port,
             ca_cert: pki.ca_cert.clone(),
             log,
@@ -74,7 +82,7 @@ impl Directory {
     /// the directory breaks, as in a directory restart or failover.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.slapd.stop()?;
-        self.slapd = start_slapd(&self.dir, &self.url, &self.ca_cert, &self.log)?;
+        self.slapd = start_slapd(&self.dir, &self.url, &self.starttls_url, &self.ca_cert, &self.log)?;
         Ok(())
     }
 
@@ -104,12 +112,13 @@ impl Directory {
 
 /// Starts slapd in the foreground (`-d stats` logs every operation) and waits until an LDAPS
 /// search of the root DSE, verified against `ca`, succeeds.
-fn start_slapd(dir: &Path, url: &str, ca: &Path, log: &Path) -> anyhow::Result<Daemon> {
+fn start_slapd(dir: &Path, url: &str, starttls_url: &str, ca: &Path, log: &Path) -> anyhow::Result<Daemon> {
     let mut command = slap_command("slapd", dir);
+    let listeners = format!("{url} {starttls_url}");
     command
         .arg("-f")
         .arg(dir.join("slapd.conf"))
-        .args(["-h", url, "-d", "stats"]);
+        .args(["-h", &listeners, "-d", "stats"]);
     let mut slapd = Daemon::spawn("slapd", &mut command, log)?;
     slapd.wait_ready(Duration::from_secs(15), || {
         Command::new("ldapsearch")
@@ -203,6 +212,12 @@ fn data_ldif(users: &[DirectoryUser], service_password: &str) -> anyhow::Result<
     ));
     for user in users.iter().filter(|u| u.in_group) {
         ldif.push_str(&format!("member: {}\n", Directory::user_dn(&user.uid)));
+    }
+    ldif.push_str(&format!(
+        "\ndn: {POSIX_GROUP_DN}\nobjectClass: posixGroup\ncn: hadoop-posix\ngidNumber: 20000\n"
+    ));
+    for user in users.iter().filter(|u| u.in_posix_group) {
+        ldif.push_str(&format!("memberUid: {}\n", user.uid));
     }
     Ok(ldif)
 }

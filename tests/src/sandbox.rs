@@ -23,10 +23,12 @@ pub struct DemoUser {
     pub kerberos_password: Option<&'static str>,
     pub scheme: PasswordScheme,
     pub in_group: bool,
+    /// Member (by memberUid) of the posixGroup `directory::POSIX_GROUP_DN`.
+    pub in_posix_group: bool,
 }
 
 /// alice and bob may log in ({SSHA} and {ARGON2} passwords); carol is not in the group; dave is in
-/// the group but has no Kerberos principal.
+/// the group but has no Kerberos principal. Only bob is in the posixGroup.
 pub const DEMO_USERS: &[DemoUser] = &[
     DemoUser {
         name: "alice",
@@ -34,6 +36,7 @@ pub const DEMO_USERS: &[DemoUser] = &[
         kerberos_password: Some("alice-kdc-pw"),
         scheme: PasswordScheme::Ssha,
         in_group: true,
+        in_posix_group: false,
     },
     DemoUser {
         name: "bob",
@@ -41,6 +44,7 @@ pub const DEMO_USERS: &[DemoUser] = &[
         kerberos_password: Some("bob-kdc-pw"),
         scheme: PasswordScheme::Argon2,
         in_group: true,
+        in_posix_group: true,
     },
     DemoUser {
         name: "carol",
@@ -48,6 +52,7 @@ pub const DEMO_USERS: &[DemoUser] = &[
         kerberos_password: Some("carol-kdc-pw"),
         scheme: PasswordScheme::Ssha,
         in_group: false,
+        in_posix_group: false,
     },
     DemoUser {
         name: "dave",
@@ -55,6 +60,7 @@ pub const DEMO_USERS: &[DemoUser] = &[
         kerberos_password: None,
         scheme: PasswordScheme::Ssha,
         in_group: true,
+        in_posix_group: false,
     },
 ];
 
@@ -86,6 +92,7 @@ impl Sandbox {
                 password: u.directory_password.into(),
                 scheme: u.scheme,
                 in_group: u.in_group,
+                in_posix_group: u.in_posix_group,
             })
             .collect();
         let directory = Directory::start(&root.join("ldap"), &pki, &directory_users)?;
@@ -175,17 +182,17 @@ impl Sandbox {
             .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// A second broker on this realm and directory, in `root/NAME`, with its own key source and
-    /// extra configuration (whole TOML tables). Stopped when dropped.
-    pub fn extra_broker(&self, name: &str, key_source: &str, extra_config: &str) -> anyhow::Result<Broker> {
-        Broker::start_with(
-            &self.root.join(name),
-            &self.pki,
-            &self.realm,
-            &self.directory,
-            key_source,
-            extra_config,
-        )
+    /// A second broker on this realm and directory, in `root/NAME`, whose configuration is `edit`
+    /// applied to the standard one. Stopped when dropped.
+    pub fn extra_broker(&self, name: &str, edit: impl FnOnce(String) -> String) -> anyhow::Result<Broker> {
+        Broker::start_with(&self.root.join(name), &self.pki, &self.realm, &self.directory, edit)
+    }
+
+    /// A second broker whose key source is `kadmin-cli` (one kadmin process per request).
+    pub fn kadmin_cli_broker(&self) -> anyhow::Result<Broker> {
+        self.extra_broker("broker-cli", |c| {
+            c.replace("key_source = \"kadmin\"", "key_source = \"kadmin-cli\"")
+        })
     }
 
     /// Fails if any daemon died.

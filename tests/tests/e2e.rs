@@ -435,7 +435,7 @@ fn key_list(bytes: &[u8]) -> Vec<(u32, u16, Vec<u8>)> {
 #[test]
 fn kadm5_library_and_kadmin_cli_sources_serve_the_same_keys() {
     let sandbox = sandbox();
-    let cli = sandbox.extra_broker("broker-cli", "kadmin-cli", "").unwrap();
+    let cli = sandbox.kadmin_cli_broker().unwrap();
     let mut cli_endpoint = sandbox.endpoint();
     cli_endpoint.url = cli.url.clone();
     let via_library = block_on(fetch_keytab(&sandbox.endpoint(), "alice", b"alicepw", None)).unwrap();
@@ -613,7 +613,7 @@ fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
 fn repeated_failures_lock_the_user_without_reaching_the_directory() {
     let sandbox = sandbox();
     let limits = "\n[limits]\nmax_failures = 3\nlockout_secs = 1\n";
-    let broker = sandbox.extra_broker("broker-locking", "kadmin", limits).unwrap();
+    let broker = sandbox.extra_broker("broker-locking", |c| c + limits).unwrap();
     let mut endpoint = sandbox.endpoint();
     endpoint.url = broker.url.clone();
     let bob_dn = Directory::user_dn("bob");
@@ -680,7 +680,7 @@ fn shared_service_connection_is_reopened_after_the_directory_restarts() {
 fn only_allowed_enctypes_are_served_and_broken_ones_cannot_be_allowed() {
     let sandbox = sandbox();
     let aes128_only = "\n[policy]\nenctypes = [\"aes128-cts-hmac-sha1-96\"]\n";
-    let broker = sandbox.extra_broker("broker-aes128", "kadmin", aes128_only).unwrap();
+    let broker = sandbox.extra_broker("broker-aes128", |c| c + aes128_only).unwrap();
     let mut endpoint = sandbox.endpoint();
     endpoint.url = broker.url.clone();
     let fetched = block_on(fetch_keytab(&endpoint, "alice", b"alicepw", None)).unwrap();
@@ -713,5 +713,63 @@ fn only_allowed_enctypes_are_served_and_broken_ones_cannot_be_allowed() {
         stderr(&check).contains("policy.enctypes") && stderr(&check).contains("never served"),
         "{}",
         stderr(&check)
+    );
+}
+
+#[test]
+fn starttls_works_and_plaintext_ldap_needs_an_explicit_loopback_opt_in() {
+    let sandbox = sandbox();
+    let ldaps_line = format!("url = \"{}\"", sandbox.directory.url);
+    let starttls_line = format!("url = \"{}\"\nstarttls = true", sandbox.directory.starttls_url);
+    let broker = sandbox
+        .extra_broker("broker-starttls", |c| c.replace(&ldaps_line, &starttls_line))
+        .unwrap();
+    let out = sandbox.login_via(&broker.url, "alice", "alicepw", &sandbox.ccache("starttls"));
+    assert!(out.status.success(), "login over StartTLS: {}", stderr(&out));
+    let slapd_log = std::fs::read_to_string(&sandbox.directory.log).unwrap();
+    assert!(
+        slapd_log.contains("EXT oid=1.3.6.1.4.1.1466.20037"),
+        "slapd saw no StartTLS request"
+    );
+
+    // ldap:// without StartTLS is refused at load time unless explicitly allowed on loopback.
+    let plain = sandbox.root.join("plain.toml");
+    let text = std::fs::read_to_string(&sandbox.broker.config).unwrap();
+    let plain_line = format!("url = \"{}\"", sandbox.directory.starttls_url);
+    std::fs::write(&plain, text.replace(&ldaps_line, &plain_line)).unwrap();
+    let check = sandbox.broker.command_for(&plain).arg("check-config").output().unwrap();
+    assert_eq!(check.status.code(), Some(1));
+    assert!(stderr(&check).contains("directory.url"), "{}", stderr(&check));
+    let opted_in = format!("{plain_line}\nallow_plaintext_loopback = true");
+    std::fs::write(&plain, text.replace(&ldaps_line, &opted_in)).unwrap();
+    let check = sandbox.broker.command_for(&plain).arg("check-config").output().unwrap();
+    assert!(check.status.success(), "{}", stderr(&check));
+}
+
+#[test]
+fn membership_of_a_posix_group_by_member_uid_authorizes() {
+    let sandbox = sandbox();
+    let group_line = format!("group_dn = \"{}\"", ktbroker_tests::directory::GROUP_DN);
+    let posix_line = format!("group_dn = \"{}\"", ktbroker_tests::directory::POSIX_GROUP_DN);
+    let broker = sandbox
+        .extra_broker("broker-posix", |c| c.replace(&group_line, &posix_line))
+        .unwrap();
+    let bob = sandbox.login_via(&broker.url, "bob", "bobpw", &sandbox.ccache("posix-bob"));
+    assert!(
+        bob.status.success(),
+        "bob is a memberUid of the posixGroup: {}",
+        stderr(&bob)
+    );
+    let alice = sandbox.login_via(&broker.url, "alice", "alicepw", &sandbox.ccache("posix-alice"));
+    assert_eq!(
+        alice.status.code(),
+        Some(3),
+        "alice is not in the posixGroup: {}",
+        stderr(&alice)
+    );
+    assert!(
+        std::fs::read_to_string(&broker.audit_file)
+            .unwrap()
+            .contains("\"reason\":\"not_in_group\"")
     );
 }

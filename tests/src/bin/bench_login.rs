@@ -22,7 +22,7 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let sandbox = Sandbox::start().context("starting the sandbox")?;
-    let cli_broker = sandbox.extra_broker("broker-cli", "kadmin-cli", "")?;
+    let cli_broker = sandbox.kadmin_cli_broker()?;
 
     let mut n = 0;
     let mut ccache = || {
