@@ -124,12 +124,9 @@ impl Auditor {
     pub fn record(&self, attempt: &Attempt) -> io::Result<()> {
         let peer = attempt.peer.map(|p| p.to_string());
         let latency_ms = (attempt.latency.as_secs_f64() * 10_000.0).round() / 10.0;
-        let fields = (
-            attempt.request_id,
-            peer.as_deref().unwrap_or("-"),
-            attempt.principal.unwrap_or("-"),
-        );
-        let (request_id, peer_text, principal) = fields;
+        let request_id = attempt.request_id;
+        let peer_text = peer.as_deref().unwrap_or("-");
+        let principal = attempt.principal.unwrap_or("-");
         if attempt.outcome == Outcome::Granted {
             tracing::info!(target: "ktbroker::audit", request_id, peer = peer_text, username = ?attempt.username, principal,
                 outcome = attempt.outcome.as_str(), latency_ms, "keytab served");

@@ -40,6 +40,14 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     policy: RawPolicy,
+    #[serde(default)]
+    metrics: RawMetrics,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -188,6 +196,8 @@ pub struct Config {
     pub limits: LimitPolicy,
     /// Enctype numbers that may be served, in preference order; other keys are stripped.
     pub enctypes: Vec<u16>,
+    /// Where Prometheus scrapes `/metrics` (plain HTTP, its own port); `None` disables metrics.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -278,6 +288,16 @@ fn validate(raw: RawConfig, base: &Path, credentials: Option<&Path>) -> Result<C
         }
     };
     let limits = limit_policy(&raw.limits)?;
+    let metrics_listen = match &raw.metrics.listen {
+        Some(text) => Some(
+            text.parse()
+                .map_err(|e| invalid("metrics.listen", format!("is not an address: {e}")))?,
+        ),
+        None => None,
+    };
+    if metrics_listen.is_some_and(|m| m == listen) {
+        return Err(invalid("metrics.listen", "must differ from server.listen"));
+    }
     let enctypes = match &raw.policy.enctypes {
         Some(names) => crate::policy::parse_enctypes(names).map_err(|e| invalid("policy.enctypes", e))?,
         None => crate::policy::default_enctypes(),
@@ -316,6 +336,7 @@ fn validate(raw: RawConfig, base: &Path, credentials: Option<&Path>) -> Result<C
         audit_file: raw.audit.file.map(resolve),
         limits,
         enctypes,
+        metrics_listen,
     })
 }
 

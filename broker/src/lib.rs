@@ -11,6 +11,7 @@ pub mod directory;
 pub mod kadm5;
 pub mod keysource;
 pub mod limits;
+pub mod metrics;
 pub mod policy;
 pub mod server;
 pub mod service;

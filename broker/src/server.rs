@@ -53,6 +53,9 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send) ->
     let service = BrokerService::new(directory, keys, settings, auditor);
     let broker = KeytabBrokerServer::new(service).max_decoding_message_size(MAX_REQUEST_SIZE);
 
+    if let Some(listen) = config.metrics_listen {
+        crate::metrics::install(listen).context("starting the metrics listener")?;
+    }
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<KeytabBrokerServer<BrokerService<LdapDirectory, ConfiguredKeySource>>>()

@@ -9,6 +9,7 @@ use crate::audit::{Attempt, Auditor, Outcome};
 use crate::directory::{AuthError, Directory};
 use crate::keysource::{KeySource, KeySourceError};
 use crate::limits::{FailureLimiter, LimitPolicy, Locked};
+use crate::metrics;
 use crate::policy::{self, PolicyError};
 use ktbroker_keytab::Keytab;
 use ktbroker_proto::v1::{
@@ -118,10 +119,9 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
         let password = std::str::from_utf8(password).map_err(|_| auth_failed(Outcome::InvalidCredentials))?;
         let ldap_started = Instant::now();
         let verified = self.directory.verify(user, password).await;
-        tracing::debug!(
-            elapsed_ms = ldap_started.elapsed().as_secs_f64() * 1e3,
-            "directory check done"
-        );
+        let elapsed = ldap_started.elapsed();
+        metrics::directory_time(elapsed);
+        tracing::debug!(elapsed_ms = elapsed.as_secs_f64() * 1e3, "directory check done");
         match verified {
             Ok(_) => Ok(()),
             Err(AuthError::EmptyPassword) => Err(auth_failed(Outcome::EmptyPassword)),
@@ -142,10 +142,9 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
     async fn read_keys(&self, principal: String) -> Result<(String, Keytab), (Outcome, Status)> {
         let keys_started = Instant::now();
         let fetched = self.keys.fetch(&principal).await;
-        tracing::debug!(
-            elapsed_ms = keys_started.elapsed().as_secs_f64() * 1e3,
-            "key source done"
-        );
+        let elapsed = keys_started.elapsed();
+        metrics::key_source_time(elapsed);
+        tracing::debug!(elapsed_ms = elapsed.as_secs_f64() * 1e3, "key source done");
         match fetched {
             Ok(mut keytab) => {
                 // Only the current keys: older kvnos are of no use to a client's kinit.
@@ -231,6 +230,7 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
                 self.auditor
                     .record(&attempt(Some(&principal), Outcome::Granted, kvno))
                     .map_err(|_| Status::unavailable(MSG_AUDIT_UNAVAILABLE))?;
+                metrics::attempt(Outcome::Granted, started.elapsed());
                 Ok(Response::new(Box::pin(tokio_stream::iter(stream))))
             }
             Err((outcome, status)) => {
@@ -239,6 +239,7 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
                 }
                 // The refusal stands whether or not the audit file could be written (logged).
                 let _ = self.auditor.record(&attempt(None, outcome, None));
+                metrics::attempt(outcome, started.elapsed());
                 Err(status)
             }
         }

@@ -773,3 +773,48 @@ fn membership_of_a_posix_group_by_member_uid_authorizes() {
             .contains("\"reason\":\"not_in_group\"")
     );
 }
+
+/// GET /metrics over plain HTTP/1.0 from 127.0.0.1:port; the body.
+fn scrape_metrics(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics listener");
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(
+        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+        "{response}"
+    );
+    response
+}
+
+#[test]
+fn metrics_count_outcomes_and_time_each_part_on_their_own_listener() {
+    let sandbox = sandbox();
+    let metrics_port = ktbroker_tests::daemon::free_port();
+    let table = format!("\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n");
+    let broker = sandbox.extra_broker("broker-metrics", |c| c + &table).unwrap();
+    let out = sandbox.login_via(&broker.url, "alice", "alicepw", &sandbox.ccache("metrics"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut endpoint = sandbox.endpoint();
+    endpoint.url = broker.url.clone();
+    raw_fetch(&endpoint, "alice", b"Wr0ng-Passw0rd", None);
+
+    let body = scrape_metrics(metrics_port);
+    for line in [
+        "ktbroker_requests_total{outcome=\"granted\",reason=\"granted\"} 1",
+        "ktbroker_requests_total{outcome=\"refused\",reason=\"invalid_credentials\"} 1",
+        "ktbroker_request_duration_seconds_count{outcome=\"granted\"} 1",
+        "ktbroker_directory_duration_seconds_count 2",
+        "ktbroker_key_source_duration_seconds_count 1",
+    ] {
+        assert!(body.lines().any(|l| l == line), "missing {line:?} in:\n{body}");
+    }
+    assert!(
+        !body.contains("alice") && !body.contains("Wr0ng"),
+        "metrics must not name users or passwords"
+    );
+}

@@ -1,0 +1,44 @@
+//! Prometheus metrics, served over plain HTTP on their own listener (`[metrics] listen`) so that
+//! scraping never touches the TLS gRPC port. They carry counts and timings only, never a name.
+//!
+//! - `ktbroker_requests_total{outcome, reason}`: attempts by result (outcome granted / refused /
+//!   error; reason as in the audit log).
+//! - `ktbroker_request_duration_seconds{outcome}`: whole requests, failure floor included.
+//! - `ktbroker_directory_duration_seconds`, `ktbroker_key_source_duration_seconds`: the two parts.
+//!
+//! Without an installed exporter every call here is a no-op (unit tests, metrics disabled).
+
+use crate::audit::Outcome;
+use metrics_exporter_prometheus::PrometheusBuilder;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Seconds: from a fast cached login to a slow directory.
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Starts the exporter's HTTP listener on the current tokio runtime.
+pub fn install(listen: SocketAddr) -> anyhow::Result<()> {
+    PrometheusBuilder::new()
+        .with_http_listener(listen)
+        .set_buckets(BUCKETS)?
+        .install()?;
+    tracing::info!(%listen, "metrics listening (HTTP, /metrics)");
+    Ok(())
+}
+
+pub fn attempt(outcome: Outcome, latency: Duration) {
+    metrics::counter!("ktbroker_requests_total", "outcome" => outcome.class(), "reason" => outcome.as_str())
+        .increment(1);
+    metrics::histogram!("ktbroker_request_duration_seconds", "outcome" => outcome.class())
+        .record(latency.as_secs_f64());
+}
+
+pub fn directory_time(elapsed: Duration) {
+    metrics::histogram!("ktbroker_directory_duration_seconds").record(elapsed.as_secs_f64());
+}
+
+pub fn key_source_time(elapsed: Duration) {
+    metrics::histogram!("ktbroker_key_source_duration_seconds").record(elapsed.as_secs_f64());
+}
