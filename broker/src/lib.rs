@@ -15,3 +15,4 @@ pub mod metrics;
 pub mod policy;
 pub mod server;
 pub mod service;
+pub mod tls;

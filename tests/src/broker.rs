@@ -89,6 +89,21 @@ impl Broker {
         self.daemon.check_alive()
     }
 
+    /// SIGHUP: the broker re-reads its TLS certificate.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        self.daemon.signal(rustix::process::Signal::HUP)
+    }
+
+    /// Waits until the broker's log contains `text` `count` times (or fails after 10 s).
+    pub fn wait_for_log(&self, text: &str, count: usize) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.log_text().matches(text).count() < count {
+            anyhow::ensure!(std::time::Instant::now() < deadline, "ktbrokerd never logged {text:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
     /// SIGTERM, then the exit status (the broker should finish in-flight requests and exit 0).
     pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
         self.daemon.terminate(Duration::from_secs(20))

@@ -71,6 +71,13 @@ impl Daemon {
         alive
     }
 
+    /// Sends `signal` to the daemon.
+    pub fn signal(&self, signal: rustix::process::Signal) -> anyhow::Result<()> {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("a child has a pid");
+        rustix::process::kill_process(pid, signal)?;
+        Ok(())
+    }
+
     /// Sends SIGTERM and waits up to `timeout` for the daemon to exit; returns its exit status.
     pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
         self.check_alive()?;

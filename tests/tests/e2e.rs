@@ -818,3 +818,32 @@ fn metrics_count_outcomes_and_time_each_part_on_their_own_listener() {
         "metrics must not name users or passwords"
     );
 }
+
+#[test]
+fn sighup_reloads_the_tls_certificate_and_keeps_the_old_one_if_the_new_one_is_broken() {
+    let sandbox = sandbox();
+    let old_ca = std::fs::read(&sandbox.pki.ca_cert).unwrap();
+    let rotated = TestPki::create(&sandbox.root.join("rotated-pki"), "rotated CA").unwrap();
+    let new_ca = std::fs::read(&rotated.ca_cert).unwrap();
+    let serving_for = |ca: &[u8]| ktbroker_tests::broker::health_serving(&sandbox.broker.url, ca);
+    assert!(serving_for(&old_ca) && !serving_for(&new_ca));
+
+    // A broken certificate file: refused on SIGHUP, the old certificate keeps serving.
+    let good_cert = std::fs::read(&sandbox.pki.server_cert).unwrap();
+    std::fs::write(&sandbox.pki.server_cert, "not a certificate").unwrap();
+    sandbox.broker.reload().unwrap();
+    sandbox.broker.wait_for_log("new TLS certificate refused", 1).unwrap();
+    assert!(serving_for(&old_ca), "the old certificate must keep serving");
+    std::fs::write(&sandbox.pki.server_cert, good_cert).unwrap();
+
+    // A certificate from another CA: after SIGHUP new connections see it, with no restart.
+    std::fs::copy(&rotated.server_cert, &sandbox.pki.server_cert).unwrap();
+    std::fs::copy(&rotated.server_key, &sandbox.pki.server_key).unwrap();
+    sandbox.broker.reload().unwrap();
+    sandbox.broker.wait_for_log("TLS certificate reloaded", 1).unwrap();
+    assert!(serving_for(&new_ca) && !serving_for(&old_ca));
+    let mut endpoint = sandbox.endpoint();
+    endpoint.ca_pem = new_ca;
+    let fetched = block_on(fetch_keytab(&endpoint, "alice", b"alicepw", None)).unwrap();
+    assert_eq!(fetched.principal, "alice@KRBTEST.COM");
+}
