@@ -235,7 +235,7 @@ fn validate(raw: RawConfig, base: &Path, credentials: Option<&Path>) -> Result<C
         .listen
         .parse()
         .map_err(|e| invalid("server.listen", format!("is not an address: {e}")))?;
-    let resolve = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
+    let resolve = |p: PathBuf| relative_to(base, p);
 
     let d = raw.directory;
     let transport = ldap_transport(&d.url, d.starttls, d.allow_plaintext_loopback)?;
@@ -386,6 +386,11 @@ fn limit_policy(raw: &RawLimits) -> Result<LimitPolicy, ConfigError> {
     })
 }
 
+/// A configured path: relative paths are relative to the config file's directory.
+fn relative_to(base: &Path, path: PathBuf) -> PathBuf {
+    if path.is_relative() { base.join(path) } else { path }
+}
+
 /// Where a secret lives: `credential:NAME` is `NAME` in the systemd credentials directory;
 /// anything else is a path, relative to the config file's directory.
 fn secret_path(
@@ -395,7 +400,7 @@ fn secret_path(
     key: &'static str,
 ) -> Result<PathBuf, ConfigError> {
     let Some(name) = raw.to_str().and_then(|s| s.strip_prefix("credential:")) else {
-        return Ok(if raw.is_relative() { base.join(raw) } else { raw });
+        return Ok(relative_to(base, raw));
     };
     if name.is_empty() || name.contains('/') || name == "." || name == ".." {
         return Err(invalid(

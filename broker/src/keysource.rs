@@ -29,8 +29,8 @@ pub enum KeySourceError {
     Unavailable(String),
 }
 
-/// Where keys come from. A trait so the service can be unit-tested, and so later sources (kadm5
-/// library, kadmin.local, a keytab store) slot in.
+/// Where keys come from. A trait so the service can be unit-tested, and so further sources
+/// (kadmin.local, a keytab store) slot in.
 pub trait KeySource: Send + Sync + 'static {
     fn fetch(&self, principal: &str) -> impl Future<Output = Result<Keytab, KeySourceError>> + Send;
 }

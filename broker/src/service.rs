@@ -10,7 +10,7 @@ use crate::directory::{AuthError, Directory};
 use crate::keysource::{KeySource, KeySourceError};
 use crate::limits::{FailureLimiter, LimitPolicy, Locked};
 use crate::metrics;
-use crate::policy::{self, PolicyError};
+use crate::policy;
 use ktbroker_keytab::Keytab;
 use ktbroker_proto::v1::{
     FetchKeytabRequest, FetchKeytabResponse, KeytabHeader, KeytabTrailer, fetch_keytab_response::Part,
@@ -83,11 +83,11 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
     ) -> Result<(String, Keytab), (Outcome, Status)> {
         let user = policy::validate_username(username)
             .map_err(|_| (Outcome::InvalidUsername, Status::invalid_argument(MSG_INVALID_USERNAME)))?;
-        let principal = policy::principal_for(&user, &self.settings.realm, requested).map_err(|e| match e {
-            PolicyError::PrincipalNotAllowed | PolicyError::InvalidUsername => (
+        let principal = policy::principal_for(&user, &self.settings.realm, requested).map_err(|_| {
+            (
                 Outcome::PrincipalNotAllowed,
                 Status::permission_denied(MSG_PRINCIPAL_NOT_ALLOWED),
-            ),
+            )
         })?;
         let now = || Instant::now().into_std();
         if let Err(locked) = self.limiter.check(user.as_str(), source, now()) {
@@ -258,9 +258,10 @@ struct KeytabParts {
 impl KeytabParts {
     fn new(principal: &str, keytab: &Keytab) -> Result<Self, ktbroker_keytab::KeytabError> {
         let bytes = keytab.encode()?;
+        // read_keys kept only the current kvno's keys, in preference order.
         let kvno = keytab.entries.iter().map(|e| e.kvno).max().unwrap_or(0);
         let mut enctypes: Vec<i32> = Vec::new();
-        for entry in keytab.entries.iter().filter(|e| e.kvno == kvno) {
+        for entry in &keytab.entries {
             let enctype = i32::from(entry.key.enctype);
             if !enctypes.contains(&enctype) {
                 enctypes.push(enctype);

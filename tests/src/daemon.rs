@@ -59,10 +59,6 @@ impl Daemon {
         }
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Stops the daemon; returns `Err` if it had already died.
     pub fn stop(&mut self) -> anyhow::Result<()> {
         let alive = self.check_alive();
@@ -82,8 +78,7 @@ impl Daemon {
     pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
         self.check_alive()?;
         self.stopped = true;
-        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("a child has a pid");
-        rustix::process::kill_process(pid, rustix::process::Signal::TERM)?;
+        self.signal(rustix::process::Signal::TERM)?;
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait()? {

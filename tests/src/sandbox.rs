@@ -108,13 +108,6 @@ impl Sandbox {
         })
     }
 
-    pub fn user(name: &str) -> &'static DemoUser {
-        DEMO_USERS
-            .iter()
-            .find(|u| u.name == name)
-            .unwrap_or_else(|| panic!("no demo user {name}"))
-    }
-
     pub fn principal(&self, user: &str) -> String {
         format!("{user}@{}", self.realm.realm)
     }
