@@ -34,6 +34,19 @@ pub enum Outcome {
     UserLocked,
     SourceLocked,
     NoUsableEnctype,
+    /// The directory's password policy (ppolicy) reports the account locked.
+    AccountLocked,
+    UnknownTenant,
+    HostNotAllowed,
+    Busy,
+    DeadlineExceeded,
+    /// A missing principal was created (first-login provisioning) and then served.
+    Provisioned,
+    ProvisionFailed,
+    /// Admin RPC: a key was randomized.
+    Rotated,
+    RotateRefused,
+    RotateFailed,
 }
 
 impl Outcome {
@@ -54,14 +67,29 @@ impl Outcome {
             Self::UserLocked => "user_locked",
             Self::SourceLocked => "source_locked",
             Self::NoUsableEnctype => "no_usable_enctype",
+            Self::AccountLocked => "account_locked",
+            Self::UnknownTenant => "unknown_tenant",
+            Self::HostNotAllowed => "host_not_allowed",
+            Self::Busy => "busy",
+            Self::DeadlineExceeded => "deadline_exceeded",
+            Self::Provisioned => "provisioned",
+            Self::ProvisionFailed => "provision_failed",
+            Self::Rotated => "rotated",
+            Self::RotateRefused => "rotate_refused",
+            Self::RotateFailed => "rotate_failed",
         }
     }
 
     /// `granted`, `refused` (the caller was told no) or `error` (something on our side failed).
     pub fn class(self) -> &'static str {
         match self {
-            Self::Granted => "granted",
-            Self::DirectoryUnavailable | Self::KeySourceFailed => "error",
+            Self::Granted | Self::Provisioned | Self::Rotated => "granted",
+            Self::DirectoryUnavailable
+            | Self::KeySourceFailed
+            | Self::Busy
+            | Self::DeadlineExceeded
+            | Self::ProvisionFailed
+            | Self::RotateFailed => "error",
             _ => "refused",
         }
     }
@@ -71,7 +99,11 @@ impl Outcome {
 #[derive(Debug, Clone)]
 pub struct Attempt<'a> {
     pub request_id: u64,
+    /// The tenant the request was for (`-` when it named none that exists).
+    pub tenant: &'a str,
     pub peer: Option<SocketAddr>,
+    /// Subject of the verified client certificate, when the client presented one.
+    pub client_cert: Option<&'a str>,
     pub username: &'a str,
     pub principal: Option<&'a str>,
     pub outcome: Outcome,
@@ -98,23 +130,18 @@ struct AuditLine<'a> {
 
 /// Records attempts to tracing and, if configured, to the hash-chained file.
 pub struct Auditor {
-    tenant: String,
     file: Option<Mutex<ChainedFile>>,
 }
 
 impl Auditor {
     /// Audit to tracing only.
-    pub fn tracing_only(tenant: &str) -> Self {
-        Self {
-            tenant: tenant.to_owned(),
-            file: None,
-        }
+    pub fn tracing_only() -> Self {
+        Self { file: None }
     }
 
     /// Audit to tracing and to `path` (created 0600 if missing; an existing chain is continued).
-    pub fn with_file(tenant: &str, path: &Path) -> io::Result<Self> {
+    pub fn with_file(path: &Path) -> io::Result<Self> {
         Ok(Self {
-            tenant: tenant.to_owned(),
             file: Some(Mutex::new(ChainedFile::open(path)?)),
         })
     }
@@ -127,23 +154,25 @@ impl Auditor {
         let request_id = attempt.request_id;
         let peer_text = peer.as_deref().unwrap_or("-");
         let principal = attempt.principal.unwrap_or("-");
-        if attempt.outcome == Outcome::Granted {
-            tracing::info!(target: "ktbroker::audit", request_id, peer = peer_text, username = ?attempt.username, principal,
-                outcome = attempt.outcome.as_str(), latency_ms, "keytab served");
+        let tenant = attempt.tenant;
+        let client_cert = attempt.client_cert.unwrap_or("-");
+        if attempt.outcome.class() == "granted" {
+            tracing::info!(target: "ktbroker::audit", request_id, tenant, peer = peer_text, client_cert,
+                username = ?attempt.username, principal, outcome = attempt.outcome.as_str(), latency_ms, "audit record");
         } else {
-            tracing::warn!(target: "ktbroker::audit", request_id, peer = peer_text, username = ?attempt.username, principal,
-                outcome = attempt.outcome.as_str(), latency_ms, "keytab refused");
+            tracing::warn!(target: "ktbroker::audit", request_id, tenant, peer = peer_text, client_cert,
+                username = ?attempt.username, principal, outcome = attempt.outcome.as_str(), latency_ms, "audit record");
         }
         let Some(file) = &self.file else { return Ok(()) };
         let mut file = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let line = AuditLine {
             time: rfc3339(SystemTime::now()),
             request_id,
-            tenant: &self.tenant,
+            tenant: attempt.tenant,
             username: attempt.username,
             principal: attempt.principal,
             peer,
-            client_cert: None,
+            client_cert: attempt.client_cert,
             outcome: attempt.outcome.class(),
             reason: attempt.outcome.as_str(),
             kvno: attempt.kvno,

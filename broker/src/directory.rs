@@ -1,15 +1,21 @@
-//! Password check against the directory by search-then-bind:
-//! 1. as the service account (one bound connection, shared and re-opened when it fails), search `(&(objectClass=posixAccount)(uid=<escaped>))` under the user
-//!    base and require exactly one entry;
+//! Password check against the directory, in one of two modes:
+//!
+//! Search-then-bind (a service account):
+//! 1. as the service account (one bound connection, shared and re-opened when it fails), search
+//!    `(&(objectClass=posixAccount)(uid=<escaped>))` under the user base, require exactly one entry;
 //! 2. on a fresh connection, simple-bind as that entry's DN with the given password;
 //! 3. as the service account, check the DN (groupOfNames `member`) or uid (posixGroup `memberUid`)
 //!    is in the configured group.
 //!
+//! DN-template bind (no service account): bind as the template DN with the username RFC
+//! 4514-escaped into it, then check the group on that same, user-bound connection. An unknown user
+//! then looks like a wrong password to the broker too (the directory answers 49 for both).
+//!
 //! Empty passwords are refused before any connection (an empty simple bind is an anonymous bind).
 
-use crate::config::{DirectoryConfig, LdapTransport};
+use crate::config::{DirectoryConfig, LdapTransport, UserLookup};
 use crate::policy::Username;
-use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry, StdStream, ldap_escape};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry, StdStream, dn_escape, ldap_escape};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -26,6 +32,8 @@ pub enum AuthError {
     UnknownUser,
     #[error("user is not in the authorized group")]
     NotInGroup,
+    #[error("the directory's password policy has locked the account")]
+    AccountLocked,
     #[error("directory unavailable: {0}")]
     Unavailable(String),
 }
@@ -136,11 +144,14 @@ impl LdapDirectory {
         {
             return Ok(ldap.clone());
         }
+        let UserLookup::Search {
+            bind_dn, bind_password, ..
+        } = &self.config.lookup
+        else {
+            return Err(AuthError::Unavailable("no service account is configured".into()));
+        };
         let mut ldap = self.connect().await?;
-        if !self
-            .bind(&mut ldap, &self.config.bind_dn, &self.config.bind_password.0)
-            .await?
-        {
+        if !self.bind(&mut ldap, bind_dn, &bind_password.0).await? {
             return Err(AuthError::Unavailable("the service account's bind was refused".into()));
         }
         *slot = Some(ldap.clone());
@@ -168,8 +179,22 @@ impl Directory for LdapDirectory {
         if password.trim().is_empty() {
             return Err(AuthError::EmptyPassword);
         }
+        match &self.config.lookup {
+            UserLookup::Search { user_base, .. } => self.search_then_bind(user_base, user, password).await,
+            UserLookup::Template { template } => self.template_bind(template, user, password).await,
+        }
+    }
+}
+
+impl LdapDirectory {
+    async fn search_then_bind(
+        &self,
+        user_base: &str,
+        user: &Username,
+        password: &str,
+    ) -> Result<VerifiedUser, AuthError> {
         let mut dns = self
-            .service_search(&self.config.user_base, Scope::Subtree, &user_filter(user))
+            .service_search(user_base, Scope::Subtree, &user_filter(user))
             .await?;
         let dn = match dns.len() {
             1 => dns.remove(0),
@@ -196,6 +221,30 @@ impl Directory for LdapDirectory {
         }
         Ok(VerifiedUser { dn })
     }
+
+    async fn template_bind(&self, template: &str, user: &Username, password: &str) -> Result<VerifiedUser, AuthError> {
+        let dn = template_dn(template, user);
+        let mut as_user = self.connect().await?;
+        let result = async {
+            if !self.bind(&mut as_user, &dn, password).await? {
+                return Err(AuthError::InvalidCredentials);
+            }
+            let filter = group_filter(&dn, user);
+            self.search_dns(&mut as_user, &self.config.group_dn, Scope::Base, &filter)
+                .await
+        }
+        .await;
+        let _ = as_user.unbind().await;
+        if result?.is_empty() {
+            return Err(AuthError::NotInGroup);
+        }
+        Ok(VerifiedUser { dn })
+    }
+}
+
+/// The user's DN from a template, the username escaped per RFC 4514 (it is also charset-checked).
+pub fn template_dn(template: &str, user: &Username) -> String {
+    template.replace("{user}", &dn_escape(user.as_str()))
 }
 
 /// The fixed user filter, with the username escaped per RFC 4515 (it is also charset-checked).
@@ -266,5 +315,26 @@ mod tests {
             group_filter(dn, &alice),
             "(|(member=uid=a\\2ab,ou=people\\5c, x \\28y\\29,dc=example,dc=com)(memberUid=alice))"
         );
+    }
+
+    #[test]
+    fn template_dns_escape_the_username() {
+        let template = "uid={user},ou=people,dc=example,dc=com";
+        let alice = validate_username("alice").unwrap();
+        assert_eq!(template_dn(template, &alice), "uid=alice,ou=people,dc=example,dc=com");
+        // Names the policy would refuse anyway still cannot change the DN's shape.
+        for (raw, escaped) in [
+            ("a,b", "a\\2cb"),
+            ("a+b", "a\\2bb"),
+            ("#a", "\\23a"),
+            ("a=b", "a\\3db"),
+            ("a ", "a\\20"),
+        ] {
+            let user = Username::unchecked_for_tests(raw);
+            assert_eq!(
+                template_dn(template, &user),
+                format!("uid={escaped},ou=people,dc=example,dc=com")
+            );
+        }
     }
 }

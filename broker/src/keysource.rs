@@ -1,13 +1,18 @@
-//! Reading a principal's current keys from the KDC without changing them.
+//! Reading a principal's current keys from the KDC without changing them, and, separately, the
+//! two admin operations that do change the KDC: first-login provisioning and key rotation.
 //!
-//! - [`Kadm5KeySource`] (`key_source = "kadmin"`, the default): the kadm5 client library talks to the
-//!   remote kadmind as the broker's admin principal (which needs the `e` extract privilege), over one
-//!   admin session reused across requests and re-established when it fails.
-//! - [`KadminCliKeySource`] (`key_source = "kadmin-cli"`): runs MIT `kadmin` per request with
-//!   `ktadd -norandkey`, writing into a memfd the child inherits (never a file). `kadmin -q` exits 0
-//!   even when kadmind refused, so success is judged by what landed in the keytab. Slower (a process
-//!   and a fresh authentication per request); kept as a fallback and as the base for `kadmin-local`.
+//! - [`Kadm5KeySource`] (`source = "kadmin"`, the default): the kadm5 client library talks to the
+//!   remote kadmind as the broker's admin principal (`e` privilege to read keys; `a` to provision,
+//!   `c` to rotate), over one admin session reused across requests and re-established on failure.
+//! - [`KadminProcessKeySource`] (`source = "kadmin-cli"` or `"kadmin-local"`): runs MIT `kadmin`
+//!   (remote, authenticated with the admin keytab) or `kadmin.local` (on the KDC host, reading the
+//!   database directly) per request, with `ktadd -norandkey` writing into a memfd the child
+//!   inherits (never a file). `kadmin -q` exits 0 even when it failed, so success is judged by
+//!   what landed in the keytab or by kadmin's own success line.
+//! - [`StoreKeySource`] (`source = "store"`): a directory of pre-exported keytabs, one per
+//!   principal, for sites that do not let the broker talk to kadmind. Cannot provision or rotate.
 
+use crate::config::KeysConfig;
 use crate::kadm5::{Kadm5Session, KeyData};
 use ktbroker_keytab::Keytab;
 use ktbroker_keytab::memfd::{KeytabMemfd, clear_cloexec};
@@ -27,73 +32,141 @@ pub enum KeySourceError {
     Refused(String),
     #[error("key source unavailable: {0}")]
     Unavailable(String),
+    #[error("this key source cannot {0}")]
+    Unsupported(&'static str),
 }
 
-/// Where keys come from. A trait so the service can be unit-tested, and so further sources
-/// (kadmin.local, a keytab store) slot in.
+/// Where keys come from. A trait so the service can be unit-tested with a fake.
 pub trait KeySource: Send + Sync + 'static {
+    /// The principal's keys, unchanged.
     fn fetch(&self, principal: &str) -> impl Future<Output = Result<Keytab, KeySourceError>> + Send;
+    /// Creates the principal with a random key and `+requires_preauth` (first-login provisioning).
+    fn create(&self, principal: &str) -> impl Future<Output = Result<(), KeySourceError>> + Send;
+    /// Gives the principal a new random key; returns the new kvno.
+    fn rotate(&self, principal: &str) -> impl Future<Output = Result<u32, KeySourceError>> + Send;
+}
+
+/// Which kadmin program runs, and how it authenticates.
+#[derive(Debug, Clone)]
+pub enum KadminProgram {
+    /// `kadmin` against the remote kadmind, as the admin principal with its keytab.
+    Remote {
+        kadmin_path: PathBuf,
+        admin_principal: String,
+        admin_keytab: PathBuf,
+    },
+    /// `kadmin.local` on the KDC host; `kdc_profile` is the KDC's kdc.conf (KRB5_KDC_PROFILE).
+    Local {
+        kadmin_local_path: PathBuf,
+        kdc_profile: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone)]
-pub struct KadminCliKeySource {
-    pub kadmin_path: PathBuf,
-    pub admin_principal: String,
-    pub admin_keytab: PathBuf,
-    pub krb5_config: Option<PathBuf>,
+pub struct KadminProcessKeySource {
+    pub program: KadminProgram,
+    pub realm: String,
     pub timeout: Duration,
 }
 
-impl KeySource for KadminCliKeySource {
-    async fn fetch(&self, principal: &str) -> Result<Keytab, KeySourceError> {
-        // The principal reaches kadmin's own query parser: nothing but a plain name may pass.
-        if principal.is_empty()
-            || !principal
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'\'' | b'\\'))
-        {
-            return Err(KeySourceError::Refused(
-                "principal name has characters kadmin would parse".into(),
-            ));
-        }
-        let memfd = KeytabMemfd::empty().map_err(|e| KeySourceError::Unavailable(format!("memfd: {e}")))?;
-        let fd = memfd.raw_fd();
-        let query = format!("ktadd -norandkey -k {} {principal}", memfd.child_keytab_name());
+/// What a kadmin run printed.
+struct KadminOutput {
+    stdout: String,
+    stderr: String,
+}
 
-        let mut command = tokio::process::Command::new(&self.kadmin_path);
+impl KadminProcessKeySource {
+    /// Runs one query. `memfd` is inherited by the child when given (for `ktadd`).
+    async fn run(&self, query: &str, memfd: Option<&KeytabMemfd>) -> Result<KadminOutput, KeySourceError> {
+        let (path, mut command) = match &self.program {
+            KadminProgram::Remote {
+                kadmin_path,
+                admin_principal,
+                admin_keytab,
+            } => {
+                let mut command = tokio::process::Command::new(kadmin_path);
+                command
+                    .arg("-p")
+                    .arg(admin_principal)
+                    .arg("-k")
+                    .arg("-t")
+                    .arg(admin_keytab);
+                (kadmin_path, command)
+            }
+            KadminProgram::Local {
+                kadmin_local_path,
+                kdc_profile,
+            } => {
+                let mut command = tokio::process::Command::new(kadmin_local_path);
+                if let Some(profile) = kdc_profile {
+                    command.env("KRB5_KDC_PROFILE", profile);
+                }
+                (kadmin_local_path, command)
+            }
+        };
         command
-            .arg("-p")
-            .arg(&self.admin_principal)
-            .arg("-k")
-            .arg("-t")
-            .arg(&self.admin_keytab)
+            .arg("-r")
+            .arg(&self.realm)
             .arg("-q")
-            .arg(&query)
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
+            .arg(query)
+            .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
             .env("KRB5CCNAME", "MEMORY:ktbroker-kadmin")
+            .env_remove("KRB5_KTNAME")
+            .env_remove("KRB5_CLIENT_KTNAME")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        if let Some(krb5_config) = self
-            .krb5_config
-            .clone()
-            .or_else(|| std::env::var_os("KRB5_CONFIG").map(PathBuf::from))
-        {
-            command.env("KRB5_CONFIG", krb5_config);
+        if let Some(fd) = memfd.map(KeytabMemfd::raw_fd) {
+            // SAFETY: the closure runs in the forked child before exec and only calls fcntl(2),
+            // which is async-signal-safe; it allocates nothing and takes no lock.
+            unsafe {
+                command.pre_exec(move || clear_cloexec(fd));
+            }
         }
-        // SAFETY: the closure runs in the forked child before exec and only calls fcntl(2), which
-        // is async-signal-safe; it allocates nothing and takes no lock.
-        unsafe {
-            command.pre_exec(move || clear_cloexec(fd));
-        }
-
         let output = tokio::time::timeout(self.timeout, command.output())
             .await
             .map_err(|_| KeySourceError::Unavailable(format!("kadmin did not finish within {:?}", self.timeout)))?
-            .map_err(|e| KeySourceError::Unavailable(format!("cannot run {}: {e}", self.kadmin_path.display())))?;
-        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+            .map_err(|e| KeySourceError::Unavailable(format!("cannot run {}: {e}", path.display())))?;
+        Ok(KadminOutput {
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        })
+    }
+}
+
+/// The principal reaches kadmin's own query parser: nothing but a plain name may pass.
+fn check_kadmin_name(principal: &str) -> Result<(), KeySourceError> {
+    if principal.is_empty()
+        || !principal
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'\'' | b'\\'))
+    {
+        return Err(KeySourceError::Refused(
+            "principal name has characters kadmin would parse".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Classifies a kadmin failure from its stderr.
+fn kadmin_error(principal: &str, stderr: &str) -> KeySourceError {
+    if stderr.contains("does not exist") {
+        KeySourceError::NoSuchPrincipal(principal.to_owned())
+    } else if stderr.contains("privilege") || stderr.contains("not authorized") {
+        KeySourceError::Refused(last_line(stderr))
+    } else {
+        KeySourceError::Unavailable(last_line(stderr))
+    }
+}
+
+impl KeySource for KadminProcessKeySource {
+    async fn fetch(&self, principal: &str) -> Result<Keytab, KeySourceError> {
+        check_kadmin_name(principal)?;
+        let memfd = KeytabMemfd::empty().map_err(|e| KeySourceError::Unavailable(format!("memfd: {e}")))?;
+        let query = format!("ktadd -norandkey -k {} {principal}", memfd.child_keytab_name());
+        let output = self.run(&query, Some(&memfd)).await?;
+        let stderr = output.stderr;
 
         let bytes = memfd
             .read()
@@ -105,14 +178,37 @@ impl KeySource for KadminCliKeySource {
         if !keytab.entries.is_empty() {
             return Ok(keytab);
         }
-        tracing::warn!(principal, status = ?output.status, kadmin_stderr = %stderr, "kadmin extracted no keys");
-        if stderr.contains("does not exist") {
-            Err(KeySourceError::NoSuchPrincipal(principal.to_owned()))
-        } else if stderr.contains("privilege") || stderr.contains("not authorized") {
-            Err(KeySourceError::Refused(last_line(&stderr)))
-        } else {
-            Err(KeySourceError::Unavailable(last_line(&stderr)))
+        tracing::warn!(principal, kadmin_stderr = %stderr, "kadmin extracted no keys");
+        Err(kadmin_error(principal, &stderr))
+    }
+
+    async fn create(&self, principal: &str) -> Result<(), KeySourceError> {
+        check_kadmin_name(principal)?;
+        let output = self
+            .run(&format!("addprinc -randkey +requires_preauth {principal}"), None)
+            .await?;
+        if output.stdout.contains("created") || output.stderr.contains(&format!("\"{principal}\" created")) {
+            return Ok(());
         }
+        tracing::warn!(principal, kadmin_stderr = %output.stderr, "kadmin did not create the principal");
+        Err(kadmin_error(principal, &output.stderr))
+    }
+
+    async fn rotate(&self, principal: &str) -> Result<u32, KeySourceError> {
+        check_kadmin_name(principal)?;
+        let output = self.run(&format!("cpw -randkey {principal}"), None).await?;
+        let randomized = output.stdout.contains("randomized") || output.stderr.contains("randomized");
+        if !randomized {
+            tracing::warn!(principal, kadmin_stderr = %output.stderr, "kadmin did not randomize the key");
+            return Err(kadmin_error(principal, &output.stderr));
+        }
+        let info = self.run(&format!("getprinc {principal}"), None).await?;
+        info.stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("Key: vno "))
+            .filter_map(|rest| rest.split(',').next()?.trim().parse().ok())
+            .max()
+            .ok_or_else(|| kadmin_error(principal, &info.stderr))
     }
 }
 
@@ -128,15 +224,17 @@ fn last_line(text: &str) -> String {
 pub struct Kadm5KeySource {
     admin_principal: String,
     admin_keytab: PathBuf,
+    realm: String,
     timeout: Duration,
     session: Arc<Mutex<Option<Kadm5Session>>>,
 }
 
 impl Kadm5KeySource {
-    pub fn new(admin_principal: String, admin_keytab: PathBuf, timeout: Duration) -> Self {
+    pub fn new(admin_principal: String, admin_keytab: PathBuf, realm: String, timeout: Duration) -> Self {
         Self {
             admin_principal,
             admin_keytab,
+            realm,
             timeout,
             session: Arc::new(Mutex::new(None)),
         }
@@ -160,25 +258,32 @@ impl Kadm5KeySource {
 
     fn ensure_open<'a>(&self, session: &'a mut Option<Kadm5Session>) -> Result<&'a mut Kadm5Session, KeySourceError> {
         if session.is_none() {
-            let opened = Kadm5Session::open(&self.admin_principal, &self.admin_keytab)
+            let opened = Kadm5Session::open(&self.admin_principal, &self.admin_keytab, &self.realm)
                 .map_err(|e| KeySourceError::Unavailable(e.to_string()))?;
             *session = Some(opened);
         }
         Ok(session.as_mut().expect("just opened"))
     }
 
-    /// Blocking: reads the keys, re-establishing the session once if the call failed for a reason
-    /// other than "no such principal" or "not authorized" (expired ticket, kadmind restarted).
-    fn read_keys(&self, principal: &str) -> Result<Vec<KeyData>, KeySourceError> {
+    /// Blocking: runs `op` on the session, re-establishing it once if the call failed for a reason
+    /// other than "no such principal", "already exists" or "not authorized" (expired ticket,
+    /// kadmind restarted).
+    fn with_session<T>(
+        &self,
+        principal: &str,
+        op: impl Fn(&mut Kadm5Session) -> Result<T, crate::kadm5::Kadm5Error>,
+    ) -> Result<T, KeySourceError> {
         let mut session = self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut last_error = None;
         for _attempt in 0..2 {
-            match self.ensure_open(&mut session)?.principal_keys(principal) {
-                Ok(keys) => return Ok(keys),
+            match op(self.ensure_open(&mut session)?) {
+                Ok(value) => return Ok(value),
                 Err(e) if e.is_unknown_principal() => {
                     return Err(KeySourceError::NoSuchPrincipal(principal.to_owned()));
                 }
-                Err(e) if e.is_not_authorized() => return Err(KeySourceError::Refused(e.to_string())),
+                Err(e) if e.is_not_authorized() || e.is_duplicate() => {
+                    return Err(KeySourceError::Refused(e.to_string()));
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "kadm5 call failed; re-establishing the admin session");
                     *session = None;
@@ -190,18 +295,43 @@ impl Kadm5KeySource {
             last_error.map(|e| e.to_string()).unwrap_or_default(),
         ))
     }
+
+    /// Runs a blocking kadm5 operation off the async threads, under the timeout.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        principal: &str,
+        op: impl Fn(&mut Kadm5Session, &str) -> Result<T, crate::kadm5::Kadm5Error> + Send + 'static,
+    ) -> Result<T, KeySourceError> {
+        let this = self.clone();
+        let name = principal.to_owned();
+        let task = tokio::task::spawn_blocking(move || this.with_session(&name, |session| op(session, &name)));
+        tokio::time::timeout(self.timeout, task)
+            .await
+            .map_err(|_| KeySourceError::Unavailable(format!("kadmind did not answer within {:?}", self.timeout)))?
+            .map_err(|e| KeySourceError::Unavailable(format!("kadm5 task failed: {e}")))?
+    }
 }
 
 impl KeySource for Kadm5KeySource {
     async fn fetch(&self, principal: &str) -> Result<Keytab, KeySourceError> {
-        let this = self.clone();
-        let name = principal.to_owned();
-        let task = tokio::task::spawn_blocking(move || this.read_keys(&name));
-        let keys = tokio::time::timeout(self.timeout, task)
-            .await
-            .map_err(|_| KeySourceError::Unavailable(format!("kadmind did not answer within {:?}", self.timeout)))?
-            .map_err(|e| KeySourceError::Unavailable(format!("kadm5 task failed: {e}")))??;
+        let keys = self
+            .blocking(principal, |session, name| session.principal_keys(name))
+            .await?;
         keytab_from_keys(principal, keys)
+    }
+
+    async fn create(&self, principal: &str) -> Result<(), KeySourceError> {
+        self.blocking(principal, |session, name| session.create_principal(name))
+            .await
+    }
+
+    async fn rotate(&self, principal: &str) -> Result<u32, KeySourceError> {
+        self.blocking(principal, |session, name| {
+            session.randomize_key(name)?;
+            // The new kvno, from the keys themselves (dropped, and so wiped, right here).
+            Ok(session.principal_keys(name)?.iter().map(|k| k.kvno).max().unwrap_or(0))
+        })
+        .await
     }
 }
 
@@ -235,18 +365,163 @@ fn keytab_from_keys(principal: &str, keys: Vec<KeyData>) -> Result<Keytab, KeySo
     Ok(Keytab { entries })
 }
 
-/// The key source a broker was configured with.
+/// The key source a tenant was configured with.
 #[derive(Clone)]
 pub enum ConfiguredKeySource {
     Kadm5(Kadm5KeySource),
-    KadminCli(KadminCliKeySource),
+    Process(KadminProcessKeySource),
+    Store(StoreKeySource),
+}
+
+impl ConfiguredKeySource {
+    pub fn from_config(config: &KeysConfig, realm: &str) -> Self {
+        match config.clone() {
+            KeysConfig::Kadmin {
+                admin_principal,
+                admin_keytab,
+                timeout,
+            } => Self::Kadm5(Kadm5KeySource::new(
+                admin_principal,
+                admin_keytab,
+                realm.to_owned(),
+                timeout,
+            )),
+            KeysConfig::KadminCli {
+                kadmin_path,
+                admin_principal,
+                admin_keytab,
+                timeout,
+            } => Self::Process(KadminProcessKeySource {
+                program: KadminProgram::Remote {
+                    kadmin_path,
+                    admin_principal,
+                    admin_keytab,
+                },
+                realm: realm.to_owned(),
+                timeout,
+            }),
+            KeysConfig::KadminLocal {
+                kadmin_local_path,
+                kdc_profile,
+                timeout,
+            } => Self::Process(KadminProcessKeySource {
+                program: KadminProgram::Local {
+                    kadmin_local_path,
+                    kdc_profile,
+                },
+                realm: realm.to_owned(),
+                timeout,
+            }),
+            KeysConfig::Store { dir } => Self::Store(StoreKeySource { dir }),
+        }
+    }
+
+    /// Opens long-lived sessions ahead of the first request (kadm5 only; failures only logged).
+    pub async fn warm_up(&self) {
+        if let Self::Kadm5(source) = self {
+            source.warm_up().await;
+        }
+    }
 }
 
 impl KeySource for ConfiguredKeySource {
     async fn fetch(&self, principal: &str) -> Result<Keytab, KeySourceError> {
         match self {
             Self::Kadm5(source) => source.fetch(principal).await,
-            Self::KadminCli(source) => source.fetch(principal).await,
+            Self::Process(source) => source.fetch(principal).await,
+            Self::Store(source) => source.fetch(principal).await,
         }
+    }
+
+    async fn create(&self, principal: &str) -> Result<(), KeySourceError> {
+        match self {
+            Self::Kadm5(source) => source.create(principal).await,
+            Self::Process(source) => source.create(principal).await,
+            Self::Store(source) => source.create(principal).await,
+        }
+    }
+
+    async fn rotate(&self, principal: &str) -> Result<u32, KeySourceError> {
+        match self {
+            Self::Kadm5(source) => source.rotate(principal).await,
+            Self::Process(source) => source.rotate(principal).await,
+            Self::Store(source) => source.rotate(principal).await,
+        }
+    }
+}
+
+/// Pre-exported keytabs: `DIR/<principal>.keytab`, with `/` in the principal written as `%2F`
+/// (e.g. `alice%2Fnetdisk@EXAMPLE.COM.keytab`). Each file must be a regular file owned by the
+/// broker's user and readable by nobody else; it is opened without following symlinks.
+#[derive(Debug, Clone)]
+pub struct StoreKeySource {
+    pub dir: PathBuf,
+}
+
+impl StoreKeySource {
+    pub fn file_name(principal: &str) -> String {
+        format!("{}.keytab", principal.replace('/', "%2F"))
+    }
+
+    fn read(&self, principal: &str) -> Result<Keytab, KeySourceError> {
+        use std::io::Read;
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        if principal.is_empty() || principal.starts_with('.') || principal.contains(['\0', '%']) {
+            return Err(KeySourceError::Refused("principal name unfit for a file name".into()));
+        }
+        let path = self.dir.join(Self::file_name(principal));
+        let file = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+        {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(KeySourceError::NoSuchPrincipal(principal.to_owned()));
+            }
+            Err(e) => return Err(KeySourceError::Unavailable(format!("{}: {e}", path.display()))),
+        };
+        let meta = file
+            .metadata()
+            .map_err(|e| KeySourceError::Unavailable(format!("{}: {e}", path.display())))?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        if !meta.is_file() || meta.mode() & 0o077 != 0 || meta.uid() != euid {
+            return Err(KeySourceError::Refused(format!(
+                "{} must be a regular file owned by the broker's user with mode 0600 or stricter",
+                path.display()
+            )));
+        }
+        if meta.len() > ktbroker_proto::MAX_KEYTAB_SIZE {
+            return Err(KeySourceError::Refused(format!("{} is too large", path.display())));
+        }
+        let mut bytes = Zeroizing::new(Vec::with_capacity(meta.len() as usize));
+        (&file)
+            .take(ktbroker_proto::MAX_KEYTAB_SIZE + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| KeySourceError::Unavailable(format!("{}: {e}", path.display())))?;
+        let mut keytab = Keytab::parse(&bytes)
+            .map_err(|e| KeySourceError::Unavailable(format!("{} is not a keytab: {e}", path.display())))?;
+        keytab.retain(|entry| entry.principal.to_string() == principal);
+        if keytab.entries.is_empty() {
+            return Err(KeySourceError::NoSuchPrincipal(principal.to_owned()));
+        }
+        Ok(keytab)
+    }
+}
+
+impl KeySource for StoreKeySource {
+    async fn fetch(&self, principal: &str) -> Result<Keytab, KeySourceError> {
+        self.read(principal)
+    }
+
+    async fn create(&self, _principal: &str) -> Result<(), KeySourceError> {
+        Err(KeySourceError::Unsupported(
+            "create principals (the store is read-only)",
+        ))
+    }
+
+    async fn rotate(&self, _principal: &str) -> Result<u32, KeySourceError> {
+        Err(KeySourceError::Unsupported("rotate keys (the store is read-only)"))
     }
 }

@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod config;
 pub mod directory;
+pub mod hosts;
 pub mod kadm5;
 pub mod keysource;
 pub mod limits;

@@ -66,16 +66,21 @@ impl Record {
 }
 
 pub struct FailureLimiter {
-    policy: LimitPolicy,
+    policy: std::sync::RwLock<LimitPolicy>,
     records: Mutex<HashMap<Key, Record>>,
 }
 
 impl FailureLimiter {
     pub fn new(policy: LimitPolicy) -> Self {
         Self {
-            policy,
+            policy: std::sync::RwLock::new(policy),
             records: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A new policy (configuration reload); counts and lockouts already running are kept.
+    pub fn set_policy(&self, policy: LimitPolicy) {
+        *self.policy.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = policy;
     }
 
     /// Is this attempt allowed to reach the directory?
@@ -98,6 +103,7 @@ impl FailureLimiter {
 
     /// Counts a failed authentication against the username and the source.
     pub fn record_failure(&self, user: &str, source: Option<IpAddr>, now: Instant) {
+        let policy = *self.policy.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut records = self.records.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let keys = std::iter::once(Key::User(user.to_owned())).chain(source.map(Key::Source));
         for key in keys {
@@ -105,20 +111,20 @@ impl FailureLimiter {
             while record
                 .failures
                 .front()
-                .is_some_and(|t| now.duration_since(*t) >= self.policy.window)
+                .is_some_and(|t| now.duration_since(*t) >= policy.window)
             {
                 record.failures.pop_front();
             }
             record.failures.push_back(now);
-            if record.failures.len() >= self.policy.max_failures as usize {
-                record.locked_until = Some(now + self.policy.lockout);
+            if record.failures.len() >= policy.max_failures as usize {
+                record.locked_until = Some(now + policy.lockout);
                 record.failures.clear();
-                tracing::warn!(target: "ktbroker::audit", key = ?key, lockout_secs = self.policy.lockout.as_secs(),
+                tracing::warn!(target: "ktbroker::audit", key = ?key, lockout_secs = policy.lockout.as_secs(),
                     "too many failed authentications: locked");
             }
         }
         if records.len() > PRUNE_ABOVE {
-            let window = self.policy.window;
+            let window = policy.window;
             records.retain(|_, r| !r.idle_at(now, window));
         }
     }

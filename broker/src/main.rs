@@ -53,7 +53,7 @@ fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
     ktbroker_keytab::harden::forbid_core_dumps().context("disabling core dumps")?;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = ktbroker_broker::config::Config::load(config_path)?;
-    if let Some(krb5_config) = &config.kerberos.krb5_config {
+    if let Some(krb5_config) = &config.krb5_config {
         // libkrb5 and libkadm5 read their configuration from KRB5_CONFIG (kadm5 in MIT 1.20 reads
         // it itself, not from the context we pass).
         // SAFETY: no other thread exists yet: the async runtime is created below, and nothing
@@ -61,13 +61,17 @@ fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
         unsafe { std::env::set_var("KRB5_CONFIG", krb5_config) };
     }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(ktbroker_broker::server::serve(config, shutdown_signal()))
+    runtime.block_on(ktbroker_broker::server::serve(
+        config,
+        config_path.to_owned(),
+        shutdown_signal(),
+    ))
 }
 
 fn check_config(config_path: &std::path::Path) -> anyhow::Result<()> {
     let config = ktbroker_broker::config::Config::load(config_path)?;
-    // Secrets print as <redacted> (their Debug impls never show contents).
-    println!("{config:#?}");
+    // Secret files appear by path only; their contents are never printed.
+    print!("{}", config.effective_toml());
     eprintln!("{}: valid", config_path.display());
     Ok(())
 }

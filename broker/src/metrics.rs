@@ -1,8 +1,8 @@
 //! Prometheus metrics, served over plain HTTP on their own listener (`[metrics] listen`) so that
 //! scraping never touches the TLS gRPC port. They carry counts and timings only, never a name.
 //!
-//! - `ktbroker_requests_total{outcome, reason}`: attempts by result (outcome granted / refused /
-//!   error; reason as in the audit log).
+//! - `ktbroker_requests_total{tenant, outcome, reason}`: attempts by result (outcome granted /
+//!   refused / error; reason as in the audit log). Tenant names come from the configuration only.
 //! - `ktbroker_request_duration_seconds{outcome}`: whole requests, failure floor included.
 //! - `ktbroker_directory_duration_seconds`, `ktbroker_key_source_duration_seconds`: the two parts.
 //!
@@ -28,9 +28,10 @@ pub fn install(listen: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn attempt(outcome: Outcome, latency: Duration) {
-    metrics::counter!("ktbroker_requests_total", "outcome" => outcome.class(), "reason" => outcome.as_str())
-        .increment(1);
+pub fn attempt(tenant: &str, outcome: Outcome, latency: Duration) {
+    metrics::counter!("ktbroker_requests_total", "tenant" => tenant.to_owned(), "outcome" => outcome.class(),
+        "reason" => outcome.as_str())
+    .increment(1);
     metrics::histogram!("ktbroker_request_duration_seconds", "outcome" => outcome.class())
         .record(latency.as_secs_f64());
 }

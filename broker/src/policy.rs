@@ -1,6 +1,7 @@
-//! Which principal a user may receive. For now one rule: user `u` gets `u@REALM`, a single-component
-//! principal in the broker's realm, and nothing else. Usernames are checked against a strict
-//! character set before they go anywhere near the directory or kadmin.
+//! Which principal a user may receive: each tenant maps user `u` through its template (by default
+//! `{user}@{realm}`) and serves nothing else; service-style and KDC principals are denied unless
+//! granted explicitly. Usernames are checked against a strict character set before they go
+//! anywhere near the directory or kadmin.
 
 use std::fmt;
 
@@ -23,6 +24,12 @@ pub struct Username(String);
 impl Username {
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// A name that skipped validation, to show that downstream escaping holds on its own.
+    #[cfg(test)]
+    pub fn unchecked_for_tests(raw: &str) -> Self {
+        Self(raw.to_owned())
     }
 }
 
@@ -53,14 +60,120 @@ pub fn validate_username(raw: &str) -> Result<Username, PolicyError> {
     }
 }
 
-/// Maps a user to their principal and checks an optional principal the caller asked for: it must
-/// be exactly that principal (so no `krbtgt/`, `kadmin/`, `*/admin`, service or foreign-realm name).
-pub fn principal_for(user: &Username, realm: &str, requested: Option<&str>) -> Result<String, PolicyError> {
-    let principal = format!("{user}@{realm}");
-    match requested {
-        None => Ok(principal),
-        Some(asked) if asked == principal => Ok(principal),
-        Some(_) => Err(PolicyError::PrincipalNotAllowed),
+/// Single-component names that belong to the KDC itself, never to a person.
+const RESERVED_NAMES: &[&str] = &["krbtgt", "kadmin", "changepw", "K", "kiprop"];
+
+/// Which principal a tenant's user receives: a template such as `{user}@{realm}` or
+/// `{user}/netdisk@{realm}`, and the explicit grants for names that are denied by default.
+///
+/// Default deny: a multi-component (service-style) principal such as `krbtgt/*`, `kadmin/*`, `K/M`,
+/// `*/admin` or `host/*`, or a reserved single name, is refused unless an `allow_principals`
+/// pattern matches it. A foreign realm is refused always.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalPolicy {
+    realm: String,
+    template: String,
+    allow: Vec<String>,
+}
+
+impl PrincipalPolicy {
+    /// Checks the template's shape; the error says what is wrong with it.
+    pub fn new(realm: &str, template: &str, allow: Vec<String>) -> Result<Self, String> {
+        if template.matches("{user}").count() != 1 {
+            return Err(format!("{template:?} must contain {{user}} exactly once"));
+        }
+        let literal = template.replace("{user}", "").replace("{realm}", "");
+        if literal.contains(['{', '}']) {
+            return Err(format!("{template:?} may use only {{user}} and {{realm}}"));
+        }
+        if !literal
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/' | b'@'))
+        {
+            return Err(format!("{template:?} has characters a principal name should not"));
+        }
+        let expanded = template.replace("{realm}", realm);
+        match expanded.split_once('@') {
+            Some((name, r)) if r == realm && !name.is_empty() && !r.contains('@') => {}
+            _ => {
+                return Err(format!(
+                    "{template:?} must end in @{{realm}} (the tenant's realm {realm})"
+                ));
+            }
+        }
+        for pattern in &allow {
+            if !pattern.ends_with(&format!("@{realm}")) {
+                return Err(format!("allow pattern {pattern:?} must end in @{realm}"));
+            }
+        }
+        Ok(Self {
+            realm: realm.to_owned(),
+            template: template.to_owned(),
+            allow,
+        })
+    }
+
+    /// The policy for the plain mapping `{user}@{realm}` with no grants.
+    pub fn plain(realm: &str) -> Self {
+        Self::new(realm, "{user}@{realm}", Vec::new()).expect("the plain template is valid")
+    }
+
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
+    pub fn template(&self) -> &str {
+        &self.template
+    }
+
+    /// The `allow_principals` patterns.
+    pub fn grants(&self) -> &[String] {
+        &self.allow
+    }
+
+    /// Maps `user` to their principal, checks it against the default deny and the grants, and
+    /// checks an optional principal the caller asked for: it must be exactly that one.
+    pub fn principal_for(&self, user: &Username, requested: Option<&str>) -> Result<String, PolicyError> {
+        let principal = self
+            .template
+            .replace("{realm}", &self.realm)
+            .replace("{user}", user.as_str());
+        if !self.allows(&principal) {
+            return Err(PolicyError::PrincipalNotAllowed);
+        }
+        match requested {
+            None => Ok(principal),
+            Some(asked) if asked == principal => Ok(principal),
+            Some(_) => Err(PolicyError::PrincipalNotAllowed),
+        }
+    }
+
+    /// May this principal be served at all?
+    pub fn allows(&self, principal: &str) -> bool {
+        let Some((name, realm)) = principal.rsplit_once('@') else {
+            return false;
+        };
+        if realm != self.realm {
+            return false;
+        }
+        let denied = name.contains('/') || RESERVED_NAMES.contains(&name);
+        !denied || self.allow.iter().any(|pattern| glob_matches(pattern, principal))
+    }
+}
+
+/// `*` matches any run of characters other than `@`; everything else matches itself.
+fn glob_matches(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((head, tail)) => {
+            let Some(rest) = text.strip_prefix(head) else {
+                return false;
+            };
+            (0..=rest.len())
+                .take_while(|&i| !rest[..i].contains('@'))
+                .filter(|&i| rest.is_char_boundary(i))
+                .any(|i| glob_matches(tail, &rest[i..]))
+        }
     }
 }
 
@@ -104,9 +217,10 @@ mod tests {
     #[test]
     fn only_the_users_own_principal_is_served() {
         let alice = validate_username("alice").unwrap();
-        assert_eq!(principal_for(&alice, "KRBTEST.COM", None).unwrap(), "alice@KRBTEST.COM");
+        let policy = PrincipalPolicy::plain("KRBTEST.COM");
+        assert_eq!(policy.principal_for(&alice, None).unwrap(), "alice@KRBTEST.COM");
         assert_eq!(
-            principal_for(&alice, "KRBTEST.COM", Some("alice@KRBTEST.COM")).unwrap(),
+            policy.principal_for(&alice, Some("alice@KRBTEST.COM")).unwrap(),
             "alice@KRBTEST.COM"
         );
         for asked in [
@@ -121,11 +235,73 @@ mod tests {
             "host/x@KRBTEST.COM",
         ] {
             assert_eq!(
-                principal_for(&alice, "KRBTEST.COM", Some(asked)),
+                policy.principal_for(&alice, Some(asked)),
                 Err(PolicyError::PrincipalNotAllowed),
                 "{asked}"
             );
         }
+    }
+
+    #[test]
+    fn service_style_and_reserved_principals_are_denied_unless_granted() {
+        let policy = PrincipalPolicy::plain("R.COM");
+        for name in [
+            "krbtgt/R.COM@R.COM",
+            "kadmin/admin@R.COM",
+            "K/M@R.COM",
+            "alice/admin@R.COM",
+            "host/h.r.com@R.COM",
+            "HTTP/h@R.COM",
+            "krbtgt@R.COM",
+            "kadmin@R.COM",
+            "alice@OTHER.COM",
+        ] {
+            assert!(!policy.allows(name), "{name}");
+        }
+        assert!(policy.allows("alice@R.COM"));
+        let kadmin = validate_username("kadmin").unwrap();
+        assert_eq!(
+            policy.principal_for(&kadmin, None),
+            Err(PolicyError::PrincipalNotAllowed)
+        );
+
+        // A per-service template needs an explicit grant, and the grant covers only its pattern.
+        let netdisk = PrincipalPolicy::new("R.COM", "{user}/netdisk@{realm}", Vec::new()).unwrap();
+        let alice = validate_username("alice").unwrap();
+        assert_eq!(
+            netdisk.principal_for(&alice, None),
+            Err(PolicyError::PrincipalNotAllowed)
+        );
+        let granted = PrincipalPolicy::new("R.COM", "{user}/netdisk@{realm}", vec!["*/netdisk@R.COM".into()]).unwrap();
+        assert_eq!(granted.principal_for(&alice, None).unwrap(), "alice/netdisk@R.COM");
+        assert!(!granted.allows("alice/admin@R.COM"));
+        assert!(!granted.allows("a/b/netdisk@OTHER.COM"));
+    }
+
+    #[test]
+    fn templates_are_checked() {
+        for bad in [
+            "{user}",
+            "{user}@OTHER.COM",
+            "{user}{user}@{realm}",
+            "alice@{realm}",
+            "{user}@{realm}@{realm}",
+            "{user} x@{realm}",
+            "{user}/{host}@{realm}",
+            "@{realm}{user}",
+        ] {
+            assert!(PrincipalPolicy::new("R.COM", bad, Vec::new()).is_err(), "{bad}");
+        }
+        assert!(PrincipalPolicy::new("R.COM", "{user}@R.COM", Vec::new()).is_ok());
+        assert!(PrincipalPolicy::new("R.COM", "{user}@{realm}", vec!["*@OTHER.COM".into()]).is_err());
+    }
+
+    #[test]
+    fn glob_stars_stay_inside_the_name() {
+        assert!(glob_matches("*/netdisk@R", "alice/netdisk@R"));
+        assert!(!glob_matches("*@R", "a@X@R"));
+        assert!(glob_matches("svc-*/*@R", "svc-a/h1@R"));
+        assert!(!glob_matches("svc-*@R", "svc-a@RX"));
     }
 }
 
@@ -149,6 +325,15 @@ const FORBIDDEN_ENCTYPES: &[(&str, u16)] = &[
     ("rc4-hmac", 23),
     ("arcfour-hmac-exp", 24),
 ];
+
+/// The name of an enctype number (numbers the broker does not know print as such).
+pub fn enctype_name(number: u16) -> String {
+    ENCTYPE_NAMES
+        .iter()
+        .chain(FORBIDDEN_ENCTYPES)
+        .find(|(_, n)| *n == number)
+        .map_or_else(|| format!("enctype-{number}"), |(name, _)| (*name).to_owned())
+}
 
 /// The default allow-list: the four AES enctypes.
 pub fn default_enctypes() -> Vec<u16> {

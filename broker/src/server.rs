@@ -1,65 +1,49 @@
-//! Assembles the daemon: TLS-only gRPC server with the broker service and `grpc.health.v1`.
+//! Assembles the daemon: TLS-only gRPC server with the broker service and `grpc.health.v1`, and
+//! SIGHUP handling: re-read the configuration and the certificate, swap them in if valid.
 
 use crate::audit::Auditor;
-use crate::config::Config;
-use crate::config::KeySourceKind;
+use crate::config::{Config, TenantConfig};
 use crate::directory::LdapDirectory;
-use crate::keysource::{ConfiguredKeySource, Kadm5KeySource, KadminCliKeySource};
-use crate::service::{BrokerService, ServiceSettings};
+use crate::keysource::ConfiguredKeySource;
+use crate::service::{BrokerService, ServiceSettings, Tenant, TenantPolicy, TenantTable};
 use crate::tls::{self, ReloadableCert};
 use anyhow::Context;
 use ktbroker_proto::v1::keytab_broker_server::KeytabBrokerServer;
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 use tonic::transport::Server;
 
 /// Largest request accepted: a username, a password of at most 1 KiB and a principal.
 const MAX_REQUEST_SIZE: usize = 8 * 1024;
 
-/// Runs the broker until `shutdown` resolves, then lets in-flight requests finish.
-pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-    let cert = Arc::new(ReloadableCert::load(&config.tls_cert, &config.tls_key)?);
-    let tls_config = Arc::new(tls::server_config(cert.clone()));
+type Service = BrokerService<LdapDirectory, ConfiguredKeySource>;
+type Table = TenantTable<LdapDirectory, ConfiguredKeySource>;
 
-    let directory = LdapDirectory::new(config.directory.clone()).context("setting up the directory client")?;
-    let k = &config.kerberos;
-    let keys = match k.key_source {
-        KeySourceKind::Kadmin => {
-            let source = Kadm5KeySource::new(k.admin_principal.clone(), k.admin_keytab.clone(), k.timeout);
-            source.warm_up().await;
-            ConfiguredKeySource::Kadm5(source)
-        }
-        KeySourceKind::KadminCli => ConfiguredKeySource::KadminCli(KadminCliKeySource {
-            kadmin_path: k.kadmin_path.clone(),
-            admin_principal: k.admin_principal.clone(),
-            admin_keytab: k.admin_keytab.clone(),
-            krb5_config: k.krb5_config.clone(),
-            timeout: k.timeout,
-        }),
-    };
+/// Runs the broker until `shutdown` resolves, then lets in-flight requests finish. `config_path`
+/// is re-read on SIGHUP.
+pub async fn serve(
+    config: Config,
+    config_path: PathBuf,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let cert = Arc::new(ReloadableCert::load(&config.tls_cert, &config.tls_key)?);
+    let tls_config = Arc::new(tls::server_config(cert.clone(), config.client_ca.as_deref())?);
+
+    let table = build_table(&config, None).await?;
     let auditor = match &config.audit_file {
-        Some(path) => {
-            Auditor::with_file("default", path).with_context(|| format!("opening audit file {}", path.display()))?
-        }
-        None => Auditor::tracing_only("default"),
+        Some(path) => Auditor::with_file(path).with_context(|| format!("opening audit file {}", path.display()))?,
+        None => Auditor::tracing_only(),
     };
-    let settings = ServiceSettings {
-        realm: k.realm.clone(),
-        failure_delay: config.failure_delay,
-        limits: config.limits,
-        enctypes: config.enctypes.clone(),
-    };
-    let service = BrokerService::new(directory, keys, settings, auditor);
-    let broker = KeytabBrokerServer::new(service).max_decoding_message_size(MAX_REQUEST_SIZE);
+    let service = Arc::new(BrokerService::new(table, auditor, config.max_concurrent_requests));
+    let broker = KeytabBrokerServer::from_arc(service.clone()).max_decoding_message_size(MAX_REQUEST_SIZE);
 
     if let Some(listen) = config.metrics_listen {
         crate::metrics::install(listen).context("starting the metrics listener")?;
     }
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<KeytabBrokerServer<BrokerService<LdapDirectory, ConfiguredKeySource>>>()
-        .await;
+    health.set_serving::<KeytabBrokerServer<Service>>().await;
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -67,10 +51,18 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send) ->
     // Registered before serving: SIGHUP's default action would otherwise end the process.
     let hangup =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("listening for SIGHUP")?;
-    tokio::spawn(reload_certificate_on_sighup(hangup, cert));
-    tracing::info!(listen = %config.listen, realm = %k.realm, "ktbrokerd listening (TLS)");
+    let reloader = Reloader {
+        path: config_path,
+        running: config.clone(),
+        service,
+        cert,
+    };
+    tokio::spawn(reloader.run(hangup));
+    let tenants: Vec<&String> = config.tenants.keys().collect();
+    tracing::info!(listen = %config.listen, ?tenants, "ktbrokerd listening (TLS)");
     Server::builder()
-        .timeout(Duration::from_secs(60))
+        // The service enforces its own, configurable deadline; this is the transport's backstop.
+        .timeout(config.request_timeout * 2)
         .concurrency_limit_per_connection(16)
         .add_service(health_service)
         .add_service(broker)
@@ -81,14 +73,111 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send) ->
     Ok(())
 }
 
-/// SIGHUP re-reads the TLS certificate and key; new handshakes use them, established connections
-/// and in-flight requests are untouched. A certificate that does not load is refused and the old
-/// one keeps serving.
-async fn reload_certificate_on_sighup(mut hangup: tokio::signal::unix::Signal, cert: Arc<ReloadableCert>) {
-    while hangup.recv().await.is_some() {
-        match cert.reload() {
-            Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
-            Err(e) => tracing::error!(error = %e, "SIGHUP: new TLS certificate refused; the old one keeps serving"),
+/// The tenants of `config`. A tenant whose directory and key settings did not change keeps its
+/// clients from `previous` (and with them the open kadm5 session and LDAP connection).
+async fn build_table(config: &Config, previous: Option<(&Config, &Table)>) -> anyhow::Result<Table> {
+    let mut tenants = BTreeMap::new();
+    for (name, tenant_config) in &config.tenants {
+        let old = previous
+            .and_then(|(old_config, old_table)| Some((old_config.tenants.get(name)?, old_table.tenants.get(name)?)));
+        let tenant = build_tenant(tenant_config, old)
+            .await
+            .with_context(|| format!("tenant {name}"))?;
+        tenants.insert(name.clone(), Arc::new(tenant));
+    }
+    Ok(TenantTable {
+        settings: ServiceSettings {
+            failure_delay: config.failure_delay,
+            limits: config.limits,
+            request_timeout: config.request_timeout,
+            default_tenant: config.default_tenant.clone(),
+            admin_identities: config.admin_identities.clone(),
+        },
+        tenants,
+    })
+}
+
+async fn build_tenant(
+    config: &TenantConfig,
+    old: Option<(&TenantConfig, &Arc<Tenant<LdapDirectory, ConfiguredKeySource>>)>,
+) -> anyhow::Result<Tenant<LdapDirectory, ConfiguredKeySource>> {
+    let directory = match old {
+        Some((old_config, old)) if old_config.directory == config.directory => old.directory.clone(),
+        _ => Arc::new(LdapDirectory::new(config.directory.clone()).context("setting up the directory client")?),
+    };
+    let keys = match old {
+        Some((old_config, old)) if old_config.keys == config.keys && old_config.realm == config.realm => {
+            old.keys.clone()
+        }
+        _ => {
+            let keys = ConfiguredKeySource::from_config(&config.keys, &config.realm);
+            keys.warm_up().await;
+            Arc::new(keys)
+        }
+    };
+    Ok(Tenant {
+        policy: TenantPolicy::from_config(config),
+        directory,
+        keys,
+    })
+}
+
+/// Re-reads the configuration on SIGHUP. A configuration that does not load or validate is
+/// refused as a whole and the running one keeps serving; requests in flight finish on the table
+/// they started with. Settings bound at start (listen addresses, audit file, client CA,
+/// concurrency limit, krb5 profile) need a restart; a change to them is logged and ignored.
+struct Reloader {
+    path: PathBuf,
+    running: Config,
+    service: Arc<Service>,
+    cert: Arc<ReloadableCert>,
+}
+
+impl Reloader {
+    async fn run(mut self, mut hangup: tokio::signal::unix::Signal) {
+        while hangup.recv().await.is_some() {
+            match self.reload().await {
+                Ok(()) => {
+                    tracing::info!(config = %self.path.display(), "SIGHUP: configuration and certificate reloaded")
+                }
+                Err(e) => tracing::error!(error = %format!("{e:#}"),
+                    "SIGHUP: new configuration refused; the running one keeps serving"),
+            }
+        }
+    }
+
+    async fn reload(&mut self) -> anyhow::Result<()> {
+        let path = self.path.clone();
+        let fresh = tokio::task::spawn_blocking(move || Config::load(&path)).await??;
+        self.warn_restart_only(&fresh);
+        let current = self.service.current();
+        let table = build_table(&fresh, Some((&self.running, &current))).await?;
+        self.cert
+            .reload_from(&fresh.tls_cert, &fresh.tls_key)
+            .context("loading the TLS certificate")?;
+        self.service.replace(table);
+        self.running = fresh;
+        Ok(())
+    }
+
+    fn warn_restart_only(&self, fresh: &Config) {
+        let old = &self.running;
+        let changed = [
+            ("server.listen", old.listen != fresh.listen),
+            ("metrics.listen", old.metrics_listen != fresh.metrics_listen),
+            ("audit.file", old.audit_file != fresh.audit_file),
+            ("server.client_ca_file", old.client_ca != fresh.client_ca),
+            (
+                "server.max_concurrent_requests",
+                old.max_concurrent_requests != fresh.max_concurrent_requests,
+            ),
+            ("kerberos.krb5_config", old.krb5_config != fresh.krb5_config),
+        ];
+        for (key, _) in changed.iter().filter(|(_, changed)| *changed) {
+            tracing::warn!(
+                key,
+                "SIGHUP: this setting changed but takes effect only after a restart"
+            );
         }
     }
 }

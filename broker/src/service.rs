@@ -1,25 +1,35 @@
-//! The `KeytabBroker` gRPC service: policy → directory → key source → stream, with every attempt
-//! audited. Nothing is streamed until the whole keytab is in hand, so a failure sends no key bytes.
+//! The `KeytabBroker` gRPC service: tenant → host binding → policy → directory → key source →
+//! stream, with every attempt audited. Nothing is streamed until the whole keytab is in hand, so a
+//! failure sends no key bytes.
 //!
-//! What the caller sees is deliberately coarse: wrong password, unknown user, not in the group and
-//! empty password all answer `UNAUTHENTICATED "KTB-101 authentication failed"`, no sooner than
-//! `failure_delay` after the request arrived.
+//! What the caller sees is deliberately coarse: wrong password, unknown user, not in the group,
+//! a locked account and an empty password all answer `UNAUTHENTICATED "KTB-101 authentication
+//! failed"`, no sooner than `failure_delay` after the request arrived.
+//!
+//! The tenants live in a [`TenantTable`] that SIGHUP replaces as a whole; a request keeps the
+//! table it started with, so a reload never disturbs one in flight.
+
+mod stream;
 
 use crate::audit::{Attempt, Auditor, Outcome};
+use crate::config::TenantConfig;
 use crate::directory::{AuthError, Directory};
+use crate::hosts::{ClientHost, ClientRule, host_allowed};
 use crate::keysource::{KeySource, KeySourceError};
 use crate::limits::{FailureLimiter, LimitPolicy, Locked};
 use crate::metrics;
-use crate::policy;
+use crate::policy::{self, PrincipalPolicy, Username};
 use ktbroker_keytab::Keytab;
 use ktbroker_proto::v1::{
-    FetchKeytabRequest, FetchKeytabResponse, KeytabHeader, KeytabTrailer, fetch_keytab_response::Part,
-    keytab_broker_server::KeytabBroker,
+    FetchKeytabRequest, FetchKeytabResponse, RotateKeyRequest, RotateKeyResponse, keytab_broker_server::KeytabBroker,
 };
-use std::net::IpAddr;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
+use stream::KeytabParts;
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
@@ -32,144 +42,278 @@ pub const MSG_AUTH_FAILED: &str = "KTB-101 authentication failed";
 pub const MSG_INVALID_USERNAME: &str = "KTB-102 invalid username";
 pub const MSG_PRINCIPAL_NOT_ALLOWED: &str = "KTB-103 principal not allowed by policy";
 pub const MSG_NO_PRINCIPAL: &str = "KTB-104 no Kerberos principal for this user";
+pub const MSG_NO_USABLE_ENCTYPE: &str = "KTB-105 no key of an allowed enctype";
+pub const MSG_UNKNOWN_TENANT: &str = "KTB-106 unknown tenant";
+pub const MSG_HOST_NOT_ALLOWED: &str = "KTB-107 client host not registered for this tenant";
+pub const MSG_NOT_ADMIN: &str = "KTB-108 not an admin identity";
+pub const MSG_CANNOT_ROTATE: &str = "KTB-109 this tenant's key source cannot rotate keys";
 pub const MSG_DIRECTORY_UNAVAILABLE: &str = "KTB-201 directory unavailable";
 pub const MSG_KEYS_UNAVAILABLE: &str = "KTB-202 key source unavailable";
-
 pub const MSG_AUDIT_UNAVAILABLE: &str = "KTB-203 audit unavailable";
+pub const MSG_DEADLINE: &str = "KTB-204 request deadline exceeded";
+pub const MSG_BUSY: &str = "KTB-205 broker busy, retry later";
+pub const MSG_INTERNAL: &str = "KTB-900 internal error";
 
-pub const MSG_NO_USABLE_ENCTYPE: &str = "KTB-105 no key of an allowed enctype";
+/// What the service enforces for one tenant.
+#[derive(Debug, Clone)]
+pub struct TenantPolicy {
+    pub name: String,
+    pub principals: PrincipalPolicy,
+    /// Enctypes that may be served; keys of any other enctype are stripped.
+    pub enctypes: Vec<u16>,
+    pub clients: Vec<ClientRule>,
+    pub provision: bool,
+}
 
-/// What the service enforces, from the configuration.
+impl TenantPolicy {
+    pub fn from_config(config: &TenantConfig) -> Self {
+        Self {
+            name: config.name.clone(),
+            principals: config.principals.clone(),
+            enctypes: config.enctypes.clone(),
+            clients: config.clients.clone(),
+            provision: config.provision,
+        }
+    }
+}
+
+/// One tenant: its policy, directory and key source, reachable only through its own name.
+pub struct Tenant<D, K> {
+    pub policy: TenantPolicy,
+    pub directory: Arc<D>,
+    pub keys: Arc<K>,
+}
+
+/// Settings that apply to every tenant.
 #[derive(Debug, Clone)]
 pub struct ServiceSettings {
-    /// The realm users' principals live in.
-    pub realm: String,
     /// Refused authentications answer no sooner than this after the request arrived.
     pub failure_delay: Duration,
     pub limits: LimitPolicy,
-    /// Enctypes that may be served; keys of any other enctype are stripped.
-    pub enctypes: Vec<u16>,
+    /// A request still running after this long is abandoned.
+    pub request_timeout: Duration,
+    pub default_tenant: Option<String>,
+    /// Client-certificate identities allowed to call RotateKey.
+    pub admin_identities: Vec<String>,
+}
+
+/// Everything a reload replaces at once.
+pub struct TenantTable<D, K> {
+    pub settings: ServiceSettings,
+    pub tenants: BTreeMap<String, Arc<Tenant<D, K>>>,
+}
+
+impl<D, K> TenantTable<D, K> {
+    /// The named tenant, or the default one when the request names none.
+    fn tenant(&self, name: Option<&str>) -> Option<&Arc<Tenant<D, K>>> {
+        let name = name.or(self.settings.default_tenant.as_deref())?;
+        self.tenants.get(name)
+    }
 }
 
 pub struct BrokerService<D, K> {
-    directory: D,
-    keys: K,
-    settings: ServiceSettings,
+    current: RwLock<Arc<TenantTable<D, K>>>,
     auditor: Auditor,
     limiter: FailureLimiter,
+    permits: Arc<tokio::sync::Semaphore>,
     next_request_id: AtomicU64,
 }
 
+/// Who called, as far as the transport tells.
+struct Caller {
+    request_id: u64,
+    peer: Option<SocketAddr>,
+    host: ClientHost,
+}
+
+impl Caller {
+    fn of<T>(request: &Request<T>, request_id: u64) -> Self {
+        let peer = request.remote_addr();
+        let mut host = request
+            .peer_certs()
+            .and_then(|chain| {
+                chain
+                    .first()
+                    .map(|leaf| crate::hosts::certificate_identity(leaf.as_ref()))
+            })
+            .unwrap_or_default();
+        host.address = peer.map(|p| p.ip());
+        Self { request_id, peer, host }
+    }
+}
+
+/// An audit outcome with the status the caller gets.
+type Refusal = (Outcome, Status);
+
 impl<D: Directory, K: KeySource> BrokerService<D, K> {
-    pub fn new(directory: D, keys: K, settings: ServiceSettings, auditor: Auditor) -> Self {
-        let limiter = FailureLimiter::new(settings.limits);
+    pub fn new(table: TenantTable<D, K>, auditor: Auditor, max_concurrent_requests: usize) -> Self {
         Self {
-            directory,
-            keys,
-            settings,
+            limiter: FailureLimiter::new(table.settings.limits),
+            current: RwLock::new(Arc::new(table)),
             auditor,
-            limiter,
+            permits: Arc::new(tokio::sync::Semaphore::new(max_concurrent_requests)),
             next_request_id: AtomicU64::new(1),
         }
     }
 
-    /// Authenticates, authorizes and reads the keys. Returns the audit outcome with the status.
+    /// The table requests start with from now on; requests in flight keep theirs.
+    pub fn replace(&self, table: TenantTable<D, K>) {
+        self.limiter.set_policy(table.settings.limits);
+        *self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(table);
+    }
+
+    pub fn current(&self) -> Arc<TenantTable<D, K>> {
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn next_id(&self) -> u64 {
+        self.next_request_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A slot among `max_concurrent_requests`, or RESOURCE_EXHAUSTED at once (no queue to pile up).
+    fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Refusal> {
+        self.permits.clone().try_acquire_owned().map_err(|_| {
+            tracing::warn!("concurrency limit reached; refusing");
+            (Outcome::Busy, Status::resource_exhausted(MSG_BUSY))
+        })
+    }
+
+    /// Authenticates, authorizes and reads the keys.
     async fn obtain_keytab(
         &self,
-        username: &str,
+        tenant: &Tenant<D, K>,
+        user: &Username,
         password: &[u8],
         requested: Option<&str>,
         source: Option<IpAddr>,
-    ) -> Result<(String, Keytab), (Outcome, Status)> {
-        let user = policy::validate_username(username)
-            .map_err(|_| (Outcome::InvalidUsername, Status::invalid_argument(MSG_INVALID_USERNAME)))?;
-        let principal = policy::principal_for(&user, &self.settings.realm, requested).map_err(|_| {
+    ) -> Result<(String, Keytab, Outcome), Refusal> {
+        let principal = tenant.policy.principals.principal_for(user, requested).map_err(|_| {
             (
                 Outcome::PrincipalNotAllowed,
                 Status::permission_denied(MSG_PRINCIPAL_NOT_ALLOWED),
             )
         })?;
+        // Failure counters are per tenant: the same name in two directories is two people.
+        let limit_key = format!("{}/{user}", tenant.policy.name);
         let now = || Instant::now().into_std();
-        if let Err(locked) = self.limiter.check(user.as_str(), source, now()) {
+        if let Err(locked) = self.limiter.check(&limit_key, source, now()) {
             let outcome = match locked {
                 Locked::User => Outcome::UserLocked,
                 Locked::Source => Outcome::SourceLocked,
             };
             return Err((outcome, Status::unauthenticated(MSG_AUTH_FAILED)));
         }
-        match self.authenticate(&user, password).await {
-            Ok(()) => self.limiter.record_success(user.as_str()),
+        match authenticate(tenant.directory.as_ref(), user, password).await {
+            Ok(()) => self.limiter.record_success(&limit_key),
             Err(refusal) => {
                 if refusal.1.code() == tonic::Code::Unauthenticated {
-                    self.limiter.record_failure(user.as_str(), source, now());
+                    self.limiter.record_failure(&limit_key, source, now());
                 }
                 return Err(refusal);
             }
         }
-        self.read_keys(principal).await
-    }
-
-    /// The password check: bounds, then the directory. Every failure has one external answer.
-    async fn authenticate(&self, user: &policy::Username, password: &[u8]) -> Result<(), (Outcome, Status)> {
-        let auth_failed = |outcome| (outcome, Status::unauthenticated(MSG_AUTH_FAILED));
-        if password.len() > MAX_PASSWORD_LEN {
-            return Err(auth_failed(Outcome::PasswordTooLong));
-        }
-        // A password that is not UTF-8 cannot match a directory password; same answer as a wrong one.
-        let password = std::str::from_utf8(password).map_err(|_| auth_failed(Outcome::InvalidCredentials))?;
-        let ldap_started = Instant::now();
-        let verified = self.directory.verify(user, password).await;
-        let elapsed = ldap_started.elapsed();
-        metrics::directory_time(elapsed);
-        tracing::debug!(elapsed_ms = elapsed.as_secs_f64() * 1e3, "directory check done");
-        match verified {
-            Ok(_) => Ok(()),
-            Err(AuthError::EmptyPassword) => Err(auth_failed(Outcome::EmptyPassword)),
-            Err(AuthError::InvalidCredentials) => Err(auth_failed(Outcome::InvalidCredentials)),
-            Err(AuthError::UnknownUser) => Err(auth_failed(Outcome::UnknownUser)),
-            Err(AuthError::NotInGroup) => Err(auth_failed(Outcome::NotInGroup)),
-            Err(AuthError::Unavailable(why)) => {
-                tracing::error!(error = %why, "directory unavailable");
-                Err((
-                    Outcome::DirectoryUnavailable,
-                    Status::unavailable(MSG_DIRECTORY_UNAVAILABLE),
-                ))
+        match read_keys(tenant, &principal).await {
+            Err((Outcome::NoPrincipal, _)) if tenant.policy.provision => {
+                provision(tenant, &principal).await?;
+                let keytab = read_keys(tenant, &principal).await?;
+                Ok((principal, keytab, Outcome::Provisioned))
             }
+            Err(refusal) => Err(refusal),
+            Ok(keytab) => Ok((principal, keytab, Outcome::Granted)),
         }
     }
+}
 
-    /// Reads the principal's current keys.
-    async fn read_keys(&self, principal: String) -> Result<(String, Keytab), (Outcome, Status)> {
-        let keys_started = Instant::now();
-        let fetched = self.keys.fetch(&principal).await;
-        let elapsed = keys_started.elapsed();
-        metrics::key_source_time(elapsed);
-        tracing::debug!(elapsed_ms = elapsed.as_secs_f64() * 1e3, "key source done");
-        match fetched {
-            Ok(mut keytab) => {
-                // Only the current keys: older kvnos are of no use to a client's kinit.
-                let current = keytab.entries.iter().map(|e| e.kvno).max().unwrap_or(0);
-                keytab.retain(|e| e.kvno == current);
-                // Only allowed enctypes (AES by default): RC4, DES and 3DES keys never leave.
-                keytab.retain(|e| self.settings.enctypes.contains(&e.key.enctype));
-                if keytab.entries.is_empty() {
-                    tracing::warn!(principal, "the principal has no key of an allowed enctype");
-                    return Err((
-                        Outcome::NoUsableEnctype,
-                        Status::failed_precondition(MSG_NO_USABLE_ENCTYPE),
-                    ));
-                }
-                // In the configured order of preference.
-                keytab
-                    .entries
-                    .sort_by_key(|e| self.settings.enctypes.iter().position(|t| *t == e.key.enctype));
-                Ok((principal, keytab))
+/// Which tenant a request means: its `tenant` field, or the `@tenant` suffix of the username (both
+/// may be given only if they agree). Returns the bare username and the tenant name, if any.
+fn split_tenant<'a>(username: &'a str, field: Option<&'a str>) -> Result<(&'a str, Option<&'a str>), ()> {
+    match (username.rsplit_once('@'), field) {
+        (None, field) => Ok((username, field)),
+        (Some((user, suffix)), None) => Ok((user, Some(suffix))),
+        (Some((user, suffix)), Some(field)) if suffix == field => Ok((user, Some(field))),
+        (Some(_), Some(_)) => Err(()),
+    }
+}
+
+/// The password check: bounds, then the directory. Every failure has one external answer.
+async fn authenticate<D: Directory>(directory: &D, user: &Username, password: &[u8]) -> Result<(), Refusal> {
+    let auth_failed = |outcome| (outcome, Status::unauthenticated(MSG_AUTH_FAILED));
+    if password.len() > MAX_PASSWORD_LEN {
+        return Err(auth_failed(Outcome::PasswordTooLong));
+    }
+    // A password that is not UTF-8 cannot match a directory password; same answer as a wrong one.
+    let password = std::str::from_utf8(password).map_err(|_| auth_failed(Outcome::InvalidCredentials))?;
+    let ldap_started = Instant::now();
+    let verified = directory.verify(user, password).await;
+    let elapsed = ldap_started.elapsed();
+    metrics::directory_time(elapsed);
+    tracing::debug!(elapsed_ms = elapsed.as_secs_f64() * 1e3, "directory check done");
+    match verified {
+        Ok(_) => Ok(()),
+        Err(AuthError::EmptyPassword) => Err(auth_failed(Outcome::EmptyPassword)),
+        Err(AuthError::InvalidCredentials) => Err(auth_failed(Outcome::InvalidCredentials)),
+        Err(AuthError::UnknownUser) => Err(auth_failed(Outcome::UnknownUser)),
+        Err(AuthError::NotInGroup) => Err(auth_failed(Outcome::NotInGroup)),
+        Err(AuthError::AccountLocked) => Err(auth_failed(Outcome::AccountLocked)),
+        Err(AuthError::Unavailable(why)) => {
+            tracing::error!(error = %why, "directory unavailable");
+            Err((
+                Outcome::DirectoryUnavailable,
+                Status::unavailable(MSG_DIRECTORY_UNAVAILABLE),
+            ))
+        }
+    }
+}
+
+/// Reads the principal's current keys of allowed enctypes, in preference order.
+async fn read_keys<D, K: KeySource>(tenant: &Tenant<D, K>, principal: &str) -> Result<Keytab, Refusal> {
+    let keys_started = Instant::now();
+    let fetched = tenant.keys.fetch(principal).await;
+    let elapsed = keys_started.elapsed();
+    metrics::key_source_time(elapsed);
+    tracing::debug!(elapsed_ms = elapsed.as_secs_f64() * 1e3, "key source done");
+    let enctypes = &tenant.policy.enctypes;
+    match fetched {
+        Ok(mut keytab) => {
+            // Only the current keys: older kvnos are of no use to a client's kinit.
+            let current = keytab.entries.iter().map(|e| e.kvno).max().unwrap_or(0);
+            keytab.retain(|e| e.kvno == current);
+            // Only allowed enctypes (AES by default): RC4, DES and 3DES keys never leave.
+            keytab.retain(|e| enctypes.contains(&e.key.enctype));
+            if keytab.entries.is_empty() {
+                tracing::warn!(principal, "the principal has no key of an allowed enctype");
+                return Err((
+                    Outcome::NoUsableEnctype,
+                    Status::failed_precondition(MSG_NO_USABLE_ENCTYPE),
+                ));
             }
-            Err(KeySourceError::NoSuchPrincipal(_)) => Err((Outcome::NoPrincipal, Status::not_found(MSG_NO_PRINCIPAL))),
-            Err(e) => {
-                tracing::error!(error = %e, principal, "reading keys failed");
-                Err((Outcome::KeySourceFailed, Status::unavailable(MSG_KEYS_UNAVAILABLE)))
-            }
+            keytab
+                .entries
+                .sort_by_key(|e| enctypes.iter().position(|t| *t == e.key.enctype));
+            Ok(keytab)
+        }
+        Err(KeySourceError::NoSuchPrincipal(_)) => Err((Outcome::NoPrincipal, Status::not_found(MSG_NO_PRINCIPAL))),
+        Err(e) => {
+            tracing::error!(error = %e, principal, "reading keys failed");
+            Err((Outcome::KeySourceFailed, Status::unavailable(MSG_KEYS_UNAVAILABLE)))
+        }
+    }
+}
+
+/// First-login provisioning: creates the missing principal with a random key.
+async fn provision<D, K: KeySource>(tenant: &Tenant<D, K>, principal: &str) -> Result<(), Refusal> {
+    match tenant.keys.create(principal).await {
+        Ok(()) => {
+            tracing::info!(target: "ktbroker::audit", tenant = %tenant.policy.name, principal,
+                "provisioned a new principal (random key, requires_preauth)");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, principal, "provisioning failed");
+            Err((Outcome::ProvisionFailed, Status::unavailable(MSG_KEYS_UNAVAILABLE)))
         }
     }
 }
@@ -181,38 +325,64 @@ impl<D: Directory, K: KeySource> KeytabBroker for BrokerService<D, K> {
     type FetchKeytabStream = KeytabStream;
 
     async fn fetch_keytab(&self, request: Request<FetchKeytabRequest>) -> Result<Response<KeytabStream>, Status> {
-        let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
-        let peer = request.remote_addr();
-        let span = tracing::info_span!("fetch_keytab", request_id, peer = ?peer);
-        self.handle(request_id, peer, request.into_inner())
-            .instrument(span)
-            .await
+        let caller = Caller::of(&request, self.next_id());
+        let span = tracing::info_span!("fetch_keytab", request_id = caller.request_id, peer = ?caller.peer);
+        self.handle_fetch(caller, request.into_inner()).instrument(span).await
+    }
+
+    async fn rotate_key(&self, request: Request<RotateKeyRequest>) -> Result<Response<RotateKeyResponse>, Status> {
+        let caller = Caller::of(&request, self.next_id());
+        let span = tracing::info_span!("rotate_key", request_id = caller.request_id, peer = ?caller.peer);
+        self.handle_rotate(caller, request.into_inner()).instrument(span).await
     }
 }
 
 impl<D: Directory, K: KeySource> BrokerService<D, K> {
     /// One FetchKeytab call: decide, audit, and either build the stream or refuse (refused
     /// authentications no sooner than `failure_delay` after arrival).
-    async fn handle(
+    async fn handle_fetch(
         &self,
-        request_id: u64,
-        peer: Option<std::net::SocketAddr>,
+        caller: Caller,
         mut message: FetchKeytabRequest,
     ) -> Result<Response<KeytabStream>, Status> {
         let started = Instant::now();
         let password = Zeroizing::new(std::mem::take(&mut message.password));
-        let result = self
-            .obtain_keytab(
-                &message.username,
+        let table = self.current();
+        let split = split_tenant(&message.username, message.tenant.as_deref());
+        let tenant_name = match split {
+            Ok((_, Some(name))) => name,
+            _ => table.settings.default_tenant.as_deref().unwrap_or("-"),
+        };
+        let result = async {
+            let _permit = self.admit()?;
+            let (user, tenant_asked) =
+                split.map_err(|()| (Outcome::UnknownTenant, Status::invalid_argument(MSG_UNKNOWN_TENANT)))?;
+            let tenant = table
+                .tenant(tenant_asked)
+                .ok_or_else(|| (Outcome::UnknownTenant, Status::invalid_argument(MSG_UNKNOWN_TENANT)))?;
+            let user = policy::validate_username(user)
+                .map_err(|_| (Outcome::InvalidUsername, Status::invalid_argument(MSG_INVALID_USERNAME)))?;
+            if !host_allowed(&tenant.policy.clients, &caller.host) {
+                return Err((Outcome::HostNotAllowed, Status::permission_denied(MSG_HOST_NOT_ALLOWED)));
+            }
+            let work = self.obtain_keytab(
+                tenant,
+                &user,
                 &password,
                 message.principal.as_deref(),
-                peer.map(|p| p.ip()),
-            )
-            .await;
+                caller.host.address,
+            );
+            tokio::time::timeout(table.settings.request_timeout, work)
+                .await
+                .map_err(|_| (Outcome::DeadlineExceeded, Status::deadline_exceeded(MSG_DEADLINE)))?
+        }
+        .await;
         drop(password);
         let attempt = |principal, outcome, kvno| Attempt {
-            request_id,
-            peer,
+            request_id: caller.request_id,
+            tenant: tenant_name,
+            peer: caller.peer,
+            client_cert: caller.host.cert_subject.as_deref(),
             username: &message.username,
             principal,
             outcome,
@@ -220,91 +390,106 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
             latency: started.elapsed(),
         };
         match result {
-            Ok((principal, keytab)) => {
+            Ok((principal, keytab, outcome)) => {
                 let stream = KeytabParts::new(&principal, &keytab).map_err(|e| {
                     tracing::error!(error = %e, "cannot encode keytab");
-                    Status::internal("KTB-900 internal error")
+                    Status::internal(MSG_INTERNAL)
                 })?;
-                let kvno = stream.header.as_ref().map(|h| h.kvno);
                 // A grant that cannot be audited does not happen.
                 self.auditor
-                    .record(&attempt(Some(&principal), Outcome::Granted, kvno))
+                    .record(&attempt(Some(&principal), outcome, Some(stream.kvno)))
                     .map_err(|_| Status::unavailable(MSG_AUDIT_UNAVAILABLE))?;
-                metrics::attempt(Outcome::Granted, started.elapsed());
+                metrics::attempt(tenant_name, outcome, started.elapsed());
                 Ok(Response::new(Box::pin(tokio_stream::iter(stream))))
             }
             Err((outcome, status)) => {
                 if status.code() == tonic::Code::Unauthenticated {
-                    tokio::time::sleep_until(started + self.settings.failure_delay).await;
+                    tokio::time::sleep_until(started + table.settings.failure_delay).await;
                 }
                 // The refusal stands whether or not the audit file could be written (logged).
                 let _ = self.auditor.record(&attempt(None, outcome, None));
-                metrics::attempt(outcome, started.elapsed());
+                metrics::attempt(tenant_name, outcome, started.elapsed());
                 Err(status)
             }
         }
     }
-}
 
-/// The response stream: header, chunks of at most `CHUNK_SIZE`, trailer. It owns the encoded
-/// keytab in a zeroizing buffer, which is wiped when the stream is dropped.
-struct KeytabParts {
-    bytes: Zeroizing<Vec<u8>>,
-    header: Option<KeytabHeader>,
-    sent: usize,
-    trailer_sent: bool,
-}
-
-impl KeytabParts {
-    fn new(principal: &str, keytab: &Keytab) -> Result<Self, ktbroker_keytab::KeytabError> {
-        let bytes = keytab.encode()?;
-        // read_keys kept only the current kvno's keys, in preference order.
-        let kvno = keytab.entries.iter().map(|e| e.kvno).max().unwrap_or(0);
-        let mut enctypes: Vec<i32> = Vec::new();
-        for entry in &keytab.entries {
-            let enctype = i32::from(entry.key.enctype);
-            if !enctypes.contains(&enctype) {
-                enctypes.push(enctype);
+    /// One RotateKey call: only for an admin identity from a verified client certificate.
+    async fn handle_rotate(
+        &self,
+        caller: Caller,
+        message: RotateKeyRequest,
+    ) -> Result<Response<RotateKeyResponse>, Status> {
+        let started = Instant::now();
+        let table = self.current();
+        let tenant_name = message
+            .tenant
+            .as_deref()
+            .or(table.settings.default_tenant.as_deref())
+            .unwrap_or("-");
+        let admin = caller.host.cert_names.iter().find(|name| {
+            table
+                .settings
+                .admin_identities
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(name))
+        });
+        let result = async {
+            let Some(_admin) = admin else {
+                return Err((Outcome::RotateRefused, Status::permission_denied(MSG_NOT_ADMIN)));
+            };
+            let _permit = self.admit()?;
+            let tenant = table
+                .tenant(message.tenant.as_deref())
+                .ok_or_else(|| (Outcome::UnknownTenant, Status::invalid_argument(MSG_UNKNOWN_TENANT)))?;
+            if !tenant.policy.principals.allows(&message.principal) {
+                return Err((
+                    Outcome::RotateRefused,
+                    Status::permission_denied(MSG_PRINCIPAL_NOT_ALLOWED),
+                ));
+            }
+            let rotated = tokio::time::timeout(table.settings.request_timeout, tenant.keys.rotate(&message.principal))
+                .await
+                .map_err(|_| (Outcome::DeadlineExceeded, Status::deadline_exceeded(MSG_DEADLINE)))?;
+            rotated.map_err(|e| match e {
+                KeySourceError::NoSuchPrincipal(_) => (Outcome::RotateRefused, Status::not_found(MSG_NO_PRINCIPAL)),
+                KeySourceError::Unsupported(_) => {
+                    (Outcome::RotateRefused, Status::failed_precondition(MSG_CANNOT_ROTATE))
+                }
+                other => {
+                    tracing::error!(error = %other, principal = %message.principal, "rotating the key failed");
+                    (Outcome::RotateFailed, Status::unavailable(MSG_KEYS_UNAVAILABLE))
+                }
+            })
+        }
+        .await;
+        let attempt = |outcome, kvno| Attempt {
+            request_id: caller.request_id,
+            tenant: tenant_name,
+            peer: caller.peer,
+            client_cert: caller.host.cert_subject.as_deref(),
+            username: admin.map_or("-", String::as_str),
+            principal: Some(&message.principal),
+            outcome,
+            kvno,
+            latency: started.elapsed(),
+        };
+        match result {
+            Ok(kvno) => {
+                // The key has changed already; an audit failure is logged by the auditor.
+                let _ = self.auditor.record(&attempt(Outcome::Rotated, Some(kvno)));
+                metrics::attempt(tenant_name, Outcome::Rotated, started.elapsed());
+                Ok(Response::new(RotateKeyResponse {
+                    principal: message.principal.clone(),
+                    kvno,
+                }))
+            }
+            Err((outcome, status)) => {
+                let _ = self.auditor.record(&attempt(outcome, None));
+                metrics::attempt(tenant_name, outcome, started.elapsed());
+                Err(status)
             }
         }
-        let header = KeytabHeader {
-            principal: principal.to_owned(),
-            kvno,
-            enctypes,
-            total_size: bytes.len() as u64,
-        };
-        Ok(Self {
-            bytes,
-            header: Some(header),
-            sent: 0,
-            trailer_sent: false,
-        })
-    }
-}
-
-impl Iterator for KeytabParts {
-    type Item = Result<FetchKeytabResponse, Status>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let part = if let Some(header) = self.header.take() {
-            Part::Header(header)
-        } else if self.sent < self.bytes.len() {
-            let end = (self.sent + ktbroker_proto::CHUNK_SIZE).min(self.bytes.len());
-            // This copy is owned by tonic once yielded and freed without wiping: prost has no
-            // zeroizing bytes type. Our own buffer is wiped on drop.
-            let chunk = self.bytes[self.sent..end].to_vec();
-            self.sent = end;
-            Part::Chunk(chunk)
-        } else if !self.trailer_sent {
-            self.trailer_sent = true;
-            let digest = ring::digest::digest(&ring::digest::SHA256, &self.bytes);
-            Part::Trailer(KeytabTrailer {
-                sha256: digest.as_ref().to_vec(),
-            })
-        } else {
-            return None;
-        };
-        Some(Ok(FetchKeytabResponse { part: Some(part) }))
     }
 }
 

@@ -6,7 +6,7 @@ use crate::config::{ConfigError, read_private_file};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -18,24 +18,18 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The served certificate and key, swappable at run time.
 #[derive(Debug)]
 pub struct ReloadableCert {
-    cert_path: PathBuf,
-    key_path: PathBuf,
     current: RwLock<Arc<CertifiedKey>>,
 }
 
 impl ReloadableCert {
     pub fn load(cert_path: &Path, key_path: &Path) -> Result<Self, ConfigError> {
         let current = RwLock::new(Arc::new(certified_key(cert_path, key_path)?));
-        Ok(Self {
-            cert_path: cert_path.to_owned(),
-            key_path: key_path.to_owned(),
-            current,
-        })
+        Ok(Self { current })
     }
 
-    /// Reads the files again; on any error the certificate in use stays.
-    pub fn reload(&self) -> Result<(), ConfigError> {
-        let fresh = Arc::new(certified_key(&self.cert_path, &self.key_path)?);
+    /// Reads the (possibly new) files; on any error the certificate in use stays.
+    pub fn reload_from(&self, cert_path: &Path, key_path: &Path) -> Result<(), ConfigError> {
+        let fresh = Arc::new(certified_key(cert_path, key_path)?);
         *self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh;
         Ok(())
     }
@@ -54,8 +48,8 @@ impl ResolvesServerCert for ReloadableCert {
 
 /// Parses a PEM chain and private key, and checks that the key matches the certificate.
 fn certified_key(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, ConfigError> {
-    let bad = |key: &'static str, path: &Path, e: &dyn std::fmt::Display| ConfigError::Invalid {
-        key,
+    let bad = |key: &str, path: &Path, e: &dyn std::fmt::Display| ConfigError::Invalid {
+        key: key.to_owned(),
         problem: format!("{}: {e}", path.display()),
     };
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
@@ -71,15 +65,36 @@ fn certified_key(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, Conf
     Ok(certified)
 }
 
-/// TLS 1.2 and 1.3 with the ring provider, ALPN h2 (gRPC), certificate from `cert`.
-pub fn server_config(cert: Arc<ReloadableCert>) -> rustls::ServerConfig {
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+/// TLS 1.2 and 1.3 with the ring provider, ALPN h2 (gRPC), certificate from `cert`. With
+/// `client_ca`, clients may present a certificate, which must then chain to that CA; clients
+/// without one are still accepted (tenants without host rules need none; rules and admin calls
+/// check for a verified identity).
+pub fn server_config(cert: Arc<ReloadableCert>, client_ca: Option<&Path>) -> Result<rustls::ServerConfig, ConfigError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .expect("ring supports TLS 1.2 and 1.3")
-        .with_no_client_auth()
-        .with_cert_resolver(cert);
+        .expect("ring supports TLS 1.2 and 1.3");
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let bad = |e: &dyn std::fmt::Display| ConfigError::Invalid {
+                key: "server.client_ca_file".into(),
+                problem: format!("{}: {e}", path.display()),
+            };
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(&e))? {
+                roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| bad(&e))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_cert_resolver(cert);
     config.alpn_protocols = vec![b"h2".to_vec()];
-    config
+    Ok(config)
 }
 
 /// Accepts TCP connections on `listener` and yields completed TLS streams. Failed or slow

@@ -78,6 +78,8 @@ pub async fn fetch_keytab(
         username: username.to_owned(),
         password: password.to_vec(),
         principal: principal.map(str::to_owned),
+        // A tenant other than the broker's default is named as "user@tenant".
+        tenant: None,
     };
     let mut stream = client.fetch_keytab(request).await.map_err(status_error)?.into_inner();
 

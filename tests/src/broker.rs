@@ -50,8 +50,11 @@ impl Broker {
         )?;
         let config = dir.join("broker.toml");
         let audit_file = dir.join("audit.log");
-        let mut text = config_text(port, pki, realm, directory);
-        text.push_str(&format!("\n[audit]\nfile = \"{}\"\n", audit_file.display()));
+        let text = config_text(port, pki, realm, directory).replacen(
+            "[kerberos]",
+            &format!("[audit]\nfile = \"{}\"\n\n[kerberos]", audit_file.display()),
+            1,
+        );
         std::fs::write(&config, edit(text))?;
 
         let log = dir.join("ktbrokerd.log");
@@ -114,6 +117,9 @@ impl Broker {
     }
 }
 
+/// The sandbox's one tenant.
+pub const TENANT: &str = "sandbox";
+
 fn config_text(port: u16, pki: &TestPki, realm: &Realm, directory: &Directory) -> String {
     format!(
         r#"version = 1
@@ -123,7 +129,24 @@ listen = "127.0.0.1:{port}"
 tls_cert = "{cert}"
 tls_key = "{key}"
 
-[directory]
+[kerberos]
+krb5_config = "{krb5_conf}"
+
+{tenant}"#,
+        cert = pki.server_cert.display(),
+        key = pki.server_key.display(),
+        krb5_conf = realm.krb5_conf.display(),
+        tenant = tenant_text(TENANT, realm, directory),
+    )
+}
+
+/// A `[tenants.NAME]` table for `realm` and `directory` (search-then-bind over LDAPS, kadm5 keys).
+pub fn tenant_text(name: &str, realm: &Realm, directory: &Directory) -> String {
+    format!(
+        r#"[tenants.{name}]
+realm = "{realm_name}"
+
+[tenants.{name}.directory]
 url = "{url}"
 ca_file = "{ca}"
 bind_dn = "{SERVICE_DN}"
@@ -132,21 +155,16 @@ user_base = "{PEOPLE}"
 group_dn = "{GROUP_DN}"
 timeout_secs = 5
 
-[kerberos]
-realm = "{realm_name}"
-key_source = "kadmin"
+[tenants.{name}.keys]
+source = "kadmin"
 admin_principal = "{BROKER_ADMIN}@{realm_name}"
 admin_keytab = "{admin_keytab}"
-krb5_config = "{krb5_conf}"
 timeout_secs = 10
 "#,
-        cert = pki.server_cert.display(),
-        key = pki.server_key.display(),
         url = directory.url,
         ca = directory.ca_cert.display(),
         realm_name = realm.realm,
         admin_keytab = realm.broker_admin_keytab.display(),
-        krb5_conf = realm.krb5_conf.display(),
     )
 }
 

@@ -184,7 +184,7 @@ impl Sandbox {
     /// A second broker whose key source is `kadmin-cli` (one kadmin process per request).
     pub fn kadmin_cli_broker(&self) -> anyhow::Result<Broker> {
         self.extra_broker("broker-cli", |c| {
-            c.replace("key_source = \"kadmin\"", "key_source = \"kadmin-cli\"")
+            c.replace("source = \"kadmin\"", "source = \"kadmin-cli\"")
         })
     }
 

@@ -49,6 +49,7 @@ fn raw_fetch(endpoint: &BrokerEndpoint, username: &str, password: &[u8], princip
             username: username.into(),
             password: password.to_vec(),
             principal: principal.map(Into::into),
+            tenant: None,
         };
         let (mut messages, mut keytab_bytes) = (0, 0);
         let mut stream = match KeytabBrokerClient::new(channel).fetch_keytab(request).await {
@@ -130,7 +131,7 @@ fn right_password_gives_a_tgt_and_changes_no_keys() {
 
     let log = sandbox.broker.log_text();
     assert!(
-        log.contains("keytab served") && log.contains("granted"),
+        log.contains("audit record") && log.contains("granted"),
         "audit record missing:\n{log}"
     );
     assert!(!log.contains("alicepw"), "the password reached the broker's log");
@@ -322,6 +323,7 @@ fn clients_without_tls_or_without_trust_get_no_connection() {
             username: "alice".into(),
             password: b"alicepw".to_vec(),
             principal: None,
+            tenant: None,
         };
         KeytabBrokerClient::new(channel)
             .fetch_keytab(request)
@@ -537,8 +539,17 @@ fn check_config_validates_and_redacts_secrets() {
     let good = check(&sandbox.broker.config);
     assert!(good.status.success(), "{}", stderr(&good));
     let printed = String::from_utf8_lossy(&good.stdout);
+    // The effective configuration is TOML again, defaults filled in, secret files by path only.
+    let effective: toml::Table = toml::from_str(&printed).expect("check-config prints TOML");
+    let tenant = &effective["tenants"]["sandbox"];
+    assert_eq!(tenant["realm"].as_str(), Some("KRBTEST.COM"));
+    assert_eq!(tenant["principal"].as_str(), Some("{user}@{realm}"));
+    assert_eq!(effective["server"]["max_concurrent_requests"].as_integer(), Some(256));
     assert!(
-        printed.contains("<redacted>") && printed.contains("KRBTEST.COM"),
+        tenant["directory"]["bind_password_file"]
+            .as_str()
+            .unwrap()
+            .ends_with("(contents redacted)"),
         "{printed}"
     );
     assert!(
@@ -551,7 +562,11 @@ fn check_config_validates_and_redacts_secrets() {
     std::fs::write(&bad_config, text.replace("timeout_secs = 5", "timeout_secs = 0")).unwrap();
     let bad = check(&bad_config);
     assert_eq!(bad.status.code(), Some(1));
-    assert!(stderr(&bad).contains("directory.timeout_secs"), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("`tenants.sandbox.directory.timeout_secs`"),
+        "{}",
+        stderr(&bad)
+    );
 
     // The service password is a systemd credential: without $CREDENTIALS_DIRECTORY it is refused
     // by name, and a credential readable by others is refused too.
@@ -573,7 +588,7 @@ fn check_config_validates_and_redacts_secrets() {
     let exposed = check(&sandbox.broker.config);
     assert_eq!(exposed.status.code(), Some(1));
     assert!(
-        stderr(&exposed).contains("directory.bind_password_file"),
+        stderr(&exposed).contains("tenants.sandbox.directory.bind_password_file"),
         "{}",
         stderr(&exposed)
     );
@@ -679,8 +694,10 @@ fn shared_service_connection_is_reopened_after_the_directory_restarts() {
 #[test]
 fn only_allowed_enctypes_are_served_and_broken_ones_cannot_be_allowed() {
     let sandbox = sandbox();
-    let aes128_only = "\n[policy]\nenctypes = [\"aes128-cts-hmac-sha1-96\"]\n";
-    let broker = sandbox.extra_broker("broker-aes128", |c| c + aes128_only).unwrap();
+    let aes128_only = "[tenants.sandbox]\nenctypes = [\"aes128-cts-hmac-sha1-96\"]\n";
+    let broker = sandbox
+        .extra_broker("broker-aes128", |c| c.replacen("[tenants.sandbox]\n", aes128_only, 1))
+        .unwrap();
     let mut endpoint = sandbox.endpoint();
     endpoint.url = broker.url.clone();
     let fetched = block_on(fetch_keytab(&endpoint, "alice", b"alicepw", None)).unwrap();
@@ -704,13 +721,17 @@ fn only_allowed_enctypes_are_served_and_broken_ones_cannot_be_allowed() {
     let text = std::fs::read_to_string(&sandbox.broker.config).unwrap();
     std::fs::write(
         &rc4,
-        text + "\n[policy]\nenctypes = [\"aes256-cts-hmac-sha1-96\", \"rc4-hmac\"]\n",
+        text.replacen(
+            "[tenants.sandbox]\n",
+            "[tenants.sandbox]\nenctypes = [\"aes256-cts-hmac-sha1-96\", \"rc4-hmac\"]\n",
+            1,
+        ),
     )
     .unwrap();
     let check = sandbox.broker.command_for(&rc4).arg("check-config").output().unwrap();
     assert_eq!(check.status.code(), Some(1));
     assert!(
-        stderr(&check).contains("policy.enctypes") && stderr(&check).contains("never served"),
+        stderr(&check).contains("tenants.sandbox.enctypes") && stderr(&check).contains("never served"),
         "{}",
         stderr(&check)
     );
@@ -805,8 +826,8 @@ fn metrics_count_outcomes_and_time_each_part_on_their_own_listener() {
 
     let body = scrape_metrics(metrics_port);
     for line in [
-        "ktbroker_requests_total{outcome=\"granted\",reason=\"granted\"} 1",
-        "ktbroker_requests_total{outcome=\"refused\",reason=\"invalid_credentials\"} 1",
+        "ktbroker_requests_total{tenant=\"sandbox\",outcome=\"granted\",reason=\"granted\"} 1",
+        "ktbroker_requests_total{tenant=\"sandbox\",outcome=\"refused\",reason=\"invalid_credentials\"} 1",
         "ktbroker_request_duration_seconds_count{outcome=\"granted\"} 1",
         "ktbroker_directory_duration_seconds_count 2",
         "ktbroker_key_source_duration_seconds_count 1",
@@ -832,7 +853,7 @@ fn sighup_reloads_the_tls_certificate_and_keeps_the_old_one_if_the_new_one_is_br
     let good_cert = std::fs::read(&sandbox.pki.server_cert).unwrap();
     std::fs::write(&sandbox.pki.server_cert, "not a certificate").unwrap();
     sandbox.broker.reload().unwrap();
-    sandbox.broker.wait_for_log("new TLS certificate refused", 1).unwrap();
+    sandbox.broker.wait_for_log("new configuration refused", 1).unwrap();
     assert!(serving_for(&old_ca), "the old certificate must keep serving");
     std::fs::write(&sandbox.pki.server_cert, good_cert).unwrap();
 
@@ -840,7 +861,10 @@ fn sighup_reloads_the_tls_certificate_and_keeps_the_old_one_if_the_new_one_is_br
     std::fs::copy(&rotated.server_cert, &sandbox.pki.server_cert).unwrap();
     std::fs::copy(&rotated.server_key, &sandbox.pki.server_key).unwrap();
     sandbox.broker.reload().unwrap();
-    sandbox.broker.wait_for_log("TLS certificate reloaded", 1).unwrap();
+    sandbox
+        .broker
+        .wait_for_log("configuration and certificate reloaded", 1)
+        .unwrap();
     assert!(serving_for(&new_ca) && !serving_for(&old_ca));
     let mut endpoint = sandbox.endpoint();
     endpoint.ca_pem = new_ca;

@@ -3,7 +3,9 @@ use super::*;
 fn attempt(username: &str, outcome: Outcome) -> Attempt<'_> {
     Attempt {
         request_id: 7,
+        tenant: "corp",
         peer: Some("127.0.0.1:5555".parse().unwrap()),
+        client_cert: None,
         username,
         principal: (outcome == Outcome::Granted).then_some("alice@EXAMPLE.COM"),
         outcome,
@@ -13,7 +15,7 @@ fn attempt(username: &str, outcome: Outcome) -> Attempt<'_> {
 }
 
 fn write_three(path: &Path) {
-    let auditor = Auditor::with_file("default", path).unwrap();
+    let auditor = Auditor::with_file(path).unwrap();
     auditor.record(&attempt("alice", Outcome::Granted)).unwrap();
     auditor.record(&attempt("zed", Outcome::UnknownUser)).unwrap();
     auditor.record(&attempt("alice", Outcome::InvalidCredentials)).unwrap();

@@ -21,7 +21,77 @@ pub const KADM5_ADMIN_SERVICE: &std::ffi::CStr = c"kadmin/admin";
 
 /// Error codes from `<kadm5/kadm_err.h>` that the broker treats specially.
 pub const KADM5_AUTH_GET: c_long = 43_787_521;
+pub const KADM5_AUTH_ADD: c_long = 43_787_522;
+pub const KADM5_DUP: c_long = 43_787_527;
 pub const KADM5_UNK_PRINC: c_long = 43_787_532;
+pub const KADM5_AUTH_CHANGEPW: c_long = 43_787_565;
+pub const KADM5_AUTH_SETKEY: c_long = 43_787_570;
+
+/// `KADM5_CONFIG_REALM`: `params.realm` is set.
+pub const KADM5_CONFIG_REALM: c_long = 0x1;
+/// `KADM5_PRINCIPAL` and `KADM5_ATTRIBUTES` masks for `kadm5_create_principal`.
+pub const KADM5_PRINCIPAL: c_long = 0x1;
+pub const KADM5_ATTRIBUTES: c_long = 0x10;
+/// `KRB5_KDB_REQUIRES_PRE_AUTH` from `<kdb.h>`.
+pub const KRB5_KDB_REQUIRES_PRE_AUTH: i32 = 0x80;
+
+/// `kadm5_config_params` (`<kadm5/admin.h>`); the broker sets only `mask` and `realm`.
+#[repr(C)]
+pub struct kadm5_config_params {
+    pub mask: c_long,
+    pub realm: *mut c_char,
+    pub kadmind_port: c_int,
+    pub kpasswd_port: c_int,
+    pub admin_server: *mut c_char,
+    pub dbname: *mut c_char,
+    pub acl_file: *mut c_char,
+    pub dict_file: *mut c_char,
+    pub mkey_from_kbd: c_int,
+    pub stash_file: *mut c_char,
+    pub mkey_name: *mut c_char,
+    pub enctype: i32,
+    pub max_life: i32,
+    pub max_rlife: i32,
+    pub expiration: i32,
+    pub flags: i32,
+    pub keysalts: *mut c_void,
+    pub num_keysalts: i32,
+    pub kvno: c_uint,
+    pub iprop_enabled: c_int,
+    pub iprop_ulogsize: u32,
+    pub iprop_poll_time: i32,
+    pub iprop_logfile: *mut c_char,
+    pub iprop_port: c_int,
+    pub iprop_resync_timeout: c_int,
+    pub kadmind_listen: *mut c_char,
+    pub kpasswd_listen: *mut c_char,
+    pub iprop_listen: *mut c_char,
+}
+
+/// `kadm5_principal_ent_rec`; the broker sets only `principal` and `attributes`.
+#[repr(C)]
+pub struct kadm5_principal_ent_rec {
+    pub principal: krb5_principal,
+    pub princ_expire_time: i32,
+    pub last_pwd_change: i32,
+    pub pw_expiration: i32,
+    pub max_life: i32,
+    pub mod_name: krb5_principal,
+    pub mod_date: i32,
+    pub attributes: i32,
+    pub kvno: c_uint,
+    pub mkvno: c_uint,
+    pub policy: *mut c_char,
+    pub aux_attributes: c_long,
+    pub max_renewable_life: i32,
+    pub last_success: i32,
+    pub last_failed: i32,
+    pub fail_auth_count: c_uint,
+    pub n_key_data: i16,
+    pub n_tl_data: i16,
+    pub tl_data: *mut c_void,
+    pub key_data: *mut c_void,
+}
 
 #[repr(C)]
 pub struct krb5_keyblock {
@@ -68,7 +138,7 @@ unsafe extern "C" {
         client_name: *mut c_char,
         keytab: *mut c_char,
         service_name: *mut c_char,
-        params: *mut c_void,
+        params: *mut kadm5_config_params,
         struct_version: u32,
         api_version: u32,
         db_args: *mut *mut c_char,
@@ -81,6 +151,18 @@ unsafe extern "C" {
         kvno: krb5_kvno,
         key_data: *mut *mut kadm5_key_data,
         n_key_data: *mut c_int,
+    ) -> kadm5_ret_t;
+    pub fn kadm5_create_principal(
+        server_handle: *mut c_void,
+        entry: *mut kadm5_principal_ent_rec,
+        mask: c_long,
+        password: *mut c_char,
+    ) -> kadm5_ret_t;
+    pub fn kadm5_randkey_principal(
+        server_handle: *mut c_void,
+        principal: krb5_principal,
+        keyblocks: *mut *mut krb5_keyblock,
+        n_keys: *mut c_int,
     ) -> kadm5_ret_t;
     pub fn kadm5_free_kadm5_key_data(
         context: krb5_context,
@@ -103,5 +185,16 @@ mod tests {
         assert_eq!(std::mem::offset_of!(kadm5_key_data, key), 8);
         assert_eq!(std::mem::offset_of!(kadm5_key_data, salt), 32);
         assert_eq!(std::mem::offset_of!(krb5_keyblock, contents), 16);
+        // From a C program printing sizeof/offsetof with MIT 1.20's <kadm5/admin.h>.
+        assert_eq!(std::mem::size_of::<kadm5_principal_ent_rec>(), 104);
+        assert_eq!(std::mem::offset_of!(kadm5_principal_ent_rec, attributes), 36);
+        assert_eq!(std::mem::offset_of!(kadm5_principal_ent_rec, policy), 48);
+        assert_eq!(std::mem::offset_of!(kadm5_principal_ent_rec, aux_attributes), 56);
+        assert_eq!(std::mem::offset_of!(kadm5_principal_ent_rec, n_key_data), 80);
+        assert_eq!(std::mem::offset_of!(kadm5_principal_ent_rec, key_data), 96);
+        assert_eq!(std::mem::size_of::<kadm5_config_params>(), 176);
+        assert_eq!(std::mem::offset_of!(kadm5_config_params, realm), 8);
+        assert_eq!(std::mem::offset_of!(kadm5_config_params, admin_server), 24);
+        assert_eq!(std::mem::offset_of!(kadm5_config_params, iprop_listen), 168);
     }
 }

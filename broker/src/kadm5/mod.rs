@@ -28,9 +28,16 @@ impl Kadm5Error {
         self.code == ffi::KADM5_UNK_PRINC
     }
 
+    pub fn is_duplicate(&self) -> bool {
+        self.code == ffi::KADM5_DUP
+    }
+
     /// kadmind refused for lack of privilege: reconnecting will not help.
     pub fn is_not_authorized(&self) -> bool {
-        self.code == ffi::KADM5_AUTH_GET || self.message.contains("privilege")
+        matches!(
+            self.code,
+            ffi::KADM5_AUTH_GET | ffi::KADM5_AUTH_ADD | ffi::KADM5_AUTH_CHANGEPW | ffi::KADM5_AUTH_SETKEY
+        ) || self.message.contains("privilege")
     }
 
     fn local(during: &'static str, message: &str) -> Self {
@@ -59,10 +66,11 @@ pub struct Kadm5Session {
 unsafe impl Send for Kadm5Session {}
 
 impl Kadm5Session {
-    /// Authenticates as `client` with the keys in `keytab` and opens the RPC session to the
-    /// realm's admin server (from the krb5 configuration in `KRB5_CONFIG`).
-    pub fn open(client: &str, keytab: &Path) -> Result<Self, Kadm5Error> {
+    /// Authenticates as `client` with the keys in `keytab` and opens the RPC session to the admin
+    /// server of `realm` (from the krb5 configuration in `KRB5_CONFIG`).
+    pub fn open(client: &str, keytab: &Path, realm: &str) -> Result<Self, Kadm5Error> {
         let client = c_string(client, "admin principal")?;
+        let realm = c_string(realm, "realm")?;
         let keytab = c_string(&keytab.to_string_lossy(), "admin keytab path")?;
         let mut context: ffi::krb5_context = std::ptr::null_mut();
         // SAFETY: krb5_init_context writes a new context to the pointer we pass, or leaves it null
@@ -76,16 +84,21 @@ impl Kadm5Session {
             });
         }
         let mut handle = std::ptr::null_mut();
+        // SAFETY: an all-zero kadm5_config_params is "nothing set" (mask 0, null pointers), which
+        // is what kadm5 expects for the fields we leave alone.
+        let mut params: ffi::kadm5_config_params = unsafe { std::mem::zeroed() };
+        params.mask = ffi::KADM5_CONFIG_REALM;
+        params.realm = realm.as_ptr().cast_mut();
         // SAFETY: every string is a valid NUL-terminated C string that outlives the call; kadm5
-        // does not keep them (it copies what it needs). params and db_args may be NULL. On success
-        // the handle is written; on failure we still own and free the context.
+        // copies what it needs (params included). db_args may be NULL. On success the handle is
+        // written; on failure we still own and free the context.
         let code = unsafe {
             ffi::kadm5_init_with_skey(
                 context,
                 client.as_ptr().cast_mut(),
                 keytab.as_ptr().cast_mut(),
                 ffi::KADM5_ADMIN_SERVICE.as_ptr().cast_mut(),
-                std::ptr::null_mut(),
+                &mut params,
                 ffi::KADM5_STRUCT_VERSION,
                 ffi::KADM5_API_VERSION_4,
                 std::ptr::null_mut(),
@@ -100,8 +113,8 @@ impl Kadm5Session {
         Ok(session)
     }
 
-    /// All current keys of `principal` (every kvno the KDC holds), unchanged.
-    pub fn principal_keys(&mut self, principal: &str) -> Result<Vec<KeyData>, Kadm5Error> {
+    /// Parses a principal name into a krb5_principal this session's context owns.
+    fn parse(&self, principal: &str) -> Result<ParsedPrincipal<'_>, Kadm5Error> {
         let name = c_string(principal, "principal")?;
         let mut parsed: ffi::krb5_principal = std::ptr::null_mut();
         // SAFETY: context is live; name is a valid C string; parsed receives a new principal.
@@ -109,13 +122,61 @@ impl Kadm5Session {
         if code != 0 {
             return Err(self.error(code.into(), "krb5_parse_name"));
         }
+        Ok(ParsedPrincipal {
+            session: self,
+            raw: parsed,
+        })
+    }
+
+    /// Creates `principal` with a random key (kadmind generates it: a NULL password) and
+    /// `+requires_preauth`. Needs the `a` privilege.
+    pub fn create_principal(&mut self, principal: &str) -> Result<(), Kadm5Error> {
+        let parsed = self.parse(principal)?;
+        // SAFETY: all-zero is a valid "empty" entry; we set the two fields the mask names.
+        let mut entry: ffi::kadm5_principal_ent_rec = unsafe { std::mem::zeroed() };
+        entry.principal = parsed.raw;
+        entry.attributes = ffi::KRB5_KDB_REQUIRES_PRE_AUTH;
+        // SAFETY: handle is live; entry points at our initialized struct whose principal lives
+        // until `parsed` drops after the call; a NULL password asks kadmind for random keys.
+        let code = unsafe {
+            ffi::kadm5_create_principal(
+                self.handle,
+                &mut entry,
+                ffi::KADM5_PRINCIPAL | ffi::KADM5_ATTRIBUTES,
+                std::ptr::null_mut(),
+            )
+        };
+        drop(parsed);
+        if code != 0 {
+            return Err(self.error(code, "kadm5_create_principal"));
+        }
+        Ok(())
+    }
+
+    /// Gives `principal` new random keys (the kvno goes up); the keys are not returned. Needs
+    /// the `c` privilege.
+    pub fn randomize_key(&mut self, principal: &str) -> Result<(), Kadm5Error> {
+        let parsed = self.parse(principal)?;
+        // SAFETY: handle and principal are live; NULL keyblocks/n_keys ask for no key copies.
+        let code = unsafe {
+            ffi::kadm5_randkey_principal(self.handle, parsed.raw, std::ptr::null_mut(), std::ptr::null_mut())
+        };
+        drop(parsed);
+        if code != 0 {
+            return Err(self.error(code, "kadm5_randkey_principal"));
+        }
+        Ok(())
+    }
+
+    /// All current keys of `principal` (every kvno the KDC holds), unchanged.
+    pub fn principal_keys(&mut self, principal: &str) -> Result<Vec<KeyData>, Kadm5Error> {
+        let parsed = self.parse(principal)?;
         let mut keys: *mut ffi::kadm5_key_data = std::ptr::null_mut();
         let mut count: c_int = 0;
         // SAFETY: handle and parsed are live; kvno 0 asks for all kvnos; keys/count receive an
         // array that kadm5 allocated and that we free below with kadm5_free_kadm5_key_data.
-        let code = unsafe { ffi::kadm5_get_principal_keys(self.handle, parsed, 0, &mut keys, &mut count) };
-        // SAFETY: parsed came from krb5_parse_name on this context and is not used afterwards.
-        unsafe { ffi::krb5_free_principal(self.context, parsed) };
+        let code = unsafe { ffi::kadm5_get_principal_keys(self.handle, parsed.raw, 0, &mut keys, &mut count) };
+        drop(parsed);
         if code != 0 {
             return Err(self.error(code, "kadm5_get_principal_keys"));
         }
@@ -161,6 +222,19 @@ impl Kadm5Session {
             }
         };
         Kadm5Error { code, message, during }
+    }
+}
+
+/// A krb5_principal freed when dropped.
+struct ParsedPrincipal<'a> {
+    session: &'a Kadm5Session,
+    raw: ffi::krb5_principal,
+}
+
+impl Drop for ParsedPrincipal<'_> {
+    fn drop(&mut self) {
+        // SAFETY: raw came from krb5_parse_name on this session's live context; freed once.
+        unsafe { ffi::krb5_free_principal(self.session.context, self.raw) };
     }
 }
 

@@ -7,10 +7,12 @@ use crate::directory::VerifiedUser;
 use crate::limits::LimitPolicy;
 use crate::policy::Username;
 use ktbroker_keytab::{Entry, Key, Principal};
+use ktbroker_proto::v1::fetch_keytab_response::Part;
 use std::sync::Mutex;
 use tokio_stream::StreamExt;
 
-/// Accepts alice/right-pw; fails every other way the directory can; records what reached it.
+/// Accepts alice/right-pw (and a few more test names); fails every other way the directory can;
+/// records what reached it. `slow` never answers.
 #[derive(Default)]
 struct FakeDirectory {
     seen: Mutex<Vec<String>>,
@@ -21,64 +23,178 @@ impl Directory for FakeDirectory {
         self.seen.lock().unwrap().push(user.to_string());
         match (user.as_str(), password) {
             (_, p) if p.trim().is_empty() => Err(AuthError::EmptyPassword),
-            ("alice" | "nokeys" | "big" | "legacy", "right-pw") => Ok(VerifiedUser {
+            ("slow", _) => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Err(AuthError::Unavailable("never".into()))
+            }
+            ("alice" | "nokeys" | "big" | "legacy" | "fresh", "right-pw") => Ok(VerifiedUser {
                 dn: format!("uid={user}"),
             }),
             ("alice", _) => Err(AuthError::InvalidCredentials),
             ("carol", _) => Err(AuthError::NotInGroup),
+            ("locked", _) => Err(AuthError::AccountLocked),
             ("down", _) => Err(AuthError::Unavailable("connection refused".into())),
             _ => Err(AuthError::UnknownUser),
         }
     }
 }
 
-/// Serves one key per enctype for most principals; `nokeys` has no principal; `big` has enough
-/// keys to need several chunks.
-struct FakeKeys;
+/// The second tenant's directory knows only lab-user.
+#[derive(Default)]
+struct LabDirectory {
+    seen: Mutex<Vec<String>>,
+}
+
+impl Directory for LabDirectory {
+    async fn verify(&self, user: &Username, password: &str) -> Result<VerifiedUser, AuthError> {
+        self.seen.lock().unwrap().push(user.to_string());
+        match (user.as_str(), password) {
+            ("lab-user", "lab-pw") => Ok(VerifiedUser {
+                dn: "uid=lab-user".into(),
+            }),
+            ("lab-user", _) => Err(AuthError::InvalidCredentials),
+            _ => Err(AuthError::UnknownUser),
+        }
+    }
+}
+
+/// Either tenant's directory, so one service type holds both.
+enum AnyDirectory {
+    Corp(FakeDirectory),
+    Lab(LabDirectory),
+}
+
+impl AnyDirectory {
+    fn seen(&self) -> Vec<String> {
+        match self {
+            Self::Corp(d) => d.seen.lock().unwrap().clone(),
+            Self::Lab(d) => d.seen.lock().unwrap().clone(),
+        }
+    }
+}
+
+impl Directory for AnyDirectory {
+    async fn verify(&self, user: &Username, password: &str) -> Result<VerifiedUser, AuthError> {
+        match self {
+            Self::Corp(d) => d.verify(user, password).await,
+            Self::Lab(d) => d.verify(user, password).await,
+        }
+    }
+}
+
+/// Serves one key per enctype for most principals; `nokeys` has no principal; `fresh` has none
+/// until created; `big` has enough keys to need several chunks. Records what it was asked.
+#[derive(Default)]
+struct FakeKeys {
+    fetched: Mutex<Vec<String>>,
+    created: Mutex<Vec<String>>,
+}
 
 impl KeySource for FakeKeys {
     async fn fetch(&self, principal: &str) -> Result<Keytab, KeySourceError> {
-        let (user, realm) = principal.split_once('@').unwrap();
+        self.fetched.lock().unwrap().push(principal.to_owned());
+        let (name, realm) = principal.split_once('@').unwrap();
+        let user = name.split('/').next().unwrap();
         let count = match user {
             "nokeys" => return Err(KeySourceError::NoSuchPrincipal(principal.into())),
+            "fresh" if !self.created.lock().unwrap().contains(&principal.to_owned()) => {
+                return Err(KeySourceError::NoSuchPrincipal(principal.into()));
+            }
             "big" => 400,
             "legacy" => 3,
             _ => 2,
         };
         let entries = (0..count)
             .map(|n| Entry {
-                principal: Principal::new(vec![user.into()], realm),
+                principal: Principal::new(name.split('/').map(str::to_owned).collect(), realm),
                 timestamp: 1_700_000_000,
                 kvno: 7,
                 key: Key {
-                    enctype: if n % 2 == 0 { 18 } else { 17 },
+                    enctype: match n % 3 {
+                        0 => 18,
+                        1 => 17,
+                        _ => 23,
+                    },
                     contents: Zeroizing::new(vec![n as u8; 32]),
                 },
             })
             .collect();
         Ok(Keytab { entries })
     }
+
+    async fn create(&self, principal: &str) -> Result<(), KeySourceError> {
+        self.created.lock().unwrap().push(principal.to_owned());
+        Ok(())
+    }
+
+    async fn rotate(&self, _principal: &str) -> Result<u32, KeySourceError> {
+        Ok(8)
+    }
 }
 
-const DELAY: Duration = Duration::from_millis(400);
+type Service = BrokerService<AnyDirectory, FakeKeys>;
 
-fn service() -> BrokerService<FakeDirectory, FakeKeys> {
+const DELAY: Duration = Duration::from_millis(400);
+const DEADLINE: Duration = Duration::from_secs(5);
+
+fn corp_policy(enctypes: Vec<u16>) -> TenantPolicy {
+    TenantPolicy {
+        name: "corp".into(),
+        principals: PrincipalPolicy::plain("EXAMPLE.COM"),
+        enctypes,
+        clients: Vec::new(),
+        provision: false,
+    }
+}
+
+fn table(corp: TenantPolicy) -> TenantTable<AnyDirectory, FakeKeys> {
+    let lab = TenantPolicy {
+        name: "lab".into(),
+        principals: PrincipalPolicy::new("LAB.TEST", "{user}/netdisk@{realm}", vec!["*/netdisk@LAB.TEST".into()])
+            .unwrap(),
+        enctypes: crate::policy::default_enctypes(),
+        clients: Vec::new(),
+        provision: true,
+    };
+    let tenant = |policy: TenantPolicy, directory| {
+        Arc::new(Tenant {
+            policy,
+            directory: Arc::new(directory),
+            keys: Arc::new(FakeKeys::default()),
+        })
+    };
+    TenantTable {
+        settings: ServiceSettings {
+            failure_delay: DELAY,
+            limits: LimitPolicy::default(),
+            request_timeout: DEADLINE,
+            default_tenant: Some("corp".into()),
+            admin_identities: vec!["ops-admin".into()],
+        },
+        tenants: BTreeMap::from([
+            (
+                "corp".to_owned(),
+                tenant(corp, AnyDirectory::Corp(FakeDirectory::default())),
+            ),
+            (
+                "lab".to_owned(),
+                tenant(lab, AnyDirectory::Lab(LabDirectory::default())),
+            ),
+        ]),
+    }
+}
+
+fn service() -> Service {
     service_with_enctypes(crate::policy::default_enctypes())
 }
 
-fn service_with_enctypes(enctypes: Vec<u16>) -> BrokerService<FakeDirectory, FakeKeys> {
-    let settings = ServiceSettings {
-        realm: "EXAMPLE.COM".into(),
-        failure_delay: DELAY,
-        limits: LimitPolicy::default(),
-        enctypes,
-    };
-    BrokerService::new(
-        FakeDirectory::default(),
-        FakeKeys,
-        settings,
-        Auditor::tracing_only("default"),
-    )
+fn service_with_enctypes(enctypes: Vec<u16>) -> Service {
+    BrokerService::new(table(corp_policy(enctypes)), Auditor::tracing_only(), 64)
+}
+
+/// What reached a tenant's directory.
+fn seen(service: &Service, tenant: &str) -> Vec<String> {
+    service.current().tenants[tenant].directory.seen()
 }
 
 fn request(user: &str, password: &str, principal: Option<&str>) -> Request<FetchKeytabRequest> {
@@ -86,14 +202,18 @@ fn request(user: &str, password: &str, principal: Option<&str>) -> Request<Fetch
         username: user.into(),
         password: password.as_bytes().to_vec(),
         principal: principal.map(Into::into),
+        tenant: None,
     })
 }
 
+fn request_for(tenant: &str, user: &str, password: &str) -> Request<FetchKeytabRequest> {
+    let mut request = request(user, password, None);
+    request.get_mut().tenant = Some(tenant.into());
+    request
+}
+
 /// The status of a request that must be refused, as (code, message).
-async fn refusal(
-    service: &BrokerService<FakeDirectory, FakeKeys>,
-    request: Request<FetchKeytabRequest>,
-) -> (tonic::Code, &'static str) {
+async fn refusal(service: &Service, request: Request<FetchKeytabRequest>) -> (tonic::Code, &'static str) {
     let status = service
         .fetch_keytab(request)
         .await
@@ -107,6 +227,11 @@ async fn refusal(
         MSG_DIRECTORY_UNAVAILABLE,
         MSG_KEYS_UNAVAILABLE,
         MSG_NO_USABLE_ENCTYPE,
+        MSG_UNKNOWN_TENANT,
+        MSG_HOST_NOT_ALLOWED,
+        MSG_NOT_ADMIN,
+        MSG_DEADLINE,
+        MSG_BUSY,
     ]
     .into_iter()
     .find(|m| *m == status.message())
@@ -114,7 +239,7 @@ async fn refusal(
     (status.code(), message)
 }
 
-async fn collect(service: &BrokerService<FakeDirectory, FakeKeys>, user: &str) -> Vec<Part> {
+async fn collect(service: &Service, user: &str) -> Vec<Part> {
     let stream = service
         .fetch_keytab(request(user, "right-pw", None))
         .await
@@ -132,6 +257,7 @@ async fn every_authentication_failure_has_one_status_after_the_floor() {
         ("carol", "right-pw"),
         ("alice", " "),
         ("alice", ""),
+        ("locked", "right-pw"),
     ] {
         let started = Instant::now();
         let status = service.fetch_keytab(request(user, password, None)).await.err().unwrap();
@@ -156,6 +282,7 @@ async fn every_authentication_failure_has_one_status_after_the_floor() {
         username: "alice".into(),
         password: vec![0xff, 0xfe],
         principal: None,
+        tenant: None,
     }));
     assert_eq!(status.await.err().unwrap().code(), tonic::Code::Unauthenticated);
 }
@@ -178,7 +305,7 @@ async fn refusals_before_the_directory_do_not_reach_it() {
         .unwrap();
     assert_eq!(status.code(), tonic::Code::Unauthenticated);
     assert!(
-        service.directory.seen.lock().unwrap().is_empty(),
+        seen(&service, "corp").is_empty(),
         "nothing above may reach the directory"
     );
 }
@@ -252,7 +379,7 @@ async fn a_locked_user_gets_the_same_answer_without_reaching_the_directory() {
             .unwrap();
         assert_eq!(status.code(), tonic::Code::Unauthenticated);
     }
-    let reached = service.directory.seen.lock().unwrap().len();
+    let reached = seen(&service, "corp").len();
     let started = Instant::now();
     assert_eq!(
         refusal(&service, request("alice", "right-pw", None)).await,
@@ -260,7 +387,7 @@ async fn a_locked_user_gets_the_same_answer_without_reaching_the_directory() {
     );
     assert_eq!(started.elapsed(), DELAY, "a locked attempt keeps the failure floor");
     assert_eq!(
-        service.directory.seen.lock().unwrap().len(),
+        seen(&service, "corp").len(),
         reached,
         "a locked user must not reach the directory"
     );
@@ -288,5 +415,196 @@ async fn keys_outside_the_enctype_allow_list_are_stripped_and_the_rest_ordered()
     assert_eq!(
         refusal(&camellia_only, request("alice", "right-pw", None)).await,
         (tonic::Code::FailedPrecondition, MSG_NO_USABLE_ENCTYPE)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_tenant_comes_from_the_field_or_the_username_suffix() {
+    let service = service();
+    for request in [
+        request_for("lab", "lab-user", "lab-pw"),
+        request("lab-user@lab", "lab-pw", None),
+    ] {
+        let parts: Vec<Part> = service
+            .fetch_keytab(request)
+            .await
+            .unwrap()
+            .into_inner()
+            .map(|m| m.unwrap().part.unwrap())
+            .collect()
+            .await;
+        let Some(Part::Header(header)) = parts.first() else {
+            panic!("no header")
+        };
+        assert_eq!(
+            header.principal, "lab-user/netdisk@LAB.TEST",
+            "the lab tenant's template"
+        );
+    }
+    let mut conflicting = request("lab-user@lab", "lab-pw", None);
+    conflicting.get_mut().tenant = Some("corp".into());
+    assert_eq!(
+        refusal(&service, conflicting).await,
+        (tonic::Code::InvalidArgument, MSG_UNKNOWN_TENANT)
+    );
+    assert_eq!(
+        refusal(&service, request_for("nope", "alice", "right-pw")).await,
+        (tonic::Code::InvalidArgument, MSG_UNKNOWN_TENANT)
+    );
+    assert!(
+        seen(&service, "corp").is_empty(),
+        "no lab request reached corp's directory"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_request_reaches_another_tenants_directory_or_keys() {
+    let service = service();
+    // alice exists only in corp's directory: through lab she is unknown, and lab's keys are untouched.
+    assert_eq!(
+        refusal(&service, request_for("lab", "alice", "right-pw")).await,
+        (tonic::Code::Unauthenticated, MSG_AUTH_FAILED)
+    );
+    assert_eq!(seen(&service, "lab"), ["alice"]);
+    assert!(seen(&service, "corp").is_empty());
+    // A lab user cannot ask for a corp principal, nor a corp user for a lab one.
+    let mut cross = request_for("lab", "lab-user", "lab-pw");
+    cross.get_mut().principal = Some("lab-user@EXAMPLE.COM".into());
+    assert_eq!(
+        refusal(&service, cross).await,
+        (tonic::Code::PermissionDenied, MSG_PRINCIPAL_NOT_ALLOWED)
+    );
+    assert_eq!(
+        refusal(&service, request("alice", "right-pw", Some("alice/netdisk@LAB.TEST"))).await,
+        (tonic::Code::PermissionDenied, MSG_PRINCIPAL_NOT_ALLOWED)
+    );
+    let current = service.current();
+    assert!(current.tenants["lab"].keys.fetched.lock().unwrap().is_empty());
+    assert!(current.tenants["corp"].keys.fetched.lock().unwrap().is_empty());
+    // Failure counters are per tenant: locking corp's alice leaves lab's alice alone.
+    for _ in 0..LimitPolicy::default().max_failures {
+        let _ = service.fetch_keytab(request("alice", "wrong", None)).await;
+    }
+    let before = seen(&service, "lab").len();
+    let _ = service.fetch_keytab(request_for("lab", "alice", "x")).await;
+    assert_eq!(seen(&service, "lab").len(), before + 1, "lab's alice is not locked");
+}
+
+#[tokio::test(start_paused = true)]
+async fn host_rules_refuse_unregistered_hosts_before_the_directory() {
+    let mut corp = corp_policy(crate::policy::default_enctypes());
+    corp.clients = vec![crate::hosts::ClientRule {
+        cidr: Some(crate::hosts::Cidr::parse("10.0.0.0/8").unwrap()),
+        cert: None,
+    }];
+    let service = BrokerService::new(table(corp), Auditor::tracing_only(), 64);
+    // A unit-test request has no peer address, so it matches no rule.
+    assert_eq!(
+        refusal(&service, request("alice", "right-pw", None)).await,
+        (tonic::Code::PermissionDenied, MSG_HOST_NOT_ALLOWED)
+    );
+    assert!(seen(&service, "corp").is_empty());
+    // The lab tenant has no rules: any host.
+    assert!(
+        service
+            .fetch_keytab(request_for("lab", "lab-user", "lab-pw"))
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_past_its_deadline_is_abandoned_and_a_full_broker_refuses_at_once() {
+    let service = service();
+    let started = Instant::now();
+    assert_eq!(
+        refusal(&service, request("slow", "pw", None)).await,
+        (tonic::Code::DeadlineExceeded, MSG_DEADLINE)
+    );
+    assert_eq!(started.elapsed(), DEADLINE);
+
+    let full = BrokerService::new(
+        table(corp_policy(crate::policy::default_enctypes())),
+        Auditor::tracing_only(),
+        0,
+    );
+    let started = Instant::now();
+    assert_eq!(
+        refusal(&full, request("alice", "right-pw", None)).await,
+        (tonic::Code::ResourceExhausted, MSG_BUSY)
+    );
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    assert!(seen(&full, "corp").is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_missing_principal_is_created_only_where_provisioning_is_on() {
+    let service = service();
+    assert_eq!(
+        refusal(&service, request("fresh", "right-pw", None)).await,
+        (tonic::Code::NotFound, MSG_NO_PRINCIPAL),
+        "corp does not provision"
+    );
+    assert!(
+        service.current().tenants["corp"]
+            .keys
+            .created
+            .lock()
+            .unwrap()
+            .is_empty()
+    );
+
+    let mut lab_table = table(corp_policy(crate::policy::default_enctypes()));
+    let lab = Arc::get_mut(lab_table.tenants.get_mut("lab").unwrap()).unwrap();
+    lab.directory = Arc::new(AnyDirectory::Corp(FakeDirectory::default()));
+    service.replace(lab_table);
+    let parts = service
+        .fetch_keytab(request_for("lab", "fresh", "right-pw"))
+        .await
+        .unwrap()
+        .into_inner()
+        .map(|m| m.unwrap().part.unwrap())
+        .collect::<Vec<_>>()
+        .await;
+    assert!(matches!(parts.first(), Some(Part::Header(h)) if h.principal == "fresh/netdisk@LAB.TEST"));
+    assert_eq!(
+        *service.current().tenants["lab"].keys.created.lock().unwrap(),
+        ["fresh/netdisk@LAB.TEST"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replaced_table_serves_the_next_request_and_keeps_lockouts() {
+    let service = service();
+    for _ in 0..LimitPolicy::default().max_failures {
+        let _ = service.fetch_keytab(request("alice", "wrong", None)).await;
+    }
+    let mut lab_default = table(corp_policy(crate::policy::default_enctypes()));
+    lab_default.settings.default_tenant = Some("lab".into());
+    service.replace(lab_default);
+    assert!(
+        service.fetch_keytab(request("lab-user", "lab-pw", None)).await.is_ok(),
+        "the new default tenant answers"
+    );
+    assert_eq!(
+        refusal(&service, request_for("corp", "alice", "right-pw")).await,
+        (tonic::Code::Unauthenticated, MSG_AUTH_FAILED)
+    );
+    assert!(seen(&service, "corp").is_empty(), "the lockout survived the reload");
+}
+
+#[tokio::test(start_paused = true)]
+async fn rotation_needs_an_admin_certificate() {
+    let service = service();
+    let status = service
+        .rotate_key(Request::new(RotateKeyRequest {
+            tenant: None,
+            principal: "alice@EXAMPLE.COM".into(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (tonic::Code::PermissionDenied, MSG_NOT_ADMIN)
     );
 }

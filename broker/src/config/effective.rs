@@ -1,0 +1,186 @@
+//! The effective configuration as TOML, for `ktbrokerd check-config`: every default filled in,
+//! every path resolved, and secrets shown only as where they come from, never their contents.
+
+use super::{Config, KeysConfig, LdapTransport, TenantConfig, UserLookup};
+use std::path::Path;
+use toml::{Table, Value};
+
+impl Config {
+    /// The configuration as the daemon will run it, in the config file's own shape.
+    pub fn effective_toml(&self) -> String {
+        let mut root = Table::new();
+        root.insert("version".into(), Value::Integer(1));
+        if let Some(name) = &self.default_tenant {
+            root.insert("default_tenant".into(), name.as_str().into());
+        }
+        let mut server = Table::new();
+        server.insert("listen".into(), self.listen.to_string().into());
+        server.insert("tls_cert".into(), path(&self.tls_cert));
+        server.insert("tls_key".into(), redacted(&self.tls_key));
+        if let Some(ca) = &self.client_ca {
+            server.insert("client_ca_file".into(), path(ca));
+        }
+        server.insert(
+            "max_concurrent_requests".into(),
+            integer(self.max_concurrent_requests as u64),
+        );
+        server.insert("request_timeout_secs".into(), integer(self.request_timeout.as_secs()));
+        root.insert("server".into(), server.into());
+
+        let mut kerberos = Table::new();
+        if let Some(krb5) = &self.krb5_config {
+            kerberos.insert("krb5_config".into(), path(krb5));
+        }
+        root.insert("kerberos".into(), kerberos.into());
+        let mut auth = Table::new();
+        auth.insert(
+            "failure_delay_ms".into(),
+            integer(self.failure_delay.as_millis() as u64),
+        );
+        root.insert("auth".into(), auth.into());
+        let mut audit = Table::new();
+        if let Some(file) = &self.audit_file {
+            audit.insert("file".into(), path(file));
+        }
+        root.insert("audit".into(), audit.into());
+        let mut limits = Table::new();
+        limits.insert("max_failures".into(), integer(u64::from(self.limits.max_failures)));
+        limits.insert("window_secs".into(), integer(self.limits.window.as_secs()));
+        limits.insert("lockout_secs".into(), integer(self.limits.lockout.as_secs()));
+        root.insert("limits".into(), limits.into());
+        let mut metrics = Table::new();
+        if let Some(listen) = self.metrics_listen {
+            metrics.insert("listen".into(), listen.to_string().into());
+        }
+        root.insert("metrics".into(), metrics.into());
+        let mut admin = Table::new();
+        admin.insert("identities".into(), strings(&self.admin_identities));
+        root.insert("admin".into(), admin.into());
+
+        let tenants: Table = self
+            .tenants
+            .iter()
+            .map(|(name, tenant)| (name.clone(), Value::Table(tenant_table(tenant))))
+            .collect();
+        root.insert("tenants".into(), tenants.into());
+        toml::to_string_pretty(&root).unwrap_or_else(|e| format!("# cannot render the configuration: {e}\n"))
+    }
+}
+
+fn tenant_table(tenant: &TenantConfig) -> Table {
+    let mut t = Table::new();
+    t.insert("realm".into(), tenant.realm.as_str().into());
+    t.insert("principal".into(), tenant.principals.template().into());
+    t.insert("allow_principals".into(), strings(tenant.principals.grants()));
+    let names: Vec<String> = tenant
+        .enctypes
+        .iter()
+        .map(|e| crate::policy::enctype_name(*e))
+        .collect();
+    t.insert("enctypes".into(), strings(&names));
+    t.insert("provision".into(), tenant.provision.into());
+    let clients: Vec<Value> = tenant
+        .clients
+        .iter()
+        .map(|rule| {
+            let mut r = Table::new();
+            if let Some(cidr) = rule.cidr {
+                r.insert("cidr".into(), cidr.to_string().into());
+            }
+            if let Some(cert) = &rule.cert {
+                r.insert("cert".into(), cert.as_str().into());
+            }
+            Value::Table(r)
+        })
+        .collect();
+    t.insert("clients".into(), Value::Array(clients));
+
+    let d = &tenant.directory;
+    let mut directory = Table::new();
+    directory.insert("url".into(), d.url.as_str().into());
+    let transport = match d.transport {
+        LdapTransport::Ldaps => "ldaps",
+        LdapTransport::StartTls => "starttls",
+        LdapTransport::PlaintextLoopback => "plaintext-loopback (explicit opt-in)",
+    };
+    directory.insert("transport".into(), transport.into());
+    if let Some(ca) = &d.ca_file {
+        directory.insert("ca_file".into(), path(ca));
+    }
+    match &d.lookup {
+        UserLookup::Search {
+            bind_dn,
+            bind_password_file,
+            user_base,
+            ..
+        } => {
+            directory.insert("bind_dn".into(), bind_dn.as_str().into());
+            directory.insert("bind_password_file".into(), redacted(bind_password_file));
+            directory.insert("user_base".into(), user_base.as_str().into());
+        }
+        UserLookup::Template { template } => {
+            directory.insert("user_dn_template".into(), template.as_str().into());
+        }
+    }
+    directory.insert("group_dn".into(), d.group_dn.as_str().into());
+    directory.insert("timeout_secs".into(), integer(d.timeout.as_secs()));
+    t.insert("directory".into(), directory.into());
+
+    let mut keys = Table::new();
+    keys.insert("source".into(), tenant.keys.source_name().into());
+    match &tenant.keys {
+        KeysConfig::Kadmin {
+            admin_principal,
+            admin_keytab,
+            timeout,
+        } => {
+            keys.insert("admin_principal".into(), admin_principal.as_str().into());
+            keys.insert("admin_keytab".into(), redacted(admin_keytab));
+            keys.insert("timeout_secs".into(), integer(timeout.as_secs()));
+        }
+        KeysConfig::KadminCli {
+            kadmin_path,
+            admin_principal,
+            admin_keytab,
+            timeout,
+        } => {
+            keys.insert("kadmin_path".into(), path(kadmin_path));
+            keys.insert("admin_principal".into(), admin_principal.as_str().into());
+            keys.insert("admin_keytab".into(), redacted(admin_keytab));
+            keys.insert("timeout_secs".into(), integer(timeout.as_secs()));
+        }
+        KeysConfig::KadminLocal {
+            kadmin_local_path,
+            kdc_profile,
+            timeout,
+        } => {
+            keys.insert("kadmin_local_path".into(), path(kadmin_local_path));
+            if let Some(profile) = kdc_profile {
+                keys.insert("kdc_profile".into(), path(profile));
+            }
+            keys.insert("timeout_secs".into(), integer(timeout.as_secs()));
+        }
+        KeysConfig::Store { dir } => {
+            keys.insert("store_dir".into(), path(dir));
+        }
+    }
+    t.insert("keys".into(), keys.into());
+    t
+}
+
+fn path(p: &Path) -> Value {
+    p.display().to_string().into()
+}
+
+/// A secret file: where it is, never what it holds.
+fn redacted(p: &Path) -> Value {
+    format!("{} (contents redacted)", p.display()).into()
+}
+
+fn integer(n: u64) -> Value {
+    Value::Integer(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+fn strings(items: &[String]) -> Value {
+    Value::Array(items.iter().map(|s| Value::String(s.clone())).collect())
+}

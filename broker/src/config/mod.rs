@@ -1,0 +1,609 @@
+//! The broker's TOML configuration: parsed strictly (unknown keys refused, see [`raw`]), then
+//! validated into typed values so the rest of the daemon never sees an unchecked setting. An
+//! invalid value is an error naming its key, e.g. `tenants.corp.directory.url`.
+//!
+//! Global tables (`server`, `kerberos`, `auth`, `audit`, `limits`, `metrics`, `admin`) and one
+//! `[tenants.NAME]` table per tenant, each with its own realm, principal template, policy,
+//! `directory` and `keys`.
+
+mod effective;
+mod raw;
+
+use crate::hosts::{Cidr, ClientRule};
+use crate::limits::LimitPolicy;
+use crate::policy::PrincipalPolicy;
+use raw::{RawConfig, RawDirectory, RawKeys, RawLimits, RawTenant};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config: `{key}` {problem}")]
+    Invalid { key: String, problem: String },
+}
+
+fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+/// How the broker reaches the directory. Plaintext exists only as an explicit opt-in for loopback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LdapTransport {
+    Ldaps,
+    StartTls,
+    PlaintextLoopback,
+}
+
+/// A secret read from a file; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub Zeroizing<String>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// How the user's DN is found before their bind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserLookup {
+    /// Search as the service account under `user_base` for exactly one `posixAccount` with the uid.
+    Search {
+        bind_dn: String,
+        bind_password: Secret,
+        bind_password_file: PathBuf,
+        user_base: String,
+    },
+    /// Bind straight to `template` with `{user}` replaced by the RFC 4514-escaped username; the
+    /// group check then runs on the user's own connection. No service account needed.
+    Template { template: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryConfig {
+    pub url: String,
+    pub transport: LdapTransport,
+    pub ca_file: Option<PathBuf>,
+    /// PEM bundle the directory's certificate must chain to (pinned; no system roots).
+    pub ca_pem: Option<Vec<u8>>,
+    pub lookup: UserLookup,
+    pub group_dn: String,
+    pub timeout: Duration,
+}
+
+/// Where a tenant's keys come from (see `keysource`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeysConfig {
+    /// kadm5 client library to the remote kadmind (the default).
+    Kadmin {
+        admin_principal: String,
+        admin_keytab: PathBuf,
+        timeout: Duration,
+    },
+    /// One `kadmin` process per request.
+    KadminCli {
+        kadmin_path: PathBuf,
+        admin_principal: String,
+        admin_keytab: PathBuf,
+        timeout: Duration,
+    },
+    /// One `kadmin.local` process per request, on the KDC host (reads the database directly).
+    KadminLocal {
+        kadmin_local_path: PathBuf,
+        kdc_profile: Option<PathBuf>,
+        timeout: Duration,
+    },
+    /// Pre-exported keytabs, one file per principal, owner-only.
+    Store { dir: PathBuf },
+}
+
+impl KeysConfig {
+    pub fn source_name(&self) -> &'static str {
+        match self {
+            Self::Kadmin { .. } => "kadmin",
+            Self::KadminCli { .. } => "kadmin-cli",
+            Self::KadminLocal { .. } => "kadmin-local",
+            Self::Store { .. } => "store",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantConfig {
+    pub name: String,
+    pub realm: String,
+    pub principals: PrincipalPolicy,
+    /// Enctype numbers that may be served, in preference order; other keys are stripped.
+    pub enctypes: Vec<u16>,
+    /// Registered client hosts; empty means any host.
+    pub clients: Vec<ClientRule>,
+    /// Create a missing principal (random key, requires_preauth) for an authorized user.
+    pub provision: bool,
+    pub directory: DirectoryConfig,
+    pub keys: KeysConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    /// Client certificates are requested (optional) and verified against this CA bundle.
+    pub client_ca: Option<PathBuf>,
+    /// Requests beyond this many at once are refused with RESOURCE_EXHAUSTED.
+    pub max_concurrent_requests: usize,
+    /// A request that has not finished after this long is abandoned (DEADLINE_EXCEEDED).
+    pub request_timeout: Duration,
+    /// The krb5 profile libkrb5 and kadm5 read (all tenants' realms); `None` keeps the default.
+    pub krb5_config: Option<PathBuf>,
+    /// Every refused authentication answers no sooner than this after the request arrived, so
+    /// "unknown user" and "wrong password" fall in the same timing class.
+    pub failure_delay: Duration,
+    /// Hash-chained JSON audit file; `None` audits to the log only.
+    pub audit_file: Option<PathBuf>,
+    /// Failed-authentication limits per username and per source address.
+    pub limits: LimitPolicy,
+    /// Where Prometheus scrapes `/metrics` (plain HTTP, its own port); `None` disables metrics.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Client-certificate identities allowed to call admin RPCs.
+    pub admin_identities: Vec<String>,
+    pub default_tenant: Option<String>,
+    pub tenants: BTreeMap<String, TenantConfig>,
+}
+
+impl Config {
+    /// Loads and validates `path`; `credential:NAME` paths resolve in `$CREDENTIALS_DIRECTORY`
+    /// (systemd's `LoadCredential=`).
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+        Self::load_with_credentials(path, credentials.as_deref())
+    }
+
+    /// Like [`Config::load`] with an explicit credentials directory.
+    pub fn load_with_credentials(path: &Path, credentials: Option<&Path>) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Paths { base, credentials }.validate(raw)
+    }
+}
+
+/// Where relative paths and `credential:NAME` paths resolve.
+#[derive(Clone, Copy)]
+struct Paths<'a> {
+    base: &'a Path,
+    credentials: Option<&'a Path>,
+}
+
+impl Paths<'_> {
+    fn validate(self, raw: RawConfig) -> Result<Config, ConfigError> {
+        if raw.version != 1 {
+            return Err(invalid(
+                "version",
+                format!("is {}, this ktbrokerd reads version 1", raw.version),
+            ));
+        }
+        let listen = parse_address(&raw.server.listen, "server.listen")?;
+        let tls_key = self.secret(raw.server.tls_key, "server.tls_key")?;
+        check_private(&tls_key, "server.tls_key")?;
+        let max_concurrent_requests = raw.server.max_concurrent_requests.unwrap_or(256);
+        if !(1..=100_000).contains(&max_concurrent_requests) {
+            return Err(invalid(
+                "server.max_concurrent_requests",
+                "must be between 1 and 100000",
+            ));
+        }
+        let request_timeout = secs_in(
+            raw.server.request_timeout_secs,
+            30,
+            1..=600,
+            "server.request_timeout_secs",
+        )?;
+        let metrics_listen = match &raw.metrics.listen {
+            Some(text) => Some(parse_address(text, "metrics.listen")?),
+            None => None,
+        };
+        if metrics_listen.is_some_and(|m| m == listen) {
+            return Err(invalid("metrics.listen", "must differ from server.listen"));
+        }
+        let failure_delay = Duration::from_millis(raw.auth.failure_delay_ms.unwrap_or(400));
+        if failure_delay > Duration::from_secs(10) {
+            return Err(invalid("auth.failure_delay_ms", "must be at most 10000"));
+        }
+        for identity in &raw.admin.identities {
+            if identity.trim().is_empty() {
+                return Err(invalid("admin.identities", "must not contain an empty name"));
+            }
+        }
+        let client_ca = raw.server.client_ca_file.map(|p| self.path(p));
+        if !raw.admin.identities.is_empty() && client_ca.is_none() {
+            return Err(invalid(
+                "admin.identities",
+                "needs server.client_ca_file (admins are known by their client certificate)",
+            ));
+        }
+
+        if raw.tenants.is_empty() {
+            return Err(invalid("tenants", "must define at least one [tenants.NAME] table"));
+        }
+        let mut tenants = BTreeMap::new();
+        for (name, tenant) in raw.tenants {
+            let tenant = self.tenant(&name, tenant)?;
+            if !tenant.clients.iter().all(|r| r.cert.is_none()) && client_ca.is_none() {
+                return Err(invalid(
+                    format!("tenants.{name}.clients"),
+                    "names a client certificate but server.client_ca_file is not set",
+                ));
+            }
+            tenants.insert(name, tenant);
+        }
+        let default_tenant = match raw.default_tenant {
+            Some(name) if tenants.contains_key(&name) => Some(name),
+            Some(name) => return Err(invalid("default_tenant", format!("{name:?} is not a tenant"))),
+            None if tenants.len() == 1 => tenants.keys().next().cloned(),
+            None => None,
+        };
+
+        Ok(Config {
+            listen,
+            tls_cert: self.path(raw.server.tls_cert),
+            tls_key,
+            client_ca,
+            max_concurrent_requests,
+            request_timeout,
+            krb5_config: raw.kerberos.krb5_config.map(|p| self.path(p)),
+            failure_delay,
+            audit_file: raw.audit.file.map(|p| self.path(p)),
+            limits: limit_policy(&raw.limits)?,
+            metrics_listen,
+            admin_identities: raw.admin.identities,
+            default_tenant,
+            tenants,
+        })
+    }
+
+    fn tenant(self, name: &str, raw: RawTenant) -> Result<TenantConfig, ConfigError> {
+        let key = |field: &str| format!("tenants.{name}.{field}");
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        {
+            return Err(invalid(
+                format!("tenants.{name}"),
+                "name must be [a-z0-9_-], at most 64 bytes",
+            ));
+        }
+        let realm = raw.realm;
+        if realm.is_empty() || !realm.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-') {
+            return Err(invalid(key("realm"), "must be a realm name like EXAMPLE.COM"));
+        }
+        let template = raw.principal.as_deref().unwrap_or("{user}@{realm}");
+        let principals =
+            PrincipalPolicy::new(&realm, template, raw.allow_principals).map_err(|e| invalid(key("principal"), e))?;
+        let sample = crate::policy::validate_username("user").expect("a valid sample name");
+        if principals.principal_for(&sample, None).is_err() {
+            return Err(invalid(
+                key("principal"),
+                format!("{template:?} maps users to principals denied by default; grant them in allow_principals"),
+            ));
+        }
+        let enctypes = match &raw.enctypes {
+            Some(names) => crate::policy::parse_enctypes(names).map_err(|e| invalid(key("enctypes"), e))?,
+            None => crate::policy::default_enctypes(),
+        };
+        let mut clients = Vec::new();
+        for rule in raw.clients {
+            let cidr = match &rule.cidr {
+                Some(text) => Some(Cidr::parse(text).map_err(|e| invalid(key("clients.cidr"), e))?),
+                None => None,
+            };
+            if cidr.is_none() && rule.cert.is_none() {
+                return Err(invalid(key("clients"), "each rule needs cidr, cert or both"));
+            }
+            clients.push(ClientRule { cidr, cert: rule.cert });
+        }
+        Ok(TenantConfig {
+            name: name.to_owned(),
+            directory: self.directory(name, raw.directory)?,
+            keys: self.keys(name, raw.keys)?,
+            realm,
+            principals,
+            enctypes,
+            clients,
+            provision: raw.provision,
+        })
+    }
+
+    fn directory(self, tenant: &str, d: RawDirectory) -> Result<DirectoryConfig, ConfigError> {
+        let key = |field: &str| format!("tenants.{tenant}.directory.{field}");
+        let transport = ldap_transport(&d.url, d.starttls, d.allow_plaintext_loopback)
+            .map_err(|(field, problem)| invalid(key(field), problem))?;
+        let ca_file = d.ca_file.map(|p| self.path(p));
+        let ca_pem = match &ca_file {
+            Some(path) => {
+                Some(std::fs::read(path).map_err(|e| invalid(key("ca_file"), format!("{}: {e}", path.display())))?)
+            }
+            None if transport == LdapTransport::PlaintextLoopback => None,
+            None => return Err(invalid(key("ca_file"), "is required for LDAPS and StartTLS")),
+        };
+        let lookup = match (d.user_dn_template, d.bind_dn, d.bind_password_file, d.user_base) {
+            (Some(template), None, None, None) => {
+                if template.matches("{user}").count() != 1 || !template.contains('=') {
+                    return Err(invalid(
+                        key("user_dn_template"),
+                        "must be a DN with {user} once, e.g. uid={user},ou=people,dc=example,dc=com",
+                    ));
+                }
+                UserLookup::Template { template }
+            }
+            (None, Some(bind_dn), Some(password_file), Some(user_base)) => {
+                let password_key = key("bind_password_file");
+                let bind_password_file = self.secret(password_file, &password_key)?;
+                let bind_password = read_secret_file(&bind_password_file, &password_key)?;
+                for (field, value) in [("bind_dn", &bind_dn), ("user_base", &user_base)] {
+                    if value.trim().is_empty() {
+                        return Err(invalid(key(field), "must not be empty"));
+                    }
+                }
+                UserLookup::Search {
+                    bind_dn,
+                    bind_password,
+                    bind_password_file,
+                    user_base,
+                }
+            }
+            (Some(_), ..) => {
+                return Err(invalid(
+                    key("user_dn_template"),
+                    "excludes bind_dn, bind_password_file and user_base (DN-template bind needs no service account)",
+                ));
+            }
+            (None, ..) => {
+                return Err(invalid(
+                    key("bind_dn"),
+                    "bind_dn, bind_password_file and user_base are all required for search-then-bind \
+                     (or use user_dn_template)",
+                ));
+            }
+        };
+        if d.group_dn.trim().is_empty() {
+            return Err(invalid(key("group_dn"), "must not be empty"));
+        }
+        Ok(DirectoryConfig {
+            url: d.url,
+            transport,
+            ca_file,
+            ca_pem,
+            lookup,
+            group_dn: d.group_dn,
+            timeout: secs_in(d.timeout_secs, 5, 1..=120, &key("timeout_secs"))?,
+        })
+    }
+
+    fn keys(self, tenant: &str, k: RawKeys) -> Result<KeysConfig, ConfigError> {
+        let key = |field: &str| format!("tenants.{tenant}.keys.{field}");
+        let source = k.source.as_deref().unwrap_or("kadmin");
+        let timeout = secs_in(k.timeout_secs, 10, 1..=300, &key("timeout_secs"))?;
+        // Each source takes its own fields; a field another source uses is a mistake worth naming.
+        let given = [
+            ("admin_principal", k.admin_principal.is_some()),
+            ("admin_keytab", k.admin_keytab.is_some()),
+            ("kadmin_path", k.kadmin_path.is_some()),
+            ("kadmin_local_path", k.kadmin_local_path.is_some()),
+            ("kdc_profile", k.kdc_profile.is_some()),
+            ("store_dir", k.store_dir.is_some()),
+            ("timeout_secs", k.timeout_secs.is_some()),
+        ];
+        let takes: &[&str] = match source {
+            "kadmin" => &["admin_principal", "admin_keytab", "timeout_secs"],
+            "kadmin-cli" => &["admin_principal", "admin_keytab", "kadmin_path", "timeout_secs"],
+            "kadmin-local" => &["kadmin_local_path", "kdc_profile", "timeout_secs"],
+            "store" => &["store_dir"],
+            other => {
+                return Err(invalid(
+                    key("source"),
+                    format!("is {other:?}; use \"kadmin\", \"kadmin-cli\", \"kadmin-local\" or \"store\""),
+                ));
+            }
+        };
+        if let Some((field, _)) = given.iter().find(|(field, set)| *set && !takes.contains(field)) {
+            return Err(invalid(key(field), format!("does not apply to source = {source:?}")));
+        }
+        let required = |value: Option<String>, field: &str| {
+            value
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| invalid(key(field), format!("is required for source = {source:?}")))
+        };
+        let admin_keytab = |path: Option<PathBuf>| -> Result<PathBuf, ConfigError> {
+            let path =
+                path.ok_or_else(|| invalid(key("admin_keytab"), format!("is required for source = {source:?}")))?;
+            let path = self.secret(path, &key("admin_keytab"))?;
+            check_private(&path, &key("admin_keytab"))?;
+            Ok(path)
+        };
+        Ok(match source {
+            "kadmin" => KeysConfig::Kadmin {
+                admin_principal: required(k.admin_principal, "admin_principal")?,
+                admin_keytab: admin_keytab(k.admin_keytab)?,
+                timeout,
+            },
+            "kadmin-cli" => KeysConfig::KadminCli {
+                kadmin_path: k.kadmin_path.unwrap_or_else(|| PathBuf::from("/usr/bin/kadmin")),
+                admin_principal: required(k.admin_principal, "admin_principal")?,
+                admin_keytab: admin_keytab(k.admin_keytab)?,
+                timeout,
+            },
+            "kadmin-local" => KeysConfig::KadminLocal {
+                kadmin_local_path: k
+                    .kadmin_local_path
+                    .unwrap_or_else(|| PathBuf::from("/usr/sbin/kadmin.local")),
+                kdc_profile: k.kdc_profile.map(|p| self.path(p)),
+                timeout,
+            },
+            _ => {
+                let dir = self.path(
+                    k.store_dir
+                        .ok_or_else(|| invalid(key("store_dir"), "is required for source = \"store\""))?,
+                );
+                check_private(&dir, &key("store_dir"))?;
+                KeysConfig::Store { dir }
+            }
+        })
+    }
+
+    /// A configured path: relative paths are relative to the config file's directory.
+    fn path(self, path: PathBuf) -> PathBuf {
+        relative_to(self.base, path)
+    }
+
+    /// Where a secret lives: `credential:NAME` is `NAME` in the systemd credentials directory;
+    /// anything else is a path, relative to the config file's directory.
+    fn secret(self, raw: PathBuf, key: &str) -> Result<PathBuf, ConfigError> {
+        secret_path(raw, self.base, self.credentials, key)
+    }
+}
+
+fn parse_address(text: &str, key: &str) -> Result<SocketAddr, ConfigError> {
+    text.parse()
+        .map_err(|e| invalid(key, format!("is not an address: {e}")))
+}
+
+/// `value` seconds (or `default`) within `range`.
+fn secs_in(
+    value: Option<u64>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+    key: &str,
+) -> Result<Duration, ConfigError> {
+    let secs = value.unwrap_or(default);
+    if !range.contains(&secs) {
+        return Err(invalid(
+            key,
+            format!("must be between {} and {}", range.start(), range.end()),
+        ));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// Decides the LDAP transport from the URL: `ldaps://` is TLS; `ldap://` needs StartTLS, or the
+/// explicit plaintext opt-in together with a loopback host.
+/// An error is the offending field of `[directory]` and the problem.
+fn ldap_transport(
+    url: &str,
+    starttls: bool,
+    allow_plaintext_loopback: bool,
+) -> Result<LdapTransport, (&'static str, &'static str)> {
+    if url.starts_with("ldaps://") {
+        return Ok(LdapTransport::Ldaps);
+    }
+    let Some(rest) = url.strip_prefix("ldap://") else {
+        return Err(("url", "must start with ldaps:// or ldap://"));
+    };
+    if starttls {
+        return Ok(LdapTransport::StartTls);
+    }
+    let host = rest.split('/').next().unwrap_or_default();
+    let host = host.rsplit_once(':').map_or(host, |(h, _)| h).trim_matches(['[', ']']);
+    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    match (allow_plaintext_loopback, loopback) {
+        (true, true) => Ok(LdapTransport::PlaintextLoopback),
+        (true, false) => Err(("allow_plaintext_loopback", "applies only to a loopback address")),
+        (false, _) => Err(("url", "ldap:// needs starttls = true (plaintext LDAP is refused)")),
+    }
+}
+
+fn limit_policy(raw: &RawLimits) -> Result<LimitPolicy, ConfigError> {
+    let default = LimitPolicy::default();
+    let max_failures = raw.max_failures.unwrap_or(default.max_failures);
+    if !(1..=1000).contains(&max_failures) {
+        return Err(invalid("limits.max_failures", "must be between 1 and 1000"));
+    }
+    let seconds = |value: Option<u64>, fallback: Duration, key| match value {
+        None => Ok(fallback),
+        Some(secs @ 1..=86_400) => Ok(Duration::from_secs(secs)),
+        Some(_) => Err(invalid(key, "must be between 1 and 86400")),
+    };
+    Ok(LimitPolicy {
+        max_failures,
+        window: seconds(raw.window_secs, default.window, "limits.window_secs")?,
+        lockout: seconds(raw.lockout_secs, default.lockout, "limits.lockout_secs")?,
+    })
+}
+
+fn relative_to(base: &Path, path: PathBuf) -> PathBuf {
+    if path.is_relative() { base.join(path) } else { path }
+}
+
+/// Where a secret lives: `credential:NAME` is `NAME` in the systemd credentials directory;
+/// anything else is a path, relative to the config file's directory.
+fn secret_path(raw: PathBuf, base: &Path, credentials: Option<&Path>, key: &str) -> Result<PathBuf, ConfigError> {
+    let Some(name) = raw.to_str().and_then(|s| s.strip_prefix("credential:")) else {
+        return Ok(relative_to(base, raw));
+    };
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(invalid(
+            key,
+            format!("credential name {name:?} must be a plain file name"),
+        ));
+    }
+    let dir = credentials.ok_or_else(|| {
+        invalid(
+            key,
+            format!("names credential {name:?} but $CREDENTIALS_DIRECTORY is not set (systemd LoadCredential=)"),
+        )
+    })?;
+    Ok(dir.join(name))
+}
+
+/// Refuses a secret file that group or others may read.
+fn check_private(path: &Path, key: &str) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| invalid(key, format!("{}: {e}", path.display())))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(invalid(
+            key,
+            format!("{} is readable by group or others (chmod 600 it)", path.display()),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a file that only its owner may read (a key or a password) into a zeroizing buffer.
+pub fn read_private_file(path: &Path, key: &str) -> Result<Zeroizing<Vec<u8>>, ConfigError> {
+    check_private(path, key)?;
+    std::fs::read(path)
+        .map(Zeroizing::new)
+        .map_err(|e| invalid(key, format!("{}: {e}", path.display())))
+}
+
+/// Reads a secret string from a private file; trailing newlines are dropped.
+fn read_secret_file(path: &Path, key: &str) -> Result<Secret, ConfigError> {
+    let bytes = read_private_file(path, key)?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| invalid(key, format!("{} is not UTF-8", path.display())))?;
+    let text = Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_owned());
+    if text.is_empty() {
+        return Err(invalid(key, format!("{} is empty", path.display())));
+    }
+    Ok(Secret(text))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,316 @@
+use super::*;
+use std::os::unix::fs::PermissionsExt;
+
+#[test]
+fn ldap_transport_refuses_plaintext_unless_loopback_and_opted_in() {
+    assert_eq!(
+        ldap_transport("ldaps://dir:636", false, false).unwrap(),
+        LdapTransport::Ldaps
+    );
+    assert_eq!(
+        ldap_transport("ldap://dir", true, false).unwrap(),
+        LdapTransport::StartTls
+    );
+    assert!(ldap_transport("ldap://dir", false, false).is_err());
+    assert!(ldap_transport("ldap://10.0.0.1:389", false, true).is_err());
+    assert_eq!(
+        ldap_transport("ldap://127.0.0.1:389/", false, true).unwrap(),
+        LdapTransport::PlaintextLoopback
+    );
+    assert_eq!(
+        ldap_transport("ldap://[::1]:389", false, true).unwrap(),
+        LdapTransport::PlaintextLoopback
+    );
+    assert!(ldap_transport("http://dir", false, false).is_err());
+}
+
+#[test]
+fn secret_files_must_be_private_and_are_never_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pw");
+    std::fs::write(&path, "s3cret\n").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = read_secret_file(&path, "tenants.x.directory.bind_password_file")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("tenants.x.directory.bind_password_file") && err.contains("chmod 600"),
+        "{err}"
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let secret = read_secret_file(&path, "k").unwrap();
+    assert_eq!(secret.0.as_str(), "s3cret");
+    assert_eq!(format!("{secret:?}"), "<redacted>");
+}
+
+/// A directory holding the secret files VALID refers to, all 0600.
+fn fixture() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["pw", "key.pem", "admin.keytab"] {
+        std::fs::write(dir.path().join(file), "x").unwrap();
+        std::fs::set_permissions(dir.path().join(file), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    dir
+}
+
+fn load(dir: &tempfile::TempDir, text: &str) -> Result<Config, ConfigError> {
+    let path = dir.path().join("broker.toml");
+    std::fs::write(&path, text).unwrap();
+    Config::load_with_credentials(&path, None)
+}
+
+fn error(dir: &tempfile::TempDir, text: &str) -> String {
+    load(dir, text).unwrap_err().to_string()
+}
+
+#[test]
+fn unknown_keys_and_wrong_versions_are_refused() {
+    let dir = fixture();
+    assert!(matches!(
+        load(&dir, &format!("{VALID}\nlisten_everywhere = true\n")),
+        Err(ConfigError::Parse { .. })
+    ));
+    assert!(matches!(
+        load(&dir, &VALID.replace("group_dn =", "gruop_dn =")),
+        Err(ConfigError::Parse { .. })
+    ));
+    assert!(error(&dir, &VALID.replace("version = 1", "version = 2")).contains("`version`"));
+    let config = load(&dir, VALID).unwrap();
+    let corp = &config.tenants["corp"];
+    assert_eq!(corp.directory.transport, LdapTransport::PlaintextLoopback);
+    assert_eq!(
+        corp.keys,
+        KeysConfig::Kadmin {
+            admin_principal: "ktbroker/admin@EXAMPLE.COM".into(),
+            admin_keytab: dir.path().join("admin.keytab"),
+            timeout: Duration::from_secs(10),
+        }
+    );
+    assert_eq!(
+        config.default_tenant.as_deref(),
+        Some("corp"),
+        "the only tenant is the default"
+    );
+    assert_eq!(config.max_concurrent_requests, 256);
+    assert_eq!(config.request_timeout, Duration::from_secs(30));
+}
+
+#[test]
+fn credential_paths_resolve_in_the_credentials_directory() {
+    let base = Path::new("/etc/ktbroker");
+    let creds = Path::new("/run/credentials/ktbrokerd.service");
+    let resolve = |raw: &str, dir| secret_path(PathBuf::from(raw), base, dir, "server.tls_key");
+    assert_eq!(
+        resolve("credential:tls-key", Some(creds)).unwrap(),
+        creds.join("tls-key")
+    );
+    assert_eq!(resolve("key.pem", Some(creds)).unwrap(), base.join("key.pem"));
+    assert_eq!(resolve("/abs/key.pem", None).unwrap(), PathBuf::from("/abs/key.pem"));
+    let err = resolve("credential:tls-key", None).unwrap_err().to_string();
+    assert!(
+        err.contains("server.tls_key") && err.contains("CREDENTIALS_DIRECTORY"),
+        "{err}"
+    );
+    for bad in ["credential:", "credential:../x", "credential:a/b", "credential:.."] {
+        assert!(resolve(bad, Some(creds)).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn every_secret_file_must_be_private() {
+    let dir = fixture();
+    assert!(load(&dir, VALID).is_ok());
+    for (file, key) in [
+        ("key.pem", "server.tls_key"),
+        ("admin.keytab", "tenants.corp.keys.admin_keytab"),
+        ("pw", "tenants.corp.directory.bind_password_file"),
+    ] {
+        std::fs::set_permissions(dir.path().join(file), std::fs::Permissions::from_mode(0o640)).unwrap();
+        let err = error(&dir, VALID);
+        assert!(err.contains(key), "{err}");
+        std::fs::set_permissions(dir.path().join(file), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+}
+
+#[test]
+fn errors_name_the_tenant_key() {
+    let dir = fixture();
+    for (from, to, key) in [
+        ("realm = \"EXAMPLE.COM\"", "realm = \"EX AMPLE\"", "tenants.corp.realm"),
+        (
+            "url = \"ldap://127.0.0.1:389\"",
+            "url = \"ldap://10.1.1.1:389\"",
+            "tenants.corp.directory.allow_plaintext_loopback",
+        ),
+        ("source = \"kadmin\"", "source = \"ldap\"", "tenants.corp.keys.source"),
+        (
+            "source = \"kadmin\"",
+            "source = \"store\"",
+            "tenants.corp.keys.admin_principal",
+        ),
+        (
+            "timeout_secs = 10",
+            "timeout_secs = 0",
+            "tenants.corp.keys.timeout_secs",
+        ),
+        (
+            "[tenants.corp.directory]",
+            "principal = \"{user}/netdisk@{realm}\"\n[tenants.corp.directory]",
+            "tenants.corp.principal",
+        ),
+        (
+            "[tenants.corp.directory]",
+            "enctypes = [\"rc4-hmac\"]\n[tenants.corp.directory]",
+            "tenants.corp.enctypes",
+        ),
+        (
+            "[tenants.corp.directory]",
+            "[[tenants.corp.clients]]\ncidr = \"10.0.0.1/8\"\n[tenants.corp.directory]",
+            "tenants.corp.clients.cidr",
+        ),
+        (
+            "[tenants.corp.directory]",
+            "[[tenants.corp.clients]]\ncert = \"edge1\"\n[tenants.corp.directory]",
+            "tenants.corp.clients",
+        ),
+        (
+            "[tenants.corp]",
+            "default_tenant = \"other\"\n[tenants.corp]",
+            "default_tenant",
+        ),
+        (
+            "[server]",
+            "[admin]\nidentities = [\"ops\"]\n[server]",
+            "admin.identities",
+        ),
+        (
+            "user_base = \"ou=people,dc=example,dc=com\"",
+            "user_base = \"ou=people,dc=example,dc=com\"\nuser_dn_template = \"uid={user},dc=x\"",
+            "tenants.corp.directory.user_dn_template",
+        ),
+        (
+            "user_base = \"ou=people,dc=example,dc=com\"",
+            "",
+            "tenants.corp.directory.bind_dn",
+        ),
+    ] {
+        let text = VALID.replacen(from, to, 1);
+        assert_ne!(text, VALID, "{from} not found");
+        let err = error(&dir, &text);
+        assert!(err.contains(&format!("`{key}`")), "{key}: {err}");
+    }
+}
+
+#[test]
+fn several_tenants_and_each_key_source() {
+    let dir = fixture();
+    let store = dir.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let text = format!(
+        r#"{VALID}
+[tenants.lab]
+realm = "LAB.TEST"
+principal = "{{user}}/netdisk@{{realm}}"
+allow_principals = ["*/netdisk@LAB.TEST"]
+provision = true
+[[tenants.lab.clients]]
+cidr = "10.0.0.0/8"
+[tenants.lab.directory]
+url = "ldaps://lab.example.com"
+ca_file = "pw"
+user_dn_template = "uid={{user}},ou=lab,dc=example,dc=com"
+group_dn = "cn=lab,dc=example,dc=com"
+[tenants.lab.keys]
+source = "store"
+store_dir = "store"
+"#
+    );
+    assert_eq!(
+        load(&dir, &text).unwrap().default_tenant,
+        None,
+        "two tenants, none named default"
+    );
+    let config = load(
+        &dir,
+        &text.replacen("[server]", "default_tenant = \"corp\"\n[server]", 1),
+    )
+    .unwrap();
+    let lab = &config.tenants["lab"];
+    assert_eq!(lab.keys, KeysConfig::Store { dir: store.clone() });
+    assert!(matches!(lab.directory.lookup, UserLookup::Template { .. }));
+    assert_eq!(lab.clients.len(), 1);
+    assert!(lab.provision);
+    for (source, extra) in [
+        ("kadmin-local", "kdc_profile = \"/etc/krb5kdc/kdc.conf\""),
+        (
+            "kadmin-cli",
+            "admin_principal = \"a@LAB.TEST\"\nadmin_keytab = \"admin.keytab\"",
+        ),
+    ] {
+        let variant = text
+            .replacen("[server]", "default_tenant = \"corp\"\n[server]", 1)
+            .replace(
+                "source = \"store\"\nstore_dir = \"store\"",
+                &format!("source = \"{source}\"\n{extra}"),
+            );
+        let config = load(&dir, &variant).unwrap();
+        assert_eq!(config.tenants["lab"].keys.source_name(), source);
+    }
+    // A store directory others can read is refused.
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let err = error(
+        &dir,
+        &text.replacen("[server]", "default_tenant = \"corp\"\n[server]", 1),
+    );
+    assert!(err.contains("tenants.lab.keys.store_dir"), "{err}");
+}
+
+#[test]
+fn without_a_default_several_tenants_need_one_named() {
+    let dir = fixture();
+    let corp = &VALID[VALID.find("[tenants.corp]").unwrap()..];
+    let two = format!("{VALID}\n{}", corp.replace("corp", "lab"));
+    let config = load(&dir, &two).unwrap();
+    assert_eq!(config.default_tenant, None);
+    assert_eq!(config.tenants.len(), 2);
+}
+
+#[test]
+fn effective_config_is_toml_with_defaults_and_no_secret_contents() {
+    let dir = fixture();
+    std::fs::write(dir.path().join("pw"), "hunter2-ldap\n").unwrap();
+    let config = load(&dir, VALID).unwrap();
+    let text = config.effective_toml();
+    let parsed: toml::Table = toml::from_str(&text).unwrap();
+    assert_eq!(parsed["server"]["request_timeout_secs"].as_integer(), Some(30));
+    assert_eq!(parsed["tenants"]["corp"]["principal"].as_str(), Some("{user}@{realm}"));
+    assert_eq!(
+        parsed["tenants"]["corp"]["enctypes"].as_array().unwrap()[0].as_str(),
+        Some("aes256-cts-hmac-sha1-96")
+    );
+    assert!(text.contains("(contents redacted)"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+}
+
+const VALID: &str = r#"version = 1
+[server]
+listen = "127.0.0.1:0"
+tls_cert = "cert.pem"
+tls_key = "key.pem"
+
+[tenants.corp]
+realm = "EXAMPLE.COM"
+[tenants.corp.directory]
+url = "ldap://127.0.0.1:389"
+allow_plaintext_loopback = true
+bind_dn = "cn=svc,dc=example,dc=com"
+bind_password_file = "pw"
+user_base = "ou=people,dc=example,dc=com"
+group_dn = "cn=hadoop,dc=example,dc=com"
+[tenants.corp.keys]
+source = "kadmin"
+admin_principal = "ktbroker/admin@EXAMPLE.COM"
+admin_keytab = "admin.keytab"
+timeout_secs = 10
+"#;
