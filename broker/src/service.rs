@@ -349,10 +349,11 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
         let password = Zeroizing::new(std::mem::take(&mut message.password));
         let table = self.current();
         let split = split_tenant(&message.username, message.tenant.as_deref());
-        let tenant_name = match split {
-            Ok((_, Some(name))) => name,
-            _ => table.settings.default_tenant.as_deref().unwrap_or("-"),
-        };
+        // Audit and metrics name only configured tenants: a client's made-up name is not a label.
+        let tenant_name = split
+            .ok()
+            .and_then(|(_, asked)| table.tenant(asked))
+            .map_or("-", |t| t.policy.name.as_str());
         let result = async {
             let _permit = self.admit()?;
             let (user, tenant_asked) =
@@ -422,11 +423,9 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
     ) -> Result<Response<RotateKeyResponse>, Status> {
         let started = Instant::now();
         let table = self.current();
-        let tenant_name = message
-            .tenant
-            .as_deref()
-            .or(table.settings.default_tenant.as_deref())
-            .unwrap_or("-");
+        let tenant_name = table
+            .tenant(message.tenant.as_deref())
+            .map_or("-", |t| t.policy.name.as_str());
         let admin = caller.host.cert_names.iter().find(|name| {
             table
                 .settings

@@ -5,7 +5,7 @@ use crate::HelperError;
 use ktbroker_keytab::Keytab;
 use ktbroker_proto::v1::{FetchKeytabRequest, fetch_keytab_response::Part, keytab_broker_client::KeytabBrokerClient};
 use std::time::Duration;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use zeroize::{Zeroize, Zeroizing};
 
 /// One broker to talk to.
@@ -17,7 +17,22 @@ pub struct BrokerEndpoint {
     pub ca_pem: Vec<u8>,
     /// Name to verify in the certificate, when it differs from the URL's host.
     pub tls_server_name: Option<String>,
+    /// This host's certificate and key, for brokers that bind tenants to registered hosts (mTLS).
+    pub client_identity: Option<ClientIdentity>,
     pub timeout: Duration,
+}
+
+/// A client certificate chain and its private key, both PEM. The key is wiped on drop.
+#[derive(Clone)]
+pub struct ClientIdentity {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientIdentity { key: <redacted> }")
+    }
 }
 
 /// A keytab received from the broker, verified. Its bytes are wiped on drop and never printed.
@@ -50,6 +65,9 @@ pub async fn connect(endpoint: &BrokerEndpoint) -> Result<Channel, HelperError> 
     let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&endpoint.ca_pem));
     if let Some(name) = &endpoint.tls_server_name {
         tls = tls.domain_name(name.clone());
+    }
+    if let Some(identity) = &endpoint.client_identity {
+        tls = tls.identity(Identity::from_pem(&identity.cert_pem, identity.key_pem.as_slice()));
     }
     let unreachable = |e: &dyn std::fmt::Display| HelperError::Unreachable(format!("{}: {e}", endpoint.url));
     Endpoint::from_shared(endpoint.url.clone())

@@ -32,6 +32,12 @@ struct Args {
     /// Name to expect in the broker's certificate when it differs from the URL's host.
     #[arg(long)]
     tls_server_name: Option<String>,
+    /// This host's certificate (PEM), for brokers that accept only registered hosts (mTLS).
+    #[arg(long, requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// Private key (PEM) of --client-cert; must be readable by its owner only.
+    #[arg(long, requires = "client_cert")]
+    client_key: Option<PathBuf>,
     /// Credential cache for the ticket (default: KRB5CCNAME, else krb5.conf's default).
     #[arg(short = 'c', long)]
     ccache: Option<String>,
@@ -65,6 +71,30 @@ fn main() -> ExitCode {
     }
 }
 
+/// The host certificate and key, when configured; the key file must be private.
+fn client_identity(args: &Args) -> Result<Option<ktbroker_kinit::fetch::ClientIdentity>, HelperError> {
+    use std::os::unix::fs::PermissionsExt;
+    let (Some(cert), Some(key)) = (&args.client_cert, &args.client_key) else {
+        return Ok(None);
+    };
+    let unreadable = |path: &std::path::Path, e: &dyn std::fmt::Display| {
+        HelperError::Unreachable(format!("cannot read {}: {e}", path.display()))
+    };
+    let cert_pem = std::fs::read(cert).map_err(|e| unreadable(cert, &e))?;
+    let mode = std::fs::metadata(key)
+        .map_err(|e| unreadable(key, &e))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(HelperError::Unreachable(format!(
+            "{} is readable by group or others (chmod 600 it)",
+            key.display()
+        )));
+    }
+    let key_pem = zeroize::Zeroizing::new(std::fs::read(key).map_err(|e| unreadable(key, &e))?);
+    Ok(Some(ktbroker_kinit::fetch::ClientIdentity { cert_pem, key_pem }))
+}
+
 fn run(args: &Args) -> Result<ktbroker_kinit::LoginOutcome, HelperError> {
     ktbroker_keytab::harden::forbid_core_dumps()
         .map_err(|e| HelperError::Internal(format!("disabling core dumps: {e}")))?;
@@ -82,6 +112,7 @@ fn run(args: &Args) -> Result<ktbroker_kinit::LoginOutcome, HelperError> {
             url: args.broker.clone(),
             ca_pem,
             tls_server_name: args.tls_server_name.clone(),
+            client_identity: client_identity(args)?,
             timeout,
         },
         username: user.clone(),

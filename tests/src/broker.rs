@@ -192,6 +192,7 @@ pub fn health_serving(url: &str, ca_pem: &[u8]) -> bool {
             url: url.to_owned(),
             ca_pem: ca_pem.to_vec(),
             tls_server_name: None,
+            client_identity: None,
             timeout: Duration::from_secs(2),
         };
         let Ok(channel) = ktbroker_kinit::fetch::connect(&endpoint).await else {

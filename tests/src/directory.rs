@@ -15,6 +15,10 @@ pub const GROUP_DN: &str = "cn=hadoop-users,ou=groups,dc=example,dc=com";
 /// A posixGroup (membership by `memberUid`) holding the users marked `in_posix_group`.
 pub const POSIX_GROUP_DN: &str = "cn=hadoop-posix,ou=groups,dc=example,dc=com";
 pub const SERVICE_DN: &str = "cn=ktbroker,ou=services,dc=example,dc=com";
+/// The default password policy (ppolicy overlay): this many failed binds lock an account.
+pub const PPOLICY_MAX_FAILURES: usize = 6;
+/// `uid={user},ou=people,...`: the DN template that matches this directory's layout.
+pub const USER_DN_TEMPLATE: &str = "uid={user},ou=people,dc=example,dc=com";
 
 /// How a user's directory password is hashed in the directory.
 #[derive(Debug, Clone, Copy)]
@@ -86,6 +90,39 @@ impl Directory {
         Ok(())
     }
 
+    /// SIGSTOP: slapd stops answering (connections stay open), as a hung directory would.
+    pub fn pause(&self) -> anyhow::Result<()> {
+        self.slapd.signal(rustix::process::Signal::STOP)
+    }
+
+    /// SIGCONT after [`Self::pause`].
+    pub fn resume(&self) -> anyhow::Result<()> {
+        self.slapd.signal(rustix::process::Signal::CONT)
+    }
+
+    /// Fails `uid`'s password at the directory itself (ldapwhoami, not through the broker) `n` times.
+    pub fn fail_binds(&self, uid: &str, n: usize) -> anyhow::Result<()> {
+        for _ in 0..n {
+            let status = Command::new("ldapwhoami")
+                .env("LDAPTLS_CACERT", &self.ca_cert)
+                .env("LDAPTLS_REQCERT", "demand")
+                .args([
+                    "-x",
+                    "-H",
+                    &self.url,
+                    "-D",
+                    &Directory::user_dn(uid),
+                    "-w",
+                    "not-the-password",
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()?;
+            anyhow::ensure!(!status.success(), "a wrong password bound");
+        }
+        Ok(())
+    }
+
     pub fn user_dn(uid: &str) -> String {
         format!("uid={uid},{PEOPLE}")
     }
@@ -148,6 +185,7 @@ include     /etc/ldap/schema/inetorgperson.schema
 modulepath  /usr/lib/ldap
 moduleload  back_mdb
 moduleload  argon2
+moduleload  ppolicy
 pidfile     {dir}/slapd.pid
 TLSCACertificateFile  {ca}
 TLSCertificateFile    {cert}
@@ -159,8 +197,12 @@ rootdn      "cn=admin,{SUFFIX}"
 directory   {dir}/db
 index       objectClass eq
 index       uid,memberUid,member eq
+overlay     ppolicy
+ppolicy_default "cn=default,ou=policies,{SUFFIX}"
+ppolicy_use_lockout
 access to dn.base="" by * read
 access to attrs=userPassword by self write by anonymous auth by * none
+access to dn.subtree="ou=groups,{SUFFIX}" by dn.exact="{SERVICE_DN}" read by users read by * none
 access to * by dn.exact="{SERVICE_DN}" read by self read by * none
 "#,
         dir = dir.display(),
@@ -194,6 +236,10 @@ fn data_ldif(users: &[DirectoryUser], service_password: &str) -> anyhow::Result<
          dn: {PEOPLE}\nobjectClass: organizationalUnit\nou: people\n\n\
          dn: ou=groups,{SUFFIX}\nobjectClass: organizationalUnit\nou: groups\n\n\
          dn: ou=services,{SUFFIX}\nobjectClass: organizationalUnit\nou: services\n\n\
+         dn: ou=policies,{SUFFIX}\nobjectClass: organizationalUnit\nou: policies\n\n\
+         dn: cn=default,ou=policies,{SUFFIX}\nobjectClass: device\nobjectClass: pwdPolicy\ncn: default\n\
+         pwdAttribute: userPassword\npwdLockout: TRUE\npwdMaxFailure: {PPOLICY_MAX_FAILURES}\n\
+         pwdLockoutDuration: 0\n\n\
          dn: {SERVICE_DN}\nobjectClass: person\ncn: ktbroker\nsn: ktbroker\nuserPassword: {}\n\n",
         hash_password(service_password, PasswordScheme::Ssha)?
     );

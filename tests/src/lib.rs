@@ -6,6 +6,7 @@
 
 pub mod bins;
 pub mod broker;
+pub mod client;
 pub mod daemon;
 pub mod directory;
 pub mod pki;

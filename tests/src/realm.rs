@@ -7,8 +7,12 @@ use std::process::Command;
 use std::time::Duration;
 
 pub const REALM: &str = "KRBTEST.COM";
-/// The broker's admin principal; kadm5.acl grants it `e` (extract keys) on `*@REALM` and nothing else.
+/// The broker's admin principal; kadm5.acl grants it `e` (extract keys) on `*@REALM` and
+/// `*/netdisk@REALM`, and nothing else.
 pub const BROKER_ADMIN: &str = "ktbroker/admin";
+/// A second admin principal for brokers that provision or rotate: `e`, `a` (add) and `c`
+/// (change key) on `*@REALM`, still nothing on the KDC's own principals' policy or ACLs.
+pub const BROKER_WRITER: &str = "ktbroker/writer";
 
 pub struct Realm {
     pub dir: PathBuf,
@@ -19,6 +23,8 @@ pub struct Realm {
     pub kdc_conf: PathBuf,
     /// Keytab of [`BROKER_ADMIN`], for the broker's kadmin client.
     pub broker_admin_keytab: PathBuf,
+    /// Keytab of [`BROKER_WRITER`].
+    pub broker_writer_keytab: PathBuf,
     kdc: Daemon,
     kadmind: Daemon,
 }
@@ -26,16 +32,29 @@ pub struct Realm {
 impl Realm {
     /// Creates the database and starts krb5kdc and kadmind (about 0.3 s).
     pub fn start(dir: &Path) -> anyhow::Result<Self> {
+        Self::start_named(dir, REALM)
+    }
+
+    /// Like [`Self::start`] for a realm named `realm`.
+    pub fn start_named(dir: &Path, realm: &str) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let (kdc_port, kadmin_port, kpasswd_port) = (free_port(), free_port(), free_port());
         let krb5_conf = dir.join("krb5.conf");
         let kdc_conf = dir.join("kdc.conf");
-        std::fs::write(&krb5_conf, krb5_conf_text(REALM, kdc_port, kadmin_port, kpasswd_port))?;
+        std::fs::write(&krb5_conf, krb5_conf_text(realm, kdc_port, kadmin_port, kpasswd_port))?;
         std::fs::write(
             &kdc_conf,
-            kdc_conf_text(REALM, dir, kdc_port, kadmin_port, kpasswd_port),
+            kdc_conf_text(realm, dir, kdc_port, kadmin_port, kpasswd_port),
         )?;
-        std::fs::write(dir.join("kadm5.acl"), format!("{BROKER_ADMIN}@{REALM} e *@{REALM}\n"))?;
+        std::fs::write(
+            dir.join("kadm5.acl"),
+            // `*` matches one name component: `*/netdisk` covers per-service principals
+            // ({user}/netdisk templates) and nothing else with an instance.
+            format!(
+                "{BROKER_ADMIN}@{realm} e *@{realm}\n{BROKER_ADMIN}@{realm} e */netdisk@{realm}\n\
+                 {BROKER_WRITER}@{realm} eac *@{realm}\n"
+            ),
+        )?;
 
         let env = RealmEnv {
             krb5_conf: krb5_conf.clone(),
@@ -45,11 +64,14 @@ impl Realm {
         // -W: weak random for the master key; a throwaway test realm needs no strong entropy.
         run_checked(
             env.command("kdb5_util")
-                .args(["create", "-s", "-r", REALM, "-P", "masterpw", "-W"]),
+                .args(["create", "-s", "-r", realm, "-P", "masterpw", "-W"]),
         )?;
         let broker_admin_keytab = dir.join("broker-admin.keytab");
         env.kadmin_local(&format!("addprinc -randkey {BROKER_ADMIN}"))?;
         env.kadmin_local(&format!("ktadd -k {} {BROKER_ADMIN}", broker_admin_keytab.display()))?;
+        let broker_writer_keytab = dir.join("broker-writer.keytab");
+        env.kadmin_local(&format!("addprinc -randkey {BROKER_WRITER}"))?;
+        env.kadmin_local(&format!("ktadd -k {} {BROKER_WRITER}", broker_writer_keytab.display()))?;
 
         let mut kdc = Daemon::spawn("krb5kdc", env.command("krb5kdc").arg("-n"), &dir.join("krb5kdc.out"))?;
         let mut kadmind = Daemon::spawn(
@@ -61,12 +83,13 @@ impl Realm {
         kadmind.wait_ready(Duration::from_secs(10), || tcp_open(kadmin_port))?;
         Ok(Self {
             dir: dir.to_owned(),
-            realm: REALM.to_owned(),
+            realm: realm.to_owned(),
             kdc_port,
             kadmin_port,
             krb5_conf,
             kdc_conf,
             broker_admin_keytab,
+            broker_writer_keytab,
             kdc,
             kadmind,
         })
@@ -130,6 +153,28 @@ impl Realm {
         self.kadmind = Daemon::spawn("kadmind", self.env().command("kadmind").arg("-nofork"), &log)?;
         let port = self.kadmin_port;
         self.kadmind.wait_ready(Duration::from_secs(10), || tcp_open(port))
+    }
+
+    /// Writes a krb5.conf at `path` that knows every realm in `realms` (the first is the default):
+    /// what a broker serving several tenants, or a client of several realms, needs.
+    pub fn combined_krb5_conf(path: &Path, realms: &[&Realm]) -> anyhow::Result<()> {
+        let first = realms.first().ok_or_else(|| anyhow::anyhow!("no realm"))?;
+        let mut text = krb5_conf_text(&first.realm, first.kdc_port, first.kadmin_port, 0)
+            .replace("        kpasswd_server = 127.0.0.1:0\n", "");
+        let stanzas: String = realms[1..]
+            .iter()
+            .map(|r| {
+                format!(
+                    "    {realm} = {{\n        kdc = 127.0.0.1:{kdc}\n        admin_server = 127.0.0.1:{kadmin}\n    }}\n",
+                    realm = r.realm,
+                    kdc = r.kdc_port,
+                    kadmin = r.kadmin_port
+                )
+            })
+            .collect();
+        text = text.replacen("[domain_realm]", &format!("{stanzas}[domain_realm]"), 1);
+        std::fs::write(path, text)?;
+        Ok(())
     }
 
     /// Fails if the KDC or kadmind died.

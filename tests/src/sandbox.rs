@@ -123,6 +123,7 @@ impl Sandbox {
             url: self.broker.url.clone(),
             ca_pem: std::fs::read(&self.pki.ca_cert).expect("reading the sandbox CA"),
             tls_server_name: None,
+            client_identity: None,
             timeout: Duration::from_secs(10),
         }
     }
@@ -152,19 +153,10 @@ impl Sandbox {
 
     /// Like [`Self::login`], against the broker at `broker_url`.
     pub fn login_via(&self, broker_url: &str, user: &str, password: &str, ccache: &str) -> Output {
-        use std::io::Write;
-        let mut child = self
-            .kinit_command_via(broker_url, &self.pki.ca_cert, user, ccache)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting ktbroker-kinit");
-        let mut stdin = child.stdin.take().expect("piped stdin");
-        let _ = stdin.write_all(password.as_bytes());
-        let _ = stdin.write_all(b"\n");
-        drop(stdin);
-        child.wait_with_output().expect("waiting for ktbroker-kinit")
+        run_with_password(
+            self.kinit_command_via(broker_url, &self.pki.ca_cert, user, ccache),
+            password,
+        )
     }
 
     /// `klist -c CCACHE` output, or None if klist fails.
@@ -208,6 +200,22 @@ impl Sandbox {
             cc = self.ccache("alice.ccache"),
         )
     }
+}
+
+/// Runs a `ktbroker-kinit` command with `password` on its stdin (a pipe, as scripts and PAM use it).
+pub fn run_with_password(mut command: Command, password: &str) -> Output {
+    use std::io::Write;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting ktbroker-kinit");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let _ = stdin.write_all(password.as_bytes());
+    let _ = stdin.write_all(b"\n");
+    drop(stdin);
+    child.wait_with_output().expect("waiting for ktbroker-kinit")
 }
 
 impl Drop for Sandbox {

@@ -3,13 +3,13 @@
 
 use ktbroker_keytab::Keytab;
 use ktbroker_kinit::HelperError;
-use ktbroker_kinit::fetch::{BrokerEndpoint, connect, fetch_keytab};
-use ktbroker_proto::v1::{FetchKeytabRequest, fetch_keytab_response::Part, keytab_broker_client::KeytabBrokerClient};
+use ktbroker_kinit::fetch::fetch_keytab;
+use ktbroker_proto::v1::{FetchKeytabRequest, keytab_broker_client::KeytabBrokerClient};
 use ktbroker_tests::Sandbox;
+use ktbroker_tests::client::{block_on, key_list, raw_fetch, refused, stderr};
 use ktbroker_tests::directory::Directory;
 use ktbroker_tests::pki::TestPki;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::{Duration, Instant, SystemTime};
 use tonic::Code;
 
@@ -19,82 +19,6 @@ const FAILURE_FLOOR: Duration = Duration::from_millis(400);
 
 fn sandbox() -> Sandbox {
     Sandbox::start().expect("starting the sandbox (run scripts/install-deps.sh if a daemon is missing)")
-}
-
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-        .block_on(future)
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// What a raw gRPC client saw: the final status (None if the stream ended cleanly), how many
-/// messages arrived before it, and how many keytab bytes they carried.
-#[derive(Debug, PartialEq)]
-struct RawAnswer {
-    status: Option<(Code, String)>,
-    messages: usize,
-    keytab_bytes: usize,
-}
-
-fn raw_fetch(endpoint: &BrokerEndpoint, username: &str, password: &[u8], principal: Option<&str>) -> RawAnswer {
-    block_on(async {
-        let channel = connect(endpoint).await.expect("TLS connection to the broker");
-        let request = FetchKeytabRequest {
-            username: username.into(),
-            password: password.to_vec(),
-            principal: principal.map(Into::into),
-            tenant: None,
-        };
-        let (mut messages, mut keytab_bytes) = (0, 0);
-        let mut stream = match KeytabBrokerClient::new(channel).fetch_keytab(request).await {
-            Ok(response) => response.into_inner(),
-            Err(status) => {
-                return RawAnswer {
-                    status: Some((status.code(), status.message().into())),
-                    messages,
-                    keytab_bytes,
-                };
-            }
-        };
-        loop {
-            match stream.message().await {
-                Ok(Some(message)) => {
-                    messages += 1;
-                    if let Some(Part::Chunk(chunk)) = message.part {
-                        keytab_bytes += chunk.len();
-                    }
-                }
-                Ok(None) => {
-                    return RawAnswer {
-                        status: None,
-                        messages,
-                        keytab_bytes,
-                    };
-                }
-                Err(status) => {
-                    return RawAnswer {
-                        status: Some((status.code(), status.message().into())),
-                        messages,
-                        keytab_bytes,
-                    };
-                }
-            }
-        }
-    })
-}
-
-fn refused(code: Code, message: &str) -> RawAnswer {
-    RawAnswer {
-        status: Some((code, message.into())),
-        messages: 0,
-        keytab_bytes: 0,
-    }
 }
 
 #[test]
@@ -425,15 +349,6 @@ fn files_containing(roots: &[PathBuf], secrets: &[Vec<u8>], since: SystemTime) -
 }
 
 /// (kvno, enctype, key bytes) of every entry, for comparing keytabs from different sources.
-fn key_list(bytes: &[u8]) -> Vec<(u32, u16, Vec<u8>)> {
-    Keytab::parse(bytes)
-        .unwrap()
-        .entries
-        .iter()
-        .map(|e| (e.kvno, e.key.enctype, e.key.contents.to_vec()))
-        .collect()
-}
-
 #[test]
 fn kadm5_library_and_kadmin_cli_sources_serve_the_same_keys() {
     let sandbox = sandbox();

@@ -13,8 +13,11 @@
 //!
 //! Empty passwords are refused before any connection (an empty simple bind is an anonymous bind).
 
+mod ppolicy;
+
 use crate::config::{DirectoryConfig, LdapTransport, UserLookup};
 use crate::policy::Username;
+use ldap3::controls::RawControl;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry, StdStream, dn_escape, ldap_escape};
 use std::future::Future;
 use std::sync::Arc;
@@ -102,6 +105,33 @@ impl LdapDirectory {
             }
         });
         Ok(ldap)
+    }
+
+    /// Binds as a user with the password policy request control; distinguishes a locked account
+    /// (ppolicy response `accountLocked`) from a wrong password.
+    async fn bind_user(&self, ldap: &mut Ldap, dn: &str, password: &str) -> Result<(), AuthError> {
+        let request = RawControl {
+            ctype: ppolicy::OID.into(),
+            crit: false,
+            val: None,
+        };
+        let result = ldap
+            .with_controls(request)
+            .with_timeout(self.config.timeout)
+            .simple_bind(dn, password)
+            .await
+            .map_err(|e| AuthError::Unavailable(format!("bind: {e}")))?;
+        let policy_error = result
+            .ctrls
+            .iter()
+            .filter(|c| c.1.ctype == ppolicy::OID)
+            .find_map(|c| ppolicy::response_error(c.1.val.as_deref()?));
+        match (result.rc, policy_error) {
+            (0, _) => Ok(()),
+            (RC_INVALID_CREDENTIALS, Some(ppolicy::PolicyError::AccountLocked)) => Err(AuthError::AccountLocked),
+            (RC_INVALID_CREDENTIALS, _) => Err(AuthError::InvalidCredentials),
+            (rc, _) => Err(AuthError::Unavailable(format!("bind answered rc={rc} {}", result.text))),
+        }
     }
 
     /// Binds; `Ok(false)` means the directory said "invalid credentials".
@@ -207,11 +237,9 @@ impl LdapDirectory {
 
         // The user's bind always happens on a connection of its own, never the shared one.
         let mut as_user = self.connect().await?;
-        let accepted = self.bind(&mut as_user, &dn, password).await;
+        let accepted = self.bind_user(&mut as_user, &dn, password).await;
         let _ = as_user.unbind().await;
-        if !accepted? {
-            return Err(AuthError::InvalidCredentials);
-        }
+        accepted?;
 
         let in_group = self
             .service_search(&self.config.group_dn, Scope::Base, &group_filter(&dn, user))
@@ -226,9 +254,7 @@ impl LdapDirectory {
         let dn = template_dn(template, user);
         let mut as_user = self.connect().await?;
         let result = async {
-            if !self.bind(&mut as_user, &dn, password).await? {
-                return Err(AuthError::InvalidCredentials);
-            }
+            self.bind_user(&mut as_user, &dn, password).await?;
             let filter = group_filter(&dn, user);
             self.search_dns(&mut as_user, &self.config.group_dn, Scope::Base, &filter)
                 .await

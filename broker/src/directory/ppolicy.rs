@@ -1,0 +1,97 @@
+//! The LDAP password policy controls (draft-behera-ldap-password-policy, OpenLDAP's ppolicy
+//! overlay): the broker sends the request control with each user bind, and reads from the
+//! response control whether a refused bind was refused because the account is locked.
+
+/// OID of the password policy request and response controls.
+pub const OID: &str = "1.3.6.1.4.1.42.2.27.8.5.1";
+
+/// `error` values of PasswordPolicyResponseValue that the broker acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyError {
+    AccountLocked,
+    Other(u8),
+}
+
+/// Parses a PasswordPolicyResponseValue:
+///
+/// ```text
+/// SEQUENCE { warning [0] CHOICE {...} OPTIONAL, error [1] ENUMERATED {...} OPTIONAL }
+/// ```
+///
+/// Returns the `error` field, if present; `None` for anything malformed (never a panic).
+pub fn response_error(value: &[u8]) -> Option<PolicyError> {
+    let (tag, body, _) = tlv(value)?;
+    if tag != 0x30 {
+        return None;
+    }
+    let mut rest = body;
+    while !rest.is_empty() {
+        let (tag, content, after) = tlv(rest)?;
+        // [1] IMPLICIT ENUMERATED: context-specific, primitive, tag number 1.
+        if tag == 0x81 {
+            return match content {
+                [1] => Some(PolicyError::AccountLocked),
+                [code] => Some(PolicyError::Other(*code)),
+                _ => None,
+            };
+        }
+        rest = after;
+    }
+    None
+}
+
+/// One BER element: (tag, contents, what follows). Single-byte tags; short or long lengths.
+fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (length, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 || rest.len() < count {
+            return None;
+        }
+        let length = rest[..count].iter().fold(0usize, |n, b| (n << 8) | usize::from(*b));
+        (length, &rest[count..])
+    };
+    if rest.len() < length {
+        return None;
+    }
+    Some((tag, &rest[..length], &rest[length..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_locked_and_other_errors_are_read() {
+        // SEQUENCE { error [1] accountLocked(1) }, as slapd sends it.
+        assert_eq!(
+            response_error(&[0x30, 0x03, 0x81, 0x01, 0x01]),
+            Some(PolicyError::AccountLocked)
+        );
+        // With a warning first: timeBeforeExpiration [0] { [0] 300 }.
+        let warned = [0x30, 0x09, 0xa0, 0x04, 0x80, 0x02, 0x01, 0x2c, 0x81, 0x01, 0x02];
+        assert_eq!(response_error(&warned), Some(PolicyError::Other(2)));
+        // Long-form length.
+        assert_eq!(
+            response_error(&[0x30, 0x81, 0x03, 0x81, 0x01, 0x01]),
+            Some(PolicyError::AccountLocked)
+        );
+    }
+
+    #[test]
+    fn empty_or_malformed_values_mean_no_error() {
+        for value in [
+            &[][..],
+            &[0x30, 0x00],
+            &[0x30, 0x05, 0x81, 0x01],
+            &[0x31, 0x03, 0x81, 0x01, 0x01],
+            &[0x30, 0x84, 0xff, 0xff, 0xff, 0xff],
+            &[0x30, 0x03, 0x81, 0x02, 0x01],
+        ] {
+            assert_eq!(response_error(value), None, "{value:?}");
+        }
+    }
+}

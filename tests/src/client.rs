@@ -1,0 +1,99 @@
+//! A raw gRPC client for tests: sends a request and records exactly what came back.
+
+use ktbroker_kinit::fetch::{BrokerEndpoint, connect};
+use ktbroker_proto::v1::{FetchKeytabRequest, fetch_keytab_response::Part, keytab_broker_client::KeytabBrokerClient};
+use std::process::Output;
+use tonic::Code;
+
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(future)
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// What a raw gRPC client saw: the final status (None if the stream ended cleanly), how many
+/// messages arrived before it, and how many keytab bytes they carried.
+#[derive(Debug, PartialEq)]
+pub struct RawAnswer {
+    pub status: Option<(Code, String)>,
+    pub messages: usize,
+    pub keytab_bytes: usize,
+}
+
+pub fn raw_fetch(endpoint: &BrokerEndpoint, username: &str, password: &[u8], principal: Option<&str>) -> RawAnswer {
+    raw_request(
+        endpoint,
+        FetchKeytabRequest {
+            username: username.into(),
+            password: password.to_vec(),
+            principal: principal.map(Into::into),
+            tenant: None,
+        },
+    )
+}
+
+/// Sends one FetchKeytab request and reads the whole answer.
+pub fn raw_request(endpoint: &BrokerEndpoint, request: FetchKeytabRequest) -> RawAnswer {
+    block_on(async {
+        let channel = connect(endpoint).await.expect("TLS connection to the broker");
+        let (mut messages, mut keytab_bytes) = (0, 0);
+        let mut stream = match KeytabBrokerClient::new(channel).fetch_keytab(request).await {
+            Ok(response) => response.into_inner(),
+            Err(status) => {
+                return RawAnswer {
+                    status: Some((status.code(), status.message().into())),
+                    messages,
+                    keytab_bytes,
+                };
+            }
+        };
+        loop {
+            match stream.message().await {
+                Ok(Some(message)) => {
+                    messages += 1;
+                    if let Some(Part::Chunk(chunk)) = message.part {
+                        keytab_bytes += chunk.len();
+                    }
+                }
+                Ok(None) => {
+                    return RawAnswer {
+                        status: None,
+                        messages,
+                        keytab_bytes,
+                    };
+                }
+                Err(status) => {
+                    return RawAnswer {
+                        status: Some((status.code(), status.message().into())),
+                        messages,
+                        keytab_bytes,
+                    };
+                }
+            }
+        }
+    })
+}
+
+pub fn refused(code: Code, message: &str) -> RawAnswer {
+    RawAnswer {
+        status: Some((code, message.into())),
+        messages: 0,
+        keytab_bytes: 0,
+    }
+}
+
+/// (kvno, enctype, key bytes) of every entry of a keytab file, for comparing what two sources served.
+pub fn key_list(bytes: &[u8]) -> Vec<(u32, u16, Vec<u8>)> {
+    ktbroker_keytab::Keytab::parse(bytes)
+        .expect("a keytab")
+        .entries
+        .iter()
+        .map(|e| (e.kvno, e.key.enctype, e.key.contents.to_vec()))
+        .collect()
+}

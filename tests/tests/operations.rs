@@ -1,0 +1,473 @@
+//! End-to-end tests of the broker's production features against the real daemons: tenants,
+//! configuration reload, DN-template bind, the kadmin-local and store key sources, provisioning,
+//! key rotation, host binding (CIDR and mTLS) and the directory's own lockout (ppolicy).
+
+use ktbroker_kinit::fetch::{ClientIdentity, fetch_keytab};
+use ktbroker_proto::v1::{FetchKeytabRequest, RotateKeyRequest, keytab_broker_client::KeytabBrokerClient};
+use ktbroker_tests::Sandbox;
+use ktbroker_tests::broker::tenant_text;
+use ktbroker_tests::client::{block_on, key_list, raw_fetch, raw_request, refused, stderr};
+use ktbroker_tests::directory::{
+    Directory, DirectoryUser, GROUP_DN, PEOPLE, POSIX_GROUP_DN, PPOLICY_MAX_FAILURES, PasswordScheme, SERVICE_DN,
+    USER_DN_TEMPLATE,
+};
+use ktbroker_tests::pki::ClientCert;
+use ktbroker_tests::realm::{BROKER_ADMIN, BROKER_WRITER, Realm};
+use ktbroker_tests::sandbox::run_with_password;
+use std::time::Duration;
+use tonic::Code;
+
+const AUTH_FAILED: &str = "KTB-101 authentication failed";
+
+fn sandbox() -> Sandbox {
+    Sandbox::start().expect("starting the sandbox (run scripts/install-deps.sh if a daemon is missing)")
+}
+
+fn audit_reasons(audit_file: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(audit_file)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["reason"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+fn last_audit(audit_file: &std::path::Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(audit_file).unwrap();
+    serde_json::from_str(text.lines().last().expect("an audit line")).unwrap()
+}
+
+/// The admin lines of the sandbox's tenant, replaced by the writer principal (adds, changes keys).
+fn with_writer(config: String, sandbox: &Sandbox) -> String {
+    config
+        .replace(
+            &format!("admin_principal = \"{BROKER_ADMIN}@"),
+            &format!("admin_principal = \"{BROKER_WRITER}@"),
+        )
+        .replace(
+            &sandbox.realm.broker_admin_keytab.display().to_string(),
+            &sandbox.realm.broker_writer_keytab.display().to_string(),
+        )
+}
+
+fn identity(cert: &ClientCert) -> ClientIdentity {
+    ClientIdentity {
+        cert_pem: std::fs::read(&cert.cert).unwrap(),
+        key_pem: zeroize::Zeroizing::new(std::fs::read(&cert.key).unwrap()),
+    }
+}
+
+#[test]
+fn two_tenants_reach_only_their_own_directory_and_realm() {
+    let sandbox = sandbox();
+    // A second tenant: its own realm (LAB.TEST, its own KDC) and its own directory (its own slapd).
+    let lab_realm = Realm::start_named(&sandbox.root.join("kdc-lab"), "LAB.TEST").unwrap();
+    lab_realm.add_user("lena", "lena-kdc-pw").unwrap();
+    let lena = DirectoryUser {
+        uid: "lena".into(),
+        password: "lenapw".into(),
+        scheme: PasswordScheme::Ssha,
+        in_group: true,
+        in_posix_group: false,
+    };
+    let lab_directory = Directory::start(&sandbox.root.join("ldap-lab"), &sandbox.pki, &[lena]).unwrap();
+    let both = sandbox.root.join("both-realms.krb5.conf");
+    Realm::combined_krb5_conf(&both, &[&sandbox.realm, &lab_realm]).unwrap();
+    let broker = sandbox
+        .extra_broker("broker-tenants", |c| {
+            let c = c.replace(&sandbox.realm.krb5_conf.display().to_string(), &both.display().to_string());
+            let lab = tenant_text("lab", &lab_realm, &lab_directory)
+                .replacen("realm = \"LAB.TEST\"", "realm = \"LAB.TEST\"\nprincipal = \"{user}/netdisk@{realm}\"\nallow_principals = [\"*/netdisk@LAB.TEST\"]", 1);
+            format!("default_tenant = \"sandbox\"\n{c}\n{lab}")
+        })
+        .unwrap();
+    lab_realm.kadmin_local("addprinc -randkey lena/netdisk").unwrap();
+    let mut endpoint = sandbox.endpoint();
+    endpoint.url = broker.url.clone();
+
+    // lena through her tenant: the lab realm's key for the lab template's principal, with kinit
+    // into the lab realm working from it.
+    let fetched = block_on(fetch_keytab(&endpoint, "lena@lab", b"lenapw", None)).unwrap();
+    assert_eq!(fetched.principal, "lena/netdisk@LAB.TEST");
+    assert_eq!(fetched.kvno, lab_realm.kvno("lena/netdisk").unwrap());
+    let ccache = sandbox.ccache("lena");
+    let mut command = sandbox.kinit_command_via(&broker.url, &sandbox.pki.ca_cert, "lena@lab", &ccache);
+    command.env("KRB5_CONFIG", &both);
+    let out = run_with_password(command, "lenapw");
+    assert!(out.status.success(), "lena's login: {}", stderr(&out));
+
+    // The other tenant's users do not exist here, and nothing of theirs is touched.
+    let alice_binds = sandbox.directory.bind_count(&Directory::user_dn("alice"));
+    let lena_binds = lab_directory.bind_count(&Directory::user_dn("lena"));
+    let mut alice_in_lab = FetchKeytabRequest {
+        username: "alice".into(),
+        password: b"alicepw".to_vec(),
+        principal: None,
+        tenant: Some("lab".into()),
+    };
+    assert_eq!(
+        raw_request(&endpoint, alice_in_lab.clone()),
+        refused(Code::Unauthenticated, AUTH_FAILED)
+    );
+    assert_eq!(
+        raw_fetch(&endpoint, "lena", b"lenapw", None),
+        refused(Code::Unauthenticated, AUTH_FAILED)
+    );
+    assert_eq!(sandbox.directory.bind_count(&Directory::user_dn("alice")), alice_binds);
+    assert_eq!(lab_directory.bind_count(&Directory::user_dn("lena")), lena_binds);
+    // No principal of another realm, even one the tenant's user names itself.
+    alice_in_lab.tenant = None;
+    alice_in_lab.principal = Some("alice/netdisk@LAB.TEST".into());
+    assert_eq!(
+        raw_request(&endpoint, alice_in_lab),
+        refused(Code::PermissionDenied, "KTB-103 principal not allowed by policy")
+    );
+    assert_eq!(
+        raw_fetch(&endpoint, "lena@nowhere", b"lenapw", None),
+        refused(Code::InvalidArgument, "KTB-106 unknown tenant")
+    );
+    // The default tenant still serves its own users.
+    let alice = block_on(fetch_keytab(&endpoint, "alice", b"alicepw", None)).unwrap();
+    assert_eq!(alice.principal, "alice@KRBTEST.COM");
+    let tenants: Vec<String> = std::fs::read_to_string(&broker.audit_file)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["tenant"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(tenants, ["lab", "lab", "lab", "sandbox", "sandbox", "-", "sandbox"]);
+}
+
+#[test]
+fn sighup_reloads_the_configuration_without_dropping_a_request_in_flight() {
+    let mut sandbox = sandbox();
+    // A request in flight: slapd is frozen, so the login waits inside the broker.
+    sandbox.directory.pause().unwrap();
+    let in_flight = {
+        let command = sandbox.kinit_command("alice", &sandbox.ccache("in-flight"));
+        std::thread::spawn(move || run_with_password(command, "alicepw"))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    // The new configuration authorizes the posixGroup (bob only) instead of the groupOfNames.
+    let config = std::fs::read_to_string(&sandbox.broker.config).unwrap();
+    let posix = config.replace(
+        &format!("group_dn = \"{GROUP_DN}\""),
+        &format!("group_dn = \"{POSIX_GROUP_DN}\""),
+    );
+    std::fs::write(&sandbox.broker.config, &posix).unwrap();
+    sandbox.broker.reload().unwrap();
+    sandbox
+        .broker
+        .wait_for_log("configuration and certificate reloaded", 1)
+        .unwrap();
+    sandbox.directory.resume().unwrap();
+    let out = in_flight.join().unwrap();
+    assert!(
+        out.status.success(),
+        "the request that started before the reload finishes under the old rules: {}",
+        stderr(&out)
+    );
+    let alice = sandbox.login("alice", "alicepw", &sandbox.ccache("alice-after"));
+    assert_eq!(alice.status.code(), Some(3), "alice is not in the posixGroup");
+    let bob = sandbox.login("bob", "bobpw", &sandbox.ccache("bob-after"));
+    assert!(bob.status.success(), "{}", stderr(&bob));
+
+    // A bad configuration is refused as a whole; the running one keeps serving.
+    std::fs::write(
+        &sandbox.broker.config,
+        posix.replace("timeout_secs = 5", "timeout_secs = 0"),
+    )
+    .unwrap();
+    sandbox.broker.reload().unwrap();
+    sandbox.broker.wait_for_log("new configuration refused", 1).unwrap();
+    assert!(
+        sandbox
+            .broker
+            .log_text()
+            .contains("tenants.sandbox.directory.timeout_secs"),
+        "the refusal names the key"
+    );
+    let bob = sandbox.login("bob", "bobpw", &sandbox.ccache("bob-still"));
+    assert!(bob.status.success(), "{}", stderr(&bob));
+    let alice = sandbox.login("alice", "alicepw", &sandbox.ccache("alice-still"));
+    assert_eq!(alice.status.code(), Some(3));
+    sandbox.check_alive().unwrap();
+}
+
+#[test]
+fn dn_template_bind_needs_no_service_account() {
+    let sandbox = sandbox();
+    let broker = sandbox
+        .extra_broker("broker-template", |c| {
+            c.replace(&format!("bind_dn = \"{SERVICE_DN}\"\n"), "")
+                .replace("bind_password_file = \"credential:ldap-password\"\n", "")
+                .replace(
+                    &format!("user_base = \"{PEOPLE}\"\n"),
+                    &format!("user_dn_template = \"{USER_DN_TEMPLATE}\"\n"),
+                )
+        })
+        .unwrap();
+    let service_binds = sandbox.directory.bind_count(SERVICE_DN);
+    let out = sandbox.login_via(&broker.url, "alice", "alicepw", &sandbox.ccache("template"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    for (user, password) in [("carol", "carolpw"), ("zed", "x"), ("alice", "wrong")] {
+        let out = sandbox.login_via(&broker.url, user, password, &sandbox.ccache("template-no"));
+        assert_eq!(out.status.code(), Some(3), "{user}: {}", stderr(&out));
+    }
+    assert_eq!(
+        audit_reasons(&broker.audit_file),
+        ["granted", "not_in_group", "invalid_credentials", "invalid_credentials"],
+        "an unknown user is a failed bind in this mode"
+    );
+    assert_eq!(
+        sandbox.directory.bind_count(SERVICE_DN),
+        service_binds,
+        "no service-account bind"
+    );
+    assert_eq!(sandbox.directory.bind_count("uid=zed,ou=people,dc=example,dc=com"), 1);
+}
+
+#[test]
+fn kadmin_local_and_store_sources_serve_the_kdcs_keys() {
+    use std::os::unix::fs::PermissionsExt;
+    let sandbox = sandbox();
+    let reference = block_on(fetch_keytab(&sandbox.endpoint(), "alice", b"alicepw", None)).unwrap();
+    let admin_lines = format!(
+        "admin_principal = \"{BROKER_ADMIN}@KRBTEST.COM\"\nadmin_keytab = \"{}\"\n",
+        sandbox.realm.broker_admin_keytab.display()
+    );
+    let local = sandbox
+        .extra_broker("broker-local", |c| {
+            c.replace("source = \"kadmin\"\n", "source = \"kadmin-local\"\n")
+                .replace(
+                    &admin_lines,
+                    &format!("kdc_profile = \"{}\"\n", sandbox.realm.kdc_conf.display()),
+                )
+        })
+        .unwrap();
+
+    let store = sandbox.root.join("keytab-store");
+    std::fs::create_dir(&store).unwrap();
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let alice_file = store.join("alice@KRBTEST.COM.keytab");
+    sandbox
+        .realm
+        .kadmin_local(&format!("ktadd -norandkey -k {} alice", alice_file.display()))
+        .unwrap();
+    std::fs::set_permissions(&alice_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let stored = sandbox
+        .extra_broker("broker-store", |c| {
+            c.replace("source = \"kadmin\"\n", "source = \"store\"\n")
+                .replace(&admin_lines, &format!("store_dir = \"{}\"\n", store.display()))
+                .replace("timeout_secs = 10\n", "")
+        })
+        .unwrap();
+
+    for broker in [&local, &stored] {
+        let mut endpoint = sandbox.endpoint();
+        endpoint.url = broker.url.clone();
+        let fetched = block_on(fetch_keytab(&endpoint, "alice", b"alicepw", None)).unwrap();
+        assert_eq!(key_list(&fetched.bytes), key_list(&reference.bytes), "{}", broker.url);
+        let out = sandbox.login_via(&broker.url, "alice", "alicepw", &sandbox.ccache("source"));
+        assert!(out.status.success(), "{}", stderr(&out));
+        // bob has a principal in the KDC but no file in the store.
+        let bob = raw_fetch(&endpoint, "bob", b"bobpw", None);
+        if broker.url == stored.url {
+            assert_eq!(
+                bob,
+                refused(Code::NotFound, "KTB-104 no Kerberos principal for this user")
+            );
+        } else {
+            assert_eq!(bob.status, None);
+        }
+    }
+    // A store file others can read is never served.
+    std::fs::set_permissions(&alice_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut endpoint = sandbox.endpoint();
+    endpoint.url = stored.url.clone();
+    assert_eq!(
+        raw_fetch(&endpoint, "alice", b"alicepw", None),
+        refused(Code::Unavailable, "KTB-202 key source unavailable")
+    );
+}
+
+#[test]
+fn first_login_provisioning_creates_a_preauth_principal_once() {
+    let sandbox = sandbox();
+    let broker = sandbox
+        .extra_broker("broker-provision", |c| {
+            with_writer(c, &sandbox).replacen("[tenants.sandbox]\n", "[tenants.sandbox]\nprovision = true\n", 1)
+        })
+        .unwrap();
+    assert!(
+        sandbox.realm.kadmin_local("getprinc dave").is_err(),
+        "dave starts without a principal"
+    );
+    let out = sandbox.login_via(&broker.url, "dave", "davepw", &sandbox.ccache("dave"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let info = sandbox.realm.kadmin_local("getprinc dave").unwrap();
+    assert!(info.contains("REQUIRES_PRE_AUTH"), "{info}");
+    let kvno = sandbox.realm.kvno("dave").unwrap();
+    let again = sandbox.login_via(&broker.url, "dave", "davepw", &sandbox.ccache("dave-2"));
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(
+        sandbox.realm.kvno("dave").unwrap(),
+        kvno,
+        "the second login reads, never rotates"
+    );
+    assert_eq!(audit_reasons(&broker.audit_file), ["provisioned", "granted"]);
+    // Without provisioning (the sandbox's own broker) a missing principal stays missing.
+    sandbox.realm.kadmin_local("delprinc -force dave").unwrap();
+    let out = sandbox.login("dave", "davepw", &sandbox.ccache("dave-3"));
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(sandbox.realm.kadmin_local("getprinc dave").is_err());
+}
+
+#[test]
+fn rotate_key_is_for_admin_certificates_only_and_is_audited() {
+    let sandbox = sandbox();
+    let admin = sandbox.pki.client("ops-admin").unwrap();
+    let edge = sandbox.pki.client("edge1.example.com").unwrap();
+    let broker = sandbox
+        .extra_broker("broker-rotate", |c| {
+            let c = with_writer(c, &sandbox).replacen(
+                "[server]\n",
+                &format!("[server]\nclient_ca_file = \"{}\"\n", sandbox.pki.ca_cert.display()),
+                1,
+            );
+            format!("{c}\n[admin]\nidentities = [\"ops-admin\"]\n")
+        })
+        .unwrap();
+    let rotate = |who: Option<&ClientCert>, principal: &str| {
+        let mut endpoint = sandbox.endpoint();
+        endpoint.url = broker.url.clone();
+        endpoint.client_identity = who.map(identity);
+        block_on(async {
+            let channel = ktbroker_kinit::fetch::connect(&endpoint).await.unwrap();
+            KeytabBrokerClient::new(channel)
+                .rotate_key(RotateKeyRequest {
+                    tenant: None,
+                    principal: principal.into(),
+                })
+                .await
+                .map(|r| r.into_inner().kvno)
+                .map_err(|s| (s.code(), s.message().to_owned()))
+        })
+    };
+    let before = sandbox.realm.kvno("alice").unwrap();
+    let not_admin = (Code::PermissionDenied, "KTB-108 not an admin identity".to_owned());
+    assert_eq!(rotate(None, "alice@KRBTEST.COM"), Err(not_admin.clone()));
+    assert_eq!(rotate(Some(&edge), "alice@KRBTEST.COM"), Err(not_admin));
+    assert_eq!(
+        rotate(Some(&admin), "krbtgt/KRBTEST.COM@KRBTEST.COM"),
+        Err((
+            Code::PermissionDenied,
+            "KTB-103 principal not allowed by policy".to_owned()
+        ))
+    );
+    assert_eq!(
+        sandbox.realm.kvno("alice").unwrap(),
+        before,
+        "refused calls change nothing"
+    );
+
+    assert_eq!(rotate(Some(&admin), "alice@KRBTEST.COM"), Ok(before + 1));
+    assert_eq!(sandbox.realm.kvno("alice").unwrap(), before + 1);
+    let record = last_audit(&broker.audit_file);
+    assert_eq!(record["reason"], "rotated");
+    assert_eq!(record["kvno"], before + 1);
+    assert_eq!(record["username"], "ops-admin");
+    assert_eq!(record["client_cert"], "CN=ops-admin");
+    // The next login is served the new key and works.
+    let out = sandbox.login_via(&broker.url, "alice", "alicepw", &sandbox.ccache("rotated"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("key version {}", before + 1)),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn host_rules_admit_registered_hosts_only() {
+    let sandbox = sandbox();
+    let edge = sandbox.pki.client("edge1.example.com").unwrap();
+    let other = sandbox.pki.client("laptop.example.com").unwrap();
+    let broker = sandbox
+        .extra_broker("broker-hosts", |c| {
+            c.replacen(
+                "[server]\n",
+                &format!("[server]\nclient_ca_file = \"{}\"\n", sandbox.pki.ca_cert.display()),
+                1,
+            ) + "\n[[tenants.sandbox.clients]]\ncidr = \"10.0.0.0/8\"\n\n[[tenants.sandbox.clients]]\ncidr = \"127.0.0.0/8\"\ncert = \"edge1.example.com\"\n"
+        })
+        .unwrap();
+    let login = |cert: Option<&ClientCert>, ccache: &str| {
+        let mut command =
+            sandbox.kinit_command_via(&broker.url, &sandbox.pki.ca_cert, "alice", &sandbox.ccache(ccache));
+        if let Some(cert) = cert {
+            command
+                .arg("--client-cert")
+                .arg(&cert.cert)
+                .arg("--client-key")
+                .arg(&cert.key);
+        }
+        run_with_password(command, "alicepw")
+    };
+    let alice_binds = sandbox.directory.bind_count(&Directory::user_dn("alice"));
+    let anonymous = login(None, "no-cert");
+    assert_eq!(anonymous.status.code(), Some(4), "{}", stderr(&anonymous));
+    assert!(stderr(&anonymous).contains("KTB-107"), "{}", stderr(&anonymous));
+    let wrong_host = login(Some(&other), "other-cert");
+    assert_eq!(wrong_host.status.code(), Some(4), "{}", stderr(&wrong_host));
+    assert_eq!(
+        sandbox.directory.bind_count(&Directory::user_dn("alice")),
+        alice_binds,
+        "unregistered hosts never reach the directory"
+    );
+    let registered = login(Some(&edge), "edge-cert");
+    assert!(registered.status.success(), "{}", stderr(&registered));
+    let audit = std::fs::read_to_string(&broker.audit_file).unwrap();
+    let records: Vec<serde_json::Value> = audit.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let summary: Vec<(String, String)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["reason"].as_str().unwrap().to_owned(),
+                r["client_cert"].as_str().unwrap_or("-").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("host_not_allowed".to_owned(), "-".to_owned()),
+            ("host_not_allowed".to_owned(), "CN=laptop.example.com".to_owned()),
+            ("granted".to_owned(), "CN=edge1.example.com".to_owned()),
+        ]
+    );
+    // The sandbox's own broker asks for no certificate and has no rules: any host.
+    let out = sandbox.login("alice", "alicepw", &sandbox.ccache("open"));
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn an_account_the_directory_locked_gets_the_ordinary_refusal() {
+    let sandbox = sandbox();
+    sandbox.directory.fail_binds("bob", PPOLICY_MAX_FAILURES).unwrap();
+    let out = sandbox.login("bob", "bobpw", &sandbox.ccache("bob-locked"));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("authentication failed"), "{}", stderr(&out));
+    assert_eq!(last_audit(&sandbox.broker.audit_file)["reason"], "account_locked");
+    // Others are unaffected.
+    let alice = sandbox.login("alice", "alicepw", &sandbox.ccache("alice-open"));
+    assert!(alice.status.success(), "{}", stderr(&alice));
+}
