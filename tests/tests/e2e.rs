@@ -580,20 +580,25 @@ fn repeated_failures_lock_the_user_without_reaching_the_directory() {
 }
 
 #[test]
-fn shared_service_connection_is_reopened_after_the_directory_restarts() {
+fn service_connection_pool_is_reused_and_reopened_after_the_directory_restarts() {
     let mut sandbox = sandbox();
+    let broker = sandbox
+        .extra_broker("broker-pool", |c| {
+            c.replace("group_dn =", "service_connections = 2\ngroup_dn =")
+        })
+        .unwrap();
     let service_binds = |sandbox: &Sandbox| sandbox.directory.bind_count(ktbroker_tests::directory::SERVICE_DN);
     for n in 0..3 {
-        let out = sandbox.login("alice", "alicepw", &sandbox.ccache(&format!("shared-{n}")));
+        let out = sandbox.login_via(&broker.url, "alice", "alicepw", &sandbox.ccache(&format!("pool-{n}")));
         assert!(out.status.success(), "{}", stderr(&out));
     }
     assert_eq!(
         service_binds(&sandbox),
-        1,
-        "three logins share one service-account connection"
+        2,
+        "three logins (six service searches) bind each of the two pooled connections once"
     );
     sandbox.directory.restart().unwrap();
-    let out = sandbox.login("alice", "alicepw", &sandbox.ccache("after-restart"));
+    let out = sandbox.login_via(&broker.url, "alice", "alicepw", &sandbox.ccache("after-restart"));
     assert!(
         out.status.success(),
         "login after a directory restart: {}",
@@ -601,8 +606,8 @@ fn shared_service_connection_is_reopened_after_the_directory_restarts() {
     );
     assert_eq!(
         service_binds(&sandbox),
-        2,
-        "the service connection was opened again, once"
+        4,
+        "both pooled connections were opened again, once each"
     );
 }
 

@@ -117,6 +117,7 @@ fn tenant_table(tenant: &TenantConfig) -> Table {
             directory.insert("bind_dn".into(), bind_dn.as_str().into());
             directory.insert("bind_password_file".into(), redacted(bind_password_file));
             directory.insert("user_base".into(), user_base.as_str().into());
+            directory.insert("service_connections".into(), integer(d.service_connections as u64));
         }
         UserLookup::Template { template } => {
             directory.insert("user_dn_template".into(), template.as_str().into());

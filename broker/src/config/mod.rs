@@ -77,6 +77,8 @@ pub struct DirectoryConfig {
     /// PEM bundle the directory's certificate must chain to (pinned; no system roots).
     pub ca_pem: Option<Vec<u8>>,
     pub lookup: UserLookup,
+    /// Size of the service account's connection pool (search-then-bind only).
+    pub service_connections: usize,
     pub group_dn: String,
     pub timeout: Duration,
 }
@@ -387,12 +389,26 @@ impl Paths<'_> {
         if d.group_dn.trim().is_empty() {
             return Err(invalid(key("group_dn"), "must not be empty"));
         }
+        let service_connections = match (&lookup, d.service_connections) {
+            (_, None) => 4,
+            (UserLookup::Template { .. }, Some(_)) => {
+                return Err(invalid(
+                    key("service_connections"),
+                    "applies only to search-then-bind (bind_dn)",
+                ));
+            }
+            (UserLookup::Search { .. }, Some(n @ 1..=64)) => n,
+            (UserLookup::Search { .. }, Some(_)) => {
+                return Err(invalid(key("service_connections"), "must be between 1 and 64"));
+            }
+        };
         Ok(DirectoryConfig {
             url: d.url,
             transport,
             ca_file,
             ca_pem,
             lookup,
+            service_connections,
             group_dn: d.group_dn,
             timeout: secs_in(d.timeout_secs, 5, 1..=120, &key("timeout_secs"))?,
         })

@@ -116,6 +116,7 @@ pub(super) struct RawDirectory {
     pub bind_password_file: Option<PathBuf>,
     pub user_base: Option<String>,
     pub user_dn_template: Option<String>,
+    pub service_connections: Option<usize>,
     pub group_dn: String,
     pub timeout_secs: Option<u64>,
 }

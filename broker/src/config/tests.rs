@@ -193,6 +193,11 @@ fn errors_name_the_tenant_key() {
             "",
             "tenants.corp.directory.bind_dn",
         ),
+        (
+            "group_dn = \"cn=hadoop",
+            "service_connections = 0\ngroup_dn = \"cn=hadoop",
+            "tenants.corp.directory.service_connections",
+        ),
     ] {
         let text = VALID.replacen(from, to, 1);
         assert_ne!(text, VALID, "{from} not found");
@@ -314,3 +319,16 @@ admin_principal = "ktbroker/admin@EXAMPLE.COM"
 admin_keytab = "admin.keytab"
 timeout_secs = 10
 "#;
+
+#[test]
+fn the_readme_example_has_the_shape_the_broker_reads() {
+    let readme = include_str!("../../../README.md");
+    let start = readme
+        .find("```toml\nversion = 1")
+        .expect("the README's configuration example")
+        + 8;
+    let end = start + readme[start..].find("```").unwrap();
+    let raw: RawConfig = toml::from_str(&readme[start..end]).expect("the README example parses strictly");
+    assert_eq!(raw.tenants.len(), 1);
+    assert_eq!(raw.default_tenant.as_deref(), Some("corp"));
+}

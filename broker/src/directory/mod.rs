@@ -1,7 +1,8 @@
 //! Password check against the directory, in one of two modes:
 //!
 //! Search-then-bind (a service account):
-//! 1. as the service account (one bound connection, shared and re-opened when it fails), search
+//! 1. as the service account (a small pool of bound connections, used in turn, each re-opened
+//!    when it fails; ldap3 multiplexes concurrent operations on each), search
 //!    `(&(objectClass=posixAccount)(uid=<escaped>))` under the user base, require exactly one entry;
 //! 2. on a fresh connection, simple-bind as that entry's DN with the given password;
 //! 3. as the service account, check the DN (groupOfNames `member`) or uid (posixGroup `memberUid`)
@@ -57,8 +58,9 @@ pub struct LdapDirectory {
     tls: Option<Arc<rustls::ClientConfig>>,
     /// `host:port` from the URL, for connecting the socket ourselves.
     address: String,
-    /// The bound service-account connection, shared by all requests.
-    service: tokio::sync::Mutex<Option<Ldap>>,
+    /// The service-account connection pool: slots opened on first use, taken in turn.
+    service: Vec<tokio::sync::Mutex<Option<Ldap>>>,
+    next_slot: std::sync::atomic::AtomicUsize,
 }
 
 impl LdapDirectory {
@@ -69,11 +71,13 @@ impl LdapDirectory {
             (_, None) => return Err(AuthError::Unavailable("no CA configured for the directory".into())),
         };
         let address = socket_address(&config.url)?;
+        let pool_size = config.service_connections.max(1);
         Ok(Self {
             config,
             tls,
             address,
-            service: tokio::sync::Mutex::new(None),
+            service: (0..pool_size).map(|_| tokio::sync::Mutex::new(None)).collect(),
+            next_slot: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -165,10 +169,10 @@ impl LdapDirectory {
         Ok(entries.into_iter().map(|e| SearchEntry::construct(e).dn).collect())
     }
 
-    /// The shared, bound service-account connection (ldap3 multiplexes operations on it), opened
-    /// on first use and again after it failed.
-    async fn service_connection(&self) -> Result<Ldap, AuthError> {
-        let mut slot = self.service.lock().await;
+    /// The bound service-account connection in pool slot `index`, opened on first use and again
+    /// after it failed.
+    async fn service_connection(&self, index: usize) -> Result<Ldap, AuthError> {
+        let mut slot = self.service[index].lock().await;
         if let Some(ldap) = slot.as_mut()
             && !ldap.is_closed()
         {
@@ -191,12 +195,13 @@ impl LdapDirectory {
     /// A search as the service account; on failure retried once on a fresh connection (the shared
     /// one may have been closed by the directory's idle timeout or a restart).
     async fn service_search(&self, base: &str, scope: Scope, filter: &str) -> Result<Vec<String>, AuthError> {
-        let mut ldap = self.service_connection().await?;
+        let index = self.next_slot.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.service.len();
+        let mut ldap = self.service_connection(index).await?;
         match self.search_dns(&mut ldap, base, scope, filter).await {
             Err(AuthError::Unavailable(why)) => {
-                tracing::debug!(error = %why, "service connection failed; retrying on a fresh one");
-                *self.service.lock().await = None;
-                let mut ldap = self.service_connection().await?;
+                tracing::debug!(error = %why, slot = index, "service connection failed; retrying on a fresh one");
+                *self.service[index].lock().await = None;
+                let mut ldap = self.service_connection(index).await?;
                 self.search_dns(&mut ldap, base, scope, filter).await
             }
             result => result,
