@@ -13,7 +13,7 @@ pub enum HelperError {
     Unavailable(String),
     #[error("the broker's answer is invalid: {0}")]
     Protocol(String),
-    #[error("kinit failed: {0}")]
+    #[error("getting the ticket from the KDC failed: {0}")]
     Kinit(String),
     #[error("no valid ticket after kinit: {0}")]
     NoTicket(String),

@@ -2,8 +2,8 @@
 //!
 //! The steps, one module each: [`password`] (read it without echo, never from argv or env) →
 //! [`fetch`] (send it over TLS to ktbrokerd, receive the keytab into memory, check its SHA-256) →
-//! [`handoff`] (give the keytab to MIT kinit through a memfd, never a file, then wipe it) →
-//! [`ccache`] (succeed only if a valid TGT for the principal is in the cache).
+//! [`handoff`] (an in-process AS exchange with libkrb5, the keytab read from a memfd, never a
+//! file, then wiped) → [`ccache`] (succeed only if the cache now holds the principal's ticket).
 
 pub mod ccache;
 pub mod error;
@@ -21,7 +21,7 @@ pub struct LoginRequest {
     pub endpoint: fetch::BrokerEndpoint,
     pub username: String,
     pub principal: Option<String>,
-    pub kerberos: handoff::KerberosTools,
+    pub kerberos: handoff::KerberosTarget,
 }
 
 /// What a successful login produced.
@@ -42,16 +42,20 @@ pub async fn login(request: &LoginRequest, password: &[u8]) -> Result<LoginOutco
     .await?;
     let principal = keytab.principal.clone();
     let kvno = keytab.kvno;
-    let tools = request.kerberos.clone();
+    let target = request.kerberos.clone();
+    let timeout = target.timeout;
     let kinit_principal = principal.clone();
-    // kinit and klist are blocking child processes: keep them off the async workers.
-    tokio::task::spawn_blocking(move || {
-        handoff::kinit_from_memory(&keytab.bytes, &kinit_principal, &tools)?;
+    // The KDC exchange blocks: keep it off the async workers, under a deadline (on expiry the
+    // helper exits; the abandoned thread goes with the process).
+    let exchange = tokio::task::spawn_blocking(move || {
+        let result = handoff::kinit_from_memory(&keytab.bytes, &kinit_principal, &target);
         drop(keytab); // zeroizes the keytab bytes
-        ccache::require_valid_tgt(&kinit_principal, &tools)
-    })
-    .await
-    .map_err(|e| HelperError::Internal(format!("kinit task failed: {e}")))??;
+        result
+    });
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| HelperError::Kinit(format!("the KDC exchange did not finish within {timeout:?}")))?
+        .map_err(|e| HelperError::Internal(format!("kinit task failed: {e}")))??;
     Ok(LoginOutcome { principal, kvno })
 }
 

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use ktbroker_kinit::fetch::BrokerEndpoint;
-use ktbroker_kinit::handoff::KerberosTools;
+use ktbroker_kinit::handoff::KerberosTarget;
 use ktbroker_kinit::{HelperError, LoginRequest};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,7 +18,7 @@ use std::time::Duration;
     version,
     after_help = "Exit codes: 0 ticket obtained; 1 internal error; 2 usage error; 3 authentication failed; \
 4 refused by policy; 5 broker unreachable or unavailable (includes TLS trust failures); \
-6 invalid answer from the broker; 7 kinit failed or no valid ticket afterwards; 8 cannot read the password."
+6 invalid answer from the broker; 7 the KDC exchange failed or no valid ticket afterwards; 8 cannot read the password."
 )]
 struct Args {
     /// Directory user name (default: $USER).
@@ -117,10 +117,9 @@ fn run(args: &Args) -> Result<ktbroker_kinit::LoginOutcome, HelperError> {
         },
         username: user.clone(),
         principal: args.principal.clone(),
-        kerberos: KerberosTools {
+        kerberos: KerberosTarget {
             ccache: args.ccache.clone(),
             timeout,
-            ..KerberosTools::default()
         },
     };
     let password = ktbroker_kinit::password::read_password(&format!("Password for {user}: "))?;

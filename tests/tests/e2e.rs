@@ -281,6 +281,40 @@ fn clients_without_tls_or_without_trust_get_no_connection() {
 }
 
 #[test]
+fn an_unreachable_kdc_fails_the_login_with_its_own_exit_code_and_leaves_no_cache() {
+    let sandbox = sandbox();
+    // The client's krb5.conf names a KDC port nothing listens on (TCP only: refused at once).
+    let dead = sandbox.root.join("client").join("dead-kdc.krb5.conf");
+    let text = std::fs::read_to_string(&sandbox.realm.krb5_conf).unwrap();
+    let dead_port = ktbroker_tests::daemon::free_port();
+    std::fs::write(
+        &dead,
+        text.replace(
+            &format!("kdc = 127.0.0.1:{}", sandbox.realm.kdc_port),
+            &format!("kdc = 127.0.0.1:{dead_port}"),
+        ),
+    )
+    .unwrap();
+    let ccache = sandbox.ccache("dead-kdc");
+    let mut command = sandbox.kinit_command("alice", &ccache);
+    command.env("KRB5_CONFIG", &dead);
+    let out = ktbroker_tests::sandbox::run_with_password(command, "alicepw");
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("getting the ticket from the KDC failed"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(sandbox.klist(&ccache).is_none(), "no ticket was stored");
+    // The broker did serve the keytab (the failure is the KDC's), and audited it.
+    assert!(
+        std::fs::read_to_string(&sandbox.broker.audit_file)
+            .unwrap()
+            .contains("\"reason\":\"granted\"")
+    );
+}
+
+#[test]
 fn keytab_bytes_reach_no_file_after_a_login() {
     // Any file holding the keytab must have been written after this point; older files (a build
     // tree under /tmp, say) need not be read. One second of slack for coarse mtimes.

@@ -4,12 +4,13 @@
 
 #![allow(non_camel_case_types)]
 
+pub use ktbroker_krb5::ffi::{
+    krb5_context, krb5_data, krb5_free_context, krb5_free_error_message, krb5_free_principal, krb5_get_error_message,
+    krb5_init_context, krb5_keyblock, krb5_parse_name, krb5_principal,
+};
 use std::os::raw::{c_char, c_int, c_long, c_uint, c_void};
 
-pub type krb5_error_code = i32;
 pub type kadm5_ret_t = c_long;
-pub type krb5_context = *mut c_void;
-pub type krb5_principal = *mut c_void;
 pub type krb5_kvno = c_uint;
 
 /// `KADM5_STRUCT_VERSION_1`.
@@ -94,21 +95,6 @@ pub struct kadm5_principal_ent_rec {
 }
 
 #[repr(C)]
-pub struct krb5_keyblock {
-    pub magic: i32,
-    pub enctype: i32,
-    pub length: c_uint,
-    pub contents: *mut u8,
-}
-
-#[repr(C)]
-pub struct krb5_data {
-    pub magic: i32,
-    pub length: c_uint,
-    pub data: *mut c_char,
-}
-
-#[repr(C)]
 pub struct krb5_keysalt {
     pub type_: i16,
     pub data: krb5_data,
@@ -122,16 +108,6 @@ pub struct kadm5_key_data {
 }
 
 unsafe extern "C" {
-    pub fn krb5_init_context(context: *mut krb5_context) -> krb5_error_code;
-    pub fn krb5_free_context(context: krb5_context);
-    pub fn krb5_parse_name(
-        context: krb5_context,
-        name: *const c_char,
-        principal: *mut krb5_principal,
-    ) -> krb5_error_code;
-    pub fn krb5_free_principal(context: krb5_context, principal: krb5_principal);
-    pub fn krb5_get_error_message(context: krb5_context, code: krb5_error_code) -> *const c_char;
-    pub fn krb5_free_error_message(context: krb5_context, message: *const c_char);
 
     pub fn kadm5_init_with_skey(
         context: krb5_context,
@@ -178,13 +154,11 @@ mod tests {
     /// Sizes and offsets of the C structs on LP64 (checked against `offsetof` in MIT's headers).
     #[test]
     fn struct_layout_matches_the_c_headers() {
-        assert_eq!(std::mem::size_of::<krb5_keyblock>(), 24);
-        assert_eq!(std::mem::size_of::<krb5_data>(), 16);
+        // krb5_keyblock and krb5_data are checked in ktbroker-krb5.
         assert_eq!(std::mem::size_of::<krb5_keysalt>(), 24);
         assert_eq!(std::mem::size_of::<kadm5_key_data>(), 56);
         assert_eq!(std::mem::offset_of!(kadm5_key_data, key), 8);
         assert_eq!(std::mem::offset_of!(kadm5_key_data, salt), 32);
-        assert_eq!(std::mem::offset_of!(krb5_keyblock, contents), 16);
         // From a C program printing sizeof/offsetof with MIT 1.20's <kadm5/admin.h>.
         assert_eq!(std::mem::size_of::<kadm5_principal_ent_rec>(), 104);
         assert_eq!(std::mem::offset_of!(kadm5_principal_ent_rec, attributes), 36);

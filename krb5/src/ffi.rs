@@ -1,0 +1,117 @@
+//! Raw declarations for the part of MIT libkrb5 ktbroker uses, matching `<krb5/krb5.h>` of MIT
+//! krb5 1.20 on LP64 Linux. Only the safe wrappers in this crate (and the broker's kadm5 module)
+//! call these; every call carries a `// SAFETY:` comment.
+
+#![allow(non_camel_case_types)]
+
+use std::os::raw::{c_char, c_uint, c_void};
+
+pub type krb5_error_code = i32;
+pub type krb5_context = *mut c_void;
+pub type krb5_principal = *mut c_void;
+pub type krb5_keytab = *mut c_void;
+pub type krb5_ccache = *mut c_void;
+pub type krb5_get_init_creds_opt = c_void;
+
+#[repr(C)]
+pub struct krb5_keyblock {
+    pub magic: i32,
+    pub enctype: i32,
+    pub length: c_uint,
+    pub contents: *mut u8,
+}
+
+#[repr(C)]
+pub struct krb5_data {
+    pub magic: i32,
+    pub length: c_uint,
+    pub data: *mut c_char,
+}
+
+#[repr(C)]
+pub struct krb5_ticket_times {
+    pub authtime: i32,
+    pub starttime: i32,
+    pub endtime: i32,
+    pub renew_till: i32,
+}
+
+#[repr(C)]
+pub struct krb5_creds {
+    pub magic: i32,
+    pub client: krb5_principal,
+    pub server: krb5_principal,
+    pub keyblock: krb5_keyblock,
+    pub times: krb5_ticket_times,
+    pub is_skey: u32,
+    pub ticket_flags: i32,
+    pub addresses: *mut c_void,
+    pub ticket: krb5_data,
+    pub second_ticket: krb5_data,
+    pub authdata: *mut c_void,
+}
+
+unsafe extern "C" {
+    pub fn krb5_init_context(context: *mut krb5_context) -> krb5_error_code;
+    pub fn krb5_free_context(context: krb5_context);
+    pub fn krb5_get_error_message(context: krb5_context, code: krb5_error_code) -> *const c_char;
+    pub fn krb5_free_error_message(context: krb5_context, message: *const c_char);
+
+    pub fn krb5_parse_name(
+        context: krb5_context,
+        name: *const c_char,
+        principal: *mut krb5_principal,
+    ) -> krb5_error_code;
+    pub fn krb5_free_principal(context: krb5_context, principal: krb5_principal);
+    pub fn krb5_principal_compare(context: krb5_context, a: krb5_principal, b: krb5_principal) -> u32;
+
+    pub fn krb5_kt_resolve(context: krb5_context, name: *const c_char, keytab: *mut krb5_keytab) -> krb5_error_code;
+    pub fn krb5_kt_close(context: krb5_context, keytab: krb5_keytab) -> krb5_error_code;
+
+    pub fn krb5_cc_resolve(context: krb5_context, name: *const c_char, ccache: *mut krb5_ccache) -> krb5_error_code;
+    pub fn krb5_cc_default(context: krb5_context, ccache: *mut krb5_ccache) -> krb5_error_code;
+    pub fn krb5_cc_close(context: krb5_context, ccache: krb5_ccache) -> krb5_error_code;
+    pub fn krb5_cc_get_principal(
+        context: krb5_context,
+        ccache: krb5_ccache,
+        principal: *mut krb5_principal,
+    ) -> krb5_error_code;
+
+    pub fn krb5_get_init_creds_opt_alloc(
+        context: krb5_context,
+        opt: *mut *mut krb5_get_init_creds_opt,
+    ) -> krb5_error_code;
+    pub fn krb5_get_init_creds_opt_free(context: krb5_context, opt: *mut krb5_get_init_creds_opt);
+    pub fn krb5_get_init_creds_opt_set_out_ccache(
+        context: krb5_context,
+        opt: *mut krb5_get_init_creds_opt,
+        ccache: krb5_ccache,
+    ) -> krb5_error_code;
+    pub fn krb5_get_init_creds_keytab(
+        context: krb5_context,
+        creds: *mut krb5_creds,
+        client: krb5_principal,
+        keytab: krb5_keytab,
+        start_time: i32,
+        in_tkt_service: *const c_char,
+        options: *mut krb5_get_init_creds_opt,
+    ) -> krb5_error_code;
+    pub fn krb5_free_cred_contents(context: krb5_context, creds: *mut krb5_creds);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sizes and offsets of the C structs on LP64 (checked against `offsetof` in MIT's headers).
+    #[test]
+    fn struct_layout_matches_the_c_headers() {
+        assert_eq!(std::mem::size_of::<krb5_keyblock>(), 24);
+        assert_eq!(std::mem::offset_of!(krb5_keyblock, contents), 16);
+        assert_eq!(std::mem::size_of::<krb5_data>(), 16);
+        assert_eq!(std::mem::size_of::<krb5_creds>(), 120);
+        assert_eq!(std::mem::offset_of!(krb5_creds, times), 48);
+        assert_eq!(std::mem::offset_of!(krb5_creds, ticket), 80);
+        assert_eq!(std::mem::offset_of!(krb5_creds, authdata), 112);
+    }
+}

@@ -1,0 +1,272 @@
+//! In-process MIT Kerberos for ktbroker: a context, and one operation built on it — get a TGT with
+//! the keys in a keytab and store it in a credential cache (what `kinit -k -t KEYTAB -c CCACHE
+//! PRINCIPAL` does, without starting a process).
+//!
+//! All `unsafe` lives here and in [`ffi`]. A [`Context`] is `Send` but not `Sync`: libkrb5
+//! contexts must not be used from two threads at once.
+
+pub mod ffi;
+
+use std::ffi::{CStr, CString};
+use std::marker::PhantomData;
+
+/// A failed libkrb5 call: its code and MIT's own message for it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{during}: {message} (code {code})")]
+pub struct Krb5Error {
+    pub code: i32,
+    pub message: String,
+    pub during: &'static str,
+}
+
+impl Krb5Error {
+    fn local(during: &'static str, message: &str) -> Self {
+        Self {
+            code: -1,
+            message: message.to_owned(),
+            during,
+        }
+    }
+}
+
+/// Validity of a ticket, in seconds since the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TicketTimes {
+    pub end: i64,
+    pub renew_till: i64,
+}
+
+pub struct Context {
+    raw: ffi::krb5_context,
+    /// Not Sync: one thread at a time.
+    _not_sync: PhantomData<std::cell::Cell<()>>,
+}
+
+// SAFETY: a krb5 context has no thread affinity; `PhantomData<Cell>` keeps it from being shared
+// between threads, so it is only ever used by one at a time.
+unsafe impl Send for Context {}
+
+impl Context {
+    /// A context configured from the environment (KRB5_CONFIG, else /etc/krb5.conf).
+    pub fn new() -> Result<Self, Krb5Error> {
+        let mut raw: ffi::krb5_context = std::ptr::null_mut();
+        // SAFETY: krb5_init_context writes a new context to the pointer, or returns an error.
+        let code = unsafe { ffi::krb5_init_context(&mut raw) };
+        if code != 0 || raw.is_null() {
+            return Err(Krb5Error {
+                code,
+                message: "cannot create a krb5 context (is the krb5 configuration readable?)".into(),
+                during: "krb5_init_context",
+            });
+        }
+        Ok(Self {
+            raw,
+            _not_sync: PhantomData,
+        })
+    }
+
+    /// Gets initial credentials (a TGT) for `principal` with its keys from `keytab_name` (e.g.
+    /// `FILE:/proc/self/fd/5`) and stores them in `ccache` (a ccache name; `None` is the default
+    /// cache: KRB5CCNAME, else krb5.conf's). The cache is (re)initialized for `principal`.
+    pub fn kinit_with_keytab(
+        &self,
+        principal: &str,
+        keytab_name: &str,
+        ccache: Option<&str>,
+    ) -> Result<TicketTimes, Krb5Error> {
+        let client = self.parse_name(principal)?;
+        let keytab = self.resolve_keytab(keytab_name)?;
+        let cache = self.resolve_ccache(ccache)?;
+        let options = self.init_creds_options()?;
+        // SAFETY: context, options and cache are live; the option only records the cache.
+        let code = unsafe { ffi::krb5_get_init_creds_opt_set_out_ccache(self.raw, options.raw, cache.raw) };
+        self.check(code, "krb5_get_init_creds_opt_set_out_ccache")?;
+        // SAFETY: an all-zero krb5_creds is the empty value libkrb5 fills in and later frees.
+        let mut creds: ffi::krb5_creds = unsafe { std::mem::zeroed() };
+        // SAFETY: every handle is live for the call; creds is ours to be filled; start time 0
+        // means now; a NULL service means the realm's TGS.
+        let code = unsafe {
+            ffi::krb5_get_init_creds_keytab(
+                self.raw,
+                &mut creds,
+                client.raw,
+                keytab.raw,
+                0,
+                std::ptr::null(),
+                options.raw,
+            )
+        };
+        self.check(code, "krb5_get_init_creds_keytab")?;
+        let times = TicketTimes {
+            end: i64::from(creds.times.endtime as u32),
+            renew_till: i64::from(creds.times.renew_till as u32),
+        };
+        // SAFETY: creds was filled by the successful call above and is freed once (this zeroes the
+        // session key it holds).
+        unsafe { ffi::krb5_free_cred_contents(self.raw, &mut creds) };
+        Ok(times)
+    }
+
+    /// Whether `ccache` (or the default cache) belongs to `principal`.
+    pub fn ccache_belongs_to(&self, ccache: Option<&str>, principal: &str) -> Result<bool, Krb5Error> {
+        let cache = self.resolve_ccache(ccache)?;
+        let expected = self.parse_name(principal)?;
+        let mut raw: ffi::krb5_principal = std::ptr::null_mut();
+        // SAFETY: context and cache are live; raw receives a principal we free below.
+        let code = unsafe { ffi::krb5_cc_get_principal(self.raw, cache.raw, &mut raw) };
+        self.check(code, "krb5_cc_get_principal")?;
+        let owner = Principal { context: self, raw };
+        // SAFETY: both principals are live and belong to this context.
+        Ok(unsafe { ffi::krb5_principal_compare(self.raw, owner.raw, expected.raw) } != 0)
+    }
+
+    fn parse_name(&self, name: &str) -> Result<Principal<'_>, Krb5Error> {
+        let name = c_string(name, "principal")?;
+        let mut raw: ffi::krb5_principal = std::ptr::null_mut();
+        // SAFETY: context is live; name is a valid C string; raw receives a new principal.
+        let code = unsafe { ffi::krb5_parse_name(self.raw, name.as_ptr(), &mut raw) };
+        self.check(code, "krb5_parse_name")?;
+        Ok(Principal { context: self, raw })
+    }
+
+    fn resolve_keytab(&self, name: &str) -> Result<Keytab<'_>, Krb5Error> {
+        let name = c_string(name, "keytab name")?;
+        let mut raw: ffi::krb5_keytab = std::ptr::null_mut();
+        // SAFETY: context is live; name is a valid C string that libkrb5 copies.
+        let code = unsafe { ffi::krb5_kt_resolve(self.raw, name.as_ptr(), &mut raw) };
+        self.check(code, "krb5_kt_resolve")?;
+        Ok(Keytab { context: self, raw })
+    }
+
+    fn resolve_ccache(&self, name: Option<&str>) -> Result<Ccache<'_>, Krb5Error> {
+        let mut raw: ffi::krb5_ccache = std::ptr::null_mut();
+        let code = match name {
+            Some(name) => {
+                let name = c_string(name, "ccache name")?;
+                // SAFETY: context is live; name is a valid C string that libkrb5 copies.
+                unsafe { ffi::krb5_cc_resolve(self.raw, name.as_ptr(), &mut raw) }
+            }
+            // SAFETY: context is live; raw receives the default cache handle.
+            None => unsafe { ffi::krb5_cc_default(self.raw, &mut raw) },
+        };
+        self.check(code, "resolving the credential cache")?;
+        Ok(Ccache { context: self, raw })
+    }
+
+    fn init_creds_options(&self) -> Result<InitCredsOptions<'_>, Krb5Error> {
+        let mut raw: *mut ffi::krb5_get_init_creds_opt = std::ptr::null_mut();
+        // SAFETY: context is live; raw receives an options object we free on drop. Allocated
+        // (not zeroed) options read krb5.conf's defaults, as kinit's do.
+        let code = unsafe { ffi::krb5_get_init_creds_opt_alloc(self.raw, &mut raw) };
+        self.check(code, "krb5_get_init_creds_opt_alloc")?;
+        Ok(InitCredsOptions { context: self, raw })
+    }
+
+    fn check(&self, code: ffi::krb5_error_code, during: &'static str) -> Result<(), Krb5Error> {
+        if code == 0 {
+            return Ok(());
+        }
+        // SAFETY: the context is live; the message is a C string we free right after copying.
+        let message = unsafe {
+            let raw = ffi::krb5_get_error_message(self.raw, code);
+            if raw.is_null() {
+                format!("error {code}")
+            } else {
+                let text = CStr::from_ptr(raw).to_string_lossy().into_owned();
+                ffi::krb5_free_error_message(self.raw, raw);
+                text
+            }
+        };
+        Err(Krb5Error { code, message, during })
+    }
+}
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        // SAFETY: the context came from krb5_init_context, every handle borrowing it is gone (they
+        // hold `&Context`), and it is freed once.
+        unsafe { ffi::krb5_free_context(self.raw) };
+    }
+}
+
+struct Principal<'a> {
+    context: &'a Context,
+    raw: ffi::krb5_principal,
+}
+
+impl Drop for Principal<'_> {
+    fn drop(&mut self) {
+        // SAFETY: raw came from this context (parse or cc_get_principal) and is freed once.
+        unsafe { ffi::krb5_free_principal(self.context.raw, self.raw) };
+    }
+}
+
+struct Keytab<'a> {
+    context: &'a Context,
+    raw: ffi::krb5_keytab,
+}
+
+impl Drop for Keytab<'_> {
+    fn drop(&mut self) {
+        // SAFETY: raw came from krb5_kt_resolve on this context and is closed once.
+        unsafe { ffi::krb5_kt_close(self.context.raw, self.raw) };
+    }
+}
+
+struct Ccache<'a> {
+    context: &'a Context,
+    raw: ffi::krb5_ccache,
+}
+
+impl Drop for Ccache<'_> {
+    fn drop(&mut self) {
+        // SAFETY: raw came from krb5_cc_resolve/default on this context and is closed once
+        // (closing keeps the cache's contents; it only releases the handle).
+        unsafe { ffi::krb5_cc_close(self.context.raw, self.raw) };
+    }
+}
+
+struct InitCredsOptions<'a> {
+    context: &'a Context,
+    raw: *mut ffi::krb5_get_init_creds_opt,
+}
+
+impl Drop for InitCredsOptions<'_> {
+    fn drop(&mut self) {
+        // SAFETY: raw came from krb5_get_init_creds_opt_alloc on this context; freed once.
+        unsafe { ffi::krb5_get_init_creds_opt_free(self.context.raw, self.raw) };
+    }
+}
+
+fn c_string(text: &str, what: &'static str) -> Result<CString, Krb5Error> {
+    CString::new(text).map_err(|_| Krb5Error::local("preparing a krb5 call", &format!("{what} contains a NUL byte")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_with_nul_bytes_are_refused_before_libkrb5() {
+        let context = Context::new().unwrap();
+        let err = context
+            .kinit_with_keytab("alice\0@R", "FILE:/nonexistent", Some("MEMORY:x"))
+            .unwrap_err();
+        assert_eq!(err.code, -1);
+        assert!(err.message.contains("NUL"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_keytab_is_an_error_with_mits_message() {
+        let context = Context::new().unwrap();
+        let err = context
+            .kinit_with_keytab("alice@EXAMPLE.COM", "FILE:/nonexistent/keytab", Some("MEMORY:test"))
+            .unwrap_err();
+        assert_ne!(err.code, 0);
+        assert!(!err.message.is_empty());
+        let err = context
+            .ccache_belongs_to(Some("MEMORY:empty"), "alice@EXAMPLE.COM")
+            .unwrap_err();
+        assert_eq!(err.during, "krb5_cc_get_principal");
+    }
+}
