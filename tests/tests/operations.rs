@@ -246,11 +246,14 @@ fn kadmin_local_and_store_sources_serve_the_kdcs_keys() {
     );
     let local = sandbox
         .extra_broker("broker-local", |c| {
-            c.replace("source = \"kadmin\"\n", "source = \"kadmin-local\"\n")
+            let c = c
+                .replace("source = \"kadmin\"\n", "source = \"kadmin-local\"\n")
                 .replace(
                     &admin_lines,
                     &format!("kdc_profile = \"{}\"\n", sandbox.realm.kdc_conf.display()),
                 )
+                .replacen("[tenants.sandbox]\n", "[tenants.sandbox]\nprovision = true\n", 1);
+            with_admin(c, &sandbox)
         })
         .unwrap();
 
@@ -289,6 +292,23 @@ fn kadmin_local_and_store_sources_serve_the_kdcs_keys() {
             assert_eq!(bob.status, None);
         }
     }
+    // kadmin.local also provisions (dave has no principal yet) and rotates.
+    let out = sandbox.login_via(&local.url, "dave", "davepw", &sandbox.ccache("dave-local"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        sandbox
+            .realm
+            .kadmin_local("getprinc dave")
+            .unwrap()
+            .contains("REQUIRES_PRE_AUTH")
+    );
+    let admin = sandbox.pki.client("ops-admin").unwrap();
+    let before = sandbox.realm.kvno("bob").unwrap();
+    assert_eq!(
+        rotate_via(&sandbox, &local.url, Some(&admin), "bob@KRBTEST.COM"),
+        Ok(before + 1)
+    );
+    assert_eq!(sandbox.realm.kvno("bob").unwrap(), before + 1);
     // A store file others can read is never served.
     std::fs::set_permissions(&alice_file, std::fs::Permissions::from_mode(0o644)).unwrap();
     let mut endpoint = sandbox.endpoint();
@@ -331,37 +351,43 @@ fn first_login_provisioning_creates_a_preauth_principal_once() {
     assert!(sandbox.realm.kadmin_local("getprinc dave").is_err());
 }
 
+/// Calls RotateKey on the broker at `url`, with `who`'s client certificate if given.
+fn rotate_via(sandbox: &Sandbox, url: &str, who: Option<&ClientCert>, principal: &str) -> Result<u32, (Code, String)> {
+    let mut endpoint = sandbox.endpoint();
+    endpoint.url = url.to_owned();
+    endpoint.client_identity = who.map(identity);
+    block_on(async {
+        let channel = ktbroker_kinit::fetch::connect(&endpoint).await.unwrap();
+        KeytabBrokerClient::new(channel)
+            .rotate_key(RotateKeyRequest {
+                tenant: None,
+                principal: principal.into(),
+            })
+            .await
+            .map(|r| r.into_inner().kvno)
+            .map_err(|s| (s.code(), s.message().to_owned()))
+    })
+}
+
+/// Config edit: ask clients for certificates from the sandbox CA and make `ops-admin` an admin.
+fn with_admin(config: String, sandbox: &Sandbox) -> String {
+    let config = config.replacen(
+        "[server]\n",
+        &format!("[server]\nclient_ca_file = \"{}\"\n", sandbox.pki.ca_cert.display()),
+        1,
+    );
+    format!("{config}\n[admin]\nidentities = [\"ops-admin\"]\n")
+}
+
 #[test]
 fn rotate_key_is_for_admin_certificates_only_and_is_audited() {
     let sandbox = sandbox();
     let admin = sandbox.pki.client("ops-admin").unwrap();
     let edge = sandbox.pki.client("edge1.example.com").unwrap();
     let broker = sandbox
-        .extra_broker("broker-rotate", |c| {
-            let c = with_writer(c, &sandbox).replacen(
-                "[server]\n",
-                &format!("[server]\nclient_ca_file = \"{}\"\n", sandbox.pki.ca_cert.display()),
-                1,
-            );
-            format!("{c}\n[admin]\nidentities = [\"ops-admin\"]\n")
-        })
+        .extra_broker("broker-rotate", |c| with_admin(with_writer(c, &sandbox), &sandbox))
         .unwrap();
-    let rotate = |who: Option<&ClientCert>, principal: &str| {
-        let mut endpoint = sandbox.endpoint();
-        endpoint.url = broker.url.clone();
-        endpoint.client_identity = who.map(identity);
-        block_on(async {
-            let channel = ktbroker_kinit::fetch::connect(&endpoint).await.unwrap();
-            KeytabBrokerClient::new(channel)
-                .rotate_key(RotateKeyRequest {
-                    tenant: None,
-                    principal: principal.into(),
-                })
-                .await
-                .map(|r| r.into_inner().kvno)
-                .map_err(|s| (s.code(), s.message().to_owned()))
-        })
-    };
+    let rotate = |who: Option<&ClientCert>, principal: &str| rotate_via(&sandbox, &broker.url, who, principal);
     let before = sandbox.realm.kvno("alice").unwrap();
     let not_admin = (Code::PermissionDenied, "KTB-108 not an admin identity".to_owned());
     assert_eq!(rotate(None, "alice@KRBTEST.COM"), Err(not_admin.clone()));
@@ -470,4 +496,82 @@ fn an_account_the_directory_locked_gets_the_ordinary_refusal() {
     // Others are unaffected.
     let alice = sandbox.login("alice", "alicepw", &sandbox.ccache("alice-open"));
     assert!(alice.status.success(), "{}", stderr(&alice));
+}
+
+#[test]
+fn a_hung_directory_meets_the_ldap_timeout_the_request_deadline_and_the_concurrency_limit() {
+    let sandbox = sandbox();
+    let ldap_timeout = sandbox
+        .extra_broker("broker-ldap-timeout", |c| {
+            c.replace("timeout_secs = 5", "timeout_secs = 1")
+        })
+        .unwrap();
+    let deadline = sandbox
+        .extra_broker("broker-deadline", |c| {
+            c.replacen(
+                "[server]\n",
+                "[server]\nrequest_timeout_secs = 1\nmax_concurrent_requests = 1\n",
+                1,
+            )
+        })
+        .unwrap();
+    let endpoint_of = |url: &str| {
+        let mut endpoint = sandbox.endpoint();
+        endpoint.url = url.to_owned();
+        endpoint
+    };
+    sandbox.directory.pause().unwrap();
+
+    let started = std::time::Instant::now();
+    assert_eq!(
+        raw_fetch(&endpoint_of(&ldap_timeout.url), "alice", b"alicepw", None),
+        refused(Code::Unavailable, "KTB-201 directory unavailable")
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(4500),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let slow = {
+        let endpoint = endpoint_of(&deadline.url);
+        std::thread::spawn(move || raw_fetch(&endpoint, "alice", b"alicepw", None))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        raw_fetch(&endpoint_of(&deadline.url), "bob", b"bobpw", None),
+        refused(Code::ResourceExhausted, "KTB-205 broker busy, retry later"),
+        "the one slot is taken"
+    );
+    assert_eq!(
+        slow.join().unwrap(),
+        refused(Code::DeadlineExceeded, "KTB-204 request deadline exceeded")
+    );
+    sandbox.directory.resume().unwrap();
+    assert_eq!(audit_reasons(&ldap_timeout.audit_file), ["directory_unavailable"]);
+    assert_eq!(audit_reasons(&deadline.audit_file), ["busy", "deadline_exceeded"]);
+    // With the directory back, the same broker serves again.
+    let fetched = block_on(fetch_keytab(&endpoint_of(&deadline.url), "alice", b"alicepw", None)).unwrap();
+    assert_eq!(fetched.principal, "alice@KRBTEST.COM");
+}
+
+#[test]
+fn oversized_passwords_and_messages_are_refused_before_any_work() {
+    let mut sandbox = sandbox();
+    let alice_binds = sandbox.directory.bind_count(&Directory::user_dn("alice"));
+    let long_password = vec![b'a'; 1025];
+    assert_eq!(
+        raw_fetch(&sandbox.endpoint(), "alice", &long_password, None),
+        refused(Code::Unauthenticated, AUTH_FAILED)
+    );
+    assert_eq!(last_audit(&sandbox.broker.audit_file)["reason"], "password_too_long");
+    let huge_name = "a".repeat(16 * 1024);
+    let answer = raw_fetch(&sandbox.endpoint(), &huge_name, b"alicepw", None);
+    assert_eq!(answer.messages, 0);
+    assert!(
+        matches!(&answer.status, Some((Code::OutOfRange | Code::ResourceExhausted, _))),
+        "{answer:?}"
+    );
+    assert_eq!(sandbox.directory.bind_count(&Directory::user_dn("alice")), alice_binds);
+    sandbox.check_alive().unwrap();
 }
