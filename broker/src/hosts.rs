@@ -106,7 +106,7 @@ impl ClientRule {
     }
 }
 
-/// The names a verified client certificate vouches for (DNS SANs, then the subject CN) and its
+/// The names a verified client certificate vouches for (its DNS SANs, or its CN if it has none) and its
 /// subject for the audit. A certificate that does not parse yields no identity.
 pub fn certificate_identity(der: &[u8]) -> ClientHost {
     use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
@@ -121,9 +121,12 @@ pub fn certificate_identity(der: &[u8]) -> ClientHost {
             }
         }
     }
-    for cn in cert.subject().iter_common_name() {
-        if let Ok(text) = cn.as_str() {
-            names.push(text.to_owned());
+    // As for server names (RFC 6125): the CN counts only when there is no DNS SAN.
+    if names.is_empty() {
+        for cn in cert.subject().iter_common_name() {
+            if let Ok(text) = cn.as_str() {
+                names.push(text.to_owned());
+            }
         }
     }
     ClientHost {
@@ -160,6 +163,24 @@ mod tests {
         for bad in ["10.1.0.1/16", "10.0.0.0/33", "host/8", "10.0.0.0/x", ""] {
             assert!(Cidr::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    fn certificate(sans: &[&str], cn: &str) -> Vec<u8> {
+        let mut params = rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn certificate_identity_is_the_dns_sans_or_else_the_cn() {
+        let host = certificate_identity(&certificate(&["edge1.example.com", "edge1"], "ignored-cn"));
+        assert_eq!(host.cert_names, ["edge1.example.com", "edge1"]);
+        assert_eq!(host.cert_subject.as_deref(), Some("CN=ignored-cn"));
+        let host = certificate_identity(&certificate(&[], "ops-admin"));
+        assert_eq!(host.cert_names, ["ops-admin"]);
+        let garbage = certificate_identity(b"not a certificate");
+        assert!(garbage.cert_names.is_empty() && garbage.cert_subject.is_none());
     }
 
     #[test]

@@ -326,9 +326,11 @@ impl KeySource for Kadm5KeySource {
     }
 
     async fn rotate(&self, principal: &str) -> Result<u32, KeySourceError> {
+        // Two calls, so a retry after a failed key read can never randomize the key twice.
+        self.blocking(principal, |session, name| session.randomize_key(name))
+            .await?;
+        // The new kvno, from the keys themselves (dropped, and so wiped, right here).
         self.blocking(principal, |session, name| {
-            session.randomize_key(name)?;
-            // The new kvno, from the keys themselves (dropped, and so wiped, right here).
             Ok(session.principal_keys(name)?.iter().map(|k| k.kvno).max().unwrap_or(0))
         })
         .await
