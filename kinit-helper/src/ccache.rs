@@ -1,8 +1,49 @@
-//! Checking the result: a login succeeded only if the cache's default principal is the one we
-//! asked for and the ticket we stored there has not already expired (a badly skewed clock).
+//! The credential cache: before a login, refuse a file-based cache that is not ours (another
+//! user's file, or a symlink planted in a shared directory); after it, a login succeeded only if
+//! the cache's default principal is the one we asked for and the ticket we stored there has not
+//! already expired (a badly skewed clock). FILE and DIR caches are created by libkrb5 with mode
+//! 0600 (0700 for a DIR collection); KEYRING and KCM caches are guarded by the kernel and the KCM
+//! daemon.
 
 use crate::HelperError;
 use crate::handoff::KerberosTarget;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// Fails if `ccache` (or the default cache) is a FILE or DIR cache whose file or directory exists
+/// and is a symlink or belongs to another user.
+pub fn refuse_foreign_cache(ccache: Option<&str>) -> Result<(), HelperError> {
+    let context = ktbroker_krb5::Context::new().map_err(|e| HelperError::Kinit(e.to_string()))?;
+    let name = context
+        .cache_full_name(ccache)
+        .map_err(|e| HelperError::Ccache(e.to_string()))?;
+    let paths: Vec<&str> = match name.split_once(':') {
+        Some(("FILE", path)) => vec![path],
+        // DIR:/dir is a collection; DIR::/dir/tktXXX names one cache file inside one.
+        Some(("DIR", residual)) => match residual.strip_prefix(':') {
+            Some(file) => vec![file, Path::new(file).parent().and_then(Path::to_str).unwrap_or("/")],
+            None => vec![residual],
+        },
+        _ => Vec::new(),
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    for path in paths {
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            continue; // does not exist yet: libkrb5 creates it, ours, 0600
+        };
+        if meta.file_type().is_symlink() {
+            return Err(HelperError::Ccache(format!("{path} is a symbolic link")));
+        }
+        if meta.uid() != euid {
+            return Err(HelperError::Ccache(format!(
+                "{path} belongs to uid {}, not to you (uid {euid})",
+                meta.uid()
+            )));
+        }
+    }
+    Ok(())
+}
 
 pub fn require_valid_tgt(
     context: &ktbroker_krb5::Context,

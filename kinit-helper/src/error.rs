@@ -15,12 +15,16 @@ pub enum HelperError {
     Protocol(String),
     #[error("getting the ticket from the KDC failed: {0}")]
     Kinit(String),
-    #[error("no valid ticket after kinit: {0}")]
+    #[error("no valid ticket: {0}")]
     NoTicket(String),
     #[error("cannot read the password: {0}")]
     Password(String),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("refusing the credential cache: {0}")]
+    Ccache(String),
 }
 
 impl HelperError {
@@ -34,6 +38,8 @@ impl HelperError {
             Self::Kinit(_) | Self::NoTicket(_) => 7,
             Self::Password(_) => 8,
             Self::Internal(_) => 1,
+            Self::Config(_) => 2,
+            Self::Ccache(_) => 9,
         }
     }
 }

@@ -82,6 +82,15 @@ pub async fn connect(endpoint: &BrokerEndpoint) -> Result<Channel, HelperError> 
         .map_err(|e| unreachable(&error_chain(&e)))
 }
 
+/// Who asks: the directory username, and optionally the principal expected and the tenant.
+#[derive(Debug, Clone, Default)]
+pub struct Who {
+    pub username: String,
+    pub principal: Option<String>,
+    /// A tenant of the broker other than its default (also expressible as "user@tenant").
+    pub tenant: Option<String>,
+}
+
 /// Sends the credentials and receives the keytab. Returns only a complete, verified keytab.
 pub async fn fetch_keytab(
     endpoint: &BrokerEndpoint,
@@ -89,15 +98,51 @@ pub async fn fetch_keytab(
     password: &[u8],
     principal: Option<&str>,
 ) -> Result<FetchedKeytab, HelperError> {
+    let who = Who {
+        username: username.to_owned(),
+        principal: principal.map(str::to_owned),
+        tenant: None,
+    };
+    fetch_keytab_as(endpoint, &who, password).await
+}
+
+/// Tries the brokers in order. Moves on only when one cannot be reached or answers
+/// "unavailable"; an authentication failure or a refusal ends the attempt at once, so a wrong
+/// password is never replayed to the other replicas.
+pub async fn fetch_from_any(
+    endpoints: &[BrokerEndpoint],
+    who: &Who,
+    password: &[u8],
+) -> Result<FetchedKeytab, HelperError> {
+    let mut last = HelperError::Config("no broker configured (--broker or `brokers` in client.toml)".into());
+    for (n, endpoint) in endpoints.iter().enumerate() {
+        match fetch_keytab_as(endpoint, who, password).await {
+            Err(e @ (HelperError::Unreachable(_) | HelperError::Unavailable(_))) => {
+                if n + 1 < endpoints.len() {
+                    tracing::warn!(broker = %endpoint.url, error = %e, "broker failed; trying the next one");
+                }
+                last = e;
+            }
+            result => return result,
+        }
+    }
+    Err(last)
+}
+
+/// [`fetch_keytab`] with a full [`Who`].
+pub async fn fetch_keytab_as(
+    endpoint: &BrokerEndpoint,
+    who: &Who,
+    password: &[u8],
+) -> Result<FetchedKeytab, HelperError> {
     let channel = connect(endpoint).await?;
     let mut client = KeytabBrokerClient::new(channel);
     // tonic owns and frees this copy after encoding it; prost offers no zeroizing bytes type.
     let request = FetchKeytabRequest {
-        username: username.to_owned(),
+        username: who.username.clone(),
         password: password.to_vec(),
-        principal: principal.map(str::to_owned),
-        // A tenant other than the broker's default is named as "user@tenant".
-        tenant: None,
+        principal: who.principal.clone(),
+        tenant: who.tenant.clone(),
     };
     let mut stream = client.fetch_keytab(request).await.map_err(status_error)?.into_inner();
 
@@ -108,7 +153,7 @@ pub async fn fetch_keytab(
     if header.total_size == 0 || header.total_size > ktbroker_proto::MAX_KEYTAB_SIZE {
         return Err(protocol(&format!("keytab size {} is out of bounds", header.total_size)));
     }
-    if principal.is_some_and(|asked| asked != header.principal) {
+    if who.principal.as_ref().is_some_and(|asked| *asked != header.principal) {
         return Err(protocol("the broker sent a different principal than requested"));
     }
     let total = header.total_size as usize;

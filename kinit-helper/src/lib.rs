@@ -1,11 +1,13 @@
 //! ktbroker-kinit: one directory password in, one Kerberos ticket out.
 //!
-//! The steps, one module each: [`password`] (read it without echo, never from argv or env) →
-//! [`fetch`] (send it over TLS to ktbrokerd, receive the keytab into memory, check its SHA-256) →
-//! [`handoff`] (an in-process AS exchange with libkrb5, the keytab read from a memfd, never a
-//! file, then wiped) → [`ccache`] (succeed only if the cache now holds the principal's ticket).
+//! The steps, one module each: [`config`] (client.toml) → [`password`] (read it without echo,
+//! never from argv or env) → [`fetch`] (send it over TLS to ktbrokerd, trying the configured
+//! brokers in order, receive the keytab into memory, check its SHA-256) → [`handoff`] (an
+//! in-process AS exchange with libkrb5, the keytab read from a memfd, never a file, then wiped) →
+//! [`ccache`] (refuse another user's cache; succeed only if the cache now holds the ticket).
 
 pub mod ccache;
+pub mod config;
 pub mod error;
 pub mod fetch;
 pub mod handoff;
@@ -18,9 +20,9 @@ use std::time::Duration;
 /// Everything one login needs, apart from the password.
 #[derive(Debug, Clone)]
 pub struct LoginRequest {
-    pub endpoint: fetch::BrokerEndpoint,
-    pub username: String,
-    pub principal: Option<String>,
+    /// Tried in order (see [`fetch::fetch_from_any`]).
+    pub endpoints: Vec<fetch::BrokerEndpoint>,
+    pub who: fetch::Who,
     pub kerberos: handoff::KerberosTarget,
 }
 
@@ -31,15 +33,11 @@ pub struct LoginOutcome {
     pub kvno: u32,
 }
 
-/// Fetches the keytab, runs kinit with it from memory, wipes it, and checks the ticket.
+/// Fetches the keytab, gets the ticket with it in memory, wipes it, and checks the ticket.
 pub async fn login(request: &LoginRequest, password: &[u8]) -> Result<LoginOutcome, HelperError> {
-    let keytab = fetch::fetch_keytab(
-        &request.endpoint,
-        &request.username,
-        password,
-        request.principal.as_deref(),
-    )
-    .await?;
+    // Before any network traffic: never overwrite a cache that belongs to someone else.
+    ccache::refuse_foreign_cache(request.kerberos.ccache.as_deref())?;
+    let keytab = fetch::fetch_from_any(&request.endpoints, &request.who, password).await?;
     let principal = keytab.principal.clone();
     let kvno = keytab.kvno;
     let target = request.kerberos.clone();
@@ -59,5 +57,5 @@ pub async fn login(request: &LoginRequest, password: &[u8]) -> Result<LoginOutco
     Ok(LoginOutcome { principal, kvno })
 }
 
-/// Default per-call timeout for the broker and for each child process.
+/// Default per-call timeout for the broker and for the KDC exchange.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);

@@ -1,69 +1,132 @@
-//! `ktbroker-kinit --broker https://broker:8443 --ca-file ca.pem [-c CCACHE] [USER]`
+//! `ktbroker-kinit [login] [USER]`, `status [--json]`, `logout`, `renew`: see `--help`.
 
-use clap::Parser;
-use ktbroker_kinit::fetch::BrokerEndpoint;
+use clap::{Args, Parser, Subcommand};
+use ktbroker_kinit::config::{ClientConfig, DEFAULT_PATH, expand_ccache};
+use ktbroker_kinit::fetch::{BrokerEndpoint, ClientIdentity, Who};
 use ktbroker_kinit::handoff::KerberosTarget;
-use ktbroker_kinit::{HelperError, LoginRequest};
-use std::path::PathBuf;
+use ktbroker_kinit::{HelperError, LoginOutcome, LoginRequest};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 /// Get a Kerberos ticket with your directory password, through ktbrokerd.
 ///
-/// The password is read from the terminal without echo, or from stdin when stdin is not a
-/// terminal; never from the command line or the environment. The keytab the broker returns is
-/// handed to kinit in memory and wiped; it never touches a disk.
+/// The password is read from the terminal without echo, from stdin when stdin is not a terminal,
+/// or from --password-fd; never from the command line or the environment. The keytab the broker
+/// returns is used in memory and wiped; it never touches a disk.
 #[derive(Debug, Parser)]
 #[command(
     version,
-    after_help = "Exit codes: 0 ticket obtained; 1 internal error; 2 usage error; 3 authentication failed; \
-4 refused by policy; 5 broker unreachable or unavailable (includes TLS trust failures); \
-6 invalid answer from the broker; 7 the KDC exchange failed or no valid ticket afterwards; 8 cannot read the password."
+    args_conflicts_with_subcommands = true,
+    after_help = "Exit codes: 0 success; 1 internal error; 2 usage or configuration error; 3 authentication \
+failed; 4 refused by policy; 5 broker unreachable or unavailable (includes TLS trust failures); 6 invalid \
+answer from the broker; 7 the KDC exchange failed, or no valid ticket (status, renew); 8 cannot read the \
+password; 9 the credential cache is not yours."
 )]
-struct Args {
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    login: LoginArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Log in (the default): password to ticket.
+    Login(Box<LoginArgs>),
+    /// Show the cache's principal and its ticket's expiry and renew-till; exit 7 without a valid ticket.
+    Status {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Destroy the credential cache.
+    Logout {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Renew the ticket in the cache (no password needed while it is renewable).
+    Renew {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+/// Options every subcommand takes.
+#[derive(Debug, Args, Clone)]
+struct CommonArgs {
+    /// Client configuration file.
+    #[arg(long, default_value = DEFAULT_PATH)]
+    config: PathBuf,
+    /// Credential cache (default: client.toml's `ccache`, else KRB5CCNAME, else krb5.conf's default).
+    #[arg(short = 'c', long)]
+    ccache: Option<String>,
+    /// Print nothing on success.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+struct LoginArgs {
+    #[command(flatten)]
+    common: CommonArgs,
     /// Directory user name (default: $USER).
     user: Option<String>,
-    /// Broker URL, https://HOST:PORT.
+    /// Broker URL, https://HOST:PORT; repeat to try several in order (default: client.toml's `brokers`).
+    #[arg(long = "broker")]
+    brokers: Vec<String>,
+    /// PEM file with the CA that signed the brokers' certificates (the only CA trusted).
     #[arg(long)]
-    broker: String,
-    /// PEM file with the CA that signed the broker's certificate (the only CA trusted).
-    #[arg(long)]
-    ca_file: PathBuf,
+    ca_file: Option<PathBuf>,
     /// Name to expect in the broker's certificate when it differs from the URL's host.
     #[arg(long)]
     tls_server_name: Option<String>,
+    /// The broker's tenant to log in to (default: client.toml's `tenant`, else the broker's default).
+    #[arg(long)]
+    tenant: Option<String>,
     /// This host's certificate (PEM), for brokers that accept only registered hosts (mTLS).
     #[arg(long, requires = "client_key")]
     client_cert: Option<PathBuf>,
     /// Private key (PEM) of --client-cert; must be readable by its owner only.
     #[arg(long, requires = "client_cert")]
     client_key: Option<PathBuf>,
-    /// Credential cache for the ticket (default: KRB5CCNAME, else krb5.conf's default).
-    #[arg(short = 'c', long)]
-    ccache: Option<String>,
     /// Principal to expect (default: the one the broker maps the user to).
     #[arg(long)]
     principal: Option<String>,
-    /// Seconds to wait for the broker and for each Kerberos tool.
-    #[arg(long, default_value_t = 15)]
-    timeout: u64,
-    /// Print nothing on success.
-    #[arg(short, long)]
-    quiet: bool,
+    /// Read the password from this file descriptor (a pipe) instead of the terminal or stdin.
+    #[arg(long)]
+    password_fd: Option<i32>,
+    /// Seconds to wait for each broker and for the KDC (default: client.toml's, else 15).
+    #[arg(long)]
+    timeout: Option<u64>,
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(&args) {
-        Ok(outcome) => {
-            if !args.quiet {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("KTBROKER_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let result = match cli.command.unwrap_or(Command::Login(Box::new(cli.login))) {
+        Command::Login(args) => login(&args).map(|outcome| {
+            if !args.common.quiet {
                 eprintln!(
                     "ktbroker-kinit: ticket for {} obtained (key version {})",
                     outcome.principal, outcome.kvno
                 );
             }
-            ExitCode::SUCCESS
-        }
+        }),
+        Command::Status { common, json } => status(&common, json),
+        Command::Logout { common } => logout(&common),
+        Command::Renew { common } => renew(&common),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ktbroker-kinit: {e}");
             ExitCode::from(e.exit_code())
@@ -71,61 +134,179 @@ fn main() -> ExitCode {
     }
 }
 
-/// The host certificate and key, when configured; the key file must be private.
-fn client_identity(args: &Args) -> Result<Option<ktbroker_kinit::fetch::ClientIdentity>, HelperError> {
+/// The ccache to use: the option, else client.toml's, else libkrb5's default (`None`).
+fn ccache(common: &CommonArgs, config: &ClientConfig) -> Option<String> {
+    common
+        .ccache
+        .clone()
+        .or_else(|| config.ccache.clone())
+        .map(|name| expand_ccache(&name))
+}
+
+fn load_config(common: &CommonArgs) -> Result<ClientConfig, HelperError> {
+    let explicit = common.config != Path::new(DEFAULT_PATH);
+    ClientConfig::load(&common.config, explicit)
+}
+
+fn login(args: &LoginArgs) -> Result<LoginOutcome, HelperError> {
+    ktbroker_keytab::harden::forbid_core_dumps()
+        .map_err(|e| HelperError::Internal(format!("disabling core dumps: {e}")))?;
+    let config = load_config(&args.common)?;
+    let user = match &args.user {
+        Some(user) => user.clone(),
+        None => std::env::var("USER").map_err(|_| HelperError::Config("no user given and $USER is not set".into()))?,
+    };
+    let broker_timeout = args
+        .timeout
+        .map(|s| Duration::from_secs(s.max(1)))
+        .or(config.broker_timeout)
+        .unwrap_or(ktbroker_kinit::DEFAULT_TIMEOUT);
+    let kdc_timeout = args
+        .timeout
+        .map(|s| Duration::from_secs(s.max(1)))
+        .or(config.kdc_timeout)
+        .unwrap_or(ktbroker_kinit::DEFAULT_TIMEOUT);
+    let ca_file = args
+        .ca_file
+        .clone()
+        .or_else(|| config.ca_file.clone())
+        .ok_or_else(|| HelperError::Config("no CA file (--ca-file or `ca_file` in client.toml)".into()))?;
+    let ca_pem = std::fs::read(&ca_file)
+        .map_err(|e| HelperError::Unreachable(format!("cannot read CA file {}: {e}", ca_file.display())))?;
+    let identity = match (&args.client_cert, &args.client_key) {
+        (Some(cert), Some(key)) => Some(client_identity(cert, key)?),
+        _ => match (&config.client_cert, &config.client_key) {
+            (Some(cert), Some(key)) => Some(client_identity(cert, key)?),
+            _ => None,
+        },
+    };
+    let urls = if args.brokers.is_empty() {
+        config.brokers.clone()
+    } else {
+        args.brokers.clone()
+    };
+    let endpoints = urls
+        .into_iter()
+        .map(|url| BrokerEndpoint {
+            url,
+            ca_pem: ca_pem.clone(),
+            tls_server_name: args.tls_server_name.clone().or_else(|| config.tls_server_name.clone()),
+            client_identity: identity.clone(),
+            timeout: broker_timeout,
+        })
+        .collect();
+    let request = LoginRequest {
+        endpoints,
+        who: Who {
+            username: user.clone(),
+            principal: args.principal.clone(),
+            tenant: args.tenant.clone().or_else(|| config.tenant.clone()),
+        },
+        kerberos: KerberosTarget {
+            ccache: ccache(&args.common, &config),
+            timeout: kdc_timeout,
+        },
+    };
+    let password = match args.password_fd {
+        Some(fd) => ktbroker_kinit::password::read_password_from_fd(fd)?,
+        None => ktbroker_kinit::password::read_password(&format!("Password for {user}: "))?,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| HelperError::Internal(format!("async runtime: {e}")))?;
+    runtime.block_on(ktbroker_kinit::login(&request, &password))
+}
+
+/// The host certificate and key; the key file must be private.
+fn client_identity(cert: &Path, key: &Path) -> Result<ClientIdentity, HelperError> {
     use std::os::unix::fs::PermissionsExt;
-    let (Some(cert), Some(key)) = (&args.client_cert, &args.client_key) else {
-        return Ok(None);
-    };
-    let unreadable = |path: &std::path::Path, e: &dyn std::fmt::Display| {
-        HelperError::Unreachable(format!("cannot read {}: {e}", path.display()))
-    };
+    let unreadable =
+        |path: &Path, e: &dyn std::fmt::Display| HelperError::Config(format!("cannot read {}: {e}", path.display()));
     let cert_pem = std::fs::read(cert).map_err(|e| unreadable(cert, &e))?;
     let mode = std::fs::metadata(key)
         .map_err(|e| unreadable(key, &e))?
         .permissions()
         .mode();
     if mode & 0o077 != 0 {
-        return Err(HelperError::Unreachable(format!(
+        return Err(HelperError::Config(format!(
             "{} is readable by group or others (chmod 600 it)",
             key.display()
         )));
     }
     let key_pem = zeroize::Zeroizing::new(std::fs::read(key).map_err(|e| unreadable(key, &e))?);
-    Ok(Some(ktbroker_kinit::fetch::ClientIdentity { cert_pem, key_pem }))
+    Ok(ClientIdentity { cert_pem, key_pem })
 }
 
-fn run(args: &Args) -> Result<ktbroker_kinit::LoginOutcome, HelperError> {
-    ktbroker_keytab::harden::forbid_core_dumps()
-        .map_err(|e| HelperError::Internal(format!("disabling core dumps: {e}")))?;
-    let user = match &args.user {
-        Some(user) => user.clone(),
-        None => {
-            std::env::var("USER").map_err(|_| HelperError::Internal("no user given and $USER is not set".into()))?
+fn krb5_context() -> Result<ktbroker_krb5::Context, HelperError> {
+    ktbroker_krb5::Context::new().map_err(|e| HelperError::Internal(e.to_string()))
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn status(common: &CommonArgs, json: bool) -> Result<(), HelperError> {
+    let config = load_config(common)?;
+    let cache = ccache(common, &config);
+    let status = krb5_context()?
+        .cache_status(cache.as_deref())
+        .map_err(|e| HelperError::NoTicket(e.to_string()))?;
+    let valid = status.tgt.is_some_and(|t| t.end > now());
+    if json {
+        let value = serde_json::json!({
+            "cache": status.cache,
+            "principal": status.principal,
+            "valid": valid,
+            "expires": status.tgt.map(|t| t.end),
+            "renew_till": status.tgt.map(|t| t.renew_till).filter(|r| *r > 0),
+        });
+        println!("{value}");
+    } else if !common.quiet {
+        println!("cache:      {}", status.cache);
+        println!("principal:  {}", status.principal);
+        match status.tgt {
+            Some(t) => {
+                println!("expires:    {} ({})", t.end, if valid { "valid" } else { "expired" });
+                if t.renew_till > 0 {
+                    println!("renew till: {}", t.renew_till);
+                }
+            }
+            None => println!("no ticket-granting ticket"),
         }
-    };
-    let ca_pem = std::fs::read(&args.ca_file)
-        .map_err(|e| HelperError::Unreachable(format!("cannot read CA file {}: {e}", args.ca_file.display())))?;
-    let timeout = Duration::from_secs(args.timeout.max(1));
-    let request = LoginRequest {
-        endpoint: BrokerEndpoint {
-            url: args.broker.clone(),
-            ca_pem,
-            tls_server_name: args.tls_server_name.clone(),
-            client_identity: client_identity(args)?,
-            timeout,
-        },
-        username: user.clone(),
-        principal: args.principal.clone(),
-        kerberos: KerberosTarget {
-            ccache: args.ccache.clone(),
-            timeout,
-        },
-    };
-    let password = ktbroker_kinit::password::read_password(&format!("Password for {user}: "))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| HelperError::Internal(format!("async runtime: {e}")))?;
-    runtime.block_on(ktbroker_kinit::login(&request, &password))
+    }
+    if valid {
+        Ok(())
+    } else {
+        Err(HelperError::NoTicket(
+            "no valid ticket-granting ticket in the cache".into(),
+        ))
+    }
+}
+
+fn logout(common: &CommonArgs) -> Result<(), HelperError> {
+    let config = load_config(common)?;
+    let cache = ccache(common, &config);
+    krb5_context()?
+        .destroy_ccache(cache.as_deref())
+        .map_err(|e| HelperError::NoTicket(e.to_string()))?;
+    if !common.quiet {
+        eprintln!("ktbroker-kinit: credential cache destroyed");
+    }
+    Ok(())
+}
+
+fn renew(common: &CommonArgs) -> Result<(), HelperError> {
+    let config = load_config(common)?;
+    let cache = ccache(common, &config);
+    let times = krb5_context()?
+        .renew(cache.as_deref())
+        .map_err(|e| HelperError::Kinit(e.to_string()))?;
+    if !common.quiet {
+        eprintln!("ktbroker-kinit: ticket renewed, now valid until {}", times.end);
+    }
+    Ok(())
 }

@@ -24,6 +24,27 @@ pub fn read_password(prompt: &str) -> Result<Zeroizing<Vec<u8>>, HelperError> {
     Ok(password)
 }
 
+/// Reads one password from file descriptor `fd` (`--password-fd N`: a pipe the caller set up),
+/// up to the first newline, then closes it.
+pub fn read_password_from_fd(fd: i32) -> Result<Zeroizing<Vec<u8>>, HelperError> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    if fd < 0 {
+        return Err(HelperError::Password(format!("{fd} is not a file descriptor")));
+    }
+    if rustix::io::fcntl_getfd(
+        // SAFETY: borrowed only for this check; fcntl on a closed number fails with EBADF.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+    )
+    .is_err()
+    {
+        return Err(HelperError::Password(format!("file descriptor {fd} is not open")));
+    }
+    // SAFETY: the caller handed us this open descriptor for the password; we take ownership and
+    // close it after reading, so nothing else in this process uses it.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    read_line_from_fd(&owned)
+}
+
 /// Reads up to the first `\n` (or EOF) straight from the fd into a buffer that is never
 /// reallocated, so no stray copy of the password is left in freed memory. `\r\n` is accepted.
 fn read_line_from_fd(fd: impl std::os::fd::AsFd) -> Result<Zeroizing<Vec<u8>>, HelperError> {

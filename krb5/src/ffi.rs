@@ -12,6 +12,7 @@ pub type krb5_principal = *mut c_void;
 pub type krb5_keytab = *mut c_void;
 pub type krb5_ccache = *mut c_void;
 pub type krb5_get_init_creds_opt = c_void;
+pub type krb5_cc_cursor = *mut c_void;
 
 #[repr(C)]
 pub struct krb5_keyblock {
@@ -75,6 +76,42 @@ unsafe extern "C" {
         context: krb5_context,
         ccache: krb5_ccache,
         principal: *mut krb5_principal,
+    ) -> krb5_error_code;
+
+    pub fn krb5_cc_destroy(context: krb5_context, ccache: krb5_ccache) -> krb5_error_code;
+    pub fn krb5_cc_initialize(context: krb5_context, ccache: krb5_ccache, principal: krb5_principal)
+    -> krb5_error_code;
+    pub fn krb5_cc_store_cred(context: krb5_context, ccache: krb5_ccache, creds: *mut krb5_creds) -> krb5_error_code;
+    pub fn krb5_cc_get_name(context: krb5_context, ccache: krb5_ccache) -> *const c_char;
+    pub fn krb5_cc_get_type(context: krb5_context, ccache: krb5_ccache) -> *const c_char;
+    pub fn krb5_cc_start_seq_get(
+        context: krb5_context,
+        ccache: krb5_ccache,
+        cursor: *mut krb5_cc_cursor,
+    ) -> krb5_error_code;
+    pub fn krb5_cc_next_cred(
+        context: krb5_context,
+        ccache: krb5_ccache,
+        cursor: *mut krb5_cc_cursor,
+        creds: *mut krb5_creds,
+    ) -> krb5_error_code;
+    pub fn krb5_cc_end_seq_get(
+        context: krb5_context,
+        ccache: krb5_ccache,
+        cursor: *mut krb5_cc_cursor,
+    ) -> krb5_error_code;
+    pub fn krb5_unparse_name(
+        context: krb5_context,
+        principal: krb5_principal,
+        name: *mut *mut c_char,
+    ) -> krb5_error_code;
+    pub fn krb5_free_unparsed_name(context: krb5_context, name: *mut c_char);
+    pub fn krb5_get_renewed_creds(
+        context: krb5_context,
+        creds: *mut krb5_creds,
+        client: krb5_principal,
+        ccache: krb5_ccache,
+        in_tkt_service: *const c_char,
     ) -> krb5_error_code;
 
     pub fn krb5_get_init_creds_opt_alloc(

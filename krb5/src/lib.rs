@@ -1,6 +1,7 @@
-//! In-process MIT Kerberos for ktbroker: a context, and one operation built on it — get a TGT with
-//! the keys in a keytab and store it in a credential cache (what `kinit -k -t KEYTAB -c CCACHE
-//! PRINCIPAL` does, without starting a process).
+//! In-process MIT Kerberos for ktbroker: a context and the few operations built on it — get a TGT
+//! with the keys in a keytab into a credential cache (what `kinit -k -t KEYTAB -c CCACHE PRINCIPAL`
+//! does, without starting a process), read what a cache holds (`klist`), renew its TGT
+//! (`kinit -R`) and destroy it (`kdestroy`).
 //!
 //! All `unsafe` lives here and in [`ffi`]. A [`Context`] is `Send` but not `Sync`: libkrb5
 //! contexts must not be used from two threads at once.
@@ -34,6 +35,16 @@ impl Krb5Error {
 pub struct TicketTimes {
     pub end: i64,
     pub renew_till: i64,
+}
+
+/// What a credential cache holds, as far as a login cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheStatus {
+    /// `TYPE:residual`, e.g. `FILE:/tmp/krb5cc_1000`.
+    pub cache: String,
+    pub principal: String,
+    /// The TGT for the principal's own realm, if the cache holds one (expired or not).
+    pub tgt: Option<TicketTimes>,
 }
 
 pub struct Context {
@@ -118,6 +129,133 @@ impl Context {
         let owner = Principal { context: self, raw };
         // SAFETY: both principals are live and belong to this context.
         Ok(unsafe { ffi::krb5_principal_compare(self.raw, owner.raw, expected.raw) } != 0)
+    }
+
+    /// The cache's principal and its TGT's times (`klist`).
+    pub fn cache_status(&self, ccache: Option<&str>) -> Result<CacheStatus, Krb5Error> {
+        let cache = self.resolve_ccache(ccache)?;
+        let owner = self.cache_principal(&cache)?;
+        let principal = self.unparse(owner.raw)?;
+        let realm = principal.rsplit_once('@').map_or("", |(_, r)| r);
+        let tgt_name = format!("krbtgt/{realm}@{realm}");
+        let mut tgt: Option<TicketTimes> = None;
+        let mut cursor: ffi::krb5_cc_cursor = std::ptr::null_mut();
+        // SAFETY: context and cache are live; cursor receives an iterator ended below.
+        let code = unsafe { ffi::krb5_cc_start_seq_get(self.raw, cache.raw, &mut cursor) };
+        self.check(code, "krb5_cc_start_seq_get")?;
+        loop {
+            // SAFETY: an all-zero krb5_creds is the empty value next_cred fills in.
+            let mut creds: ffi::krb5_creds = unsafe { std::mem::zeroed() };
+            // SAFETY: cursor came from start_seq_get on this cache; creds is ours to fill.
+            let code = unsafe { ffi::krb5_cc_next_cred(self.raw, cache.raw, &mut cursor, &mut creds) };
+            if code != 0 {
+                break; // KRB5_CC_END, or a cache that cannot be read further: what we have stands
+            }
+            let server = self.unparse(creds.server).unwrap_or_default();
+            if server == tgt_name {
+                let times = TicketTimes {
+                    end: i64::from(creds.times.endtime as u32),
+                    renew_till: i64::from(creds.times.renew_till as u32),
+                };
+                if tgt.is_none_or(|t| times.end > t.end) {
+                    tgt = Some(times);
+                }
+            }
+            // SAFETY: creds was filled by next_cred and is freed once.
+            unsafe { ffi::krb5_free_cred_contents(self.raw, &mut creds) };
+        }
+        // SAFETY: ends the iteration started above, once.
+        unsafe { ffi::krb5_cc_end_seq_get(self.raw, cache.raw, &mut cursor) };
+        Ok(CacheStatus {
+            cache: self.cache_name(&cache),
+            principal,
+            tgt,
+        })
+    }
+
+    /// The full name (`TYPE:residual`) of `ccache`, or of the default cache when `None`.
+    pub fn cache_full_name(&self, ccache: Option<&str>) -> Result<String, Krb5Error> {
+        let cache = self.resolve_ccache(ccache)?;
+        Ok(self.cache_name(&cache))
+    }
+
+    /// Renews the cache's TGT with the KDC and stores the renewed ticket in its place (`kinit -R`).
+    pub fn renew(&self, ccache: Option<&str>) -> Result<TicketTimes, Krb5Error> {
+        let cache = self.resolve_ccache(ccache)?;
+        let owner = self.cache_principal(&cache)?;
+        // SAFETY: an all-zero krb5_creds is the empty value libkrb5 fills in.
+        let mut creds: ffi::krb5_creds = unsafe { std::mem::zeroed() };
+        // SAFETY: context, cache and principal are live; NULL service means the TGT.
+        let code = unsafe { ffi::krb5_get_renewed_creds(self.raw, &mut creds, owner.raw, cache.raw, std::ptr::null()) };
+        self.check(code, "krb5_get_renewed_creds")?;
+        // SAFETY: cache and principal are live; initialize empties the cache for the principal.
+        let code = unsafe { ffi::krb5_cc_initialize(self.raw, cache.raw, owner.raw) };
+        // SAFETY: creds was filled above; store copies it into the cache.
+        let stored = if code == 0 {
+            unsafe { ffi::krb5_cc_store_cred(self.raw, cache.raw, &mut creds) }
+        } else {
+            code
+        };
+        let times = TicketTimes {
+            end: i64::from(creds.times.endtime as u32),
+            renew_till: i64::from(creds.times.renew_till as u32),
+        };
+        // SAFETY: creds was filled by get_renewed_creds and is freed once.
+        unsafe { ffi::krb5_free_cred_contents(self.raw, &mut creds) };
+        self.check(stored, "storing the renewed ticket")?;
+        Ok(times)
+    }
+
+    /// Destroys the cache and everything in it (`kdestroy`).
+    pub fn destroy_ccache(&self, ccache: Option<&str>) -> Result<(), Krb5Error> {
+        let cache = self.resolve_ccache(ccache)?;
+        let raw = cache.raw;
+        // krb5_cc_destroy releases the handle itself: it must not be closed again.
+        std::mem::forget(cache);
+        // SAFETY: raw is a live cache handle of this context, consumed exactly once here.
+        let code = unsafe { ffi::krb5_cc_destroy(self.raw, raw) };
+        self.check(code, "krb5_cc_destroy")
+    }
+
+    fn cache_principal(&self, cache: &Ccache<'_>) -> Result<Principal<'_>, Krb5Error> {
+        let mut raw: ffi::krb5_principal = std::ptr::null_mut();
+        // SAFETY: context and cache are live; raw receives a principal freed by the wrapper.
+        let code = unsafe { ffi::krb5_cc_get_principal(self.raw, cache.raw, &mut raw) };
+        self.check(code, "krb5_cc_get_principal")?;
+        Ok(Principal { context: self, raw })
+    }
+
+    fn cache_name(&self, cache: &Ccache<'_>) -> String {
+        // SAFETY: both strings belong to the live cache handle and are copied before it closes.
+        unsafe {
+            let kind = ffi::krb5_cc_get_type(self.raw, cache.raw);
+            let name = ffi::krb5_cc_get_name(self.raw, cache.raw);
+            let text = |p: *const std::os::raw::c_char| {
+                if p.is_null() {
+                    String::new()
+                } else {
+                    CStr::from_ptr(p).to_string_lossy().into_owned()
+                }
+            };
+            format!("{}:{}", text(kind), text(name))
+        }
+    }
+
+    fn unparse(&self, principal: ffi::krb5_principal) -> Result<String, Krb5Error> {
+        if principal.is_null() {
+            return Err(Krb5Error::local("krb5_unparse_name", "no principal"));
+        }
+        let mut raw: *mut std::os::raw::c_char = std::ptr::null_mut();
+        // SAFETY: principal is live; raw receives a string freed right after copying.
+        let code = unsafe { ffi::krb5_unparse_name(self.raw, principal, &mut raw) };
+        self.check(code, "krb5_unparse_name")?;
+        // SAFETY: raw is a NUL-terminated string from libkrb5, freed once.
+        let name = unsafe {
+            let text = CStr::from_ptr(raw).to_string_lossy().into_owned();
+            ffi::krb5_free_unparsed_name(self.raw, raw);
+            text
+        };
+        Ok(name)
     }
 
     fn parse_name(&self, name: &str) -> Result<Principal<'_>, Krb5Error> {

@@ -97,3 +97,15 @@ pub fn key_list(bytes: &[u8]) -> Vec<(u32, u16, Vec<u8>)> {
         .map(|e| (e.kvno, e.key.enctype, e.key.contents.to_vec()))
         .collect()
 }
+
+/// The `reason` of every line of a broker's audit file, in order (empty if there is no file yet).
+pub fn audit_reasons(audit_file: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(audit_file)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let record: serde_json::Value = serde_json::from_str(l).expect("an audit line is JSON");
+            record["reason"].as_str().expect("a reason").to_owned()
+        })
+        .collect()
+}

@@ -6,7 +6,7 @@ use ktbroker_kinit::fetch::{ClientIdentity, fetch_keytab};
 use ktbroker_proto::v1::{FetchKeytabRequest, RotateKeyRequest, keytab_broker_client::KeytabBrokerClient};
 use ktbroker_tests::Sandbox;
 use ktbroker_tests::broker::tenant_text;
-use ktbroker_tests::client::{block_on, key_list, raw_fetch, raw_request, refused, stderr};
+use ktbroker_tests::client::{audit_reasons, block_on, key_list, raw_fetch, raw_request, refused, stderr};
 use ktbroker_tests::directory::{
     Directory, DirectoryUser, GROUP_DN, PEOPLE, POSIX_GROUP_DN, PPOLICY_MAX_FAILURES, PasswordScheme, SERVICE_DN,
     USER_DN_TEMPLATE,
@@ -21,19 +21,6 @@ const AUTH_FAILED: &str = "KTB-101 authentication failed";
 
 fn sandbox() -> Sandbox {
     Sandbox::start().expect("starting the sandbox (run scripts/install-deps.sh if a daemon is missing)")
-}
-
-fn audit_reasons(audit_file: &std::path::Path) -> Vec<String> {
-    std::fs::read_to_string(audit_file)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["reason"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect()
 }
 
 fn last_audit(audit_file: &std::path::Path) -> serde_json::Value {

@@ -323,12 +323,13 @@ timeout_secs = 10
 #[test]
 fn the_readme_example_has_the_shape_the_broker_reads() {
     let readme = include_str!("../../../README.md");
-    let start = readme
-        .find("```toml\nversion = 1")
-        .expect("the README's configuration example")
-        + 8;
-    let end = start + readme[start..].find("```").unwrap();
-    let raw: RawConfig = toml::from_str(&readme[start..end]).expect("the README example parses strictly");
+    let example = readme
+        .split("```toml\n")
+        .skip(1)
+        .map(|block| &block[..block.find("```").unwrap()])
+        .find(|block| block.contains("[tenants."))
+        .expect("the README's broker configuration example");
+    let raw: RawConfig = toml::from_str(example).expect("the README example parses strictly");
     assert_eq!(raw.tenants.len(), 1);
     assert_eq!(raw.default_tenant.as_deref(), Some("corp"));
 }

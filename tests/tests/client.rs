@@ -1,0 +1,197 @@
+//! End-to-end tests of ktbroker-kinit as a person on a client host uses it: client.toml, several
+//! brokers with failover, the password on a file descriptor, credential-cache ownership, and the
+//! status / renew / logout subcommands. Real KDC, slapd and brokers, as everywhere.
+
+use ktbroker_tests::Sandbox;
+use ktbroker_tests::bins::project_binary;
+use ktbroker_tests::client::{audit_reasons, stderr};
+use ktbroker_tests::sandbox::run_with_password;
+use std::os::unix::fs::MetadataExt;
+use std::process::Command;
+
+fn sandbox() -> Sandbox {
+    Sandbox::start().expect("starting the sandbox (run scripts/install-deps.sh if a daemon is missing)")
+}
+
+/// `ktbroker-kinit ARGS` with only the sandbox realm in its environment and no client.toml of
+/// this machine's.
+fn helper(sandbox: &Sandbox, args: &[&str]) -> Command {
+    let mut command = Command::new(project_binary("ktbroker-kinit"));
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("KRB5_CONFIG", &sandbox.realm.krb5_conf);
+    command
+}
+
+fn write_client_toml(sandbox: &Sandbox, name: &str, body: &str) -> String {
+    let path = sandbox.root.join("client").join(name);
+    std::fs::write(
+        &path,
+        format!("version = 1\nca_file = \"{}\"\n{body}", sandbox.pki.ca_cert.display()),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn brokers_are_tried_in_order_and_an_auth_failure_is_never_replayed() {
+    let sandbox = sandbox();
+    let dead_port = ktbroker_tests::daemon::free_port();
+    // A broker whose directory cannot be reached answers UNAVAILABLE: also a reason to move on.
+    let no_directory = sandbox
+        .extra_broker("broker-no-directory", |c| {
+            c.replace(&sandbox.directory.url, &format!("ldaps://127.0.0.1:{dead_port}/"))
+        })
+        .unwrap();
+    let spare = sandbox.extra_broker("broker-spare", |c| c).unwrap();
+    let config = write_client_toml(
+        &sandbox,
+        "failover.toml",
+        &format!(
+            "brokers = [\"https://127.0.0.1:{dead_port}\", \"{}\", \"{}\", \"{}\"]\nbroker_timeout_secs = 5\n",
+            no_directory.url, sandbox.broker.url, spare.url
+        ),
+    );
+    let ccache = sandbox.ccache("failover");
+    let out = run_with_password(
+        helper(&sandbox, &["--config", &config, "-c", &ccache, "alice"]),
+        "alicepw",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(audit_reasons(&no_directory.audit_file), ["directory_unavailable"]);
+    assert_eq!(audit_reasons(&sandbox.broker.audit_file), ["granted"]);
+    assert!(audit_reasons(&spare.audit_file).is_empty(), "the spare was not needed");
+
+    // A wrong password stops at the first broker that answers it: no spraying across replicas.
+    let out = run_with_password(
+        helper(
+            &sandbox,
+            &["--config", &config, "-c", &sandbox.ccache("wrong"), "alice"],
+        ),
+        "Wr0ng-Passw0rd",
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(
+        audit_reasons(&sandbox.broker.audit_file),
+        ["granted", "invalid_credentials"]
+    );
+    assert!(audit_reasons(&spare.audit_file).is_empty());
+}
+
+#[test]
+fn client_toml_supplies_broker_ca_tenant_and_ccache_and_the_subcommands_use_it() {
+    let sandbox = sandbox();
+    let cache_dir = sandbox.root.join("client");
+    let config = write_client_toml(
+        &sandbox,
+        "client.toml",
+        &format!(
+            "brokers = [\"{}\"]\ntenant = \"sandbox\"\nccache = \"FILE:{}/cc_{{uid}}\"\n",
+            sandbox.broker.url,
+            cache_dir.display()
+        ),
+    );
+    let out = run_with_password(helper(&sandbox, &["--config", &config, "alice"]), "alicepw");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let uid = std::fs::metadata("/proc/self").unwrap().uid();
+    let cache_file = cache_dir.join(format!("cc_{uid}"));
+    let meta = std::fs::metadata(&cache_file).expect("the configured cache");
+    assert_eq!(meta.mode() & 0o777, 0o600, "the cache is private");
+    assert!(
+        std::fs::read_to_string(&sandbox.broker.audit_file)
+            .unwrap()
+            .contains("\"tenant\":\"sandbox\""),
+        "the tenant went to the broker"
+    );
+
+    let status = helper(&sandbox, &["status", "--config", &config, "--json"])
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", stderr(&status));
+    let value: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(value["principal"], "alice@KRBTEST.COM");
+    assert_eq!(value["valid"], true);
+    let expires = value["expires"].as_i64().unwrap();
+    let renew_till = value["renew_till"].as_i64().expect("a renewable ticket");
+    assert!(renew_till > expires, "{value}");
+
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let renew = helper(&sandbox, &["renew", "--config", &config]).output().unwrap();
+    assert!(renew.status.success(), "{}", stderr(&renew));
+    let after: serde_json::Value = serde_json::from_slice(
+        &helper(&sandbox, &["status", "--config", &config, "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        after["expires"].as_i64().unwrap() > expires,
+        "renewal moved the expiry: {after}"
+    );
+
+    let logout = helper(&sandbox, &["logout", "--config", &config]).output().unwrap();
+    assert!(logout.status.success(), "{}", stderr(&logout));
+    assert!(!cache_file.exists(), "logout removed the cache");
+    let status = helper(&sandbox, &["status", "--config", &config]).output().unwrap();
+    assert_eq!(status.status.code(), Some(7), "{}", stderr(&status));
+    let missing = helper(&sandbox, &["status", "--config", "/nonexistent/client.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2), "a named config file must exist");
+}
+
+#[test]
+fn the_password_can_come_from_a_file_descriptor() {
+    let sandbox = sandbox();
+    let ccache = sandbox.ccache("fd");
+    // The test uses a shell to set up fd 3; the helper itself never runs one.
+    let script = format!(
+        "exec 3<<<alicepw; exec {} --broker {} --ca-file {} -c {} --password-fd 3 alice </dev/null",
+        project_binary("ktbroker-kinit").display(),
+        sandbox.broker.url,
+        sandbox.pki.ca_cert.display(),
+        ccache
+    );
+    let out = Command::new("bash")
+        .args(["-c", &script])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("KRB5_CONFIG", &sandbox.realm.krb5_conf)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(sandbox.klist(&ccache).unwrap().contains("alice@KRBTEST.COM"));
+    let closed = helper(&sandbox, &["--broker", &sandbox.broker.url, "--ca-file"])
+        .arg(&sandbox.pki.ca_cert)
+        .args(["--password-fd", "7", "alice"])
+        .output()
+        .unwrap();
+    assert_eq!(closed.status.code(), Some(8), "{}", stderr(&closed));
+}
+
+#[test]
+fn a_cache_that_is_not_ours_is_never_overwritten() {
+    let sandbox = sandbox();
+    let client = sandbox.root.join("client");
+    let foreign = client.join("foreign-cache");
+    std::fs::write(&foreign, "someone else's tickets").unwrap();
+    std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).unwrap();
+    let target = client.join("target");
+    std::fs::write(&target, "precious").unwrap();
+    let link = client.join("planted-link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    for path in [&foreign, &link] {
+        let ccache = format!("FILE:{}", path.display());
+        let out = sandbox.login("alice", "alicepw", &ccache);
+        assert_eq!(out.status.code(), Some(9), "{}: {}", path.display(), stderr(&out));
+    }
+    assert_eq!(std::fs::read_to_string(&foreign).unwrap(), "someone else's tickets");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
+    assert!(
+        audit_reasons(&sandbox.broker.audit_file).is_empty(),
+        "refused before the password was sent"
+    );
+}
