@@ -4,7 +4,10 @@
 # Idempotent: does nothing when everything is present. Needs root (or sudo) only to install.
 set -euo pipefail
 
-packages=(krb5-kdc krb5-admin-server krb5-user libkrb5-dev slapd ldap-utils pamtester libpam0g-dev pkg-config)
+packages=(krb5-kdc krb5-admin-server krb5-user libkrb5-dev slapd ldap-utils pamtester libpam0g-dev pkg-config
+  # the secure-HDFS tests: Java 17, Jersey 1 for WebHDFS, and a venv to fetch the Hadoop jars
+  openjdk-17-jre-headless libjersey1-server-java libjersey1-core-java libjersey1-servlet-java libjersey1-json-java
+  python3-venv)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -52,6 +52,15 @@ enum Command {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Log in unless the cache already holds a valid ticket, then run CMD with KRB5CCNAME set.
+    /// Java/Hadoop read only FILE caches, so this uses one unless -c or client.toml says otherwise.
+    Run {
+        #[command(flatten)]
+        login: Box<LoginArgs>,
+        /// The command and its arguments (after `--`); run directly, never through a shell.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
 }
 
 /// Options every subcommand takes.
@@ -124,6 +133,7 @@ fn main() -> ExitCode {
         Command::Status { common, json } => status(&common, json),
         Command::Logout { common } => logout(&common),
         Command::Renew { common } => renew(&common),
+        Command::Run { login, command } => run(&login, &command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -309,4 +319,39 @@ fn renew(common: &CommonArgs) -> Result<(), HelperError> {
         eprintln!("ktbroker-kinit: ticket renewed, now valid until {}", times.end);
     }
     Ok(())
+}
+
+/// The cache for `run`: -c or client.toml's if given, else KRB5CCNAME if it is a FILE cache, else
+/// MIT's traditional `FILE:/tmp/krb5cc_UID` (what Java finds by default too).
+fn run_ccache(common: &CommonArgs, config: &ClientConfig) -> String {
+    if let Some(chosen) = ccache(common, config) {
+        return chosen;
+    }
+    match std::env::var("KRB5CCNAME") {
+        Ok(name) if name.starts_with("FILE:") => name,
+        _ => expand_ccache("FILE:/tmp/krb5cc_{uid}"),
+    }
+}
+
+fn run(args: &LoginArgs, command: &[String]) -> Result<(), HelperError> {
+    use std::os::unix::process::CommandExt;
+    let config = load_config(&args.common)?;
+    let cache = run_ccache(&args.common, &config);
+    let valid = krb5_context()?
+        .cache_status(Some(&cache))
+        .is_ok_and(|status| status.tgt.is_some_and(|t| t.end > now()));
+    if !valid {
+        let mut login_args = args.clone();
+        login_args.common.ccache = Some(cache.clone());
+        login_args.common.quiet = true;
+        login(&login_args)?;
+    }
+    let (program, rest) = command
+        .split_first()
+        .ok_or_else(|| HelperError::Config("run needs a command after --".into()))?;
+    let error = std::process::Command::new(program)
+        .args(rest)
+        .env("KRB5CCNAME", &cache)
+        .exec();
+    Err(HelperError::Config(format!("cannot run {program}: {error}")))
 }

@@ -9,6 +9,7 @@ pub mod broker;
 pub mod client;
 pub mod daemon;
 pub mod directory;
+pub mod hdfs;
 pub mod pki;
 pub mod realm;
 pub mod sandbox;
