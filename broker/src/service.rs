@@ -21,7 +21,8 @@ use crate::metrics;
 use crate::policy::{self, PrincipalPolicy, Username};
 use ktbroker_keytab::Keytab;
 use ktbroker_proto::v1::{
-    FetchKeytabRequest, FetchKeytabResponse, RotateKeyRequest, RotateKeyResponse, keytab_broker_server::KeytabBroker,
+    FetchKeytabRequest, FetchKeytabResponse, RotateKeyRequest, RotateKeyResponse, ServerInfoRequest,
+    ServerInfoResponse, keytab_broker_server::KeytabBroker,
 };
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -328,6 +329,17 @@ impl<D: Directory, K: KeySource> KeytabBroker for BrokerService<D, K> {
         let caller = Caller::of(&request, self.next_id());
         let span = tracing::info_span!("fetch_keytab", request_id = caller.request_id, peer = ?caller.peer);
         self.handle_fetch(caller, request.into_inner()).instrument(span).await
+    }
+
+    async fn server_info(&self, _request: Request<ServerInfoRequest>) -> Result<Response<ServerInfoResponse>, Status> {
+        let unix_time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        Ok(Response::new(ServerInfoResponse {
+            unix_time,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }))
     }
 
     async fn rotate_key(&self, request: Request<RotateKeyRequest>) -> Result<Response<RotateKeyResponse>, Status> {

@@ -21,7 +21,8 @@ use std::time::Duration;
     after_help = "Exit codes: 0 success; 1 internal error; 2 usage or configuration error; 3 authentication \
 failed; 4 refused by policy; 5 broker unreachable or unavailable (includes TLS trust failures); 6 invalid \
 answer from the broker; 7 the KDC exchange failed, or no valid ticket (status, renew); 8 cannot read the \
-password; 9 the credential cache is not yours."
+password; 9 the credential cache is not yours. Errors print as [code] message, with a hint; the codes are \
+listed in the README."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -51,6 +52,16 @@ enum Command {
     Renew {
         #[command(flatten)]
         common: CommonArgs,
+        /// Keep running: renew at about half of the remaining lifetime until the renewable lifetime
+        /// ends, backing off while the KDC is unreachable; SIGTERM ends it cleanly.
+        #[arg(long)]
+        keep_renewed: bool,
+    },
+    /// Check configuration, broker TLS trust and health, clock skew, KDC reachability and the
+    /// cache; print what is wrong and what to do. Exit code of the first failure, 0 if none.
+    Doctor {
+        #[command(flatten)]
+        login: Box<LoginArgs>,
     },
     /// Log in unless the cache already holds a valid ticket, then run CMD with KRB5CCNAME set.
     /// Java/Hadoop read only FILE caches, so this uses one unless -c or client.toml says otherwise.
@@ -132,13 +143,20 @@ fn main() -> ExitCode {
         }),
         Command::Status { common, json } => status(&common, json),
         Command::Logout { common } => logout(&common),
-        Command::Renew { common } => renew(&common),
+        Command::Renew { common, keep_renewed } => {
+            if keep_renewed {
+                keep_renewed_loop(&common)
+            } else {
+                renew(&common)
+            }
+        }
         Command::Run { login, command } => run(&login, &command),
+        Command::Doctor { login } => doctor(&login),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ktbroker-kinit: {e}");
+            eprintln!("ktbroker-kinit: [{}] {e}\n  hint: {}", e.code(), e.hint());
             ExitCode::from(e.exit_code())
         }
     }
@@ -166,45 +184,12 @@ fn login(args: &LoginArgs) -> Result<LoginOutcome, HelperError> {
         Some(user) => user.clone(),
         None => std::env::var("USER").map_err(|_| HelperError::Config("no user given and $USER is not set".into()))?,
     };
-    let broker_timeout = args
-        .timeout
-        .map(|s| Duration::from_secs(s.max(1)))
-        .or(config.broker_timeout)
-        .unwrap_or(ktbroker_kinit::DEFAULT_TIMEOUT);
     let kdc_timeout = args
         .timeout
         .map(|s| Duration::from_secs(s.max(1)))
         .or(config.kdc_timeout)
         .unwrap_or(ktbroker_kinit::DEFAULT_TIMEOUT);
-    let ca_file = args
-        .ca_file
-        .clone()
-        .or_else(|| config.ca_file.clone())
-        .ok_or_else(|| HelperError::Config("no CA file (--ca-file or `ca_file` in client.toml)".into()))?;
-    let ca_pem = std::fs::read(&ca_file)
-        .map_err(|e| HelperError::Unreachable(format!("cannot read CA file {}: {e}", ca_file.display())))?;
-    let identity = match (&args.client_cert, &args.client_key) {
-        (Some(cert), Some(key)) => Some(client_identity(cert, key)?),
-        _ => match (&config.client_cert, &config.client_key) {
-            (Some(cert), Some(key)) => Some(client_identity(cert, key)?),
-            _ => None,
-        },
-    };
-    let urls = if args.brokers.is_empty() {
-        config.brokers.clone()
-    } else {
-        args.brokers.clone()
-    };
-    let endpoints = urls
-        .into_iter()
-        .map(|url| BrokerEndpoint {
-            url,
-            ca_pem: ca_pem.clone(),
-            tls_server_name: args.tls_server_name.clone().or_else(|| config.tls_server_name.clone()),
-            client_identity: identity.clone(),
-            timeout: broker_timeout,
-        })
-        .collect();
+    let endpoints = endpoints(args, &config)?;
     let request = LoginRequest {
         endpoints,
         who: Who {
@@ -226,6 +211,49 @@ fn login(args: &LoginArgs) -> Result<LoginOutcome, HelperError> {
         .build()
         .map_err(|e| HelperError::Internal(format!("async runtime: {e}")))?;
     runtime.block_on(ktbroker_kinit::login(&request, &password))
+}
+
+/// The brokers to try, in order, with the CA, host identity and timeout from options and client.toml.
+fn endpoints(args: &LoginArgs, config: &ClientConfig) -> Result<Vec<BrokerEndpoint>, HelperError> {
+    let broker_timeout = args
+        .timeout
+        .map(|s| Duration::from_secs(s.max(1)))
+        .or(config.broker_timeout)
+        .unwrap_or(ktbroker_kinit::DEFAULT_TIMEOUT);
+    let ca_file = args
+        .ca_file
+        .clone()
+        .or_else(|| config.ca_file.clone())
+        .ok_or_else(|| HelperError::Config("no CA file (--ca-file or `ca_file` in client.toml)".into()))?;
+    let ca_pem = std::fs::read(&ca_file)
+        .map_err(|e| HelperError::Config(format!("cannot read CA file {}: {e}", ca_file.display())))?;
+    let identity = match (&args.client_cert, &args.client_key) {
+        (Some(cert), Some(key)) => Some(client_identity(cert, key)?),
+        _ => match (&config.client_cert, &config.client_key) {
+            (Some(cert), Some(key)) => Some(client_identity(cert, key)?),
+            _ => None,
+        },
+    };
+    let urls = if args.brokers.is_empty() {
+        config.brokers.clone()
+    } else {
+        args.brokers.clone()
+    };
+    if urls.is_empty() {
+        return Err(HelperError::Config(
+            "no broker (--broker or `brokers` in client.toml)".into(),
+        ));
+    }
+    Ok(urls
+        .into_iter()
+        .map(|url| BrokerEndpoint {
+            url,
+            ca_pem: ca_pem.clone(),
+            tls_server_name: args.tls_server_name.clone().or_else(|| config.tls_server_name.clone()),
+            client_identity: identity.clone(),
+            timeout: broker_timeout,
+        })
+        .collect())
 }
 
 /// The host certificate and key; the key file must be private.
@@ -354,4 +382,128 @@ fn run(args: &LoginArgs, command: &[String]) -> Result<(), HelperError> {
         .env("KRB5CCNAME", &cache)
         .exec();
     Err(HelperError::Config(format!("cannot run {program}: {error}")))
+}
+
+/// `renew --keep-renewed`: a small daemon loop around [`ktbroker_krb5::Context::renew`].
+fn keep_renewed_loop(common: &CommonArgs) -> Result<(), HelperError> {
+    let config = load_config(common)?;
+    let cache = ccache(common, &config);
+    let kdc_timeout = config.kdc_timeout.unwrap_or(ktbroker_kinit::DEFAULT_TIMEOUT);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| HelperError::Internal(format!("async runtime: {e}")))?;
+    runtime.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).map_err(|e| HelperError::Internal(e.to_string()))?;
+        let mut backoff = RENEW_BACKOFF_START;
+        let mut retry_in: Option<Duration> = None;
+        loop {
+            let status = krb5_context()?
+                .cache_status(cache.as_deref())
+                .map_err(|e| HelperError::NoTicket(e.to_string()))?;
+            let now = now();
+            let Some(tgt) = status.tgt.filter(|t| t.end > now) else {
+                return Err(HelperError::NoTicket(
+                    "no valid ticket left to renew; log in again".into(),
+                ));
+            };
+            if tgt.renew_till <= tgt.end {
+                if !common.quiet {
+                    eprintln!("ktbroker-kinit: the ticket cannot be renewed further (renew-till reached)");
+                }
+                return Ok(());
+            }
+            let half_life = Duration::from_secs(((tgt.end - now) / 2).max(1) as u64);
+            let wait = retry_in.take().map_or(half_life, |r| r.min(half_life));
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = term.recv() => return Ok(()),
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+            }
+            let name = cache.clone();
+            let renewal = tokio::task::spawn_blocking(move || {
+                krb5_context()?
+                    .renew(name.as_deref())
+                    .map_err(|e| HelperError::Kinit(e.to_string()))
+            });
+            match tokio::time::timeout(kdc_timeout, renewal).await {
+                Ok(Ok(Ok(times))) => {
+                    backoff = RENEW_BACKOFF_START;
+                    if !common.quiet {
+                        eprintln!("ktbroker-kinit: ticket renewed, now valid until {}", times.end);
+                    }
+                }
+                outcome => {
+                    let why = match outcome {
+                        Ok(Ok(Err(e))) => e.to_string(),
+                        Ok(Err(e)) => e.to_string(),
+                        _ => format!("no answer within {kdc_timeout:?}"),
+                    };
+                    eprintln!("ktbroker-kinit: renewal failed ({why}); retrying in {backoff:?}");
+                    retry_in = Some(backoff);
+                    backoff = (backoff * 2).min(RENEW_BACKOFF_MAX);
+                }
+            }
+        }
+    })
+}
+
+const RENEW_BACKOFF_START: Duration = Duration::from_secs(5);
+const RENEW_BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// Prints one line per check; returns the first failure.
+fn doctor(args: &LoginArgs) -> Result<(), HelperError> {
+    let mut first_failure: Option<HelperError> = None;
+    let mut report = |name: &str, result: Result<String, HelperError>| match result {
+        Ok(finding) => println!("ok    {name}: {finding}"),
+        Err(e) => {
+            println!("FAIL  {name}: [{}] {e}\n      hint: {}", e.code(), e.hint());
+            first_failure.get_or_insert(e);
+        }
+    };
+    let config = load_config(&args.common);
+    report(
+        "config",
+        config
+            .as_ref()
+            .map(|_| format!("{}", args.common.config.display()))
+            .map_err(|e| HelperError::Config(e.to_string())),
+    );
+    let config = config.unwrap_or_default();
+    match endpoints(args, &config) {
+        Err(e) => report("brokers", Err(e)),
+        Ok(endpoints) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| HelperError::Internal(format!("async runtime: {e}")))?;
+            for endpoint in &endpoints {
+                let checked = runtime.block_on(ktbroker_kinit::doctor::check_broker(endpoint));
+                report(&format!("broker {}", endpoint.url), checked);
+            }
+        }
+    }
+    let realm = args
+        .principal
+        .as_deref()
+        .and_then(|p| p.rsplit_once('@'))
+        .map(|(_, r)| r);
+    report("kdc", ktbroker_kinit::doctor::check_kdc(realm));
+    let cache = ccache(&args.common, &config);
+    let cache_finding = match krb5_context()?.cache_status(cache.as_deref()) {
+        Ok(status) => match status.tgt {
+            Some(t) if t.end > now() => format!(
+                "{} holds a ticket for {} until {}",
+                status.cache, status.principal, t.end
+            ),
+            _ => format!("{} holds no valid ticket (log in)", status.cache),
+        },
+        Err(_) => "no credential cache yet (log in)".into(),
+    };
+    report("ccache", Ok(cache_finding));
+    match first_failure {
+        None => Ok(()),
+        Some(e) => Err(e),
+    }
 }

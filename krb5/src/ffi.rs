@@ -14,6 +14,9 @@ pub type krb5_ccache = *mut c_void;
 pub type krb5_get_init_creds_opt = c_void;
 pub type krb5_cc_cursor = *mut c_void;
 
+/// `KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN`: the KDC answered that the client does not exist.
+pub const KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN: krb5_error_code = -1_765_328_378;
+
 #[repr(C)]
 pub struct krb5_keyblock {
     pub magic: i32,
@@ -112,6 +115,20 @@ unsafe extern "C" {
         client: krb5_principal,
         ccache: krb5_ccache,
         in_tkt_service: *const c_char,
+    ) -> krb5_error_code;
+
+    pub fn krb5_get_default_realm(context: krb5_context, realm: *mut *mut c_char) -> krb5_error_code;
+    pub fn krb5_free_default_realm(context: krb5_context, realm: *mut c_char);
+    pub fn krb5_get_init_creds_password(
+        context: krb5_context,
+        creds: *mut krb5_creds,
+        client: krb5_principal,
+        password: *const c_char,
+        prompter: *mut c_void,
+        data: *mut c_void,
+        start_time: i32,
+        in_tkt_service: *const c_char,
+        options: *mut krb5_get_init_creds_opt,
     ) -> krb5_error_code;
 
     pub fn krb5_get_init_creds_opt_alloc(

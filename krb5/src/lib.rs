@@ -173,6 +173,55 @@ impl Context {
         })
     }
 
+    /// The default realm from the krb5 configuration.
+    pub fn default_realm(&self) -> Result<String, Krb5Error> {
+        let mut raw: *mut std::os::raw::c_char = std::ptr::null_mut();
+        // SAFETY: context is live; raw receives a string freed right after copying.
+        let code = unsafe { ffi::krb5_get_default_realm(self.raw, &mut raw) };
+        self.check(code, "krb5_get_default_realm")?;
+        // SAFETY: raw is a NUL-terminated string from libkrb5, freed once.
+        let realm = unsafe {
+            let text = CStr::from_ptr(raw).to_string_lossy().into_owned();
+            ffi::krb5_free_default_realm(self.raw, raw);
+            text
+        };
+        Ok(realm)
+    }
+
+    /// Whether the KDC of `realm` answers: asks for a ticket for a principal that does not exist
+    /// (no password is sent; the KDC refuses before any key is involved). `Ok` when the KDC said
+    /// "client not found", the error otherwise (e.g. "Cannot contact any KDC").
+    pub fn probe_kdc(&self, realm: &str) -> Result<(), Krb5Error> {
+        let client = self.parse_name(&format!("ktbroker-doctor-probe-no-such-user@{realm}"))?;
+        let options = self.init_creds_options()?;
+        // SAFETY: an all-zero krb5_creds is the empty value libkrb5 fills in (on success only).
+        let mut creds: ffi::krb5_creds = unsafe { std::mem::zeroed() };
+        let password = c"-";
+        // SAFETY: every handle is live for the call; no prompter; the password is a valid C string.
+        let code = unsafe {
+            ffi::krb5_get_init_creds_password(
+                self.raw,
+                &mut creds,
+                client.raw,
+                password.as_ptr(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                0,
+                std::ptr::null(),
+                options.raw,
+            )
+        };
+        if code == 0 {
+            // SAFETY: filled by the successful call; freed once. (A principal by that name exists.)
+            unsafe { ffi::krb5_free_cred_contents(self.raw, &mut creds) };
+            return Ok(());
+        }
+        if code == ffi::KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN {
+            return Ok(());
+        }
+        self.check(code, "asking the KDC")
+    }
+
     /// The full name (`TYPE:residual`) of `ccache`, or of the default cache when `None`.
     pub fn cache_full_name(&self, ccache: Option<&str>) -> Result<String, Krb5Error> {
         let cache = self.resolve_ccache(ccache)?;

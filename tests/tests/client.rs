@@ -195,3 +195,106 @@ fn a_cache_that_is_not_ours_is_never_overwritten() {
         "refused before the password was sent"
     );
 }
+
+#[test]
+fn keep_renewed_renews_before_expiry_and_ends_cleanly_on_sigterm() {
+    let sandbox = sandbox();
+    // Six-second tickets, renewable for two minutes: half-life renewal every ~3 s.
+    let short = sandbox.root.join("client").join("short-tickets.krb5.conf");
+    let text = std::fs::read_to_string(&sandbox.realm.krb5_conf).unwrap();
+    std::fs::write(
+        &short,
+        text.replacen(
+            "[libdefaults]\n",
+            "[libdefaults]\n    ticket_lifetime = 6s\n    renew_lifetime = 120s\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let ccache = sandbox.ccache("renewed");
+    let with_short = |args: &[&str]| {
+        let mut command = helper(&sandbox, args);
+        command.env("KRB5_CONFIG", &short);
+        command
+    };
+    let mut login = with_short(&["--broker", &sandbox.broker.url, "--ca-file"]);
+    login.arg(&sandbox.pki.ca_cert).args(["-c", &ccache, "alice"]);
+    let out = run_with_password(login, "alicepw");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status = |ccache: &str| -> serde_json::Value {
+        serde_json::from_slice(&with_short(&["status", "--json", "-c", ccache]).output().unwrap().stdout).unwrap()
+    };
+    let first = status(&ccache);
+    let first_expiry = first["expires"].as_i64().unwrap();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    assert!(first_expiry - now() <= 6, "a short ticket: {first}");
+
+    let mut keeper = with_short(&["renew", "--keep-renewed", "-c", &ccache]);
+    let keeper = keeper.stderr(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(8));
+    let later = status(&ccache);
+    assert_eq!(
+        later["valid"], true,
+        "still valid after the first ticket's end: {later}"
+    );
+    assert!(later["expires"].as_i64().unwrap() > first_expiry, "{later}");
+
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(keeper.id() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let out = keeper.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("ticket renewed"), "{}", stderr(&out));
+}
+
+#[test]
+fn doctor_reports_each_check_and_names_what_is_wrong() {
+    let sandbox = sandbox();
+    let config = write_client_toml(
+        &sandbox,
+        "doctor.toml",
+        &format!("brokers = [\"{}\"]\n", sandbox.broker.url),
+    );
+    let healthy = helper(&sandbox, &["doctor", "--config", &config]).output().unwrap();
+    let report = String::from_utf8_lossy(&healthy.stdout).into_owned();
+    assert!(healthy.status.success(), "{report}{}", stderr(&healthy));
+    for line in [
+        "ok    config:",
+        &format!("ok    broker {}: TLS trusted, serving", sandbox.broker.url),
+        "ok    kdc: the KDC of KRBTEST.COM answers",
+        "ok    ccache:",
+    ] {
+        assert!(report.contains(line), "missing {line:?} in:\n{report}");
+    }
+
+    // Another CA, and a krb5.conf whose KDC port is dead: both named, with hints.
+    let rogue = ktbroker_tests::pki::TestPki::create(&sandbox.root.join("rogue-pki"), "rogue CA").unwrap();
+    let dead = sandbox.root.join("client").join("dead-kdc.conf");
+    let text = std::fs::read_to_string(&sandbox.realm.krb5_conf).unwrap();
+    std::fs::write(
+        &dead,
+        text.replace(
+            &format!("kdc = 127.0.0.1:{}", sandbox.realm.kdc_port),
+            &format!("kdc = 127.0.0.1:{}", ktbroker_tests::daemon::free_port()),
+        ),
+    )
+    .unwrap();
+    let mut sick = helper(&sandbox, &["doctor", "--config", &config, "--ca-file"]);
+    sick.arg(&rogue.ca_cert).env("KRB5_CONFIG", &dead);
+    let out = sick.output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(5), "the first failure's exit code:\n{report}");
+    assert!(
+        report.contains("FAIL  broker") && report.contains("[tls-trust]"),
+        "{report}"
+    );
+    assert!(report.contains("FAIL  kdc: [kdc-unreachable]"), "{report}");
+    assert!(report.contains("hint: the KDC does not answer"), "{report}");
+}

@@ -271,6 +271,11 @@ fn clients_without_tls_or_without_trust_get_no_connection() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("[tls-trust]") && stderr(&out).contains("hint: the broker's certificate"),
+        "{}",
+        stderr(&out)
+    );
     let http_url = format!("http://127.0.0.1:{}", sandbox.broker.port);
     let http = sandbox
         .kinit_command_via(&http_url, &sandbox.pki.ca_cert, "alice", &ccache)
@@ -301,7 +306,7 @@ fn an_unreachable_kdc_fails_the_login_with_its_own_exit_code_and_leaves_no_cache
     let out = ktbroker_tests::sandbox::run_with_password(command, "alicepw");
     assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("getting the ticket from the KDC failed"),
+        stderr(&out).contains("getting the ticket from the KDC failed") && stderr(&out).contains("[kdc-unreachable]"),
         "{}",
         stderr(&out)
     );
@@ -315,7 +320,7 @@ fn an_unreachable_kdc_fails_the_login_with_its_own_exit_code_and_leaves_no_cache
 }
 
 #[test]
-fn keytab_bytes_reach_no_file_after_a_login() {
+fn keytab_bytes_reach_no_file_and_the_password_no_log_after_100_logins() {
     // Any file holding the keytab must have been written after this point; older files (a build
     // tree under /tmp, say) need not be read. One second of slack for coarse mtimes.
     let since = SystemTime::now() - Duration::from_secs(1);
@@ -328,17 +333,24 @@ fn keytab_bytes_reach_no_file_after_a_login() {
     assert!(secrets.iter().all(|s| s.len() >= 16));
 
     let ccache = sandbox.ccache("scan");
-    let out = sandbox.login("alice", "alicepw", &ccache);
-    assert!(out.status.success(), "{}", stderr(&out));
+    for n in 0..100 {
+        let out = sandbox.login("alice", "alicepw", &ccache);
+        assert!(out.status.success(), "login {n}: {}", stderr(&out));
+    }
 
-    let roots = [
+    let mut roots = vec![
         sandbox.root.clone(),
         PathBuf::from("/tmp"),
         PathBuf::from("/var/tmp"),
+        PathBuf::from("/run"),
         std::env::temp_dir(),
     ];
+    roots.extend(std::env::var_os("HOME").map(PathBuf::from));
     let hits = files_containing(&roots, &secrets, since);
-    assert!(hits.is_empty(), "keytab bytes found on disk: {hits:?}");
+    assert!(hits.is_empty(), "keytab bytes found on disk after 100 logins: {hits:?}");
+    // No log of the run (broker, directory, KDC, all under the sandbox) holds the password.
+    let hits = files_containing(std::slice::from_ref(&sandbox.root), &[b"alicepw".to_vec()], since);
+    assert!(hits.is_empty(), "the password is in {hits:?}");
 
     // The scan can fail: a planted copy of one key is found.
     let planted = sandbox.root.join("client").join("planted");

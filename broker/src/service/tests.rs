@@ -608,3 +608,18 @@ async fn rotation_needs_an_admin_certificate() {
         (tonic::Code::PermissionDenied, MSG_NOT_ADMIN)
     );
 }
+
+#[tokio::test]
+async fn server_info_tells_the_time_and_version() {
+    let info = service()
+        .server_info(Request::new(ServerInfoRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((info.unix_time - now).abs() <= 5, "{}", info.unix_time);
+    assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
+}
