@@ -298,3 +298,76 @@ fn doctor_reports_each_check_and_names_what_is_wrong() {
     assert!(report.contains("FAIL  kdc: [kdc-unreachable]"), "{report}");
     assert!(report.contains("hint: the KDC does not answer"), "{report}");
 }
+
+#[test]
+fn dir_and_keyring_caches_work_like_file_caches() {
+    let sandbox = sandbox();
+    let collection = sandbox.root.join("client").join("dir-collection");
+    std::fs::create_dir(&collection).unwrap();
+    std::fs::set_permissions(&collection, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let keyring = format!("KEYRING:session:ktbroker-test-{}", std::process::id());
+    for ccache in [format!("DIR:{}", collection.display()), keyring] {
+        let out = sandbox.login("alice", "alicepw", &ccache);
+        assert!(out.status.success(), "{ccache}: {}", stderr(&out));
+        let status = helper(&sandbox, &["status", "--json", "-c", &ccache]).output().unwrap();
+        assert!(status.status.success(), "{ccache}: {}", stderr(&status));
+        let value: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+        assert_eq!(value["principal"], "alice@KRBTEST.COM", "{ccache}");
+        assert!(
+            sandbox.klist(&ccache).unwrap().contains("krbtgt/KRBTEST.COM"),
+            "{ccache}"
+        );
+        let logout = helper(&sandbox, &["logout", "-c", &ccache]).output().unwrap();
+        assert!(logout.status.success(), "{ccache}: {}", stderr(&logout));
+        let gone = helper(&sandbox, &["status", "-c", &ccache]).output().unwrap();
+        assert_eq!(gone.status.code(), Some(7), "{ccache}: {}", stderr(&gone));
+    }
+}
+
+/// Where Heimdal's kcm listens and MIT's KCM client looks: a fixed, system-wide path (kcm 7.8
+/// ignores --socket-path), so at most one of these tests may run on a machine at a time.
+const KCM_SOCKET: &str = "/var/run/.heim_org.h5l.kcm-socket";
+
+#[test]
+fn kcm_caches_work_through_a_real_kcm_daemon() {
+    let sandbox = sandbox();
+    let client = sandbox.root.join("client");
+    let listening = || std::os::unix::net::UnixStream::connect(KCM_SOCKET).is_ok();
+    // Our own daemon, unless one already serves this machine.
+    let _kcm = if listening() {
+        None
+    } else {
+        let _ = std::fs::remove_file(KCM_SOCKET); // a stale socket of a killed run
+        let kcm_config = client.join("kcm.conf");
+        std::fs::write(&kcm_config, "").unwrap();
+        let mut command = Command::new("/usr/sbin/kcm");
+        command.arg("-c").arg(&kcm_config);
+        let mut kcm = ktbroker_tests::daemon::Daemon::spawn("kcm", &mut command, &client.join("kcm.log")).unwrap();
+        kcm.wait_ready(std::time::Duration::from_secs(10), listening).unwrap();
+        Some(kcm)
+    };
+    let run = |args: &[&str], password: Option<&str>| {
+        let command = helper(&sandbox, args);
+        match password {
+            Some(password) => run_with_password(command, password),
+            None => {
+                let mut command = command;
+                command.output().unwrap()
+            }
+        }
+    };
+    let ca = sandbox.pki.ca_cert.display().to_string();
+    let out = run(
+        &["--broker", &sandbox.broker.url, "--ca-file", &ca, "-c", "KCM:", "alice"],
+        Some("alicepw"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status = run(&["status", "--json", "-c", "KCM:"], None);
+    assert!(status.status.success(), "{}", stderr(&status));
+    let value: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(value["principal"], "alice@KRBTEST.COM");
+    assert!(value["cache"].as_str().unwrap().starts_with("KCM:"), "{value}");
+    let logout = run(&["logout", "-c", "KCM:"], None);
+    assert!(logout.status.success(), "{}", stderr(&logout));
+    assert_eq!(run(&["status", "-c", "KCM:"], None).status.code(), Some(7));
+}
