@@ -9,7 +9,9 @@ packages=(krb5-kdc krb5-admin-server krb5-user libkrb5-dev slapd ldap-utils pamt
   openjdk-17-jre-headless libjersey1-server-java libjersey1-core-java libjersey1-servlet-java libjersey1-json-java
   python3-venv
   # a KCM credential-cache daemon for the KCM ccache tests (MIT ships none)
-  heimdal-kcm)
+  heimdal-kcm
+  # a real DNS server for the SRV discovery tests
+  dnsmasq-base)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -13,6 +13,9 @@
 //! kdc_timeout_secs = 15
 //! client_cert = "/etc/ktbroker/host.pem"   # optional mTLS host identity
 //! client_key = "/etc/ktbroker/host.key"
+//! # Without `brokers`: DNS SRV _ktbroker._tcp.<srv_domain, else the resolv.conf search domain>
+//! srv_domain = "example.com"
+//! dns_server = "10.0.0.53:53"          # optional: ask this server instead of the system's
 //! ```
 
 use crate::HelperError;
@@ -36,6 +39,8 @@ struct RawClientConfig {
     kdc_timeout_secs: Option<u64>,
     client_cert: Option<PathBuf>,
     client_key: Option<PathBuf>,
+    srv_domain: Option<String>,
+    dns_server: Option<String>,
 }
 
 /// The file's settings, every one optional (the command line may supply or override each).
@@ -50,6 +55,10 @@ pub struct ClientConfig {
     pub kdc_timeout: Option<Duration>,
     pub client_cert: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
+    /// Domain for `_ktbroker._tcp` SRV discovery when `brokers` is empty.
+    pub srv_domain: Option<String>,
+    /// A DNS server to ask for the SRV records instead of the system's resolvers.
+    pub dns_server: Option<std::net::SocketAddr>,
 }
 
 impl ClientConfig {
@@ -82,6 +91,13 @@ impl ClientConfig {
             Some(secs @ 1..=300) => Ok(Some(Duration::from_secs(secs))),
             Some(_) => Err(bad(format!("`{key}` must be between 1 and 300"))),
         };
+        let dns_server = match &raw.dns_server {
+            Some(text) => Some(
+                text.parse()
+                    .map_err(|_| bad(format!("`dns_server` {text:?} is not an IP:PORT")))?,
+            ),
+            None => None,
+        };
         let base = path.parent().unwrap_or(Path::new("/"));
         let resolve = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
         Ok(Self {
@@ -94,6 +110,8 @@ impl ClientConfig {
             kdc_timeout: seconds(raw.kdc_timeout_secs, "kdc_timeout_secs")?,
             client_cert: raw.client_cert.map(resolve),
             client_key: raw.client_key.map(resolve),
+            srv_domain: raw.srv_domain,
+            dns_server,
         })
     }
 }

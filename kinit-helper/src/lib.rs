@@ -8,6 +8,7 @@
 
 pub mod ccache;
 pub mod config;
+pub mod discovery;
 pub mod doctor;
 pub mod error;
 pub mod fetch;

@@ -94,7 +94,8 @@ struct LoginArgs {
     common: CommonArgs,
     /// Directory user name (default: $USER).
     user: Option<String>,
-    /// Broker URL, https://HOST:PORT; repeat to try several in order (default: client.toml's `brokers`).
+    /// Broker URL, https://HOST:PORT; repeat to try several in order (default: client.toml's
+    /// `brokers`, else DNS SRV records _ktbroker._tcp.DOMAIN).
     #[arg(long = "broker")]
     brokers: Vec<String>,
     /// PEM file with the CA that signed the brokers' certificates (the only CA trusted).
@@ -239,11 +240,11 @@ fn endpoints(args: &LoginArgs, config: &ClientConfig) -> Result<Vec<BrokerEndpoi
     } else {
         args.brokers.clone()
     };
-    if urls.is_empty() {
-        return Err(HelperError::Config(
-            "no broker (--broker or `brokers` in client.toml)".into(),
-        ));
-    }
+    let urls = if urls.is_empty() {
+        discover(config, broker_timeout)?
+    } else {
+        urls
+    };
     Ok(urls
         .into_iter()
         .map(|url| BrokerEndpoint {
@@ -254,6 +255,21 @@ fn endpoints(args: &LoginArgs, config: &ClientConfig) -> Result<Vec<BrokerEndpoi
             timeout: broker_timeout,
         })
         .collect())
+}
+
+/// Brokers from DNS SRV records, when none are configured.
+fn discover(config: &ClientConfig, timeout: Duration) -> Result<Vec<String>, HelperError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| HelperError::Internal(format!("async runtime: {e}")))?;
+    let urls = runtime.block_on(ktbroker_kinit::discovery::discover_brokers(
+        config.srv_domain.as_deref(),
+        config.dns_server,
+        timeout,
+    ))?;
+    tracing::info!(?urls, "brokers from DNS SRV");
+    Ok(urls)
 }
 
 /// The host certificate and key; the key file must be private.
@@ -474,6 +490,11 @@ fn doctor(args: &LoginArgs) -> Result<(), HelperError> {
     match endpoints(args, &config) {
         Err(e) => report("brokers", Err(e)),
         Ok(endpoints) => {
+            let urls: Vec<&str> = endpoints.iter().map(|e| e.url.as_str()).collect();
+            report(
+                "brokers",
+                Ok(format!("{} to try, in order: {}", urls.len(), urls.join(" "))),
+            );
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

@@ -371,3 +371,65 @@ fn kcm_caches_work_through_a_real_kcm_daemon() {
     assert!(logout.status.success(), "{}", stderr(&logout));
     assert_eq!(run(&["status", "-c", "KCM:"], None).status.code(), Some(7));
 }
+
+#[test]
+fn without_a_broker_list_srv_records_name_the_brokers_in_priority_order() {
+    let sandbox = sandbox();
+    let client = sandbox.root.join("client");
+    let dns_port = ktbroker_tests::daemon::free_port();
+    let dead_port = ktbroker_tests::daemon::free_port();
+    // A real DNS server (dnsmasq) answering only for example.test: the preferred record points at
+    // nothing, the next at the sandbox's broker.
+    let mut command = Command::new("dnsmasq");
+    command
+        .args([
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+        ])
+        .args(["--listen-address=127.0.0.1", "--user=root", "--log-queries"])
+        .arg(format!("--port={dns_port}"))
+        .arg(format!("--pid-file={}", client.join("dnsmasq.pid").display()))
+        .arg(format!(
+            "--srv-host=_ktbroker._tcp.example.test,localhost,{dead_port},10,5"
+        ))
+        .arg(format!(
+            "--srv-host=_ktbroker._tcp.example.test,localhost,{},20,5",
+            sandbox.broker.port
+        ));
+    let mut dns = ktbroker_tests::daemon::Daemon::spawn("dnsmasq", &mut command, &client.join("dnsmasq.log")).unwrap();
+    let log = client.join("dnsmasq.log");
+    dns.wait_ready(std::time::Duration::from_secs(10), || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("started"))
+    })
+    .unwrap();
+    let config = write_client_toml(
+        &sandbox,
+        "srv.toml",
+        &format!("srv_domain = \"example.test\"\ndns_server = \"127.0.0.1:{dns_port}\"\nbroker_timeout_secs = 5\n"),
+    );
+    let out = run_with_password(
+        helper(&sandbox, &["--config", &config, "-c", &sandbox.ccache("srv"), "alice"]),
+        "alicepw",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(audit_reasons(&sandbox.broker.audit_file), ["granted"]);
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("_ktbroker._tcp.example.test"),
+        "the helper asked the DNS server"
+    );
+    let doctor = helper(&sandbox, &["doctor", "--config", &config]).output().unwrap();
+    let report = String::from_utf8_lossy(&doctor.stdout).into_owned();
+    assert!(
+        report.contains(&format!(
+            "ok    brokers: 2 to try, in order: https://localhost:{dead_port} https://localhost:{}",
+            sandbox.broker.port
+        )),
+        "{report}"
+    );
+    dns.check_alive().unwrap();
+}
