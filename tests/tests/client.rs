@@ -7,6 +7,7 @@ use ktbroker_tests::bins::project_binary;
 use ktbroker_tests::client::{audit_reasons, stderr};
 use ktbroker_tests::sandbox::run_with_password;
 use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::process::Command;
 
 fn sandbox() -> Sandbox {
@@ -23,6 +24,20 @@ fn helper(sandbox: &Sandbox, args: &[&str]) -> Command {
         .env("PATH", "/usr/bin:/bin")
         .env("KRB5_CONFIG", &sandbox.realm.krb5_conf);
     command
+}
+
+/// Fails unless the command's stderr contains every needle (and shows it when not).
+fn expect_stderr(out: &std::process::Output, needles: &[&str]) {
+    let text = stderr(out);
+    for needle in needles {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+}
+
+/// SIGTERM to a child we started.
+fn sigterm(child: &std::process::Child) {
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("a child pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("signalling the child");
 }
 
 fn write_client_toml(sandbox: &Sandbox, name: &str, body: &str) -> String {
@@ -244,11 +259,7 @@ fn keep_renewed_renews_before_expiry_and_ends_cleanly_on_sigterm() {
     );
     assert!(later["expires"].as_i64().unwrap() > first_expiry, "{later}");
 
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(keeper.id() as i32).unwrap(),
-        rustix::process::Signal::TERM,
-    )
-    .unwrap();
+    sigterm(&keeper);
     let out = keeper.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stderr(&out).contains("ticket renewed"), "{}", stderr(&out));
@@ -432,4 +443,196 @@ fn without_a_broker_list_srv_records_name_the_brokers_in_priority_order() {
         "{report}"
     );
     dns.check_alive().unwrap();
+}
+
+#[test]
+fn without_c_the_cache_is_krb5ccname_else_krb5_confs_default() {
+    let sandbox = sandbox();
+    let client = sandbox.root.join("client");
+    let login = |krb5_conf: &Path, krb5ccname: Option<&str>| {
+        let mut command = helper(&sandbox, &["--broker", &sandbox.broker.url, "--ca-file"]);
+        command
+            .arg(&sandbox.pki.ca_cert)
+            .arg("alice")
+            .env("KRB5_CONFIG", krb5_conf);
+        if let Some(name) = krb5ccname {
+            command.env("KRB5CCNAME", name);
+        }
+        run_with_password(command, "alicepw")
+    };
+    let from_env = client.join("from-env");
+    let out = login(&sandbox.realm.krb5_conf, Some(&format!("FILE:{}", from_env.display())));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(from_env.exists(), "KRB5CCNAME was used");
+
+    let configured = client.join("from-krb5-conf");
+    let krb5_conf = client.join("default-ccache.krb5.conf");
+    let text = std::fs::read_to_string(&sandbox.realm.krb5_conf).unwrap();
+    std::fs::write(
+        &krb5_conf,
+        text.replacen(
+            "[libdefaults]\n",
+            &format!(
+                "[libdefaults]\n    default_ccache_name = FILE:{}\n",
+                configured.display()
+            ),
+            1,
+        ),
+    )
+    .unwrap();
+    let out = login(&krb5_conf, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(configured.exists(), "krb5.conf's default_ccache_name was used");
+}
+
+#[test]
+fn keep_renewed_backs_off_while_the_kdc_is_unreachable_and_still_stops_on_sigterm() {
+    let sandbox = sandbox();
+    let client = sandbox.root.join("client");
+    let text = std::fs::read_to_string(&sandbox.realm.krb5_conf).unwrap();
+    let short = text.replacen(
+        "[libdefaults]\n",
+        "[libdefaults]\n    ticket_lifetime = 4s\n    renew_lifetime = 120s\n",
+        1,
+    );
+    let short_conf = client.join("short.krb5.conf");
+    std::fs::write(&short_conf, &short).unwrap();
+    let dead_conf = client.join("short-dead-kdc.krb5.conf");
+    std::fs::write(
+        &dead_conf,
+        short.replace(
+            &format!("kdc = 127.0.0.1:{}", sandbox.realm.kdc_port),
+            &format!("kdc = 127.0.0.1:{}", ktbroker_tests::daemon::free_port()),
+        ),
+    )
+    .unwrap();
+    let ccache = sandbox.ccache("backoff");
+    let mut login = helper(&sandbox, &["--broker", &sandbox.broker.url, "--ca-file"]);
+    login
+        .arg(&sandbox.pki.ca_cert)
+        .args(["-c", &ccache, "alice"])
+        .env("KRB5_CONFIG", &short_conf);
+    let out = run_with_password(login, "alicepw");
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let mut keeper = helper(&sandbox, &["renew", "--keep-renewed", "-c", &ccache]);
+    let keeper = keeper
+        .env("KRB5_CONFIG", &dead_conf)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    sigterm(&keeper);
+    let out = keeper.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    expect_stderr(&out, &["renewal failed", "retrying in 5s"]);
+}
+
+#[test]
+fn the_helper_holds_no_core_dump_while_it_waits_for_the_password() {
+    let sandbox = sandbox();
+    let mut command = sandbox.kinit_command("alice", &sandbox.ccache("core"));
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Core dumps are off from the start of a login, before the password or any key is read.
+    let limits_file = format!("/proc/{}/limits", child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let limits = loop {
+        let limits = std::fs::read_to_string(&limits_file).unwrap_or_default();
+        let core = limits
+            .lines()
+            .find(|l| l.starts_with("Max core file size"))
+            .unwrap_or("")
+            .to_owned();
+        // Soft limit 0 is a common default anyway; the hard limit at 0 is the helper's doing.
+        if core.split_whitespace().nth(5) == Some("0") || std::time::Instant::now() > deadline {
+            break core;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(limits.split_whitespace().nth(4), Some("0"), "{limits}");
+    assert_eq!(limits.split_whitespace().nth(5), Some("0"), "hard limit too: {limits}");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"alicepw\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn a_principal_without_an_allowed_key_gets_its_own_code_and_hint() {
+    let sandbox = sandbox();
+    let broker = sandbox
+        .extra_broker("broker-camellia", |c| {
+            c.replacen(
+                "[tenants.sandbox]\n",
+                "[tenants.sandbox]\nenctypes = [\"camellia256-cts-cmac\"]\n",
+                1,
+            )
+        })
+        .unwrap();
+    let out = sandbox.login_via(&broker.url, "alice", "alicepw", &sandbox.ccache("camellia"));
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    expect_stderr(&out, &["[no-usable-enctype]", "hint: your principal has no AES key"]);
+}
+
+#[test]
+fn on_a_terminal_the_password_is_prompted_for_and_never_echoed() {
+    let sandbox = sandbox();
+    let ccache = sandbox.ccache("tty");
+    // script(1) gives the helper a pseudo-terminal; its transcript is what the person would see.
+    let helper_line = format!(
+        "{} --broker {} --ca-file {} -c {} alice",
+        project_binary("ktbroker-kinit").display(),
+        sandbox.broker.url,
+        sandbox.pki.ca_cert.display(),
+        ccache
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &helper_line, "/dev/null"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("KRB5_CONFIG", &sandbox.realm.krb5_conf)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Type only once the prompt is up (echo is off by then): read the transcript as it comes.
+    let transcript = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reader = {
+        let transcript = transcript.clone();
+        let mut stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 256];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                transcript.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !String::from_utf8_lossy(&transcript.lock().unwrap()).contains("Password for alice: ") {
+        assert!(std::time::Instant::now() < deadline, "no prompt");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // rpassword prints the prompt, then turns echo off: give it that moment, as a person would.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    use std::io::Write;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"alicepw\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    reader.join().unwrap();
+    let transcript = String::from_utf8_lossy(&transcript.lock().unwrap()).into_owned();
+    assert!(out.status.success(), "{transcript}{}", stderr(&out));
+    assert!(transcript.contains("Password for alice: "), "{transcript}");
+    assert!(!transcript.contains("alicepw"), "the password was echoed: {transcript}");
+    assert!(sandbox.klist(&ccache).unwrap().contains("alice@KRBTEST.COM"));
 }
