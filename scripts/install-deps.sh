@@ -11,7 +11,9 @@ packages=(krb5-kdc krb5-admin-server krb5-user libkrb5-dev slapd ldap-utils pamt
   # a KCM credential-cache daemon for the KCM ccache tests (MIT ships none)
   heimdal-kcm
   # a real DNS server for the SRV discovery tests
-  dnsmasq-base)
+  dnsmasq-base
+  # libfaketime, to run the client with a skewed clock in the diagnostics tests
+  faketime)
 
 missing=()
 for p in "${packages[@]}"; do

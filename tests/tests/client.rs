@@ -636,3 +636,26 @@ fn on_a_terminal_the_password_is_prompted_for_and_never_echoed() {
     assert!(!transcript.contains("alicepw"), "the password was echoed: {transcript}");
     assert!(sandbox.klist(&ccache).unwrap().contains("alice@KRBTEST.COM"));
 }
+
+#[test]
+fn doctor_names_a_skewed_clock() {
+    let sandbox = sandbox();
+    let config = write_client_toml(
+        &sandbox,
+        "skew.toml",
+        &format!("brokers = [\"{}\"]\n", sandbox.broker.url),
+    );
+    // The helper believes it is an hour later than it is (libfaketime), the broker does not.
+    let mut skewed = helper(&sandbox, &["doctor", "--config", &config]);
+    skewed
+        .env("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
+        .env("FAKETIME", "+1h");
+    let out = skewed.output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(7), "{report}{}", stderr(&out));
+    assert!(
+        report.contains("[clock-skew]") && report.contains("3600 s off"),
+        "{report}"
+    );
+    assert!(report.contains("hint: this host's clock is off"), "{report}");
+}
