@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-# The end-to-end tests run the project's binaries as real processes: build them first.
-cargo build --workspace --bins
+# The end-to-end tests run the project's binaries (and load pam_ktbroker.so) as real processes: build them first.
+cargo build --workspace
 cargo test --workspace "$@"

@@ -1,0 +1,143 @@
+//! The module's arguments from the PAM service file. Parsing never fails: an unknown argument is
+//! reported (and ignored), a malformed value keeps the safe default.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const DEFAULT_HELPER: &str = "/usr/bin/ktbroker-kinit";
+pub const DEFAULT_CCACHE: &str = "FILE:/tmp/krb5cc_%u_XXXXXX";
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Args {
+    /// client.toml for the helper (`config=`).
+    pub config: Option<PathBuf>,
+    /// The helper binary (`helper=`).
+    pub helper: PathBuf,
+    /// krb5.conf for the helper (`krb5_config=`); the host process's KRB5_CONFIG is never passed on.
+    pub krb5_config: Option<PathBuf>,
+    pub minimum_uid: u32,
+    pub ignore_unknown_user: bool,
+    pub ignore_root: bool,
+    pub debug: bool,
+    /// The whole helper run, broker and KDC included (`timeout=` seconds).
+    pub timeout: Duration,
+    /// Session cache template: `%u` is the uid, a trailing `XXXXXX` becomes random (`ccache=`).
+    pub ccache: String,
+    pub use_first_pass: bool,
+    pub try_first_pass: bool,
+    pub retain_after_close: bool,
+    pub no_ccache: bool,
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Self {
+            config: None,
+            helper: PathBuf::from(DEFAULT_HELPER),
+            krb5_config: None,
+            minimum_uid: 0,
+            ignore_unknown_user: false,
+            ignore_root: false,
+            debug: false,
+            timeout: DEFAULT_TIMEOUT,
+            ccache: DEFAULT_CCACHE.to_owned(),
+            use_first_pass: false,
+            try_first_pass: false,
+            retain_after_close: false,
+            no_ccache: false,
+        }
+    }
+}
+
+/// Parses the arguments; returns them with a list of complaints to log.
+pub fn parse<'a>(raw: impl IntoIterator<Item = &'a str>) -> (Args, Vec<String>) {
+    let mut args = Args::default();
+    let mut complaints = Vec::new();
+    for arg in raw {
+        let (key, value) = match arg.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (arg, None),
+        };
+        let mut bad = |why: &str| complaints.push(format!("ignoring argument {:?}: {why}", truncate(arg)));
+        match (key, value) {
+            ("config", Some(v)) if v.starts_with('/') => args.config = Some(PathBuf::from(v)),
+            ("helper", Some(v)) if v.starts_with('/') => args.helper = PathBuf::from(v),
+            ("krb5_config", Some(v)) if v.starts_with('/') => args.krb5_config = Some(PathBuf::from(v)),
+            ("config" | "helper" | "krb5_config", _) => bad("needs an absolute path"),
+            ("minimum_uid", Some(v)) => match v.parse() {
+                Ok(uid) => args.minimum_uid = uid,
+                Err(_) => bad("not a uid"),
+            },
+            ("timeout", Some(v)) => match v.parse::<u64>() {
+                Ok(secs) if (1..=MAX_TIMEOUT.as_secs()).contains(&secs) => args.timeout = Duration::from_secs(secs),
+                _ => bad("not a number of seconds between 1 and 120"),
+            },
+            ("ccache", Some(v)) if v.starts_with("FILE:/") && !v.contains("..") => args.ccache = v.to_owned(),
+            ("ccache", _) => bad("only FILE:/absolute/path templates are supported"),
+            ("ignore_unknown_user", None) => args.ignore_unknown_user = true,
+            ("ignore_root", None) => args.ignore_root = true,
+            ("debug", None) => args.debug = true,
+            ("use_first_pass", None) => args.use_first_pass = true,
+            ("try_first_pass", None) => args.try_first_pass = true,
+            ("retain_after_close", None) => args.retain_after_close = true,
+            ("no_ccache", None) => args.no_ccache = true,
+            _ => bad("unknown"),
+        }
+    }
+    (args, complaints)
+}
+
+/// Arguments end up in logs: keep a hostile one short.
+fn truncate(text: &str) -> String {
+    text.chars().take(64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_arguments_are_read() {
+        let (args, complaints) = parse([
+            "config=/etc/ktbroker/client.toml",
+            "minimum_uid=1000",
+            "timeout=5",
+            "ccache=FILE:/run/user/%u/krb5cc_XXXXXX",
+            "use_first_pass",
+            "retain_after_close",
+            "debug",
+        ]);
+        assert!(complaints.is_empty(), "{complaints:?}");
+        assert_eq!(
+            args.config.as_deref(),
+            Some(std::path::Path::new("/etc/ktbroker/client.toml"))
+        );
+        assert_eq!(args.minimum_uid, 1000);
+        assert_eq!(args.timeout, Duration::from_secs(5));
+        assert!(args.use_first_pass && args.retain_after_close && args.debug);
+    }
+
+    #[test]
+    fn garbage_keeps_safe_defaults_and_is_reported() {
+        let huge = "x".repeat(1 << 20);
+        let (args, complaints) = parse([
+            "timeout=0",
+            "timeout=-3",
+            "timeout=99999999999999999999",
+            "minimum_uid=abc",
+            "helper=relative/path",
+            "ccache=KEYRING:persistent",
+            "ccache=FILE:/tmp/../etc/x",
+            "frobnicate",
+            "debug=yes",
+            "",
+            "=",
+            huge.as_str(),
+        ]);
+        assert_eq!(args, Args::default());
+        assert_eq!(complaints.len(), 12);
+        assert!(complaints.iter().all(|c| c.len() < 200), "complaints stay short");
+    }
+}

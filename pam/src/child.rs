@@ -1,0 +1,102 @@
+//! Running `ktbroker-kinit` for the user, the way SSSD runs krb5_child: a child process that
+//! becomes the user (groups, gid, uid) before exec, inherits no descriptor of the host process
+//! but its stdin, stdout and stderr, gets the password on stdin, and is killed at the deadline.
+//! Its stdin is one end of a socket pair, so writing the password can never raise SIGPIPE in the
+//! host process.
+
+use crate::args::Args;
+use crate::ffi::{Account, become_user};
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How the helper run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HelperOutcome {
+    /// Exit status of the helper (0: a ticket is in the cache), and the last line it printed.
+    Exited {
+        code: Option<i32>,
+        last_line: String,
+    },
+    TimedOut,
+    CannotStart(String),
+}
+
+/// Runs the helper for `account` with the ticket going to `ccache`.
+pub fn run_helper(args: &Args, account: &Account, ccache: &str, password: &[u8]) -> HelperOutcome {
+    let (ours, theirs) = match std::os::unix::net::UnixStream::pair() {
+        Ok(pair) => pair,
+        Err(e) => return HelperOutcome::CannotStart(format!("socketpair: {e}")),
+    };
+    let mut command = Command::new(&args.helper);
+    if let Some(config) = &args.config {
+        command.arg("--config").arg(config);
+    }
+    command
+        .args(["--quiet", "-c", ccache, "--timeout"])
+        .arg(args.timeout.as_secs().to_string())
+        .arg(&account.name)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("LANG", "C")
+        .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(krb5_config) = &args.krb5_config {
+        command.env("KRB5_CONFIG", krb5_config);
+    }
+    let (uid, gid, groups) = (account.uid, account.gid, account.groups.clone());
+    // SAFETY: runs in the forked child before exec, using only async-signal-safe syscalls
+    // (close_range, setgroups, setgid, setuid) on data prepared before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            crate::ffi::close_inherited_descriptors()?;
+            become_user(uid, gid, &groups)
+        });
+    }
+    let spawned = command.spawn();
+    drop(command); // closes our copy of the child's end of the socket pair
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => return HelperOutcome::CannotStart(format!("{}: {e}", args.helper.display())),
+    };
+    // A helper that died early has closed its end: the send fails (EPIPE, no signal) and the exit
+    // status tells why.
+    let _ = crate::ffi::send_all(&ours, password).and_then(|()| crate::ffi::send_all(&ours, b"\n"));
+    let _ = ours.shutdown(std::net::Shutdown::Write);
+    let stderr = child.stderr.take();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut stderr) = stderr {
+            let _ = stderr.by_ref().take(16 * 1024).read_to_string(&mut text);
+        }
+        text
+    });
+    let deadline = Instant::now() + args.timeout + Duration::from_millis(500);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() >= deadline => break None,
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(_) => break None,
+        }
+    };
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return HelperOutcome::TimedOut;
+    };
+    let text = reader.join().unwrap_or_default();
+    let last_line = text
+        .lines()
+        .rfind(|l| l.starts_with("ktbroker-kinit:"))
+        .unwrap_or("")
+        .chars()
+        .take(300)
+        .collect();
+    HelperOutcome::Exited {
+        code: status.code(),
+        last_line,
+    }
+}

@@ -1,0 +1,279 @@
+//! Every call into libpam and the C library the module makes; all the crate's `unsafe` is here.
+//! Memory libpam hands out stays libpam's: strings are copied and never freed by us.
+
+#![allow(non_camel_case_types)]
+
+use std::ffi::{CStr, CString, c_char, c_int, c_void};
+use zeroize::Zeroizing;
+
+pub type pam_handle_t = c_void;
+
+pub const PAM_SUCCESS: c_int = 0;
+pub const PAM_SERVICE_ERR: c_int = 3;
+pub const PAM_AUTH_ERR: c_int = 7;
+pub const PAM_AUTHINFO_UNAVAIL: c_int = 9;
+pub const PAM_USER_UNKNOWN: c_int = 10;
+pub const PAM_SESSION_ERR: c_int = 14;
+pub const PAM_CRED_ERR: c_int = 17;
+pub const PAM_IGNORE: c_int = 25;
+const PAM_AUTHTOK: c_int = 6;
+pub const PAM_ESTABLISH_CRED: c_int = 0x0002;
+pub const PAM_REINITIALIZE_CRED: c_int = 0x0008;
+pub const PAM_REFRESH_CRED: c_int = 0x0010;
+
+pub const LOG_ERR: c_int = libc::LOG_ERR;
+pub const LOG_WARNING: c_int = libc::LOG_WARNING;
+pub const LOG_NOTICE: c_int = libc::LOG_NOTICE;
+pub const LOG_DEBUG: c_int = libc::LOG_DEBUG;
+
+unsafe extern "C" {
+    fn pam_get_user(pamh: *mut pam_handle_t, user: *mut *const c_char, prompt: *const c_char) -> c_int;
+    fn pam_get_authtok(
+        pamh: *mut pam_handle_t,
+        item: c_int,
+        authtok: *mut *const c_char,
+        prompt: *const c_char,
+    ) -> c_int;
+    fn pam_set_data(
+        pamh: *mut pam_handle_t,
+        name: *const c_char,
+        data: *mut c_void,
+        cleanup: Option<unsafe extern "C" fn(*mut pam_handle_t, *mut c_void, c_int)>,
+    ) -> c_int;
+    fn pam_get_data(pamh: *const pam_handle_t, name: *const c_char, data: *mut *const c_void) -> c_int;
+    fn pam_putenv(pamh: *mut pam_handle_t, name_value: *const c_char) -> c_int;
+    fn pam_syslog(pamh: *const pam_handle_t, priority: c_int, fmt: *const c_char, ...);
+}
+
+/// The PAM handle of one call, borrowed for the call's duration.
+pub struct Pam {
+    handle: *mut pam_handle_t,
+}
+
+impl Pam {
+    /// # Safety
+    /// `handle` must be the live handle libpam passed to the current hook.
+    pub unsafe fn from_hook(handle: *mut pam_handle_t) -> Self {
+        Self { handle }
+    }
+
+    /// The user being authenticated (asking the application if it has not said yet).
+    pub fn user(&self) -> Result<String, c_int> {
+        let mut user: *const c_char = std::ptr::null();
+        // SAFETY: the handle is live; libpam writes a pointer to a string it owns.
+        let code = unsafe { pam_get_user(self.handle, &mut user, std::ptr::null()) };
+        if code != PAM_SUCCESS || user.is_null() {
+            return Err(if code == PAM_SUCCESS { PAM_USER_UNKNOWN } else { code });
+        }
+        // SAFETY: a NUL-terminated string owned by libpam, valid until the next item change; copied.
+        let user = unsafe { CStr::from_ptr(user) };
+        user.to_str().map(str::to_owned).map_err(|_| PAM_USER_UNKNOWN)
+    }
+
+    /// The password, by libpam's own rules: with `use_first_pass`/`try_first_pass` among the
+    /// module's arguments it takes a password an earlier module got, otherwise it prompts (and
+    /// stores the answer for later modules). The copy is wiped on drop.
+    pub fn password(&self) -> Result<Zeroizing<Vec<u8>>, c_int> {
+        let mut token: *const c_char = std::ptr::null();
+        // SAFETY: the handle is live; libpam writes a pointer to a string it owns (the stored item).
+        let code = unsafe { pam_get_authtok(self.handle, PAM_AUTHTOK, &mut token, std::ptr::null()) };
+        if code != PAM_SUCCESS || token.is_null() {
+            return Err(if code == PAM_SUCCESS { PAM_AUTH_ERR } else { code });
+        }
+        // SAFETY: a NUL-terminated string owned by libpam; we copy it into our own wiped buffer.
+        let bytes = unsafe { CStr::from_ptr(token) }.to_bytes();
+        Ok(Zeroizing::new(bytes.to_vec()))
+    }
+
+    /// Keeps `value` with the transaction under `name` until pam_end (then dropped).
+    pub fn set_data<T: 'static>(&self, name: &CStr, value: T) -> Result<(), c_int> {
+        unsafe extern "C" fn cleanup<T>(_pamh: *mut pam_handle_t, data: *mut c_void, _status: c_int) {
+            let dropped = std::panic::catch_unwind(|| {
+                // SAFETY: data is the Box<T> leaked by set_data below, handed back once by libpam.
+                drop(unsafe { Box::from_raw(data.cast::<T>()) });
+            });
+            let _ = dropped; // a panicking destructor must not unwind into libpam
+        }
+        let data = Box::into_raw(Box::new(value));
+        // SAFETY: the handle is live; name is a valid C string libpam copies; data stays valid
+        // until libpam calls cleanup::<T> with it (on replacement or pam_end).
+        let code = unsafe { pam_set_data(self.handle, name.as_ptr(), data.cast(), Some(cleanup::<T>)) };
+        if code != PAM_SUCCESS {
+            // SAFETY: libpam did not take the data; we still own the box.
+            drop(unsafe { Box::from_raw(data) });
+            return Err(code);
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the value stored under `name` by [`Self::set_data`] with the same `T`.
+    pub fn with_data<T: 'static, R>(&self, name: &CStr, f: impl FnOnce(&T) -> R) -> Option<R> {
+        let mut data: *const c_void = std::ptr::null();
+        // SAFETY: the handle is live; libpam writes the pointer stored under name, if any.
+        let code = unsafe { pam_get_data(self.handle, name.as_ptr(), &mut data) };
+        if code != PAM_SUCCESS || data.is_null() {
+            return None;
+        }
+        // SAFETY: only set_data::<T> stores under our names, so data points at a live T that
+        // libpam keeps until it calls the cleanup (not during this call).
+        Some(f(unsafe { &*data.cast::<T>() }))
+    }
+
+    /// `NAME=value` into the PAM environment (the session's environment).
+    pub fn putenv(&self, name_value: &str) -> Result<(), c_int> {
+        let text = CString::new(name_value).map_err(|_| PAM_SESSION_ERR)?;
+        // SAFETY: the handle is live; libpam copies the string.
+        let code = unsafe { pam_putenv(self.handle, text.as_ptr()) };
+        if code == PAM_SUCCESS { Ok(()) } else { Err(code) }
+    }
+
+    /// One line to syslog/journald through libpam (tagged with the service); never a secret.
+    pub fn log(&self, priority: c_int, message: &str) {
+        let text = CString::new(message.replace('\0', "?")).unwrap_or_default();
+        // SAFETY: the handle is live; "%s" with one valid C string argument.
+        unsafe { pam_syslog(self.handle, priority, c"%s".as_ptr(), text.as_ptr()) };
+    }
+}
+
+/// The module's arguments as strings (lossy UTF-8; null entries skipped).
+///
+/// # Safety
+/// `argv` must point at `argc` C strings (or be null when `argc` is 0), as libpam passes them.
+pub unsafe fn argv_strings(argc: c_int, argv: *const *const c_char) -> Vec<String> {
+    if argv.is_null() || argc <= 0 {
+        return Vec::new();
+    }
+    // SAFETY: the caller guarantees argc valid entries at argv.
+    let entries = unsafe { std::slice::from_raw_parts(argv, argc as usize) };
+    entries
+        .iter()
+        .filter(|entry| !entry.is_null())
+        // SAFETY: each non-null entry is a NUL-terminated string owned by libpam for this call.
+        .map(|entry| unsafe { CStr::from_ptr(*entry) }.to_string_lossy().into_owned())
+        .collect()
+}
+
+/// A local account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+/// Looks up `name` in the system's user database (getpwnam_r, getgrouplist).
+pub fn account(name: &str) -> Option<Account> {
+    let c_name = CString::new(name).ok()?;
+    let mut entry: libc::passwd = unsafe_zeroed_passwd();
+    let mut buffer = vec![0 as c_char; 16 * 1024];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; buffer is large enough for one entry (a
+    // too-small buffer returns ERANGE, which we treat as not found).
+    let code = unsafe {
+        libc::getpwnam_r(
+            c_name.as_ptr(),
+            &mut entry,
+            buffer.as_mut_ptr(),
+            buffer.len(),
+            &mut found,
+        )
+    };
+    if code != 0 || found.is_null() {
+        return None;
+    }
+    let (uid, gid) = (entry.pw_uid, entry.pw_gid);
+    let mut groups = vec![0 as libc::gid_t; 256];
+    let mut count = groups.len() as c_int;
+    // SAFETY: groups has room for count entries; getgrouplist writes at most that many and
+    // updates count.
+    let code = unsafe { libc::getgrouplist(c_name.as_ptr(), gid, groups.as_mut_ptr(), &mut count) };
+    groups.truncate(if code < 0 { 0 } else { count.max(0) as usize });
+    if groups.is_empty() {
+        groups.push(gid);
+    }
+    Some(Account {
+        name: name.to_owned(),
+        uid,
+        gid,
+        groups,
+    })
+}
+
+fn unsafe_zeroed_passwd() -> libc::passwd {
+    // SAFETY: passwd is a plain C struct of integers and pointers; all-zero is a valid value that
+    // getpwnam_r overwrites.
+    unsafe { std::mem::zeroed() }
+}
+
+/// In a forked child before exec: take on the account's groups, gid and uid, in that order (the
+/// only order that works when starting as root). Only async-signal-safe calls.
+pub fn become_user(uid: u32, gid: u32, groups: &[u32]) -> std::io::Result<()> {
+    // SAFETY: setgroups/setgid/setuid are async-signal-safe syscalls; groups outlives the call.
+    unsafe {
+        if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if libc::setgid(gid) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if libc::setuid(uid) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// In a forked child before exec: closes every descriptor above stderr, so nothing the host
+/// process (sshd, login) holds open reaches a process that runs as the user.
+pub fn close_inherited_descriptors() -> std::io::Result<()> {
+    // SAFETY: close_range is an async-signal-safe syscall; it only closes descriptors.
+    if unsafe { libc::close_range(3, libc::c_uint::MAX, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Writes all of `bytes` to a socket without SIGPIPE (a signal would kill the host process when
+/// the peer is gone; we get EPIPE instead).
+pub fn send_all(socket: &std::os::unix::net::UnixStream, mut bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    while !bytes.is_empty() {
+        // SAFETY: sends at most bytes.len() bytes from our buffer on a socket we own.
+        let n = unsafe {
+            libc::send(
+                socket.as_raw_fd(),
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
+            let error = std::io::Error::last_os_error();
+            if error.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(error);
+        }
+        bytes = &bytes[n as usize..];
+    }
+    Ok(())
+}
+
+/// Fills `buffer` with random bytes from the kernel.
+pub fn random(buffer: &mut [u8]) -> std::io::Result<()> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        // SAFETY: writes at most len - filled bytes into our buffer.
+        let n = unsafe { libc::getrandom(buffer[filled..].as_mut_ptr().cast(), buffer.len() - filled, 0) };
+        if n < 0 {
+            let error = std::io::Error::last_os_error();
+            if error.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(error);
+        }
+        filled += n as usize;
+    }
+    Ok(())
+}

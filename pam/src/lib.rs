@@ -1,0 +1,224 @@
+//! `pam_ktbroker.so`: at login, turns the directory password into a Kerberos ticket in the
+//! session's credential cache.
+//!
+//! A thin shim ([`child`]): no async runtime, no network and no TLS in the host process (sshd,
+//! login, su). `auth` runs `ktbroker-kinit` as the user in a child process with a deadline and
+//! keeps the ticket in a temporary cache; `setcred`/`open_session` move it to the session's cache
+//! and export KRB5CCNAME; `close_session` removes it. Every hook is wrapped in `catch_unwind`: no
+//! panic reaches C. All `unsafe` is in [`ffi`].
+
+mod args;
+mod child;
+mod ffi;
+mod session;
+
+use args::Args;
+use child::HelperOutcome;
+use ffi::{
+    LOG_DEBUG, LOG_ERR, LOG_NOTICE, LOG_WARNING, PAM_AUTH_ERR, PAM_AUTHINFO_UNAVAIL, PAM_CRED_ERR, PAM_ESTABLISH_CRED,
+    PAM_IGNORE, PAM_REFRESH_CRED, PAM_REINITIALIZE_CRED, PAM_SERVICE_ERR, PAM_SESSION_ERR, PAM_SUCCESS,
+    PAM_USER_UNKNOWN, Pam, pam_handle_t,
+};
+use session::{PendingTicket, SessionCache};
+use std::ffi::{CStr, c_char, c_int};
+use std::path::PathBuf;
+
+const PENDING: &CStr = c"ktbroker-pending-ticket";
+const SESSION: &CStr = c"ktbroker-session-cache";
+
+/// The broker refuses longer passwords too; refusing them here spares a child process.
+const MAX_PASSWORD_LEN: usize = 1024;
+
+/// Runs a hook: parse the arguments, call `f`, and turn a panic into PAM_SERVICE_ERR.
+fn hook(
+    pamh: *mut pam_handle_t,
+    argc: c_int,
+    argv: *const *const c_char,
+    f: impl FnOnce(&Pam, &Args) -> c_int,
+) -> c_int {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if pamh.is_null() {
+            return PAM_SERVICE_ERR;
+        }
+        // SAFETY: libpam passes its live handle and its argument vector to the hook.
+        let (pam, raw) = unsafe { (Pam::from_hook(pamh), ffi::argv_strings(argc, argv)) };
+        let (args, complaints) = args::parse(raw.iter().map(String::as_str));
+        for complaint in complaints {
+            pam.log(LOG_WARNING, &complaint);
+        }
+        f(&pam, &args)
+    }))
+    .unwrap_or(PAM_SERVICE_ERR)
+}
+
+/// Defines one exported hook with libpam's signature that runs `$body(pam, args, flags)` inside
+/// [`hook`] (argument parsing, panic guard).
+macro_rules! pam_hook {
+    ($name:ident, $body:expr) => {
+        #[unsafe(no_mangle)]
+        pub extern "C" fn $name(
+            pamh: *mut pam_handle_t,
+            flags: c_int,
+            argc: c_int,
+            argv: *const *const c_char,
+        ) -> c_int {
+            hook(pamh, argc, argv, |pam, args| ($body)(pam, args, flags))
+        }
+    };
+}
+
+pam_hook!(pam_sm_authenticate, |pam, args, _| authenticate(pam, args));
+pam_hook!(pam_sm_setcred, |pam, args, flags: c_int| {
+    if flags & (PAM_ESTABLISH_CRED | PAM_REINITIALIZE_CRED | PAM_REFRESH_CRED) == 0 {
+        return PAM_SUCCESS; // PAM_DELETE_CRED: close_session removes the cache
+    }
+    establish(pam, args, PAM_CRED_ERR)
+});
+pam_hook!(pam_sm_acct_mgmt, |_, _, _| PAM_IGNORE);
+pam_hook!(pam_sm_open_session, |pam, args, _| establish(
+    pam,
+    args,
+    PAM_SESSION_ERR
+));
+pam_hook!(pam_sm_close_session, |pam, args, _| close_session(pam, args));
+// Passwords are the directory's to change, not this module's.
+pam_hook!(pam_sm_chauthtok, |_, _, _| PAM_IGNORE);
+
+fn authenticate(pam: &Pam, args: &Args) -> c_int {
+    let user = match pam.user() {
+        Ok(user) => user,
+        Err(code) => return code,
+    };
+    let Some(account) = ffi::account(&user) else {
+        pam.log(LOG_NOTICE, &format!("ktbroker: no local account {:?}", short(&user)));
+        return if args.ignore_unknown_user {
+            PAM_IGNORE
+        } else {
+            PAM_USER_UNKNOWN
+        };
+    };
+    if (args.ignore_root && account.uid == 0) || account.uid < args.minimum_uid {
+        return PAM_IGNORE;
+    }
+    let password = match pam.password() {
+        Ok(password) => password,
+        Err(code) => return code,
+    };
+    if password.is_empty() || password.len() > MAX_PASSWORD_LEN {
+        pam.log(
+            LOG_NOTICE,
+            &format!("ktbroker: refusing an empty or over-long password for {user}"),
+        );
+        return PAM_AUTH_ERR;
+    }
+    let temporary = match session::temporary_path(account.uid) {
+        Ok(path) => path,
+        Err(e) => {
+            pam.log(LOG_ERR, &format!("ktbroker: no randomness for a cache name: {e}"));
+            return PAM_SERVICE_ERR;
+        }
+    };
+    let ccache = format!("FILE:{}", temporary.display());
+    let outcome = child::run_helper(args, &account, &ccache, &password);
+    drop(password);
+    let code = match &outcome {
+        HelperOutcome::Exited { code: Some(0), .. } => PAM_SUCCESS,
+        HelperOutcome::Exited { code: Some(3 | 4), .. } => PAM_AUTH_ERR,
+        HelperOutcome::Exited { code: Some(5 | 7), .. } | HelperOutcome::TimedOut => PAM_AUTHINFO_UNAVAIL,
+        HelperOutcome::Exited { .. } | HelperOutcome::CannotStart(_) => PAM_SERVICE_ERR,
+    };
+    if code != PAM_SUCCESS {
+        session::remove_users_file(&temporary, account.uid);
+        let why = match outcome {
+            HelperOutcome::Exited { code, last_line } => format!("exit {code:?}: {last_line}"),
+            HelperOutcome::TimedOut => format!("no answer within {:?}", args.timeout),
+            HelperOutcome::CannotStart(why) => why,
+        };
+        pam.log(LOG_NOTICE, &format!("ktbroker: no ticket for {user} ({why})"));
+        return code;
+    }
+    pam.log(LOG_NOTICE, &format!("ktbroker: ticket obtained for {user}"));
+    let pending = PendingTicket {
+        path: temporary,
+        uid: account.uid,
+    };
+    if args.no_ccache {
+        return PAM_SUCCESS; // dropping `pending` removes the cache
+    }
+    match pam.set_data(PENDING, pending) {
+        Ok(()) => PAM_SUCCESS,
+        Err(_) => PAM_SERVICE_ERR,
+    }
+}
+
+/// setcred and open_session: the pending ticket becomes the session's cache (once), and
+/// KRB5CCNAME names it. PAM_IGNORE when this module obtained no ticket in this transaction.
+fn establish(pam: &Pam, args: &Args, failure: c_int) -> c_int {
+    if let Some(session) = pam.with_data(SESSION, |s: &SessionCache| s.clone()) {
+        return export(pam, &session.path, failure);
+    }
+    let Some((from, uid)) = pam
+        .with_data(PENDING, |p: &PendingTicket| (p.path.clone(), p.uid))
+        .filter(|(path, _)| !path.as_os_str().is_empty())
+    else {
+        return PAM_IGNORE;
+    };
+    let target = match session::session_path(&args.ccache, uid) {
+        Ok(target) => target,
+        Err(e) => {
+            pam.log(LOG_ERR, &format!("ktbroker: session cache name: {e}"));
+            return failure;
+        }
+    };
+    if let Err(why) = session::move_ticket(&from, &target, uid) {
+        pam.log(LOG_ERR, &format!("ktbroker: cannot set up the session cache: {why}"));
+        return failure;
+    }
+    // The pending entry now names nothing (its drop removes nothing); the session entry takes over.
+    let moved = PendingTicket {
+        path: PathBuf::new(),
+        uid,
+    };
+    if pam.set_data(PENDING, moved).is_err()
+        || pam
+            .set_data(
+                SESSION,
+                SessionCache {
+                    path: target.clone(),
+                    uid,
+                },
+            )
+            .is_err()
+    {
+        return failure;
+    }
+    if args.debug {
+        pam.log(LOG_DEBUG, &format!("ktbroker: session cache {}", target.display()));
+    }
+    export(pam, &target, failure)
+}
+
+fn export(pam: &Pam, path: &std::path::Path, failure: c_int) -> c_int {
+    match pam.putenv(&format!("KRB5CCNAME=FILE:{}", path.display())) {
+        Ok(()) => PAM_SUCCESS,
+        Err(_) => failure,
+    }
+}
+
+fn close_session(pam: &Pam, args: &Args) -> c_int {
+    let Some(session) = pam.with_data(SESSION, |s: &SessionCache| s.clone()) else {
+        return PAM_IGNORE;
+    };
+    if !args.retain_after_close && !session::remove_users_file(&session.path, session.uid) {
+        pam.log(
+            LOG_WARNING,
+            &format!("ktbroker: could not remove {}", session.path.display()),
+        );
+    }
+    PAM_SUCCESS
+}
+
+/// A user name as it may appear in a log line.
+fn short(text: &str) -> String {
+    text.chars().take(64).collect()
+}

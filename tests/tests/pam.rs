@@ -1,0 +1,360 @@
+//! pam_ktbroker.so through real libpam (driven by ktbroker-pam-driver with pam_start_confdir, so
+//! the service files live in the sandbox, not /etc/pam.d), against the real KDC, slapd and broker.
+//! The demo users must exist locally (the module runs the helper as the user): the setup creates
+//! them with useradd, and gives alice a local password for the pam_unix stacking test.
+
+use ktbroker_tests::Sandbox;
+use ktbroker_tests::bins::project_binary;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+const PAM_SUCCESS: i32 = 0;
+const PAM_AUTH_ERR: i32 = 7;
+const PAM_AUTHINFO_UNAVAIL: i32 = 9;
+const PAM_USER_UNKNOWN: i32 = 10;
+
+/// Local accounts for the demo users (idempotent), and a local password for alice.
+fn local_users() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        for user in ["alice", "bob", "carol", "dave"] {
+            let exists = Command::new("id")
+                .arg("-u")
+                .arg(user)
+                .output()
+                .unwrap()
+                .status
+                .success();
+            if !exists {
+                let status = Command::new("useradd")
+                    .args(["--no-create-home", "--shell", "/usr/sbin/nologin", user])
+                    .status()
+                    .expect("useradd (the tests run as root)");
+                assert!(status.success(), "useradd {user}");
+            }
+        }
+        let mut chpasswd = Command::new("chpasswd").stdin(Stdio::piped()).spawn().unwrap();
+        use std::io::Write;
+        chpasswd.stdin.take().unwrap().write_all(b"alice:alicepw\n").unwrap();
+        assert!(chpasswd.wait().unwrap().success());
+    });
+}
+
+fn uid_of(user: &str) -> u32 {
+    let out = Command::new("id").arg("-u").arg(user).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// A sandbox, its client.toml and a PAM config directory.
+struct PamSetup {
+    sandbox: Sandbox,
+    confdir: PathBuf,
+    client_toml: PathBuf,
+}
+
+impl PamSetup {
+    fn start() -> Self {
+        local_users();
+        let sandbox = Sandbox::start().expect("starting the sandbox");
+        let confdir = sandbox.root.join("pam.d");
+        std::fs::create_dir_all(&confdir).unwrap();
+        let client_toml = sandbox.root.join("client").join("client.toml");
+        std::fs::write(
+            &client_toml,
+            format!(
+                "version = 1\nbrokers = [\"{}\"]\nca_file = \"{}\"\n",
+                sandbox.broker.url,
+                sandbox.pki.ca_cert.display()
+            ),
+        )
+        .unwrap();
+        Self {
+            sandbox,
+            confdir,
+            client_toml,
+        }
+    }
+
+    /// The module's line arguments: our helper, the sandbox realm, client.toml, 5 s.
+    fn module_args(&self, extra: &str) -> String {
+        format!(
+            "helper={} krb5_config={} config={} timeout=5 {extra}",
+            project_binary("ktbroker-kinit").display(),
+            self.sandbox.realm.krb5_conf.display(),
+            self.client_toml.display()
+        )
+    }
+
+    /// Writes service `name`: our module for auth and session, pam_permit for account.
+    fn service(&self, name: &str, extra: &str, auth_before: &str) -> String {
+        let module = project_binary("libpam_ktbroker.so");
+        let args = self.module_args(extra);
+        std::fs::write(
+            self.confdir.join(name),
+            format!(
+                "{auth_before}auth required {m} {args}\naccount required pam_permit.so\nsession required {m} {args}\n",
+                m = module.display()
+            ),
+        )
+        .unwrap();
+        name.to_owned()
+    }
+
+    fn drive(&self, service: &str, user: &str, stdin: &[u8], ops: &[&str]) -> Output {
+        let mut child = Command::new(project_binary("ktbroker-pam-driver"))
+            .arg(&self.confdir)
+            .args([service, user])
+            .args(ops)
+            .env("KRB5_CONFIG", &self.sandbox.realm.krb5_conf)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        let mut input = child.stdin.take().unwrap();
+        let _ = input.write_all(stdin);
+        drop(input);
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.code().is_some(),
+            "the driver (and the module in it) crashed: {:?}",
+            out.status
+        );
+        out
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The return code the driver printed for `op`.
+fn rc(out: &Output, op: &str) -> i32 {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{op} rc=")))
+        .unwrap_or_else(|| panic!("no {op} in:\n{}", text(out)))
+        .parse()
+        .unwrap()
+}
+
+fn cache_path(out: &Output) -> PathBuf {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let name = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("KRB5CCNAME="))
+        .unwrap_or_default();
+    PathBuf::from(
+        name.strip_prefix("FILE:")
+            .unwrap_or_else(|| panic!("no FILE cache in:\n{}", text(out))),
+    )
+}
+
+#[test]
+fn the_right_password_opens_a_session_holding_the_users_ticket() {
+    let setup = PamSetup::start();
+    let service = setup.service("ktbroker-login", "", "");
+    let out = setup.drive(
+        &service,
+        "alice",
+        b"alicepw\n",
+        &[
+            "authenticate",
+            "setcred",
+            "acct_mgmt",
+            "open_session",
+            "cache",
+            "klist",
+            "close_session",
+            "cache",
+        ],
+    );
+    for op in ["authenticate", "setcred", "acct_mgmt", "open_session", "close_session"] {
+        assert_eq!(rc(&out, op), PAM_SUCCESS, "{op}:\n{}", text(&out));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let cache = cache_path(&out);
+    let uid = uid_of("alice");
+    let name = cache.file_name().unwrap().to_str().unwrap();
+    assert!(name.starts_with(&format!("krb5cc_{uid}_")), "{name}");
+    assert!(stdout.contains(&format!("cache exists uid={uid} mode=600")), "{stdout}");
+    assert!(stdout.contains("Default principal: alice@KRBTEST.COM"), "{stdout}");
+    assert!(stdout.contains("krbtgt/KRBTEST.COM@KRBTEST.COM"), "{stdout}");
+    assert!(stdout.trim_end().ends_with("prompts=1"), "{stdout}");
+    assert!(
+        stdout.contains("cache missing"),
+        "close_session removed the cache: {stdout}"
+    );
+    assert!(!cache.exists());
+    // Nothing was left behind in /tmp by the auth step either.
+    let leftovers: Vec<_> = std::fs::read_dir("/tmp")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("krb5cc_ktbroker_pam_{uid}_"))
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn retain_after_close_keeps_the_cache() {
+    let setup = PamSetup::start();
+    let service = setup.service("ktbroker-retain", "retain_after_close", "");
+    let out = setup.drive(
+        &service,
+        "bob",
+        b"bobpw\n",
+        &["authenticate", "open_session", "close_session", "cache"],
+    );
+    assert_eq!(rc(&out, "close_session"), PAM_SUCCESS, "{}", text(&out));
+    let cache = cache_path(&out);
+    assert!(cache.exists(), "{}", text(&out));
+    std::fs::remove_file(cache).unwrap();
+}
+
+#[test]
+fn wrong_password_unknown_user_and_a_dead_broker_map_to_their_pam_codes() {
+    let setup = PamSetup::start();
+    let service = setup.service("ktbroker-errors", "", "");
+    let out = setup.drive(&service, "alice", b"wrong\n", &["authenticate"]);
+    assert_eq!(rc(&out, "authenticate"), PAM_AUTH_ERR, "{}", text(&out));
+    let out = setup.drive(&service, "nosuchlocaluser", b"x\n", &["authenticate"]);
+    assert_eq!(rc(&out, "authenticate"), PAM_USER_UNKNOWN, "{}", text(&out));
+    // With ignore_unknown_user the module steps aside (PAM_IGNORE): the next module decides.
+    let module = project_binary("libpam_ktbroker.so");
+    std::fs::write(
+        setup.confdir.join("ktbroker-ignore"),
+        format!(
+            "auth required {} {}\nauth required pam_permit.so\n",
+            module.display(),
+            setup.module_args("ignore_unknown_user")
+        ),
+    )
+    .unwrap();
+    let out = setup.drive("ktbroker-ignore", "nosuchlocaluser", b"x\n", &["authenticate"]);
+    assert_eq!(
+        rc(&out, "authenticate"),
+        PAM_SUCCESS,
+        "ignored, then pam_permit: {}",
+        text(&out)
+    );
+    let out = setup.drive("ktbroker-ignore", "alice", b"wrong\n", &["authenticate"]);
+    assert_eq!(
+        rc(&out, "authenticate"),
+        PAM_AUTH_ERR,
+        "a local user is not ignored: {}",
+        text(&out)
+    );
+
+    // A broker that never answers: PAM_AUTHINFO_UNAVAIL within the module's timeout + 1 s.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_toml = setup.sandbox.root.join("client").join("dead.toml");
+    std::fs::write(
+        &dead_toml,
+        format!(
+            "version = 1\nbrokers = [\"https://127.0.0.1:{}\"]\nca_file = \"{}\"\n",
+            silent.local_addr().unwrap().port(),
+            setup.sandbox.pki.ca_cert.display()
+        ),
+    )
+    .unwrap();
+    let module = project_binary("libpam_ktbroker.so");
+    let args = setup
+        .module_args("")
+        .replace(
+            &setup.client_toml.display().to_string(),
+            &dead_toml.display().to_string(),
+        )
+        .replace("timeout=5", "timeout=2");
+    std::fs::write(
+        setup.confdir.join("ktbroker-dead"),
+        format!("auth required {} {args}\n", module.display()),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let out = setup.drive("ktbroker-dead", "alice", b"alicepw\n", &["authenticate"]);
+    assert_eq!(rc(&out, "authenticate"), PAM_AUTHINFO_UNAVAIL, "{}", text(&out));
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    drop(silent);
+}
+
+#[test]
+fn after_pam_unix_use_first_pass_means_one_prompt() {
+    let setup = PamSetup::start();
+    let service = setup.service("ktbroker-stacked", "use_first_pass", "auth required pam_unix.so\n");
+    let out = setup.drive(&service, "alice", b"alicepw\n", &["authenticate"]);
+    assert_eq!(rc(&out, "authenticate"), PAM_SUCCESS, "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("prompts=1"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&setup.sandbox.broker.audit_file)
+            .unwrap()
+            .lines()
+            .count(),
+        1,
+        "the broker saw the one password"
+    );
+}
+
+#[test]
+fn garbage_arguments_huge_passwords_and_odd_names_give_pam_errors_not_crashes() {
+    let setup = PamSetup::start();
+    // libpam itself limits a service-file line; within that, any garbage.
+    let huge_arg = "x".repeat(700);
+    let service = setup.service(
+        "ktbroker-garbage",
+        &format!("timeout=abc minimum_uid=-1 ccache=KEYRING:x frobnicate = {huge_arg}"),
+        "",
+    );
+    // Unknown and malformed arguments are ignored: the login still works.
+    let out = setup.drive(&service, "alice", b"alicepw\n", &["authenticate"]);
+    assert_eq!(rc(&out, "authenticate"), PAM_SUCCESS, "{}", text(&out));
+    let mut megabyte = vec![b'p'; 1 << 20];
+    megabyte.push(b'\n');
+    let out = setup.drive(&service, "alice", &megabyte, &["authenticate"]);
+    assert_eq!(rc(&out, "authenticate"), PAM_AUTH_ERR, "{}", text(&out));
+    // A user name typed with a NUL in it reaches the module cut at the NUL ("ali"): unknown.
+    let out = setup.drive(&service, "-", b"ali\0ce\nalicepw\n", &["authenticate"]);
+    assert_eq!(rc(&out, "authenticate"), PAM_USER_UNKNOWN, "{}", text(&out));
+    let out = setup.drive(&service, "", b"alicepw\n", &["authenticate"]);
+    assert_ne!(rc(&out, "authenticate"), PAM_SUCCESS, "{}", text(&out));
+}
+
+#[test]
+fn the_module_exports_exactly_the_six_pam_hooks() {
+    let module: &Path = &project_binary("libpam_ktbroker.so");
+    let out = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(module)
+        .output()
+        .unwrap();
+    let mut symbols: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2).map(str::to_owned))
+        .collect();
+    symbols.sort();
+    assert_eq!(
+        symbols,
+        [
+            "pam_sm_acct_mgmt",
+            "pam_sm_authenticate",
+            "pam_sm_chauthtok",
+            "pam_sm_close_session",
+            "pam_sm_open_session",
+            "pam_sm_setcred"
+        ]
+    );
+}
