@@ -40,6 +40,8 @@ unsafe extern "C" {
         data: *mut c_void,
         cleanup: Option<unsafe extern "C" fn(*mut pam_handle_t, *mut c_void, c_int)>,
     ) -> c_int;
+    fn pam_get_item(pamh: *const pam_handle_t, item: c_int, value: *mut *const c_void) -> c_int;
+    fn pam_set_item(pamh: *mut pam_handle_t, item: c_int, value: *const c_void) -> c_int;
     fn pam_get_data(pamh: *const pam_handle_t, name: *const c_char, data: *mut *const c_void) -> c_int;
     fn pam_putenv(pamh: *mut pam_handle_t, name_value: *const c_char) -> c_int;
     fn pam_syslog(pamh: *const pam_handle_t, priority: c_int, fmt: *const c_char, ...);
@@ -83,6 +85,21 @@ impl Pam {
         // SAFETY: a NUL-terminated string owned by libpam; we copy it into our own wiped buffer.
         let bytes = unsafe { CStr::from_ptr(token) }.to_bytes();
         Ok(Zeroizing::new(bytes.to_vec()))
+    }
+
+    /// Whether an earlier module left a password (PAM_AUTHTOK) in the transaction.
+    pub fn has_stored_password(&self) -> bool {
+        let mut value: *const c_void = std::ptr::null();
+        // SAFETY: the handle is live; libpam writes a pointer it owns, or null.
+        let code = unsafe { pam_get_item(self.handle, PAM_AUTHTOK, &mut value) };
+        code == PAM_SUCCESS && !value.is_null()
+    }
+
+    /// Forgets the stored password, so the next [`Self::password`] prompts (try_first_pass retry).
+    pub fn forget_password(&self) -> Result<(), c_int> {
+        // SAFETY: the handle is live; a null item clears it (libpam wipes and frees the old one).
+        let code = unsafe { pam_set_item(self.handle, PAM_AUTHTOK, std::ptr::null()) };
+        if code == PAM_SUCCESS { Ok(()) } else { Err(code) }
     }
 
     /// Keeps `value` with the transaction under `name` until pam_end (then dropped).

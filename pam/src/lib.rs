@@ -100,26 +100,52 @@ fn authenticate(pam: &Pam, args: &Args) -> c_int {
     if (args.ignore_root && account.uid == 0) || account.uid < args.minimum_uid {
         return PAM_IGNORE;
     }
-    let password = match pam.password() {
-        Ok(password) => password,
+    let reused = pam.has_stored_password();
+    let (mut code, mut temporary) = match attempt(pam, args, &account) {
+        Ok(done) => done,
         Err(code) => return code,
     };
+    // try_first_pass: a password an earlier module took that fails here earns one prompt of ours.
+    if code == PAM_AUTH_ERR && reused && args.try_first_pass && !args.use_first_pass && pam.forget_password().is_ok() {
+        (code, temporary) = match attempt(pam, args, &account) {
+            Ok(done) => done,
+            Err(code) => return code,
+        };
+    }
+    if code != PAM_SUCCESS {
+        return code;
+    }
+    pam.log(LOG_NOTICE, &format!("ktbroker: ticket obtained for {user}"));
+    let pending = PendingTicket {
+        path: temporary,
+        uid: account.uid,
+    };
+    if args.no_ccache {
+        return PAM_SUCCESS; // dropping `pending` removes the cache
+    }
+    match pam.set_data(PENDING, pending) {
+        Ok(()) => PAM_SUCCESS,
+        Err(_) => PAM_SERVICE_ERR,
+    }
+}
+
+/// One password and one helper run: the PAM code, and the temporary cache (filled on success).
+fn attempt(pam: &Pam, args: &Args, account: &ffi::Account) -> Result<(c_int, PathBuf), c_int> {
+    let user = &account.name;
+    let password = pam.password()?;
     if password.is_empty() || password.len() > MAX_PASSWORD_LEN {
         pam.log(
             LOG_NOTICE,
             &format!("ktbroker: refusing an empty or over-long password for {user}"),
         );
-        return PAM_AUTH_ERR;
+        return Ok((PAM_AUTH_ERR, PathBuf::new()));
     }
-    let temporary = match session::temporary_path(account.uid) {
-        Ok(path) => path,
-        Err(e) => {
-            pam.log(LOG_ERR, &format!("ktbroker: no randomness for a cache name: {e}"));
-            return PAM_SERVICE_ERR;
-        }
-    };
+    let temporary = session::temporary_path(account.uid).map_err(|e| {
+        pam.log(LOG_ERR, &format!("ktbroker: no randomness for a cache name: {e}"));
+        PAM_SERVICE_ERR
+    })?;
     let ccache = format!("FILE:{}", temporary.display());
-    let outcome = child::run_helper(args, &account, &ccache, &password);
+    let outcome = child::run_helper(args, account, &ccache, &password);
     drop(password);
     let code = match &outcome {
         HelperOutcome::Exited { code: Some(0), .. } => PAM_SUCCESS,
@@ -135,20 +161,8 @@ fn authenticate(pam: &Pam, args: &Args) -> c_int {
             HelperOutcome::CannotStart(why) => why,
         };
         pam.log(LOG_NOTICE, &format!("ktbroker: no ticket for {user} ({why})"));
-        return code;
     }
-    pam.log(LOG_NOTICE, &format!("ktbroker: ticket obtained for {user}"));
-    let pending = PendingTicket {
-        path: temporary,
-        uid: account.uid,
-    };
-    if args.no_ccache {
-        return PAM_SUCCESS; // dropping `pending` removes the cache
-    }
-    match pam.set_data(PENDING, pending) {
-        Ok(()) => PAM_SUCCESS,
-        Err(_) => PAM_SERVICE_ERR,
-    }
+    Ok((code, temporary))
 }
 
 /// setcred and open_session: the pending ticket becomes the session's cache (once), and

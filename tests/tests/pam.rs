@@ -358,3 +358,75 @@ fn the_module_exports_exactly_the_six_pam_hooks() {
         ]
     );
 }
+
+#[test]
+fn try_first_pass_takes_an_earlier_password_and_prompts_once_more_if_it_fails() {
+    let setup = PamSetup::start();
+    // pam_unix (optional) takes the first answer; alice's local password is alicepw.
+    let service = setup.service("ktbroker-try", "try_first_pass", "auth optional pam_unix.so\n");
+    let out = setup.drive(&service, "alice", b"alicepw\n", &["authenticate"]);
+    assert_eq!(rc(&out, "authenticate"), PAM_SUCCESS, "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("prompts=1"),
+        "reused: {}",
+        text(&out)
+    );
+    // A first answer that is not the directory password: one more prompt, then success.
+    let out = setup.drive(&service, "alice", b"only-local-guess\nalicepw\n", &["authenticate"]);
+    assert_eq!(rc(&out, "authenticate"), PAM_SUCCESS, "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("prompts=2"),
+        "{}",
+        text(&out)
+    );
+    // use_first_pass never prompts: the wrong first answer is final.
+    let strict = setup.service("ktbroker-use", "use_first_pass", "auth optional pam_unix.so\n");
+    let out = setup.drive(&strict, "alice", b"only-local-guess\nalicepw\n", &["authenticate"]);
+    assert_eq!(rc(&out, "authenticate"), PAM_AUTH_ERR, "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("prompts=1"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn root_and_low_uids_can_be_left_to_other_modules() {
+    let setup = PamSetup::start();
+    let module = project_binary("libpam_ktbroker.so");
+    let alice = uid_of("alice");
+    for (name, extra, user) in [
+        ("ktbroker-root", "ignore_root".to_owned(), "root"),
+        ("ktbroker-minuid", format!("minimum_uid={}", alice + 1), "alice"),
+    ] {
+        std::fs::write(
+            setup.confdir.join(name),
+            format!(
+                "auth required {} {}\nauth required pam_permit.so\n",
+                module.display(),
+                setup.module_args(&extra)
+            ),
+        )
+        .unwrap();
+        let out = setup.drive(name, user, b"whatever\n", &["authenticate"]);
+        assert_eq!(
+            rc(&out, "authenticate"),
+            PAM_SUCCESS,
+            "{name}: ignored, then pam_permit: {}",
+            text(&out)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("prompts=0"),
+            "{name}: {}",
+            text(&out)
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(&setup.sandbox.broker.audit_file)
+            .unwrap_or_default()
+            .lines()
+            .count(),
+        0,
+        "the broker was never asked"
+    );
+}
