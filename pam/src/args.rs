@@ -141,3 +141,32 @@ mod tests {
         assert!(complaints.iter().all(|c| c.len() < 200), "complaints stay short");
     }
 }
+
+#[cfg(test)]
+mod profile_tests {
+    /// The pam-auth-update profile (installed as /usr/share/pam-configs/ktbroker) uses only
+    /// arguments this module understands, and has the fields pam-auth-update reads.
+    #[test]
+    fn the_pam_auth_update_profile_is_well_formed() {
+        let profile = include_str!("../pam-configs/ktbroker");
+        for field in [
+            "Name:",
+            "Default: no",
+            "Priority:",
+            "Auth-Type: Primary",
+            "Auth:",
+            "Auth-Initial:",
+            "Session:",
+        ] {
+            assert!(profile.lines().any(|l| l.starts_with(field)), "missing {field}");
+        }
+        let module_lines: Vec<&str> = profile.lines().filter(|l| l.contains("pam_ktbroker.so")).collect();
+        assert_eq!(module_lines.len(), 4);
+        for line in module_lines {
+            assert!(line.starts_with('\t'), "module lines are indented: {line:?}");
+            let args = line.split_once("pam_ktbroker.so").unwrap().1.split_whitespace();
+            let (_, complaints) = super::parse(args);
+            assert!(complaints.is_empty(), "{line}: {complaints:?}");
+        }
+    }
+}

@@ -5,9 +5,8 @@
 //! host process.
 
 use crate::args::Args;
-use crate::ffi::{Account, become_user};
+use crate::ffi::{Account, become_user_before_exec};
 use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -46,15 +45,7 @@ pub fn run_helper(args: &Args, account: &Account, ccache: &str, password: &[u8])
     if let Some(krb5_config) = &args.krb5_config {
         command.env("KRB5_CONFIG", krb5_config);
     }
-    let (uid, gid, groups) = (account.uid, account.gid, account.groups.clone());
-    // SAFETY: runs in the forked child before exec, using only async-signal-safe syscalls
-    // (close_range, setgroups, setgid, setuid) on data prepared before the fork.
-    unsafe {
-        command.pre_exec(move || {
-            crate::ffi::close_inherited_descriptors()?;
-            become_user(uid, gid, &groups)
-        });
-    }
+    become_user_before_exec(&mut command, account);
     let spawned = command.spawn();
     drop(command); // closes our copy of the child's end of the socket pair
     let mut child = match spawned {

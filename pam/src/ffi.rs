@@ -47,6 +47,25 @@ unsafe extern "C" {
     fn pam_syslog(pamh: *const pam_handle_t, priority: c_int, fmt: *const c_char, ...);
 }
 
+/// The handle and the module arguments of a hook call; `None` for a null handle.
+///
+/// Only the `pam_sm_*` entry points call this, with the arguments libpam passed them: a live
+/// handle and `argc` C strings at `argv`.
+pub fn enter(pamh: *mut pam_handle_t, argc: c_int, argv: *const *const c_char) -> Option<(Pam, Vec<String>)> {
+    if pamh.is_null() {
+        return None;
+    }
+    // SAFETY: libpam's own hook arguments (see above): a live handle, argc strings at argv.
+    Some(unsafe { (Pam::from_hook(pamh), argv_strings(argc, argv)) })
+}
+
+/// The effective uid of this process.
+#[cfg(test)]
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// The PAM handle of one call, borrowed for the call's duration.
 pub struct Pam {
     handle: *mut pam_handle_t,
@@ -55,7 +74,7 @@ pub struct Pam {
 impl Pam {
     /// # Safety
     /// `handle` must be the live handle libpam passed to the current hook.
-    pub unsafe fn from_hook(handle: *mut pam_handle_t) -> Self {
+    unsafe fn from_hook(handle: *mut pam_handle_t) -> Self {
         Self { handle }
     }
 
@@ -156,7 +175,7 @@ impl Pam {
 ///
 /// # Safety
 /// `argv` must point at `argc` C strings (or be null when `argc` is 0), as libpam passes them.
-pub unsafe fn argv_strings(argc: c_int, argv: *const *const c_char) -> Vec<String> {
+unsafe fn argv_strings(argc: c_int, argv: *const *const c_char) -> Vec<String> {
     if argv.is_null() || argc <= 0 {
         return Vec::new();
     }
@@ -223,27 +242,28 @@ fn unsafe_zeroed_passwd() -> libc::passwd {
     unsafe { std::mem::zeroed() }
 }
 
-/// In a forked child before exec: take on the account's groups, gid and uid, in that order (the
-/// only order that works when starting as root). Only async-signal-safe calls.
-pub fn become_user(uid: u32, gid: u32, groups: &[u32]) -> std::io::Result<()> {
-    // SAFETY: setgroups/setgid/setuid are async-signal-safe syscalls; groups outlives the call.
+/// Makes `command`'s child, between fork and exec, close every inherited descriptor above stderr
+/// and take on the account's supplementary groups, gid and uid, in that order (the only order
+/// that works when starting as root).
+pub fn become_user_before_exec(command: &mut std::process::Command, account: &Account) {
+    use std::os::unix::process::CommandExt;
+    let (uid, gid, groups) = (account.uid, account.gid, account.groups.clone());
+    // SAFETY: the closure runs in the forked child before exec and makes only async-signal-safe
+    // syscalls (close_range, setgroups, setgid, setuid) on data prepared before the fork.
     unsafe {
-        if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        if libc::setgid(gid) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        if libc::setuid(uid) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        command.pre_exec(move || {
+            close_inherited_descriptors()?;
+            if libc::setgroups(groups.len(), groups.as_ptr()) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
-    Ok(())
 }
 
 /// In a forked child before exec: closes every descriptor above stderr, so nothing the host
 /// process (sshd, login) holds open reaches a process that runs as the user.
-pub fn close_inherited_descriptors() -> std::io::Result<()> {
+fn close_inherited_descriptors() -> std::io::Result<()> {
     // SAFETY: close_range is an async-signal-safe syscall; it only closes descriptors.
     if unsafe { libc::close_range(3, libc::c_uint::MAX, 0) } != 0 {
         return Err(std::io::Error::last_os_error());

@@ -37,11 +37,9 @@ fn hook(
     f: impl FnOnce(&Pam, &Args) -> c_int,
 ) -> c_int {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        if pamh.is_null() {
+        let Some((pam, raw)) = ffi::enter(pamh, argc, argv) else {
             return PAM_SERVICE_ERR;
-        }
-        // SAFETY: libpam passes its live handle and its argument vector to the hook.
-        let (pam, raw) = unsafe { (Pam::from_hook(pamh), ffi::argv_strings(argc, argv)) };
+        };
         let (args, complaints) = args::parse(raw.iter().map(String::as_str));
         for complaint in complaints {
             pam.log(LOG_WARNING, &complaint);

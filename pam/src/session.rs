@@ -98,7 +98,7 @@ mod tests {
     #[test]
     fn only_the_users_regular_files_are_moved_or_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let uid = unsafe { libc::geteuid() };
+        let uid = crate::ffi::euid();
         let ticket = dir.path().join("ticket");
         std::fs::write(&ticket, "t").unwrap();
         let link = dir.path().join("link");

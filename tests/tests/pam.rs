@@ -430,3 +430,32 @@ fn root_and_low_uids_can_be_left_to_other_modules() {
         "the broker was never asked"
     );
 }
+
+#[test]
+fn no_ccache_authenticates_and_keeps_no_ticket() {
+    let setup = PamSetup::start();
+    let service = setup.service("ktbroker-nocache", "no_ccache", "");
+    let uid = uid_of("alice");
+    let out = setup.drive(
+        &service,
+        "alice",
+        b"alicepw\n",
+        &["authenticate", "open_session", "cache"],
+    );
+    assert_eq!(rc(&out, "authenticate"), PAM_SUCCESS, "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("KRB5CCNAME=\n"),
+        "no cache exported: {}",
+        text(&out)
+    );
+    let leftovers: Vec<_> = std::fs::read_dir("/tmp")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("krb5cc_ktbroker_pam_{uid}_"))
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
