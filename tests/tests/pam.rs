@@ -157,6 +157,20 @@ fn cache_path(out: &Output) -> PathBuf {
     )
 }
 
+/// The auth step's temporary caches of `uid` are all gone.
+fn assert_no_pending_caches(uid: u32) {
+    let leftovers: Vec<_> = std::fs::read_dir("/tmp")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("krb5cc_ktbroker_pam_{uid}_"))
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
 #[test]
 fn the_right_password_opens_a_session_holding_the_users_ticket() {
     let setup = PamSetup::start();
