@@ -208,16 +208,7 @@ fn the_right_password_opens_a_session_holding_the_users_ticket() {
     );
     assert!(!cache.exists());
     // Nothing was left behind in /tmp by the auth step either.
-    let leftovers: Vec<_> = std::fs::read_dir("/tmp")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with(&format!("krb5cc_ktbroker_pam_{uid}_"))
-        })
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_no_pending_caches(uid);
 }
 
 #[test]
@@ -462,14 +453,5 @@ fn no_ccache_authenticates_and_keeps_no_ticket() {
         "no cache exported: {}",
         text(&out)
     );
-    let leftovers: Vec<_> = std::fs::read_dir("/tmp")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with(&format!("krb5cc_ktbroker_pam_{uid}_"))
-        })
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_no_pending_caches(uid);
 }
