@@ -455,3 +455,42 @@ fn no_ccache_authenticates_and_keeps_no_ticket() {
     );
     assert_no_pending_caches(uid);
 }
+
+#[test]
+fn pam_auth_update_enables_the_profile_ahead_of_pam_unix() {
+    // pam-auth-update rewrites /etc/pam.d/common-*: run it in a private mount namespace over
+    // copies of /etc/pam.d, /usr/share/pam-configs and /var/lib/pam, so the machine is untouched.
+    let scratch = tempfile::tempdir().unwrap();
+    let profile = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pam/pam-configs/ktbroker");
+    let script = format!(
+        "set -e
+         for d in /etc/pam.d /usr/share/pam-configs /var/lib/pam; do
+           mkdir -p {t}$d; cp -a $d/. {t}$d/ 2>/dev/null || true; mount --bind {t}$d $d
+         done
+         cp {profile} /usr/share/pam-configs/ktbroker
+         DEBIAN_FRONTEND=noninteractive pam-auth-update --enable ktbroker
+         grep -v '^#' /etc/pam.d/common-auth; echo ===; grep -v '^#' /etc/pam.d/common-session",
+        t = scratch.path().display(),
+        profile = profile.display()
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    let (auth, session) = shown.split_once("===").unwrap();
+    let ours = auth.lines().position(|l| l.contains("pam_ktbroker.so")).expect(&shown);
+    let unix = auth.lines().position(|l| l.contains("pam_unix.so")).expect(&shown);
+    assert!(
+        ours < unix,
+        "ktbroker asks first, pam_unix follows with try_first_pass:\n{auth}"
+    );
+    assert!(auth.lines().nth(unix).unwrap().contains("try_first_pass"), "{auth}");
+    assert!(session.contains("optional\tpam_ktbroker.so"), "{session}");
+    let real = std::fs::read_to_string("/etc/pam.d/common-auth").unwrap();
+    assert!(
+        !real.contains("pam_ktbroker"),
+        "the machine's own PAM configuration was left alone"
+    );
+}
