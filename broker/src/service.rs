@@ -362,17 +362,14 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
         let table = self.current();
         let split = split_tenant(&message.username, message.tenant.as_deref());
         // Audit and metrics name only configured tenants: a client's made-up name is not a label.
-        let tenant_name = split
-            .ok()
-            .and_then(|(_, asked)| table.tenant(asked))
-            .map_or("-", |t| t.policy.name.as_str());
+        let tenant = split.ok().and_then(|(_, asked)| table.tenant(asked));
+        let tenant_name = tenant.map_or("-", |t| t.policy.name.as_str());
         let result = async {
             let _permit = self.admit()?;
-            let (user, tenant_asked) =
+            let (user, _) =
                 split.map_err(|()| (Outcome::UnknownTenant, Status::invalid_argument(MSG_UNKNOWN_TENANT)))?;
-            let tenant = table
-                .tenant(tenant_asked)
-                .ok_or_else(|| (Outcome::UnknownTenant, Status::invalid_argument(MSG_UNKNOWN_TENANT)))?;
+            let tenant =
+                tenant.ok_or_else(|| (Outcome::UnknownTenant, Status::invalid_argument(MSG_UNKNOWN_TENANT)))?;
             let user = policy::validate_username(user)
                 .map_err(|_| (Outcome::InvalidUsername, Status::invalid_argument(MSG_INVALID_USERNAME)))?;
             if !host_allowed(&tenant.policy.clients, &caller.host) {
@@ -435,9 +432,8 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
     ) -> Result<Response<RotateKeyResponse>, Status> {
         let started = Instant::now();
         let table = self.current();
-        let tenant_name = table
-            .tenant(message.tenant.as_deref())
-            .map_or("-", |t| t.policy.name.as_str());
+        let tenant = table.tenant(message.tenant.as_deref());
+        let tenant_name = tenant.map_or("-", |t| t.policy.name.as_str());
         let admin = caller.host.cert_names.iter().find(|name| {
             table
                 .settings
@@ -450,9 +446,8 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
                 return Err((Outcome::RotateRefused, Status::permission_denied(MSG_NOT_ADMIN)));
             };
             let _permit = self.admit()?;
-            let tenant = table
-                .tenant(message.tenant.as_deref())
-                .ok_or_else(|| (Outcome::UnknownTenant, Status::invalid_argument(MSG_UNKNOWN_TENANT)))?;
+            let tenant =
+                tenant.ok_or_else(|| (Outcome::UnknownTenant, Status::invalid_argument(MSG_UNKNOWN_TENANT)))?;
             if !tenant.policy.principals.allows(&message.principal) {
                 return Err((
                     Outcome::RotateRefused,

@@ -59,11 +59,7 @@ pub fn require_valid_tgt(
             "the credential cache does not belong to {principal}"
         )));
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    if times.end <= now {
+    if times.end <= crate::unix_now() {
         return Err(HelperError::NoTicket(
             "the new ticket has already expired (is this host's clock right?)".into(),
         ));

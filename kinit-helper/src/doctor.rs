@@ -28,7 +28,7 @@ pub async fn check_broker(endpoint: &BrokerEndpoint) -> Result<String, HelperErr
         .await
         .map_err(|s| HelperError::Protocol(format!("server info: {}", s.message())))?
         .into_inner();
-    let skew = clock_skew(info.unix_time, now())?;
+    let skew = clock_skew(info.unix_time, crate::unix_now())?;
     Ok(format!(
         "TLS trusted, serving, ktbrokerd {}, clock {skew:+} s from this host",
         info.version
@@ -61,13 +61,6 @@ pub fn check_kdc(realm: Option<&str>) -> Result<String, HelperError> {
         .probe_kdc(&realm)
         .map_err(|e| HelperError::Kinit(e.to_string()))?;
     Ok(format!("the KDC of {realm} answers"))
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -59,5 +59,13 @@ pub async fn login(request: &LoginRequest, password: &[u8]) -> Result<LoginOutco
     Ok(LoginOutcome { principal, kvno })
 }
 
+/// Seconds since the Unix epoch, the unit of ticket times.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 /// Default per-call timeout for the broker and for the KDC exchange.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);

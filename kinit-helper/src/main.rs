@@ -4,7 +4,7 @@ use clap::{Args, Parser, Subcommand};
 use ktbroker_kinit::config::{ClientConfig, DEFAULT_PATH, expand_ccache};
 use ktbroker_kinit::fetch::{BrokerEndpoint, ClientIdentity, Who};
 use ktbroker_kinit::handoff::KerberosTarget;
-use ktbroker_kinit::{HelperError, LoginOutcome, LoginRequest};
+use ktbroker_kinit::{HelperError, LoginOutcome, LoginRequest, unix_now};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -207,10 +207,7 @@ fn login(args: &LoginArgs) -> Result<LoginOutcome, HelperError> {
         Some(fd) => ktbroker_kinit::password::read_password_from_fd(fd)?,
         None => ktbroker_kinit::password::read_password(&format!("Password for {user}: "))?,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| HelperError::Internal(format!("async runtime: {e}")))?;
+    let runtime = runtime()?;
     runtime.block_on(ktbroker_kinit::login(&request, &password))
 }
 
@@ -259,10 +256,7 @@ fn endpoints(args: &LoginArgs, config: &ClientConfig) -> Result<Vec<BrokerEndpoi
 
 /// Brokers from DNS SRV records, when none are configured.
 fn discover(config: &ClientConfig, timeout: Duration) -> Result<Vec<String>, HelperError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| HelperError::Internal(format!("async runtime: {e}")))?;
+    let runtime = runtime()?;
     let urls = runtime.block_on(ktbroker_kinit::discovery::discover_brokers(
         config.srv_domain.as_deref(),
         config.dns_server,
@@ -292,15 +286,16 @@ fn client_identity(cert: &Path, key: &Path) -> Result<ClientIdentity, HelperErro
     Ok(ClientIdentity { cert_pem, key_pem })
 }
 
-fn krb5_context() -> Result<ktbroker_krb5::Context, HelperError> {
-    ktbroker_krb5::Context::new().map_err(|e| HelperError::Internal(e.to_string()))
+/// A single-threaded async runtime for one command's network work.
+fn runtime() -> Result<tokio::runtime::Runtime, HelperError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| HelperError::Internal(format!("async runtime: {e}")))
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+fn krb5_context() -> Result<ktbroker_krb5::Context, HelperError> {
+    ktbroker_krb5::Context::new().map_err(|e| HelperError::Internal(e.to_string()))
 }
 
 fn status(common: &CommonArgs, json: bool) -> Result<(), HelperError> {
@@ -309,7 +304,7 @@ fn status(common: &CommonArgs, json: bool) -> Result<(), HelperError> {
     let status = krb5_context()?
         .cache_status(cache.as_deref())
         .map_err(|e| HelperError::NoTicket(e.to_string()))?;
-    let valid = status.tgt.is_some_and(|t| t.end > now());
+    let valid = status.tgt.is_some_and(|t| t.end > unix_now());
     if json {
         let value = serde_json::json!({
             "cache": status.cache,
@@ -383,7 +378,7 @@ fn run(args: &LoginArgs, command: &[String]) -> Result<(), HelperError> {
     let cache = run_ccache(&args.common, &config);
     let valid = krb5_context()?
         .cache_status(Some(&cache))
-        .is_ok_and(|status| status.tgt.is_some_and(|t| t.end > now()));
+        .is_ok_and(|status| status.tgt.is_some_and(|t| t.end > unix_now()));
     if !valid {
         let mut login_args = args.clone();
         login_args.common.ccache = Some(cache.clone());
@@ -405,10 +400,7 @@ fn keep_renewed_loop(common: &CommonArgs) -> Result<(), HelperError> {
     let config = load_config(common)?;
     let cache = ccache(common, &config);
     let kdc_timeout = config.kdc_timeout.unwrap_or(ktbroker_kinit::DEFAULT_TIMEOUT);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| HelperError::Internal(format!("async runtime: {e}")))?;
+    let runtime = runtime()?;
     runtime.block_on(async {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate()).map_err(|e| HelperError::Internal(e.to_string()))?;
@@ -418,7 +410,7 @@ fn keep_renewed_loop(common: &CommonArgs) -> Result<(), HelperError> {
             let status = krb5_context()?
                 .cache_status(cache.as_deref())
                 .map_err(|e| HelperError::NoTicket(e.to_string()))?;
-            let now = now();
+            let now = unix_now();
             let Some(tgt) = status.tgt.filter(|t| t.end > now) else {
                 return Err(HelperError::NoTicket(
                     "no valid ticket left to renew; log in again".into(),
@@ -495,10 +487,7 @@ fn doctor(args: &LoginArgs) -> Result<(), HelperError> {
                 "brokers",
                 Ok(format!("{} to try, in order: {}", urls.len(), urls.join(" "))),
             );
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| HelperError::Internal(format!("async runtime: {e}")))?;
+            let runtime = runtime()?;
             for endpoint in &endpoints {
                 let checked = runtime.block_on(ktbroker_kinit::doctor::check_broker(endpoint));
                 report(&format!("broker {}", endpoint.url), checked);
@@ -514,7 +503,7 @@ fn doctor(args: &LoginArgs) -> Result<(), HelperError> {
     let cache = ccache(&args.common, &config);
     let cache_finding = match krb5_context()?.cache_status(cache.as_deref()) {
         Ok(status) => match status.tgt {
-            Some(t) if t.end > now() => format!(
+            Some(t) if t.end > unix_now() => format!(
                 "{} holds a ticket for {} until {}",
                 status.cache, status.principal, t.end
             ),

@@ -108,10 +108,7 @@ impl Context {
             )
         };
         self.check(code, "krb5_get_init_creds_keytab")?;
-        let times = TicketTimes {
-            end: i64::from(creds.times.endtime as u32),
-            renew_till: i64::from(creds.times.renew_till as u32),
-        };
+        let times = TicketTimes::of(&creds);
         // SAFETY: creds was filled by the successful call above and is freed once (this zeroes the
         // session key it holds).
         unsafe { ffi::krb5_free_cred_contents(self.raw, &mut creds) };
@@ -153,10 +150,7 @@ impl Context {
             }
             let server = self.unparse(creds.server).unwrap_or_default();
             if server == tgt_name {
-                let times = TicketTimes {
-                    end: i64::from(creds.times.endtime as u32),
-                    renew_till: i64::from(creds.times.renew_till as u32),
-                };
+                let times = TicketTimes::of(&creds);
                 if tgt.is_none_or(|t| times.end > t.end) {
                     tgt = Some(times);
                 }
@@ -245,10 +239,7 @@ impl Context {
         } else {
             code
         };
-        let times = TicketTimes {
-            end: i64::from(creds.times.endtime as u32),
-            renew_till: i64::from(creds.times.renew_till as u32),
-        };
+        let times = TicketTimes::of(&creds);
         // SAFETY: creds was filled by get_renewed_creds and is freed once.
         unsafe { ffi::krb5_free_cred_contents(self.raw, &mut creds) };
         self.check(stored, "storing the renewed ticket")?;
@@ -353,18 +344,36 @@ impl Context {
         if code == 0 {
             return Ok(());
         }
-        // SAFETY: the context is live; the message is a C string we free right after copying.
-        let message = unsafe {
-            let raw = ffi::krb5_get_error_message(self.raw, code);
-            if raw.is_null() {
-                format!("error {code}")
-            } else {
-                let text = CStr::from_ptr(raw).to_string_lossy().into_owned();
-                ffi::krb5_free_error_message(self.raw, raw);
-                text
-            }
-        };
+        // SAFETY: our context is live.
+        let message = unsafe { error_message(self.raw, code) };
         Err(Krb5Error { code, message, during })
+    }
+}
+
+/// MIT's message for `code` (also for kadm5 codes, whose tables libkrb5 knows once kadm5 loaded).
+///
+/// # Safety
+/// `context` must be a live krb5 context not used by another thread during the call.
+pub unsafe fn error_message(context: ffi::krb5_context, code: ffi::krb5_error_code) -> String {
+    // SAFETY: the caller guarantees the context; the message is a C string freed right after copying.
+    unsafe {
+        let raw = ffi::krb5_get_error_message(context, code);
+        if raw.is_null() {
+            return format!("error {code}");
+        }
+        let text = CStr::from_ptr(raw).to_string_lossy().into_owned();
+        ffi::krb5_free_error_message(context, raw);
+        text
+    }
+}
+
+impl TicketTimes {
+    /// The times of filled-in credentials (krb5 timestamps are unsigned 32-bit seconds past 2038).
+    fn of(creds: &ffi::krb5_creds) -> Self {
+        Self {
+            end: i64::from(creds.times.endtime as u32),
+            renew_till: i64::from(creds.times.renew_till as u32),
+        }
     }
 }
 

@@ -14,4 +14,4 @@ pub mod pki;
 pub mod realm;
 pub mod sandbox;
 
-pub use sandbox::{DemoUser, Sandbox};
+pub use sandbox::{DemoUser, Sandbox, start_sandbox};

@@ -73,6 +73,11 @@ pub struct Sandbox {
     pub broker: Broker,
 }
 
+/// A sandbox for one test; a failure to start names the usual cause.
+pub fn start_sandbox() -> Sandbox {
+    Sandbox::start().expect("starting the sandbox (run scripts/install-deps.sh if a daemon is missing)")
+}
+
 impl Sandbox {
     /// Starts everything in a new directory under the system temp dir (about 1 s).
     pub fn start() -> anyhow::Result<Self> {

@@ -6,13 +6,10 @@ use ktbroker_tests::Sandbox;
 use ktbroker_tests::bins::project_binary;
 use ktbroker_tests::client::{audit_reasons, stderr};
 use ktbroker_tests::sandbox::run_with_password;
+use ktbroker_tests::start_sandbox as sandbox;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
-
-fn sandbox() -> Sandbox {
-    Sandbox::start().expect("starting the sandbox (run scripts/install-deps.sh if a daemon is missing)")
-}
 
 /// `ktbroker-kinit ARGS` with only the sandbox realm in its environment and no client.toml of
 /// this machine's.

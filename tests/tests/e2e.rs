@@ -9,6 +9,7 @@ use ktbroker_tests::Sandbox;
 use ktbroker_tests::client::{block_on, key_list, raw_fetch, refused, stderr};
 use ktbroker_tests::directory::Directory;
 use ktbroker_tests::pki::TestPki;
+use ktbroker_tests::start_sandbox as sandbox;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 use tonic::Code;
@@ -16,10 +17,6 @@ use tonic::Code;
 const AUTH_FAILED: &str = "KTB-101 authentication failed";
 /// The broker's default floor for refused authentications.
 const FAILURE_FLOOR: Duration = Duration::from_millis(400);
-
-fn sandbox() -> Sandbox {
-    Sandbox::start().expect("starting the sandbox (run scripts/install-deps.sh if a daemon is missing)")
-}
 
 #[test]
 fn right_password_gives_a_tgt_and_changes_no_keys() {

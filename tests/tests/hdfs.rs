@@ -35,7 +35,7 @@ fn run_as(sandbox: &Sandbox, hdfs: &Hdfs, user: &str, password: &str, ccache: &s
 
 #[test]
 fn hadoop_commands_run_with_the_ticket_a_directory_password_bought() {
-    let sandbox = Sandbox::start().expect("starting the sandbox");
+    let sandbox = ktbroker_tests::start_sandbox();
     let mut hdfs = Hdfs::start(&sandbox.root.join("hdfs"), &sandbox.realm).expect("starting HDFS");
     hdfs.as_superuser(&["-mkdir", "-p", "/user/alice", "/user/bob"])
         .unwrap();

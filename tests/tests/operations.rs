@@ -14,14 +14,11 @@ use ktbroker_tests::directory::{
 use ktbroker_tests::pki::ClientCert;
 use ktbroker_tests::realm::{BROKER_ADMIN, BROKER_WRITER, Realm};
 use ktbroker_tests::sandbox::run_with_password;
+use ktbroker_tests::start_sandbox as sandbox;
 use std::time::Duration;
 use tonic::Code;
 
 const AUTH_FAILED: &str = "KTB-101 authentication failed";
-
-fn sandbox() -> Sandbox {
-    Sandbox::start().expect("starting the sandbox (run scripts/install-deps.sh if a daemon is missing)")
-}
 
 fn last_audit(audit_file: &std::path::Path) -> serde_json::Value {
     let text = std::fs::read_to_string(audit_file).unwrap();

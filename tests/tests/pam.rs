@@ -57,7 +57,7 @@ struct PamSetup {
 impl PamSetup {
     fn start() -> Self {
         local_users();
-        let sandbox = Sandbox::start().expect("starting the sandbox");
+        let sandbox = ktbroker_tests::start_sandbox();
         let confdir = sandbox.root.join("pam.d");
         std::fs::create_dir_all(&confdir).unwrap();
         let client_toml = sandbox.root.join("client").join("client.toml");

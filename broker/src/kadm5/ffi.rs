@@ -5,8 +5,8 @@
 #![allow(non_camel_case_types)]
 
 pub use ktbroker_krb5::ffi::{
-    krb5_context, krb5_data, krb5_free_context, krb5_free_error_message, krb5_free_principal, krb5_get_error_message,
-    krb5_init_context, krb5_keyblock, krb5_parse_name, krb5_principal,
+    krb5_context, krb5_data, krb5_free_context, krb5_free_principal, krb5_init_context, krb5_keyblock, krb5_parse_name,
+    krb5_principal,
 };
 use std::os::raw::{c_char, c_int, c_long, c_uint, c_void};
 

@@ -8,7 +8,7 @@
 
 mod ffi;
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::os::raw::{c_int, c_long};
 use std::path::Path;
 use zeroize::Zeroizing;
@@ -209,18 +209,8 @@ impl Kadm5Session {
 
     fn error(&self, code: c_long, during: &'static str) -> Kadm5Error {
         // krb5 error codes are 32-bit; kadm5_ret_t is a C long holding one.
-        let code32 = code as i32;
-        // SAFETY: the context is live; the message is a C string we free right after copying.
-        let message = unsafe {
-            let raw = ffi::krb5_get_error_message(self.context, code32);
-            if raw.is_null() {
-                format!("error {code}")
-            } else {
-                let text = CStr::from_ptr(raw).to_string_lossy().into_owned();
-                ffi::krb5_free_error_message(self.context, raw);
-                text
-            }
-        };
+        // SAFETY: the session's context is live and, with `&self`, used by this thread only.
+        let message = unsafe { ktbroker_krb5::error_message(self.context, code as i32) };
         Kadm5Error { code, message, during }
     }
 }
