@@ -14,6 +14,7 @@ pub mod error;
 pub mod fetch;
 pub mod handoff;
 pub mod password;
+pub mod request;
 
 pub use error::HelperError;
 

@@ -2,9 +2,8 @@
 
 use clap::{Args, Parser, Subcommand};
 use ktbroker_kinit::config::{ClientConfig, DEFAULT_PATH, expand_ccache};
-use ktbroker_kinit::fetch::{BrokerEndpoint, ClientIdentity, Who};
-use ktbroker_kinit::handoff::KerberosTarget;
-use ktbroker_kinit::{HelperError, LoginOutcome, LoginRequest, unix_now};
+use ktbroker_kinit::request::{LoginOptions, login_blocking, runtime};
+use ktbroker_kinit::{HelperError, LoginOutcome, unix_now};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -165,11 +164,11 @@ fn main() -> ExitCode {
 
 /// The ccache to use: the option, else client.toml's, else libkrb5's default (`None`).
 fn ccache(common: &CommonArgs, config: &ClientConfig) -> Option<String> {
-    common
-        .ccache
-        .clone()
-        .or_else(|| config.ccache.clone())
-        .map(|name| expand_ccache(&name))
+    LoginOptions {
+        ccache: common.ccache.clone(),
+        ..LoginOptions::default()
+    }
+    .ccache(config)
 }
 
 fn load_config(common: &CommonArgs) -> Result<ClientConfig, HelperError> {
@@ -178,120 +177,34 @@ fn load_config(common: &CommonArgs) -> Result<ClientConfig, HelperError> {
 }
 
 fn login(args: &LoginArgs) -> Result<LoginOutcome, HelperError> {
+    // Before the password is read: it is a secret too.
     ktbroker_keytab::harden::forbid_core_dumps()
         .map_err(|e| HelperError::Internal(format!("disabling core dumps: {e}")))?;
     let config = load_config(&args.common)?;
-    let user = match &args.user {
-        Some(user) => user.clone(),
-        None => std::env::var("USER").map_err(|_| HelperError::Config("no user given and $USER is not set".into()))?,
-    };
-    let kdc_timeout = args
-        .timeout
-        .map(|s| Duration::from_secs(s.max(1)))
-        .or(config.kdc_timeout)
-        .unwrap_or(ktbroker_kinit::DEFAULT_TIMEOUT);
-    let endpoints = endpoints(args, &config)?;
-    let request = LoginRequest {
-        endpoints,
-        who: Who {
-            username: user.clone(),
-            principal: args.principal.clone(),
-            tenant: args.tenant.clone().or_else(|| config.tenant.clone()),
-        },
-        kerberos: KerberosTarget {
-            ccache: ccache(&args.common, &config),
-            timeout: kdc_timeout,
-        },
-    };
+    let options = args.options();
+    let request = options.request(&config)?;
     let password = match args.password_fd {
         Some(fd) => ktbroker_kinit::password::read_password_from_fd(fd)?,
-        None => ktbroker_kinit::password::read_password(&format!("Password for {user}: "))?,
+        None => ktbroker_kinit::password::read_password(&format!("Password for {}: ", request.who.username))?,
     };
-    let runtime = runtime()?;
-    runtime.block_on(ktbroker_kinit::login(&request, &password))
+    login_blocking(&request, &password)
 }
 
-/// The brokers to try, in order, with the CA, host identity and timeout from options and client.toml.
-fn endpoints(args: &LoginArgs, config: &ClientConfig) -> Result<Vec<BrokerEndpoint>, HelperError> {
-    let broker_timeout = args
-        .timeout
-        .map(|s| Duration::from_secs(s.max(1)))
-        .or(config.broker_timeout)
-        .unwrap_or(ktbroker_kinit::DEFAULT_TIMEOUT);
-    let ca_file = args
-        .ca_file
-        .clone()
-        .or_else(|| config.ca_file.clone())
-        .ok_or_else(|| HelperError::Config("no CA file (--ca-file or `ca_file` in client.toml)".into()))?;
-    let ca_pem = std::fs::read(&ca_file)
-        .map_err(|e| HelperError::Config(format!("cannot read CA file {}: {e}", ca_file.display())))?;
-    let identity = match (&args.client_cert, &args.client_key) {
-        (Some(cert), Some(key)) => Some(client_identity(cert, key)?),
-        _ => match (&config.client_cert, &config.client_key) {
-            (Some(cert), Some(key)) => Some(client_identity(cert, key)?),
-            _ => None,
-        },
-    };
-    let urls = if args.brokers.is_empty() {
-        config.brokers.clone()
-    } else {
-        args.brokers.clone()
-    };
-    let urls = if urls.is_empty() {
-        discover(config, broker_timeout)?
-    } else {
-        urls
-    };
-    Ok(urls
-        .into_iter()
-        .map(|url| BrokerEndpoint {
-            url,
-            ca_pem: ca_pem.clone(),
-            tls_server_name: args.tls_server_name.clone().or_else(|| config.tls_server_name.clone()),
-            client_identity: identity.clone(),
-            timeout: broker_timeout,
-        })
-        .collect())
-}
-
-/// Brokers from DNS SRV records, when none are configured.
-fn discover(config: &ClientConfig, timeout: Duration) -> Result<Vec<String>, HelperError> {
-    let runtime = runtime()?;
-    let urls = runtime.block_on(ktbroker_kinit::discovery::discover_brokers(
-        config.srv_domain.as_deref(),
-        config.dns_server,
-        timeout,
-    ))?;
-    tracing::info!(?urls, "brokers from DNS SRV");
-    Ok(urls)
-}
-
-/// The host certificate and key; the key file must be private.
-fn client_identity(cert: &Path, key: &Path) -> Result<ClientIdentity, HelperError> {
-    use std::os::unix::fs::PermissionsExt;
-    let unreadable =
-        |path: &Path, e: &dyn std::fmt::Display| HelperError::Config(format!("cannot read {}: {e}", path.display()));
-    let cert_pem = std::fs::read(cert).map_err(|e| unreadable(cert, &e))?;
-    let mode = std::fs::metadata(key)
-        .map_err(|e| unreadable(key, &e))?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        return Err(HelperError::Config(format!(
-            "{} is readable by group or others (chmod 600 it)",
-            key.display()
-        )));
+impl LoginArgs {
+    fn options(&self) -> LoginOptions {
+        LoginOptions {
+            user: self.user.clone(),
+            brokers: self.brokers.clone(),
+            ca_file: self.ca_file.clone(),
+            tls_server_name: self.tls_server_name.clone(),
+            tenant: self.tenant.clone(),
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
+            principal: self.principal.clone(),
+            timeout_secs: self.timeout,
+            ccache: self.common.ccache.clone(),
+        }
     }
-    let key_pem = zeroize::Zeroizing::new(std::fs::read(key).map_err(|e| unreadable(key, &e))?);
-    Ok(ClientIdentity { cert_pem, key_pem })
-}
-
-/// A single-threaded async runtime for one command's network work.
-fn runtime() -> Result<tokio::runtime::Runtime, HelperError> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| HelperError::Internal(format!("async runtime: {e}")))
 }
 
 fn krb5_context() -> Result<ktbroker_krb5::Context, HelperError> {
@@ -479,7 +392,7 @@ fn doctor(args: &LoginArgs) -> Result<(), HelperError> {
             .map_err(|e| HelperError::Config(e.to_string())),
     );
     let config = config.unwrap_or_default();
-    match endpoints(args, &config) {
+    match args.options().endpoints(&config) {
         Err(e) => report("brokers", Err(e)),
         Ok(endpoints) => {
             let urls: Vec<&str> = endpoints.iter().map(|e| e.url.as_str()).collect();

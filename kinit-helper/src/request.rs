@@ -1,0 +1,149 @@
+//! From command-line options and client.toml to a [`LoginRequest`]. ktbroker-kinit and netdisk
+//! both log in through here, so a login means the same thing in every tool.
+
+use crate::config::{ClientConfig, expand_ccache};
+use crate::fetch::{BrokerEndpoint, ClientIdentity, Who};
+use crate::handoff::KerberosTarget;
+use crate::{DEFAULT_TIMEOUT, HelperError, LoginOutcome, LoginRequest};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What a command line may say about a login; each set field overrides client.toml.
+#[derive(Debug, Clone, Default)]
+pub struct LoginOptions {
+    /// Directory user name (default: $USER).
+    pub user: Option<String>,
+    pub brokers: Vec<String>,
+    pub ca_file: Option<PathBuf>,
+    pub tls_server_name: Option<String>,
+    pub tenant: Option<String>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub principal: Option<String>,
+    /// Seconds for each broker and for the KDC.
+    pub timeout_secs: Option<u64>,
+    pub ccache: Option<String>,
+}
+
+impl LoginOptions {
+    /// The user to log in: the option, else $USER.
+    pub fn user(&self) -> Result<String, HelperError> {
+        match &self.user {
+            Some(user) => Ok(user.clone()),
+            None => std::env::var("USER").map_err(|_| HelperError::Config("no user given and $USER is not set".into())),
+        }
+    }
+
+    /// The ccache: the option, else client.toml's, else libkrb5's default (`None`).
+    pub fn ccache(&self, config: &ClientConfig) -> Option<String> {
+        self.ccache
+            .clone()
+            .or_else(|| config.ccache.clone())
+            .map(|name| expand_ccache(&name))
+    }
+
+    fn timeout(&self) -> Option<Duration> {
+        self.timeout_secs.map(|s| Duration::from_secs(s.max(1)))
+    }
+
+    /// Everything one login needs but the password.
+    pub fn request(&self, config: &ClientConfig) -> Result<LoginRequest, HelperError> {
+        Ok(LoginRequest {
+            endpoints: self.endpoints(config)?,
+            who: Who {
+                username: self.user()?,
+                principal: self.principal.clone(),
+                tenant: self.tenant.clone().or_else(|| config.tenant.clone()),
+            },
+            kerberos: KerberosTarget {
+                ccache: self.ccache(config),
+                timeout: self.timeout().or(config.kdc_timeout).unwrap_or(DEFAULT_TIMEOUT),
+            },
+        })
+    }
+
+    /// The brokers to try, in order, with the CA, host identity and timeout.
+    pub fn endpoints(&self, config: &ClientConfig) -> Result<Vec<BrokerEndpoint>, HelperError> {
+        let broker_timeout = self.timeout().or(config.broker_timeout).unwrap_or(DEFAULT_TIMEOUT);
+        let ca_file = self
+            .ca_file
+            .clone()
+            .or_else(|| config.ca_file.clone())
+            .ok_or_else(|| HelperError::Config("no CA file (--ca-file or `ca_file` in client.toml)".into()))?;
+        let ca_pem = std::fs::read(&ca_file)
+            .map_err(|e| HelperError::Config(format!("cannot read CA file {}: {e}", ca_file.display())))?;
+        let identity = match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => Some(client_identity(cert, key)?),
+            _ => match (&config.client_cert, &config.client_key) {
+                (Some(cert), Some(key)) => Some(client_identity(cert, key)?),
+                _ => None,
+            },
+        };
+        let urls = if self.brokers.is_empty() {
+            config.brokers.clone()
+        } else {
+            self.brokers.clone()
+        };
+        let urls = if urls.is_empty() {
+            discover(config, broker_timeout)?
+        } else {
+            urls
+        };
+        Ok(urls
+            .into_iter()
+            .map(|url| BrokerEndpoint {
+                url,
+                ca_pem: ca_pem.clone(),
+                tls_server_name: self.tls_server_name.clone().or_else(|| config.tls_server_name.clone()),
+                client_identity: identity.clone(),
+                timeout: broker_timeout,
+            })
+            .collect())
+    }
+}
+
+/// Logs in on a runtime of its own, with core dumps off first (the keytab passes through memory).
+pub fn login_blocking(request: &LoginRequest, password: &[u8]) -> Result<LoginOutcome, HelperError> {
+    ktbroker_keytab::harden::forbid_core_dumps()
+        .map_err(|e| HelperError::Internal(format!("disabling core dumps: {e}")))?;
+    runtime()?.block_on(crate::login(request, password))
+}
+
+/// A single-threaded async runtime for one command's network work.
+pub fn runtime() -> Result<tokio::runtime::Runtime, HelperError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| HelperError::Internal(format!("async runtime: {e}")))
+}
+
+/// Brokers from DNS SRV records, when none are configured.
+fn discover(config: &ClientConfig, timeout: Duration) -> Result<Vec<String>, HelperError> {
+    let urls = runtime()?.block_on(crate::discovery::discover_brokers(
+        config.srv_domain.as_deref(),
+        config.dns_server,
+        timeout,
+    ))?;
+    tracing::info!(?urls, "brokers from DNS SRV");
+    Ok(urls)
+}
+
+/// The host certificate and key; the key file must be private.
+fn client_identity(cert: &Path, key: &Path) -> Result<ClientIdentity, HelperError> {
+    use std::os::unix::fs::PermissionsExt;
+    let unreadable =
+        |path: &Path, e: &dyn std::fmt::Display| HelperError::Config(format!("cannot read {}: {e}", path.display()));
+    let cert_pem = std::fs::read(cert).map_err(|e| unreadable(cert, &e))?;
+    let mode = std::fs::metadata(key)
+        .map_err(|e| unreadable(key, &e))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(HelperError::Config(format!(
+            "{} is readable by group or others (chmod 600 it)",
+            key.display()
+        )));
+    }
+    let key_pem = zeroize::Zeroizing::new(std::fs::read(key).map_err(|e| unreadable(key, &e))?);
+    Ok(ClientIdentity { cert_pem, key_pem })
+}
