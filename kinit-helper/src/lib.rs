@@ -70,3 +70,15 @@ pub fn unix_now() -> i64 {
 
 /// Default per-call timeout for the broker and for the KDC exchange.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Client tools log warnings and errors to stderr, terse and without timestamps; `env_var` (e.g.
+/// `KTBROKER_LOG=debug`) raises the level.
+pub fn init_client_logging(env_var: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env(env_var).unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}

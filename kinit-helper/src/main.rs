@@ -125,13 +125,7 @@ struct LoginArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("KTBROKER_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .without_time()
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    ktbroker_kinit::init_client_logging("KTBROKER_LOG");
     let result = match cli.command.unwrap_or(Command::Login(Box::new(cli.login))) {
         Command::Login(args) => login(&args).map(|outcome| {
             if !args.common.quiet {

@@ -115,6 +115,10 @@ impl Broker {
     pub fn stop(&mut self) -> anyhow::Result<()> {
         self.daemon.stop()
     }
+
+    pub fn kill_daemons(&self) {
+        self.daemon.kill_now();
+    }
 }
 
 /// The sandbox's one tenant.

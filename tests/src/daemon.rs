@@ -17,6 +17,11 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// SIGKILL, for a shutdown that has only shared access (see [`crate::cluster`]).
+    pub fn kill_now(&self) {
+        let _ = self.signal(rustix::process::Signal::KILL);
+    }
+
     /// Starts `command` with stdout and stderr appended to `log`.
     pub fn spawn(name: &str, command: &mut Command, log: &Path) -> anyhow::Result<Self> {
         let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;

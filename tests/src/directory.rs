@@ -145,6 +145,10 @@ impl Directory {
     pub fn stop(&mut self) -> anyhow::Result<()> {
         self.slapd.stop()
     }
+
+    pub fn kill_daemons(&self) {
+        self.slapd.kill_now();
+    }
 }
 
 /// Starts slapd in the foreground (`-d stats` logs every operation) and waits until an LDAPS

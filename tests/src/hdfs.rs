@@ -36,6 +36,9 @@ const JAVA_OPENS: &[&str] = &[
     "--add-exports=java.security.jgss/sun.security.jgss.krb5=ALL-UNNAMED",
 ];
 
+/// The tests' default block size: 1 MiB (HDFS's minimum), so a 3 MiB file spans blocks.
+pub const TEST_BLOCK_SIZE: u64 = 1 << 20;
+
 pub struct Hdfs {
     pub dir: PathBuf,
     pub conf_dir: PathBuf,
@@ -53,6 +56,11 @@ impl Hdfs {
     /// Creates the service principals in `realm`, formats a NameNode under `dir`, starts the
     /// NameNode and a DataNode, and waits until the DataNode has reported its blocks.
     pub fn start(dir: &Path, realm: &Realm) -> anyhow::Result<Self> {
+        Self::start_with_block_size(dir, realm, TEST_BLOCK_SIZE)
+    }
+
+    /// Like [`Self::start`], with `block_size` as the cluster's default block size.
+    pub fn start_with_block_size(dir: &Path, realm: &Realm, block_size: u64) -> anyhow::Result<Self> {
         let jars = jar_dir()?;
         let conf_dir = dir.join("conf");
         for app in ["hdfs", "datanode", "secondary"] {
@@ -87,7 +95,7 @@ impl Hdfs {
         std::fs::write(conf_dir.join("core-site.xml"), core_site(&realm.realm, ports.rpc))?;
         std::fs::write(
             conf_dir.join("hdfs-site.xml"),
-            hdfs_site(&realm.realm, dir, &keytab, &ports),
+            hdfs_site(&realm.realm, dir, &keytab, &ports, block_size),
         )?;
         let partial = Partial {
             dir: dir.to_owned(),
@@ -158,6 +166,11 @@ impl Hdfs {
     }
 
     /// Fails if the NameNode or DataNode died.
+    pub fn kill_daemons(&self) {
+        self.namenode.kill_now();
+        self.datanode.kill_now();
+    }
+
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
         self.namenode.check_alive()?;
         self.datanode.check_alive()
@@ -258,12 +271,13 @@ fn core_site(realm: &str, rpc: u16) -> String {
     ])
 }
 
-fn hdfs_site(realm: &str, dir: &Path, keytab: &Path, p: &Ports) -> String {
+fn hdfs_site(realm: &str, dir: &Path, keytab: &Path, p: &Ports, block_size: u64) -> String {
     let keytab = keytab.display().to_string();
     configuration(&[
         ("dfs.namenode.name.dir", format!("{}/name", dir.display())),
         ("dfs.datanode.data.dir", format!("{}/data", dir.display())),
         ("dfs.replication", "1".into()),
+        ("dfs.blocksize", block_size.to_string()),
         ("dfs.namenode.rpc-address", format!("localhost:{}", p.rpc)),
         ("dfs.namenode.http-address", format!("localhost:{}", p.http)),
         (

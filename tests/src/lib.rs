@@ -7,6 +7,7 @@
 pub mod bins;
 pub mod broker;
 pub mod client;
+pub mod cluster;
 pub mod daemon;
 pub mod directory;
 pub mod hdfs;

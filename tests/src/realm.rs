@@ -188,6 +188,11 @@ impl Realm {
         let kadmind = self.kadmind.stop();
         kdc.and(kadmind)
     }
+
+    pub fn kill_daemons(&self) {
+        self.kdc.kill_now();
+        self.kadmind.kill_now();
+    }
 }
 
 struct RealmEnv {

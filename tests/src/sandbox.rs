@@ -186,6 +186,13 @@ impl Sandbox {
     }
 
     /// Fails if any daemon died.
+    /// Stops every daemon at once (for a process-wide sandbox at exit; see [`crate::cluster`]).
+    pub fn kill_daemons(&self) {
+        self.broker.kill_daemons();
+        self.directory.kill_daemons();
+        self.realm.kill_daemons();
+    }
+
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
         self.realm.check_alive()?;
         self.directory.check_alive()?;

@@ -1,14 +1,17 @@
-//! `ktbroker-kinit run -- CMD` against a real secure HDFS: a directory password becomes a Kerberos
-//! ticket in a FILE cache, and Hadoop's own Java client uses it. The cluster takes about 12 s to
-//! start and each Hadoop command about 3 s, so one test starts it once and walks through the
-//! scenarios in order.
+//! Hadoop access with a ticket a directory password bought, against a real secure HDFS (Hadoop
+//! 2.7.3 NameNode + DataNode, Kerberos RPC, permissions, block tokens), a real KDC, slapd and
+//! broker. The cluster starts once for this whole test binary (see `ktbroker_tests::cluster`);
+//! each test works in its own directory and credential cache.
+//!
+//! - `ktbroker-kinit run -- FsShell`: Hadoop's own Java client on the helper's FILE cache.
+//! - `netdisk`: the Rust CLI (hdfs-native), logging in through the broker when there is no ticket.
 
-use ktbroker_tests::Sandbox;
 use ktbroker_tests::bins::project_binary;
 use ktbroker_tests::client::{audit_reasons, stderr};
-use ktbroker_tests::hdfs::Hdfs;
+use ktbroker_tests::cluster::{NetdiskClient, SharedCluster, shared_cluster};
 use ktbroker_tests::sandbox::run_with_password;
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 fn text(out: &Output) -> String {
     format!(
@@ -18,39 +21,73 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// `ktbroker-kinit run [-c CCACHE] alice -- FsShell ARGS`, password on stdin.
-fn run_as(sandbox: &Sandbox, hdfs: &Hdfs, user: &str, password: &str, ccache: &str, fs_args: &[&str]) -> Output {
-    let mut command = Command::new(project_binary("ktbroker-kinit"));
-    command
-        .args(["run", "--broker", &sandbox.broker.url, "--ca-file"])
-        .arg(&sandbox.pki.ca_cert)
-        .args(["-c", ccache, user, "--"])
-        .args(hdfs.fs_shell_argv())
-        .args(fs_args)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("KRB5_CONFIG", &sandbox.realm.krb5_conf);
-    run_with_password(command, password)
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asserts success and returns stdout.
+fn ok(out: Output) -> String {
+    assert!(out.status.success(), "netdisk failed: {}", text(&out));
+    stdout(&out)
+}
+
+/// Asserts exit code `code` and returns stderr.
+fn fails_with(out: Output, code: i32) -> String {
+    assert_eq!(out.status.code(), Some(code), "{}", text(&out));
+    stderr(&out)
+}
+
+/// A client for `user` whose ccache already holds a ticket (logged in by netdisk itself).
+fn logged_in(cluster: &SharedCluster, name: &str, user: &str, password: &str) -> NetdiskClient {
+    let client = cluster.netdisk_client(name, user);
+    ok(client.run_with_password(password, &["ls", "~"]));
+    client
+}
+
+/// Deterministic bytes that do not compress or repeat on a block boundary.
+fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn sha256(bytes: &[u8]) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().to_vec()
 }
 
 #[test]
 fn hadoop_commands_run_with_the_ticket_a_directory_password_bought() {
-    let sandbox = ktbroker_tests::start_sandbox();
-    let mut hdfs = Hdfs::start(&sandbox.root.join("hdfs"), &sandbox.realm).expect("starting HDFS");
-    hdfs.as_superuser(&["-mkdir", "-p", "/user/alice", "/user/bob"])
-        .unwrap();
-    hdfs.as_superuser(&["-touchz", "/user/alice/hello"]).unwrap();
-    hdfs.as_superuser(&["-chown", "-R", "alice", "/user/alice"]).unwrap();
-    hdfs.as_superuser(&["-chown", "bob", "/user/bob"]).unwrap();
-    hdfs.as_superuser(&["-chmod", "700", "/user/alice", "/user/bob"])
-        .unwrap();
+    let cluster = shared_cluster();
+    let sandbox = &cluster.sandbox;
+    let hdfs = &cluster.hdfs;
+    // Its own broker, so its audit file counts this test's logins only.
+    let broker = sandbox.extra_broker("broker-fsshell", |c| c).unwrap();
+    let run_as = |user: &str, password: &str, ccache: &str, fs_args: &[&str]| {
+        let mut command = Command::new(project_binary("ktbroker-kinit"));
+        command
+            .args(["run", "--broker", &broker.url, "--ca-file"])
+            .arg(&sandbox.pki.ca_cert)
+            .args(["-c", ccache, user, "--"])
+            .args(hdfs.fs_shell_argv())
+            .args(fs_args)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("KRB5_CONFIG", &sandbox.realm.krb5_conf);
+        run_with_password(command, password)
+    };
 
     // Without a ticket Hadoop refuses.
     let nobody = format!("FILE:{}", sandbox.root.join("client").join("no-ticket").display());
     let out = hdfs
         .fs_shell_command()
         .env("KRB5CCNAME", &nobody)
-        .args(["-ls", "/user/alice"])
+        .args(["-ls", "/user/bob"])
         .output()
         .unwrap();
     assert!(!out.status.success(), "no ticket, yet: {}", text(&out));
@@ -60,38 +97,223 @@ fn hadoop_commands_run_with_the_ticket_a_directory_password_bought() {
         text(&out)
     );
 
-    // alice's directory password: run logs her in and Hadoop lists her home directory.
-    let ccache = sandbox.ccache("alice-hdfs");
-    let out = run_as(&sandbox, &hdfs, "alice", "alicepw", &ccache, &["-ls", "/user/alice"]);
+    // bob's directory password: run logs him in and Hadoop lists his home directory.
+    let ccache = sandbox.ccache("bob-fsshell");
+    let out = run_as("bob", "bobpw", &ccache, &["-ls", "/user/bob"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("/user/alice/hello"),
-        "{}",
-        text(&out)
-    );
-    assert_eq!(audit_reasons(&sandbox.broker.audit_file), ["granted"]);
+    assert!(stdout(&out).contains("/user/bob/secret.txt"), "{}", text(&out));
+    assert_eq!(audit_reasons(&broker.audit_file), ["granted"]);
 
     // With a valid ticket run logs in no more (no password, no broker request), and HDFS
-    // permissions still apply: bob's directory is closed to alice.
-    let out = run_as(&sandbox, &hdfs, "alice", "", &ccache, &["-ls", "/user/bob"]);
-    assert!(!out.status.success(), "alice listed bob's directory: {}", text(&out));
-    assert!(text(&out).contains("Permission denied: user=alice"), "{}", text(&out));
-    assert_eq!(
-        audit_reasons(&sandbox.broker.audit_file),
-        ["granted"],
-        "the ticket was reused"
-    );
+    // permissions still apply: alice's directory is closed to bob.
+    let out = run_as("bob", "", &ccache, &["-ls", "/user/alice"]);
+    assert!(!out.status.success(), "bob listed alice's directory: {}", text(&out));
+    assert!(text(&out).contains("Permission denied: user=bob"), "{}", text(&out));
+    assert_eq!(audit_reasons(&broker.audit_file), ["granted"], "the ticket was reused");
 
     // A wrong password gets no ticket and the command never runs.
     let out = run_as(
-        &sandbox,
-        &hdfs,
-        "bob",
+        "alice",
         "wrong",
-        &sandbox.ccache("bob-hdfs"),
-        &["-ls", "/user/bob"],
+        &sandbox.ccache("alice-fsshell"),
+        &["-ls", "/user/alice"],
     );
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(!text(&out).contains("Found"), "{}", text(&out));
-    hdfs.check_alive().unwrap();
+}
+
+#[test]
+fn netdisk_session_as_alice_from_login_to_rm() {
+    let cluster = shared_cluster();
+    let alice = cluster.netdisk_client("session", "alice");
+    // No ticket yet: the first command logs in with the password on stdin, then runs.
+    ok(alice.run_with_password("alicepw", &["mkdir", "session"]));
+    assert!(
+        cluster.sandbox.klist(&alice.ccache).unwrap().contains("alice@"),
+        "the login left a ticket"
+    );
+    // From here on nothing is on stdin: the ticket is reused.
+    ok(alice.run(&["mkdir", "-p", "session/a/b"]));
+    let mkdir_again = fails_with(alice.run(&["mkdir", "session"]), 6);
+    assert!(mkdir_again.contains("already exists"), "{mkdir_again}");
+
+    // put a multi-block file (1 MiB blocks in the test cluster): 3 MiB and a bit.
+    let content = pseudo_random((3 << 20) + 12345, 7);
+    let local = alice.dir.join("big.bin");
+    std::fs::write(&local, &content).unwrap();
+    ok(alice.run(&["put", local.to_str().unwrap(), "session/"]));
+    let again = fails_with(alice.run(&["put", local.to_str().unwrap(), "session/big.bin"]), 6);
+    assert!(again.contains("use -f"), "{again}");
+
+    // ls: names, long lines, JSON; no temporary name left behind.
+    assert_eq!(ok(alice.run(&["ls", "session"])), "a\nbig.bin\n");
+    let long = ok(alice.run(&["ls", "-l", "/user/alice/session"]));
+    assert!(
+        long.lines().any(|l| l.starts_with("-rw-r--r--   1 alice")
+            && l.contains(&format!(" {} ", content.len()))
+            && l.ends_with(" /user/alice/session/big.bin")),
+        "{long}"
+    );
+    let recursive = ok(alice.run(&["ls", "-R", "session"]));
+    assert_eq!(recursive, "a\na/b\nbig.bin\n");
+    let listed: serde_json::Value = serde_json::from_str(&ok(alice.run(&["ls", "--json", "session"]))).unwrap();
+    let big = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "/user/alice/session/big.bin")
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert_eq!(big["type"], "file");
+    assert_eq!(big["length"], content.len());
+    assert_eq!(big["owner"], "alice");
+
+    // stat: the file spans four 1 MiB blocks.
+    let stat: serde_json::Value = serde_json::from_str(&ok(alice.run(&["stat", "--json", "session/big.bin"]))).unwrap();
+    assert_eq!(stat["block_size"], 1 << 20);
+    assert_eq!(stat["length"], content.len());
+    assert!(content.len() as u64 > 3 * (1 << 20));
+    assert!(ok(alice.run(&["stat", "session"])).contains("type:        directory"));
+
+    // cat and get return the same bytes (compared by SHA-256).
+    let cat = alice.run(&["cat", "session/big.bin"]);
+    assert!(cat.status.success(), "{}", stderr(&cat));
+    assert_eq!(sha256(&cat.stdout), sha256(&content));
+    let fetched = alice.dir.join("fetched.bin");
+    ok(alice.run(&["get", "~/session/big.bin", fetched.to_str().unwrap()]));
+    assert_eq!(sha256(&std::fs::read(&fetched).unwrap()), sha256(&content));
+    let overwrite = fails_with(alice.run(&["get", "session/big.bin", fetched.to_str().unwrap()]), 6);
+    assert!(overwrite.contains("already exists"), "{overwrite}");
+
+    // du, df, chmod.
+    let du = ok(alice.run(&["du", "-s", "session"]));
+    assert!(du.starts_with(&content.len().to_string()), "{du}");
+    let df = ok(alice.run(&["df"]));
+    assert!(df.contains("/user/alice"), "{df}");
+    ok(alice.run(&["chmod", "750", "session/a"]));
+    assert!(ok(alice.run(&["stat", "session/a"])).contains("rwxr-x--- (750)"));
+
+    // mv into a directory and to a new name; the old name is gone.
+    ok(alice.run(&["mv", "session/big.bin", "session/a"]));
+    ok(alice.run(&["mv", "session/a/big.bin", "session/renamed.bin"]));
+    assert_eq!(ok(alice.run(&["ls", "session"])), "a\nrenamed.bin\n");
+    fails_with(alice.run(&["stat", "session/big.bin"]), 5);
+
+    // rm: files, directories only with -r, never the home directory.
+    ok(alice.run(&["rm", "session/renamed.bin"]));
+    let gone = fails_with(alice.run(&["cat", "session/renamed.bin"]), 5);
+    assert!(gone.contains("[not-found]"), "{gone}");
+    let dir = fails_with(alice.run(&["rm", "session"]), 6);
+    assert!(dir.contains("use -r"), "{dir}");
+    ok(alice.run(&["rm", "-r", "session"]));
+    fails_with(alice.run(&["ls", "session"]), 5);
+    fails_with(alice.run(&["rm", "-r", "~"]), 2);
+}
+
+#[test]
+fn alice_cannot_read_or_write_bobs_home() {
+    let cluster = shared_cluster();
+    let alice = logged_in(cluster, "trespass", "alice", "alicepw");
+    for args in [
+        &["ls", "/user/bob"][..],
+        &["cat", "/user/bob/secret.txt"],
+        &["stat", "../bob/secret.txt"],
+        &["mkdir", "/user/bob/mine"],
+        &["rm", "/user/bob/secret.txt"],
+    ] {
+        let message = fails_with(alice.run(args), 4);
+        assert!(
+            message.contains("[permission]") && message.contains("Permission denied: user=alice"),
+            "{args:?}: {message}"
+        );
+        assert!(!message.contains("\tat "), "no Java stack trace: {message}");
+    }
+    let local = alice.dir.join("intruder.txt");
+    std::fs::write(&local, "not yours").unwrap();
+    let put = fails_with(
+        alice.run(&["put", local.to_str().unwrap(), "/user/bob/intruder.txt"]),
+        4,
+    );
+    assert!(put.contains("Permission denied"), "{put}");
+    // bob still sees exactly his own file.
+    let bob = logged_in(cluster, "owner", "bob", "bobpw");
+    assert_eq!(ok(bob.run(&["ls"])), "secret.txt\n");
+    assert_eq!(ok(bob.run(&["cat", "secret.txt"])), "bob's secret\n");
+}
+
+#[test]
+fn without_a_ticket_netdisk_needs_a_password_and_logs_in_with_one() {
+    let cluster = shared_cluster();
+    let alice = cluster.netdisk_client("login", "alice");
+    let message = fails_with(alice.run(&["ls"]), 3);
+    assert!(message.contains("login required"), "{message}");
+    assert!(cluster.sandbox.klist(&alice.ccache).is_none(), "no ticket was made");
+
+    let wrong = fails_with(alice.run_with_password("not-her-password", &["ls"]), 3);
+    assert!(wrong.contains("login failed: [auth-failed]"), "{wrong}");
+
+    ok(alice.run_with_password("alicepw", &["ls"]));
+    assert!(cluster.sandbox.klist(&alice.ccache).unwrap().contains("alice@"));
+    ok(alice.run(&["ls"]));
+}
+
+/// An upload fed from a FIFO, held open until its temporary file appears in HDFS, then stopped.
+fn interrupted_put(alice: &NetdiskClient, name: &str, signal: rustix::process::Signal) -> Output {
+    let fifo = alice.dir.join(format!("{name}.fifo"));
+    rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::from_raw_mode(0o600)).unwrap();
+    let mut child = alice
+        .command(&["put", fifo.to_str().unwrap(), &format!("uploads/{name}")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    std::io::Write::write_all(&mut writer, &pseudo_random(2 << 20, 3)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listing = ok(alice.run(&["ls", "uploads"]));
+        if listing.contains(".part") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no temporary upload appeared: {listing}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, signal).unwrap();
+    // The writer stays open: netdisk must stop even while a read of its input is pending.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("netdisk did not stop within 20 s of {signal:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(writer);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn an_interrupted_put_leaves_nothing_under_the_final_name() {
+    let cluster = shared_cluster();
+    let alice = logged_in(cluster, "interrupted", "alice", "alicepw");
+    ok(alice.run(&["mkdir", "uploads"]));
+
+    // Killed outright: the final name never appears (the hidden temporary may stay).
+    let killed = interrupted_put(&alice, "killed.bin", rustix::process::Signal::KILL);
+    assert!(!killed.status.success());
+    fails_with(alice.run(&["stat", "uploads/killed.bin"]), 5);
+
+    // Asked to stop: exit 130, and the temporary is removed too.
+    let stopped = interrupted_put(&alice, "stopped.bin", rustix::process::Signal::TERM);
+    let message = fails_with(stopped, 130);
+    assert!(message.contains("interrupted"), "{message}");
+    fails_with(alice.run(&["stat", "uploads/stopped.bin"]), 5);
+    let listing = ok(alice.run(&["ls", "uploads"]));
+    assert!(!listing.contains("stopped.bin"), "{listing}");
+
+    // An upload that completes appears under its name, and only then.
+    let local = alice.dir.join("whole.bin");
+    std::fs::write(&local, b"complete").unwrap();
+    ok(alice.run(&["put", local.to_str().unwrap(), "uploads/whole.bin"]));
+    assert_eq!(ok(alice.run(&["cat", "uploads/whole.bin"])), "complete");
 }

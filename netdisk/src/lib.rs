@@ -1,0 +1,18 @@
+//! netdisk: a person's HDFS space from the command line, with no Java on the host.
+//!
+//! [`login`] makes sure there is a ticket (logging in through the broker, as ktbroker-kinit
+//! does, if there is none); [`config`] says where the cluster is; a transport ([`native`])
+//! implements [`fs::Filesystem`]; [`commands`] are written once over that trait; [`error`]
+//! turns Hadoop's exceptions into one-line messages and exit codes.
+
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod format;
+pub mod fs;
+pub mod login;
+pub mod native;
+pub mod paths;
+pub mod progress;
+
+pub use error::{Kind, NetdiskError};
