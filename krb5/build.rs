@@ -1,7 +1,9 @@
-//! Links MIT libkrb5 (Debian: libkrb5-dev ships its pkg-config file).
+//! Links MIT libkrb5 and its GSSAPI library (Debian: libkrb5-dev ships both pkg-config files).
 
 fn main() {
-    if let Err(e) = pkg_config::Config::new().probe("krb5") {
-        panic!("pkg-config cannot find krb5 ({e}); install libkrb5-dev (scripts/install-deps.sh)");
+    for library in ["krb5", "krb5-gssapi"] {
+        if let Err(e) = pkg_config::Config::new().probe(library) {
+            panic!("pkg-config cannot find {library} ({e}); install libkrb5-dev (scripts/install-deps.sh)");
+        }
     }
 }

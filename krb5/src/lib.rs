@@ -7,6 +7,7 @@
 //! contexts must not be used from two threads at once.
 
 pub mod ffi;
+pub mod gss;
 
 use std::ffi::{CStr, CString};
 use std::marker::PhantomData;

@@ -190,6 +190,22 @@ impl<F: Filesystem> Netdisk<F> {
             })?;
             target = join(&target, name);
         }
+        let dir = parent(&target);
+        match self.try_stat(&dir).await.map_err(|e| context(&target, e))? {
+            Some(d) if d.is_dir() => {}
+            Some(_) => {
+                return Err(context(
+                    &target,
+                    NetdiskError::new(Kind::Conflict, format!("not a directory: {dir}")),
+                ));
+            }
+            None => {
+                return Err(context(
+                    &target,
+                    NetdiskError::new(Kind::NotFound, format!("no such directory: {dir}")),
+                ));
+            }
+        }
         let existing = self.try_stat(&target).await.map_err(|e| context(&target, e))?;
         match &existing {
             Some(e) if e.is_dir() => return Err(context(&target, NetdiskError::new(Kind::Conflict, "is a directory"))),

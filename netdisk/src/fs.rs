@@ -1,7 +1,7 @@
 //! What netdisk needs from a cluster, whatever the transport: [`Filesystem`]. Paths given to it
 //! are absolute and normal (see [`crate::paths`]); errors come back already classified.
 
-use crate::error::Result;
+use crate::error::{Kind, NetdiskError, Result};
 use crate::progress::Progress;
 use serde::Serialize;
 
@@ -93,4 +93,29 @@ pub trait Filesystem {
     async fn chmod(&self, path: &str, mode: u16) -> Result<()>;
     /// The cluster's capacity, if this transport can ask for it.
     async fn capacity(&self) -> Result<Option<Capacity>>;
+}
+
+/// Copies a download's chunks to `out`, each chunk due within `timeout`; returns the byte count.
+pub async fn copy_chunks(
+    mut chunks: impl futures::Stream<Item = Result<bytes::Bytes>> + Unpin,
+    out: &mut (dyn tokio::io::AsyncWrite + Unpin),
+    progress: &Progress,
+    timeout: std::time::Duration,
+) -> Result<u64> {
+    use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let writing = |e: std::io::Error| NetdiskError::new(Kind::Other, format!("writing: {e}"));
+    let mut written = 0u64;
+    loop {
+        let next = tokio::time::timeout(timeout, chunks.next())
+            .await
+            .map_err(|_| NetdiskError::new(Kind::Unavailable, format!("a DataNode sent nothing for {timeout:?}")))?;
+        let Some(chunk) = next else { break };
+        let chunk = chunk?;
+        out.write_all(&chunk).await.map_err(writing)?;
+        written += chunk.len() as u64;
+        progress.advance(chunk.len() as u64);
+    }
+    out.flush().await.map_err(writing)?;
+    Ok(written)
 }

@@ -14,5 +14,6 @@ pub mod login;
 pub mod native;
 pub mod paths;
 pub mod progress;
+pub mod webhdfs;
 
 pub use error::{Kind, NetdiskError};

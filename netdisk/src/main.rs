@@ -8,6 +8,7 @@ use ktbroker_netdisk::error::{Kind, NetdiskError, Result};
 use ktbroker_netdisk::fs::Filesystem;
 use ktbroker_netdisk::login::{LoginSettings, ensure_ticket};
 use ktbroker_netdisk::native::NativeFs;
+use ktbroker_netdisk::webhdfs::WebHdfs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -41,6 +42,9 @@ struct Global {
     /// NameNode URL, hdfs://HOST:PORT (overrides netdisk.toml).
     #[arg(long, global = true)]
     namenode: Option<String>,
+    /// WebHDFS URL, http(s)://HOST:PORT (overrides netdisk.toml).
+    #[arg(long, global = true)]
+    webhdfs: Option<String>,
     /// How to reach the cluster (overrides netdisk.toml).
     #[arg(long, global = true, value_enum)]
     transport: Option<Transport>,
@@ -183,31 +187,46 @@ fn run(cli: Cli) -> Result<()> {
         .enable_all()
         .build()
         .map_err(|e| NetdiskError::new(Kind::Other, format!("async runtime: {e}")))?;
+    let quiet = global.quiet;
     let result = match global.transport.unwrap_or(config.transport) {
         Transport::Native => {
-            let url = match &global.namenode {
-                Some(text) => config::parse_url(text, &["hdfs"]).map_err(NetdiskError::usage)?,
-                None => config.namenode.clone().ok_or_else(|| {
-                    NetdiskError::usage(format!(
-                        "no NameNode: set `namenode` in {} or pass --namenode",
-                        global.config.display()
-                    ))
-                })?,
-            };
-            let netdisk = runtime.block_on(async {
-                NativeFs::connect(url.as_str(), &session.principal, &session.cache, config.timeout).map(|fs| Netdisk {
-                    fs,
-                    home,
-                    quiet: global.quiet,
-                })
-            })?;
-            runtime.block_on(execute(&netdisk, cli.command))
+            let url = cluster_url(&global.namenode, &config.namenode, &["hdfs"], "namenode", global)?;
+            runtime.block_on(async {
+                let fs = NativeFs::connect(url.as_str(), &session.principal, &session.cache, config.timeout)?;
+                execute(&Netdisk { fs, home, quiet }, cli.command).await
+            })
         }
-        Transport::Webhdfs => Err(NetdiskError::usage("the webhdfs transport is not built yet")),
+        Transport::Webhdfs => {
+            let url = cluster_url(&global.webhdfs, &config.webhdfs, &["https", "http"], "webhdfs", global)?;
+            runtime.block_on(async {
+                let (hosts, ca_file) = (&config.cluster_hosts, config.ca_file.as_deref());
+                let fs = WebHdfs::connect(&url, &session.cache, config.timeout, hosts, ca_file)?;
+                execute(&Netdisk { fs, home, quiet }, cli.command).await
+            })
+        }
     };
     // An interrupted upload may leave a blocking read of a pipe behind; do not wait for it.
     runtime.shutdown_background();
     result
+}
+
+/// The transport's URL: the option if given, else netdisk.toml's `key`.
+fn cluster_url(
+    option: &Option<String>,
+    configured: &Option<url::Url>,
+    schemes: &[&str],
+    key: &str,
+    global: &Global,
+) -> Result<url::Url> {
+    match option {
+        Some(text) => config::parse_url(text, schemes).map_err(NetdiskError::usage),
+        None => configured.clone().ok_or_else(|| {
+            NetdiskError::usage(format!(
+                "no {key} URL: set `{key}` in {} or pass --{key}",
+                global.config.display()
+            ))
+        }),
+    }
 }
 
 async fn execute<F: Filesystem>(netdisk: &Netdisk<F>, command: Command) -> Result<()> {

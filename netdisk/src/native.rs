@@ -3,14 +3,14 @@
 //! netdisk issue for the measurement against WebHDFS).
 
 use crate::error::{Kind, NetdiskError, Result};
-use crate::fs::{Capacity, Entry, EntryKind, Filesystem, Summary, quota};
+use crate::fs::{Capacity, Entry, EntryKind, Filesystem, Summary, copy_chunks, quota};
 use crate::progress::Progress;
 use bytes::Bytes;
 use futures::StreamExt;
 use hdfs_native::{Client, ClientBuilder, WriteOptions};
 use std::future::Future;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 /// Upload chunk size: big enough for throughput, small enough for a smooth progress bar.
 const CHUNK: usize = 4 << 20;
@@ -111,27 +111,12 @@ impl Filesystem for NativeFs {
     ) -> Result<u64> {
         let reader = self.deadline(self.client.read(remote)).await?;
         let length = reader.file_length();
-        let mut chunks = Box::pin(reader.read_range_stream(0, length));
-        let mut written = 0u64;
-        loop {
-            let next = tokio::time::timeout(self.timeout, chunks.next()).await.map_err(|_| {
-                NetdiskError::new(
-                    Kind::Unavailable,
-                    format!("a DataNode sent nothing for {:?}", self.timeout),
-                )
-            })?;
-            let Some(chunk) = next else { break };
-            let chunk = chunk?;
-            out.write_all(&chunk)
-                .await
-                .map_err(|e| NetdiskError::new(Kind::Other, format!("writing: {e}")))?;
-            written += chunk.len() as u64;
-            progress.advance(chunk.len() as u64);
-        }
-        out.flush()
-            .await
-            .map_err(|e| NetdiskError::new(Kind::Other, format!("writing: {e}")))?;
-        Ok(written)
+        let chunks = Box::pin(
+            reader
+                .read_range_stream(0, length)
+                .map(|c| c.map_err(NetdiskError::from)),
+        );
+        copy_chunks(chunks, out, progress, self.timeout).await
     }
 
     async fn rename(&self, from: &str, to: &str) -> Result<()> {

@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 /// Transfers smaller than this finish before a bar would be worth drawing.
 pub const BAR_THRESHOLD: u64 = 4 << 20;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Progress {
     bar: ProgressBar,
 }

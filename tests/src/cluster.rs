@@ -98,6 +98,7 @@ impl SharedCluster {
         )
         .expect("writing client.toml");
         NetdiskClient {
+            transport: "native",
             user: user.to_owned(),
             ccache: format!("FILE:{}", dir.join("ccache").display()),
             dir,
@@ -108,6 +109,8 @@ impl SharedCluster {
 
 /// Runs `netdisk` as one person: their config files, their ccache, only the test realm.
 pub struct NetdiskClient {
+    /// `native` (hdfs-native RPC) or `webhdfs` (REST with SPNEGO).
+    pub transport: &'static str,
     pub user: String,
     pub dir: PathBuf,
     pub ccache: String,
@@ -123,7 +126,7 @@ impl NetdiskClient {
             .arg(self.dir.join("netdisk.toml"))
             .arg("--client-config")
             .arg(self.dir.join("client.toml"))
-            .args(["-c", &self.ccache, "--user", &self.user])
+            .args(["-c", &self.ccache, "--user", &self.user, "--transport", self.transport])
             .args(args)
             .current_dir(&self.dir)
             .env_clear()
@@ -131,6 +134,12 @@ impl NetdiskClient {
             .env("KRB5_CONFIG", &self.krb5_conf)
             .stdin(Stdio::null());
         command
+    }
+
+    /// The same person over another transport.
+    pub fn over(mut self, transport: &'static str) -> Self {
+        self.transport = transport;
+        self
     }
 
     /// Runs netdisk with nothing on stdin.

@@ -123,96 +123,121 @@ fn hadoop_commands_run_with_the_ticket_a_directory_password_bought() {
 }
 
 #[test]
-fn netdisk_session_as_alice_from_login_to_rm() {
+fn netdisk_session_as_alice_from_login_to_rm_over_native_rpc() {
+    session_as_alice("native");
+}
+
+#[test]
+fn netdisk_session_as_alice_from_login_to_rm_over_webhdfs() {
+    session_as_alice("webhdfs");
+}
+
+/// The whole command set in one person's session; alice's directory for it is named after the
+/// transport, so both run side by side.
+fn session_as_alice(transport: &'static str) {
     let cluster = shared_cluster();
-    let alice = cluster.netdisk_client("session", "alice");
+    let alice = cluster
+        .netdisk_client(&format!("session-{transport}"), "alice")
+        .over(transport);
+    // alice's working directory for this run, relative to her home.
+    let d = format!("session-{transport}");
+    let p = |rest: &str| format!("{d}{rest}");
     // No ticket yet: the first command logs in with the password on stdin, then runs.
-    ok(alice.run_with_password("alicepw", &["mkdir", "session"]));
+    ok(alice.run_with_password("alicepw", &["mkdir", &d]));
     assert!(
         cluster.sandbox.klist(&alice.ccache).unwrap().contains("alice@"),
         "the login left a ticket"
     );
     // From here on nothing is on stdin: the ticket is reused.
-    ok(alice.run(&["mkdir", "-p", "session/a/b"]));
-    let mkdir_again = fails_with(alice.run(&["mkdir", "session"]), 6);
+    ok(alice.run(&["mkdir", "-p", &p("/a/b")]));
+    let mkdir_again = fails_with(alice.run(&["mkdir", &d]), 6);
     assert!(mkdir_again.contains("already exists"), "{mkdir_again}");
 
     // put a multi-block file (1 MiB blocks in the test cluster): 3 MiB and a bit.
     let content = pseudo_random((3 << 20) + 12345, 7);
     let local = alice.dir.join("big.bin");
     std::fs::write(&local, &content).unwrap();
-    ok(alice.run(&["put", local.to_str().unwrap(), "session/"]));
-    let again = fails_with(alice.run(&["put", local.to_str().unwrap(), "session/big.bin"]), 6);
+    ok(alice.run(&["put", local.to_str().unwrap(), &p("/")]));
+    let again = fails_with(alice.run(&["put", local.to_str().unwrap(), &p("/big.bin")]), 6);
     assert!(again.contains("use -f"), "{again}");
 
     // ls: names, long lines, JSON; no temporary name left behind.
-    assert_eq!(ok(alice.run(&["ls", "session"])), "a\nbig.bin\n");
-    let long = ok(alice.run(&["ls", "-l", "/user/alice/session"]));
+    assert_eq!(ok(alice.run(&["ls", &d])), "a\nbig.bin\n");
+    let long = ok(alice.run(&["ls", "-l", &format!("/user/alice/{d}")]));
     assert!(
         long.lines().any(|l| l.starts_with("-rw-r--r--   1 alice")
             && l.contains(&format!(" {} ", content.len()))
-            && l.ends_with(" /user/alice/session/big.bin")),
+            && l.ends_with(&format!(" /user/alice/{d}/big.bin"))),
         "{long}"
     );
-    let recursive = ok(alice.run(&["ls", "-R", "session"]));
+    let recursive = ok(alice.run(&["ls", "-R", &d]));
     assert_eq!(recursive, "a\na/b\nbig.bin\n");
-    let listed: serde_json::Value = serde_json::from_str(&ok(alice.run(&["ls", "--json", "session"]))).unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&ok(alice.run(&["ls", "--json", &d]))).unwrap();
     let big = listed
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["path"] == "/user/alice/session/big.bin")
+        .find(|e| e["path"] == format!("/user/alice/{d}/big.bin"))
         .unwrap_or_else(|| panic!("{listed}"));
     assert_eq!(big["type"], "file");
     assert_eq!(big["length"], content.len());
     assert_eq!(big["owner"], "alice");
 
     // stat: the file spans four 1 MiB blocks.
-    let stat: serde_json::Value = serde_json::from_str(&ok(alice.run(&["stat", "--json", "session/big.bin"]))).unwrap();
+    let stat: serde_json::Value = serde_json::from_str(&ok(alice.run(&["stat", "--json", &p("/big.bin")]))).unwrap();
     assert_eq!(stat["block_size"], 1 << 20);
     assert_eq!(stat["length"], content.len());
     assert!(content.len() as u64 > 3 * (1 << 20));
-    assert!(ok(alice.run(&["stat", "session"])).contains("type:        directory"));
+    assert!(ok(alice.run(&["stat", &d])).contains("type:        directory"));
 
     // cat and get return the same bytes (compared by SHA-256).
-    let cat = alice.run(&["cat", "session/big.bin"]);
+    let cat = alice.run(&["cat", &p("/big.bin")]);
     assert!(cat.status.success(), "{}", stderr(&cat));
     assert_eq!(sha256(&cat.stdout), sha256(&content));
     let fetched = alice.dir.join("fetched.bin");
-    ok(alice.run(&["get", "~/session/big.bin", fetched.to_str().unwrap()]));
+    ok(alice.run(&["get", &format!("~/{d}/big.bin"), fetched.to_str().unwrap()]));
     assert_eq!(sha256(&std::fs::read(&fetched).unwrap()), sha256(&content));
-    let overwrite = fails_with(alice.run(&["get", "session/big.bin", fetched.to_str().unwrap()]), 6);
+    let overwrite = fails_with(alice.run(&["get", &p("/big.bin"), fetched.to_str().unwrap()]), 6);
     assert!(overwrite.contains("already exists"), "{overwrite}");
 
     // du, df, chmod.
-    let du = ok(alice.run(&["du", "-s", "session"]));
+    let du = ok(alice.run(&["du", "-s", &d]));
     assert!(du.starts_with(&content.len().to_string()), "{du}");
     let df = ok(alice.run(&["df"]));
     assert!(df.contains("/user/alice"), "{df}");
-    ok(alice.run(&["chmod", "750", "session/a"]));
-    assert!(ok(alice.run(&["stat", "session/a"])).contains("rwxr-x--- (750)"));
+    ok(alice.run(&["chmod", "750", &p("/a")]));
+    assert!(ok(alice.run(&["stat", &p("/a")])).contains("rwxr-x--- (750)"));
 
     // mv into a directory and to a new name; the old name is gone.
-    ok(alice.run(&["mv", "session/big.bin", "session/a"]));
-    ok(alice.run(&["mv", "session/a/big.bin", "session/renamed.bin"]));
-    assert_eq!(ok(alice.run(&["ls", "session"])), "a\nrenamed.bin\n");
-    fails_with(alice.run(&["stat", "session/big.bin"]), 5);
+    ok(alice.run(&["mv", &p("/big.bin"), &p("/a")]));
+    ok(alice.run(&["mv", &p("/a/big.bin"), &p("/renamed.bin")]));
+    assert_eq!(ok(alice.run(&["ls", &d])), "a\nrenamed.bin\n");
+    fails_with(alice.run(&["stat", &p("/big.bin")]), 5);
 
     // rm: files, directories only with -r, never the home directory.
-    ok(alice.run(&["rm", "session/renamed.bin"]));
-    let gone = fails_with(alice.run(&["cat", "session/renamed.bin"]), 5);
+    ok(alice.run(&["rm", &p("/renamed.bin")]));
+    let gone = fails_with(alice.run(&["cat", &p("/renamed.bin")]), 5);
     assert!(gone.contains("[not-found]"), "{gone}");
-    let dir = fails_with(alice.run(&["rm", "session"]), 6);
+    let dir = fails_with(alice.run(&["rm", &d]), 6);
     assert!(dir.contains("use -r"), "{dir}");
-    ok(alice.run(&["rm", "-r", "session"]));
-    fails_with(alice.run(&["ls", "session"]), 5);
+    ok(alice.run(&["rm", "-r", &d]));
+    fails_with(alice.run(&["ls", &d]), 5);
     fails_with(alice.run(&["rm", "-r", "~"]), 2);
 }
 
 #[test]
-fn alice_cannot_read_or_write_bobs_home() {
+fn alice_cannot_read_or_write_bobs_home_over_native_rpc() {
+    alice_cannot_read_or_write_bobs_home("native");
+}
+
+#[test]
+fn alice_cannot_read_or_write_bobs_home_over_webhdfs() {
+    alice_cannot_read_or_write_bobs_home("webhdfs");
+}
+
+fn alice_cannot_read_or_write_bobs_home(transport: &'static str) {
     let cluster = shared_cluster();
-    let alice = logged_in(cluster, "trespass", "alice", "alicepw");
+    let alice = logged_in(cluster, &format!("trespass-{transport}"), "alice", "alicepw").over(transport);
     for args in [
         &["ls", "/user/bob"][..],
         &["cat", "/user/bob/secret.txt"],
@@ -235,7 +260,7 @@ fn alice_cannot_read_or_write_bobs_home() {
     );
     assert!(put.contains("Permission denied"), "{put}");
     // bob still sees exactly his own file.
-    let bob = logged_in(cluster, "owner", "bob", "bobpw");
+    let bob = logged_in(cluster, &format!("owner-{transport}"), "bob", "bobpw").over(transport);
     assert_eq!(ok(bob.run(&["ls"])), "secret.txt\n");
     assert_eq!(ok(bob.run(&["cat", "secret.txt"])), "bob's secret\n");
 }
@@ -316,4 +341,110 @@ fn an_interrupted_put_leaves_nothing_under_the_final_name() {
     std::fs::write(&local, b"complete").unwrap();
     ok(alice.run(&["put", local.to_str().unwrap(), "uploads/whole.bin"]));
     assert_eq!(ok(alice.run(&["cat", "uploads/whole.bin"])), "complete");
+}
+
+/// A stand-in NameNode on localhost that answers every call with a redirect to 127.0.0.2, and a
+/// listener there that counts connections: what a hostile or compromised NameNode would do.
+struct RedirectingNameNode {
+    port: u16,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    foreign_connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl RedirectingNameNode {
+    fn start() -> Self {
+        use std::io::{BufRead, Write};
+        let namenode = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let foreign = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+        let foreign_port = foreign.local_addr().unwrap().port();
+        let port = namenode.local_addr().unwrap().port();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let foreign_connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = requests.clone();
+        std::thread::spawn(move || {
+            for stream in namenode.incoming() {
+                let Ok(stream) = stream else { continue };
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                let first = head.lines().next().unwrap_or_default().to_owned();
+                seen.lock().unwrap().push(head.clone());
+                let json = |status: &str, body: &str| {
+                    format!(
+                        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                };
+                let file = r#"{"FileStatus":{"accessTime":0,"blockSize":1048576,"group":"g","length":5,"modificationTime":0,"owner":"alice","pathSuffix":"","permission":"644","replication":1,"type":"FILE"}}"#;
+                let dir = r#"{"FileStatus":{"accessTime":0,"blockSize":0,"group":"g","length":0,"modificationTime":0,"owner":"alice","pathSuffix":"","permission":"755","replication":0,"type":"DIRECTORY"}}"#;
+                let missing = r#"{"RemoteException":{"exception":"FileNotFoundException","javaClassName":"java.io.FileNotFoundException","message":"File does not exist"}}"#;
+                let answer = if first.contains("op=GETFILESTATUS") && first.contains("/new.txt") {
+                    json("404 Not Found", missing)
+                } else if first.contains("op=GETFILESTATUS") && first.contains("/file.txt") {
+                    json("200 OK", file)
+                } else if first.contains("op=GETFILESTATUS") {
+                    json("200 OK", dir)
+                } else {
+                    format!(
+                        "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.2:{foreign_port}/webhdfs/v1/x?op=OPEN&delegation=SECRET-TOKEN\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    )
+                };
+                let mut stream = stream;
+                let _ = stream.write_all(answer.as_bytes());
+            }
+        });
+        let counter = foreign_connections.clone();
+        std::thread::spawn(move || {
+            for stream in foreign.incoming() {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(stream);
+            }
+        });
+        Self {
+            port,
+            requests,
+            foreign_connections,
+        }
+    }
+}
+
+#[test]
+fn a_webhdfs_redirect_to_a_foreign_host_is_refused_before_anything_is_sent() {
+    let cluster = shared_cluster();
+    let alice = logged_in(cluster, "redirect", "alice", "alicepw").over("webhdfs");
+    let namenode = RedirectingNameNode::start();
+    let url = format!("http://localhost:{}", namenode.port);
+    let local = alice.dir.join("upload.txt");
+    std::fs::write(&local, "hello").unwrap();
+    for args in [
+        &["--webhdfs", &url, "cat", "file.txt"][..],
+        &["--webhdfs", &url, "get", "file.txt", "fetched.txt"],
+        &["--webhdfs", &url, "put", local.to_str().unwrap(), "new.txt"],
+    ] {
+        let message = fails_with(alice.run(args), 4);
+        assert!(
+            message.contains("refusing the NameNode's redirect to http://127.0.0.2"),
+            "{args:?}: {message}"
+        );
+    }
+    assert_eq!(
+        namenode.foreign_connections.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "netdisk connected to the foreign host"
+    );
+    // The stand-in NameNode itself did get Negotiate headers: the refusal is about the redirect.
+    let requests = namenode.requests.lock().unwrap();
+    assert!(requests.iter().any(|r| r.contains("op=OPEN")) && requests.iter().any(|r| r.contains("op=CREATE")));
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.to_ascii_lowercase().contains("authorization: negotiate "))
+    );
+    assert!(!alice.dir.join("fetched.txt").exists());
 }
