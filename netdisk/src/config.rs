@@ -160,6 +160,18 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_example_loads() {
+        let readme = include_str!("../../README.md");
+        let example = readme
+            .split("```toml\n")
+            .skip(1)
+            .map(|block| &block[..block.find("```").unwrap()])
+            .find(|block| block.contains("namenode"))
+            .expect("the README's netdisk.toml example");
+        assert_eq!(load_text(example).unwrap().cluster_hosts.len(), 2);
+    }
+
+    #[test]
     fn bad_files_name_the_key() {
         for (text, needle) in [
             ("version = 2\n", "version"),

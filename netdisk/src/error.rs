@@ -158,7 +158,8 @@ impl From<hdfs_native::HdfsError> for NetdiskError {
         use hdfs_native::HdfsError as H;
         match error {
             H::RPCError(class, message) | H::FatalRPCError(class, message) => Self::from_java(&class, &message),
-            H::FileNotFound(path) => Self::new(Kind::NotFound, format!("no such file or directory: {path}")),
+            // The caller's context names the path.
+            H::FileNotFound(_) => Self::new(Kind::NotFound, "no such file or directory"),
             H::AlreadyExists(path) => Self::new(Kind::Conflict, format!("already exists: {path}")),
             H::IsADirectoryError(path) => Self::new(Kind::Conflict, format!("is a directory: {path}")),
             H::InvalidPath(path) => Self::new(Kind::Usage, format!("invalid path: {path}")),

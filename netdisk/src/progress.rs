@@ -24,6 +24,8 @@ impl Progress {
                     .progress_chars("=> "),
             );
             bar.set_message(label.to_owned());
+            // Draw now: later draws are rate-limited, and a fast transfer would show nothing.
+            bar.tick();
             bar
         } else {
             ProgressBar::hidden()

@@ -154,6 +154,12 @@ impl Hdfs {
 
     /// Runs FsShell as the HDFS superuser (nn/localhost from the service keytab).
     pub fn as_superuser(&self, args: &[&str]) -> anyhow::Result<Output> {
+        let ccache = self.superuser_ccache()?;
+        run_checked(self.fs_shell_command().env("KRB5CCNAME", &ccache).args(args))
+    }
+
+    /// A fresh ticket for nn/localhost (HDFS's superuser) from the service keytab.
+    fn superuser_ccache(&self) -> anyhow::Result<String> {
         let ccache = format!("FILE:{}", self.dir.join("superuser.ccache").display());
         let mut kinit = Command::new("kinit");
         kinit
@@ -162,7 +168,18 @@ impl Hdfs {
             .arg(&self.keytab)
             .args(["-c", &ccache, &format!("nn/localhost@{}", self.realm)]);
         run_checked(&mut kinit)?;
-        run_checked(self.fs_shell_command().env("KRB5CCNAME", &ccache).args(args))
+        Ok(ccache)
+    }
+
+    /// Runs DFSAdmin (quotas, safe mode) as the HDFS superuser.
+    pub fn dfsadmin_as_superuser(&self, args: &[&str]) -> anyhow::Result<Output> {
+        let ccache = self.superuser_ccache()?;
+        run_checked(
+            self.partial()
+                .java("org.apache.hadoop.hdfs.tools.DFSAdmin")
+                .env("KRB5CCNAME", &ccache)
+                .args(args),
+        )
     }
 
     /// Fails if the NameNode or DataNode died.

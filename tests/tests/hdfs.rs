@@ -448,3 +448,64 @@ fn a_webhdfs_redirect_to_a_foreign_host_is_refused_before_anything_is_sent() {
     );
     assert!(!alice.dir.join("fetched.txt").exists());
 }
+
+#[test]
+fn quotas_are_reported_and_exceeding_one_is_its_own_error() {
+    let cluster = shared_cluster();
+    let alice = logged_in(cluster, "quota", "alice", "alicepw");
+    ok(alice.run(&["mkdir", "quota"]));
+    // A name quota of 2: the directory itself and one file.
+    cluster
+        .hdfs
+        .dfsadmin_as_superuser(&["-setQuota", "2", "/user/alice/quota"])
+        .unwrap();
+    let local = alice.dir.join("small.txt");
+    std::fs::write(&local, "one").unwrap();
+    ok(alice.run(&["put", local.to_str().unwrap(), "quota/one.txt"]));
+    let message = fails_with(alice.run(&["put", local.to_str().unwrap(), "quota/two.txt"]), 8);
+    assert!(
+        message.contains("[quota] ") && message.contains("quota exceeded"),
+        "{message}"
+    );
+    assert!(!message.contains("\tat "), "no Java stack trace: {message}");
+    fails_with(alice.run(&["stat", "quota/two.txt"]), 5);
+    let df = ok(alice.run(&["df", "quota"]));
+    assert!(
+        df.lines().any(|l| l.starts_with("name quota") && l.contains(" 2 ")),
+        "{df}"
+    );
+}
+
+#[test]
+fn transfers_draw_a_progress_bar_on_a_terminal_only() {
+    let cluster = shared_cluster();
+    let alice = logged_in(cluster, "progress", "alice", "alicepw");
+    let local = alice.dir.join("five.bin");
+    std::fs::write(&local, pseudo_random(5 << 20, 11)).unwrap();
+    // Not a terminal: nothing on stderr.
+    let quiet = alice.run(&["put", local.to_str().unwrap(), "five-plain.bin"]);
+    assert!(quiet.status.success(), "{}", text(&quiet));
+    assert_eq!(stderr(&quiet), "");
+    // On a terminal (script(1) gives it a pty): a bar with byte counts.
+    let netdisk = alice.command(&["put", local.to_str().unwrap(), "five-tty.bin"]);
+    let line: Vec<String> = std::iter::once(netdisk.get_program())
+        .chain(netdisk.get_args())
+        .map(|a| format!("'{}'", a.to_string_lossy()))
+        .collect();
+    let out = Command::new("script")
+        .args(["-qec", &line.join(" "), "/dev/null"])
+        .current_dir(&alice.dir)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("KRB5_CONFIG", &cluster.sandbox.realm.krb5_conf)
+        .env("TERM", "xterm") // without TERM, a terminal is treated as unable to draw
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let screen = text(&out);
+    assert!(
+        screen.contains("put five-tty.bin") && screen.contains("MiB"),
+        "{screen:?}"
+    );
+    ok(alice.run(&["stat", "five-tty.bin"]));
+}
