@@ -237,10 +237,15 @@ impl<F: Filesystem> Netdisk<F> {
             Err(e) => Err(e),
         };
         if let Err(e) = outcome {
-            // Best effort: the temporary name is hidden, and HDFS recovers its lease anyway.
-            if let Err(cleanup) = self.fs.delete(&temporary, false).await {
+            // Best effort, and only if the upload got as far as creating it: the temporary name
+            // is hidden, and HDFS recovers its lease anyway.
+            if let Ok(Some(_)) = self.try_stat(&temporary).await
+                && let Err(cleanup) = self.fs.delete(&temporary, false).await
+            {
                 tracing::warn!(%temporary, error = %cleanup, "could not remove the partial upload");
             }
+            // Name what the person asked for, not our temporary.
+            let e = NetdiskError::new(e.kind, e.message.replace(&temporary, &target));
             return Err(context(&target, e));
         }
         Ok(target)
@@ -425,7 +430,10 @@ impl<F: Filesystem> Netdisk<F> {
         }
         match self.fs.capacity().await.map_err(context)? {
             Some(c) => writeln!(out, "{}", row("cluster", c.total, c.total.saturating_sub(c.remaining))),
-            None => writeln!(out, "cluster capacity: not reported over this transport"),
+            None => writeln!(
+                out,
+                "cluster capacity: unknown (set `webhdfs` in netdisk.toml to see it)"
+            ),
         }
         .map_err(stdout_error)?;
         Ok(())

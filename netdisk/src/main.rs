@@ -192,7 +192,13 @@ fn run(cli: Cli) -> Result<()> {
         Transport::Native => {
             let url = cluster_url(&global.namenode, &config.namenode, &["hdfs"], "namenode", global)?;
             runtime.block_on(async {
-                let fs = NativeFs::connect(url.as_str(), &session.principal, &session.cache, config.timeout)?;
+                let (hosts, ca_file) = (&config.cluster_hosts, config.ca_file.as_deref());
+                let web = match &config.webhdfs {
+                    Some(web) => Some(WebHdfs::connect(web, &session.cache, config.timeout, hosts, ca_file)?),
+                    None => None,
+                };
+                let fs = NativeFs::connect(url.as_str(), &session.principal, &session.cache, config.timeout)?
+                    .with_capacity_from(web);
                 execute(&Netdisk { fs, home, quiet }, cli.command).await
             })
         }

@@ -18,6 +18,8 @@ const CHUNK: usize = 4 << 20;
 pub struct NativeFs {
     client: Client,
     timeout: Duration,
+    /// HDFS RPC as hdfs-native speaks it has no getFsStats; the NameNode's web endpoint answers.
+    capacity_from: Option<crate::webhdfs::WebHdfs>,
 }
 
 impl NativeFs {
@@ -35,7 +37,17 @@ impl NativeFs {
             .with_kerberos_cache(ccache)
             .build()
             .map_err(|e| NetdiskError::from(e).context(format!("connecting to {url}")))?;
-        Ok(Self { client, timeout })
+        Ok(Self {
+            client,
+            timeout,
+            capacity_from: None,
+        })
+    }
+
+    /// Asks `web` (the same cluster's WebHDFS endpoint) for the capacity `df` shows.
+    pub fn with_capacity_from(mut self, web: Option<crate::webhdfs::WebHdfs>) -> Self {
+        self.capacity_from = web;
+        self
     }
 
     /// Runs one call under the deadline.
@@ -152,7 +164,9 @@ impl Filesystem for NativeFs {
     }
 
     async fn capacity(&self) -> Result<Option<Capacity>> {
-        // hdfs-native has no getFsStats call; WebHDFS's NameNode JMX answers this instead.
-        Ok(None)
+        match &self.capacity_from {
+            Some(web) => web.capacity().await,
+            None => Ok(None),
+        }
     }
 }

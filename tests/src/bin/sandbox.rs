@@ -105,14 +105,24 @@ fn netdisk_demo(sandbox: &Sandbox, ccache: &str) -> anyhow::Result<(String, ktbr
             hdfs.rpc_port, hdfs.http_port
         ),
     )?;
+    let client_config = dir.join("client.toml");
+    std::fs::write(
+        &client_config,
+        format!(
+            "version = 1\nbrokers = [\"{}\"]\nca_file = \"{}\"\n",
+            sandbox.broker.url,
+            sandbox.pki.ca_cert.display()
+        ),
+    )?;
     let sample = dir.join("hello.txt");
     std::fs::write(&sample, "hello from alice's netdisk\n")?;
     let netdisk = project_binary("netdisk");
     let prefix = format!(
-        "KRB5_CONFIG={} {} --config {} -c {ccache}",
+        "KRB5_CONFIG={} {} --config {} --client-config {} -c {ccache} --user alice",
         sandbox.realm.krb5_conf.display(),
         netdisk.display(),
-        config.display()
+        config.display(),
+        client_config.display()
     );
     let sample_arg = sample.display().to_string();
     for args in [
@@ -122,14 +132,16 @@ fn netdisk_demo(sandbox: &Sandbox, ccache: &str) -> anyhow::Result<(String, ktbr
         &["cat", "demo/hello.txt"],
         &["stat", "demo/hello.txt"],
         &["--transport", "webhdfs", "ls", "-l", "/user"],
-        &["--transport", "webhdfs", "df", "-H"],
+        &["df", "-H"],
         &["ls", "/user/nobody-here"],
     ] {
         eprintln!("\n$ netdisk {}", args.join(" "));
         let out = std::process::Command::new(&netdisk)
             .arg("--config")
             .arg(&config)
-            .args(["-c", ccache])
+            .arg("--client-config")
+            .arg(&client_config)
+            .args(["-c", ccache, "--user", "alice"])
             .args(args)
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
