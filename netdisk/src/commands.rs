@@ -385,58 +385,42 @@ impl<F: Filesystem> Netdisk<F> {
         let context = |e: NetdiskError| e.context(format!("df {path}"));
         let summary = self.fs.summary(&path).await.map_err(context)?;
         let size = |b: u64| format::size(b, human);
-        writeln!(
-            out,
-            "{:<28} {:>12} {:>12} {:>12} {:>5}",
-            "Space", "Size", "Used", "Available", "Use%"
-        )
-        .map_err(stdout_error)?;
-        let row = |label: &str, total: u64, used: u64| {
-            let available = total.saturating_sub(used);
-            let percent = used.saturating_mul(100).checked_div(total).unwrap_or(0);
-            format!(
-                "{label:<28} {:>12} {:>12} {:>12} {:>4}%",
-                size(total),
-                size(used),
-                size(available),
-                percent
-            )
-        };
-        match summary.space_quota {
-            Some(quota) => writeln!(
-                out,
-                "{}",
-                row(&format!("quota on {path}"), quota, summary.space_consumed)
+        let count = |n: u64| n.to_string();
+        let mut lines = vec![df_row(
+            "Space",
+            ["Size", "Used", "Available"].map(str::to_owned),
+            "Use%".into(),
+        )];
+        lines.push(match summary.space_quota {
+            Some(quota) => df_row_of(
+                &format!("quota on {path}"),
+                quota,
+                summary.space_consumed,
+                quota.saturating_sub(summary.space_consumed),
+                &size,
             ),
-            None => writeln!(
-                out,
-                "{:<28} {:>12} {:>12} {:>12} {:>5}",
-                format!("{path} (no quota)"),
-                "-",
-                size(summary.space_consumed),
-                "-",
-                "-"
+            None => df_row(
+                &format!("{path} (no quota)"),
+                ["-".into(), size(summary.space_consumed), "-".into()],
+                "-".into(),
             ),
-        }
-        .map_err(stdout_error)?;
+        });
         if let Some(names) = summary.name_quota {
             let used = summary.files + summary.directories;
-            writeln!(
-                out,
-                "{}",
-                row("name quota (files+dirs)", names, used).replace(&size(names), &names.to_string())
-            )
-            .map_err(stdout_error)?;
+            lines.push(df_row_of(
+                "name quota (files+dirs)",
+                names,
+                used,
+                names.saturating_sub(used),
+                &count,
+            ));
         }
-        match self.fs.capacity().await.map_err(context)? {
-            Some(c) => writeln!(out, "{}", row("cluster", c.total, c.total.saturating_sub(c.remaining))),
-            None => writeln!(
-                out,
-                "cluster capacity: unknown (set `webhdfs` in netdisk.toml to see it)"
-            ),
-        }
-        .map_err(stdout_error)?;
-        Ok(())
+        lines.push(match self.fs.capacity().await.map_err(context)? {
+            // Used is what HDFS stores; the rest of the disks' use is not ours to count.
+            Some(c) => df_row_of("cluster", c.total, c.used, c.remaining, &size),
+            None => "cluster capacity: unknown (set `webhdfs` in netdisk.toml to see it)".into(),
+        });
+        writeln!(out, "{}", lines.join("\n")).map_err(stdout_error)
     }
 
     pub async fn chmod(&self, mode: &str, given: &[String], recursive: bool) -> Result<()> {
@@ -459,6 +443,22 @@ impl<F: Filesystem> Netdisk<F> {
         }
         Ok(())
     }
+}
+
+/// One `df` line: a label, three amounts, a percentage.
+fn df_row(label: &str, amounts: [String; 3], percent: String) -> String {
+    let [total, used, available] = amounts;
+    format!("{label:<28} {total:>12} {used:>12} {available:>12} {percent:>5}")
+}
+
+/// A `df` line from numbers, shown with `units`.
+fn df_row_of(label: &str, total: u64, used: u64, available: u64, units: &dyn Fn(u64) -> String) -> String {
+    let percent = used.saturating_mul(100).checked_div(total).unwrap_or(0);
+    df_row(
+        label,
+        [units(total), units(used), units(available)],
+        format!("{percent}%"),
+    )
 }
 
 /// `entry` as `ls` prints it without -l: relative to the directory listed.
@@ -514,6 +514,13 @@ mod tests {
         for bad in ["u+x", "79", "8000", "12345", ""] {
             assert!(parse_mode(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn df_rows_line_up_and_show_percentages() {
+        let line = df_row_of("cluster", 200, 50, 150, &|n| n.to_string());
+        assert_eq!(line, format!("{:<28} {:>12} {:>12} {:>12} {:>5}", "cluster", 200, 50, 150, "25%"));
+        assert!(df_row_of("empty", 0, 0, 0, &|n| n.to_string()).ends_with("   0%"));
     }
 
     #[test]

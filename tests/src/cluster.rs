@@ -80,23 +80,8 @@ impl SharedCluster {
     pub fn netdisk_client(&self, name: &str, user: &str) -> NetdiskClient {
         let dir = self.sandbox.root.join("netdisk").join(name);
         std::fs::create_dir_all(&dir).expect("creating the client directory");
-        std::fs::write(
-            dir.join("netdisk.toml"),
-            format!(
-                "version = 1\nnamenode = \"hdfs://localhost:{}\"\nwebhdfs = \"http://localhost:{}\"\ntimeout_secs = 30\n",
-                self.hdfs.rpc_port, self.hdfs.http_port
-            ),
-        )
-        .expect("writing netdisk.toml");
-        std::fs::write(
-            dir.join("client.toml"),
-            format!(
-                "version = 1\nbrokers = [\"{}\"]\nca_file = \"{}\"\n",
-                self.sandbox.broker.url,
-                self.sandbox.pki.ca_cert.display()
-            ),
-        )
-        .expect("writing client.toml");
+        std::fs::write(dir.join("netdisk.toml"), self.hdfs.netdisk_toml()).expect("writing netdisk.toml");
+        std::fs::write(dir.join("client.toml"), self.sandbox.client_toml()).expect("writing client.toml");
         NetdiskClient {
             transport: "native",
             user: user.to_owned(),

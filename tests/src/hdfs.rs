@@ -171,6 +171,14 @@ impl Hdfs {
         Ok(ccache)
     }
 
+    /// A netdisk.toml for this cluster (both transports).
+    pub fn netdisk_toml(&self) -> String {
+        format!(
+            "version = 1\nnamenode = \"hdfs://localhost:{}\"\nwebhdfs = \"http://localhost:{}\"\ntimeout_secs = 30\n",
+            self.rpc_port, self.http_port
+        )
+    }
+
     /// Runs DFSAdmin (quotas, safe mode) as the HDFS superuser.
     pub fn dfsadmin_as_superuser(&self, args: &[&str]) -> anyhow::Result<Output> {
         let ccache = self.superuser_ccache()?;

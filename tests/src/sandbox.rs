@@ -185,6 +185,15 @@ impl Sandbox {
         })
     }
 
+    /// A client.toml for this sandbox's broker and CA (what ktbroker-kinit, PAM and netdisk read).
+    pub fn client_toml(&self) -> String {
+        format!(
+            "version = 1\nbrokers = [\"{}\"]\nca_file = \"{}\"\n",
+            self.broker.url,
+            self.pki.ca_cert.display()
+        )
+    }
+
     /// Fails if any daemon died.
     /// Stops every daemon at once (for a process-wide sandbox at exit; see [`crate::cluster`]).
     pub fn kill_daemons(&self) {

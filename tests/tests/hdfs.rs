@@ -205,7 +205,10 @@ fn session_as_alice(transport: &'static str) {
     assert!(du.starts_with(&content.len().to_string()), "{du}");
     let df = ok(alice.run(&["df"]));
     assert!(df.contains("/user/alice"), "{df}");
-    assert!(df.lines().any(|l| l.starts_with("cluster ")), "the cluster's capacity: {df}");
+    assert!(
+        df.lines().any(|l| l.starts_with("cluster ")),
+        "the cluster's capacity: {df}"
+    );
     ok(alice.run(&["chmod", "750", &p("/a")]));
     assert!(ok(alice.run(&["stat", &p("/a")])).contains("rwxr-x--- (750)"));
 
@@ -259,8 +262,14 @@ fn alice_cannot_read_or_write_bobs_home(transport: &'static str) {
         alice.run(&["put", local.to_str().unwrap(), "/user/bob/intruder.txt"]),
         4,
     );
-    assert!(put.contains("Permission denied") && put.contains("intruder.txt"), "{put}");
-    assert!(!put.contains(".part") && !put.contains("WARN"), "names the target, not a temporary: {put}");
+    assert!(
+        put.contains("Permission denied") && put.contains("intruder.txt"),
+        "{put}"
+    );
+    assert!(
+        !put.contains(".part") && !put.contains("WARN"),
+        "names the target, not a temporary: {put}"
+    );
     // bob still sees exactly his own file.
     let bob = logged_in(cluster, &format!("owner-{transport}"), "bob", "bobpw").over(transport);
     assert_eq!(ok(bob.run(&["ls"])), "secret.txt\n");

@@ -61,15 +61,7 @@ impl PamSetup {
         let confdir = sandbox.root.join("pam.d");
         std::fs::create_dir_all(&confdir).unwrap();
         let client_toml = sandbox.root.join("client").join("client.toml");
-        std::fs::write(
-            &client_toml,
-            format!(
-                "version = 1\nbrokers = [\"{}\"]\nca_file = \"{}\"\n",
-                sandbox.broker.url,
-                sandbox.pki.ca_cert.display()
-            ),
-        )
-        .unwrap();
+        std::fs::write(&client_toml, sandbox.client_toml()).unwrap();
         Self {
             sandbox,
             confdir,

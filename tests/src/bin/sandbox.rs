@@ -98,22 +98,9 @@ fn netdisk_demo(sandbox: &Sandbox, ccache: &str) -> anyhow::Result<(String, ktbr
     );
     let dir = sandbox.root.join("client");
     let config = dir.join("netdisk.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "version = 1\nnamenode = \"hdfs://localhost:{}\"\nwebhdfs = \"http://localhost:{}\"\n",
-            hdfs.rpc_port, hdfs.http_port
-        ),
-    )?;
+    std::fs::write(&config, hdfs.netdisk_toml())?;
     let client_config = dir.join("client.toml");
-    std::fs::write(
-        &client_config,
-        format!(
-            "version = 1\nbrokers = [\"{}\"]\nca_file = \"{}\"\n",
-            sandbox.broker.url,
-            sandbox.pki.ca_cert.display()
-        ),
-    )?;
+    std::fs::write(&client_config, sandbox.client_toml())?;
     let sample = dir.join("hello.txt");
     std::fs::write(&sample, "hello from alice's netdisk\n")?;
     let netdisk = project_binary("netdisk");
