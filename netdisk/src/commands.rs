@@ -519,7 +519,10 @@ mod tests {
     #[test]
     fn df_rows_line_up_and_show_percentages() {
         let line = df_row_of("cluster", 200, 50, 150, &|n| n.to_string());
-        assert_eq!(line, format!("{:<28} {:>12} {:>12} {:>12} {:>5}", "cluster", 200, 50, 150, "25%"));
+        assert_eq!(
+            line,
+            format!("{:<28} {:>12} {:>12} {:>12} {:>5}", "cluster", 200, 50, 150, "25%")
+        );
         assert!(df_row_of("empty", 0, 0, 0, &|n| n.to_string()).ends_with("   0%"));
     }
 
