@@ -16,4 +16,5 @@ pub mod metrics;
 pub mod policy;
 pub mod server;
 pub mod service;
+pub mod systemd;
 pub mod tls;

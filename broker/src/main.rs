@@ -60,11 +60,14 @@ fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
         // before this point spawns one.
         unsafe { std::env::set_var("KRB5_CONFIG", krb5_config) };
     }
+    // SAFETY: as above, still no other thread.
+    let notifier = unsafe { ktbroker_broker::systemd::Notifier::from_env() };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(ktbroker_broker::server::serve(
         config,
         config_path.to_owned(),
         shutdown_signal(),
+        notifier,
     ))
 }
 

@@ -6,6 +6,7 @@ use crate::config::{Config, TenantConfig};
 use crate::directory::LdapDirectory;
 use crate::keysource::ConfiguredKeySource;
 use crate::service::{BrokerService, ServiceSettings, Tenant, TenantPolicy, TenantTable};
+use crate::systemd::Notifier;
 use crate::tls::{self, ReloadableCert};
 use anyhow::Context;
 use ktbroker_proto::v1::keytab_broker_server::KeytabBrokerServer;
@@ -23,11 +24,14 @@ type Table = TenantTable<LdapDirectory, ConfiguredKeySource>;
 
 /// Runs the broker until `shutdown` resolves, then lets in-flight requests finish. `config_path`
 /// is re-read on SIGHUP.
+/// `notifier` tells systemd when the broker is ready, reloading and stopping (see [`crate::systemd`]).
 pub async fn serve(
     config: Config,
     config_path: PathBuf,
     shutdown: impl Future<Output = ()> + Send,
+    notifier: Notifier,
 ) -> anyhow::Result<()> {
+    let notifier = Arc::new(notifier);
     let cert = Arc::new(ReloadableCert::load(&config.tls_cert, &config.tls_key)?);
     let tls_config = Arc::new(tls::server_config(cert.clone(), config.client_ca.as_deref())?);
 
@@ -56,10 +60,27 @@ pub async fn serve(
         running: config.clone(),
         service,
         cert,
+        notifier: notifier.clone(),
     };
     tokio::spawn(reloader.run(hangup));
     let tenants: Vec<&String> = config.tenants.keys().collect();
     tracing::info!(listen = %config.listen, ?tenants, "ktbrokerd listening (TLS)");
+    notifier.notify(&format!("READY=1\nSTATUS=listening on {} (TLS)", config.listen));
+    if let Some(interval) = notifier.watchdog_interval() {
+        // Proves the runtime still schedules work; a wedged runtime misses it and systemd restarts us.
+        let pinger = notifier.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                pinger.notify("WATCHDOG=1");
+            }
+        });
+    }
+    let stopping = notifier.clone();
+    let shutdown = async move {
+        shutdown.await;
+        stopping.notify("STOPPING=1\nSTATUS=finishing requests in flight");
+    };
     Server::builder()
         // The service enforces its own, configurable deadline; this is the transport's backstop.
         .timeout(config.request_timeout * 2)
@@ -131,12 +152,17 @@ struct Reloader {
     running: Config,
     service: Arc<Service>,
     cert: Arc<ReloadableCert>,
+    notifier: Arc<Notifier>,
 }
 
 impl Reloader {
     async fn run(mut self, mut hangup: tokio::signal::unix::Signal) {
         while hangup.recv().await.is_some() {
-            match self.reload().await {
+            self.notifier.reloading();
+            let outcome = self.reload().await;
+            // Ready again either way: a refused configuration leaves the running one serving.
+            self.notifier.notify("READY=1");
+            match outcome {
                 Ok(()) => {
                     tracing::info!(config = %self.path.display(), "SIGHUP: configuration and certificate reloaded")
                 }

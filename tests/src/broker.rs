@@ -37,6 +37,18 @@ impl Broker {
         directory: &Directory,
         edit: impl FnOnce(String) -> String,
     ) -> anyhow::Result<Self> {
+        Self::start_with_env(dir, pki, realm, directory, edit, &[])
+    }
+
+    /// Like [`Self::start_with`], with extra environment variables (e.g. systemd's NOTIFY_SOCKET).
+    pub fn start_with_env(
+        dir: &Path,
+        pki: &TestPki,
+        realm: &Realm,
+        directory: &Directory,
+        edit: impl FnOnce(String) -> String,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let port = free_port();
         // Secrets reach the broker as systemd credentials would: a private directory named by
@@ -59,6 +71,7 @@ impl Broker {
 
         let log = dir.join("ktbrokerd.log");
         let mut command = ktbrokerd_command(&config, &credentials);
+        command.envs(env.iter().map(|(k, v)| (*k, v)));
         let mut daemon = Daemon::spawn("ktbrokerd", &mut command, &log)?;
         let url = format!("https://127.0.0.1:{port}");
         let ca = std::fs::read(&pki.ca_cert)?;

@@ -559,3 +559,58 @@ fn oversized_passwords_and_messages_are_refused_before_any_work() {
     assert_eq!(sandbox.directory.bind_count(&Directory::user_dn("alice")), alice_binds);
     sandbox.check_alive().unwrap();
 }
+
+/// Reads datagrams from a stand-in for systemd's notify socket until `wanted` arrives (10 s).
+fn wait_for_state(socket: &std::os::unix::net::UnixDatagram, seen: &mut Vec<String>, wanted: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut buffer = [0u8; 512];
+    while !seen.iter().any(|m| m.lines().any(|l| l == wanted)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {wanted} within 10 s; got {seen:?}"
+        );
+        if let Ok(n) = socket.recv(&mut buffer) {
+            seen.push(String::from_utf8_lossy(&buffer[..n]).into_owned());
+        }
+    }
+}
+
+#[test]
+fn the_broker_speaks_the_systemd_notify_protocol() {
+    let sandbox = sandbox();
+    let dir = sandbox.root.join("systemd");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("notify");
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let env = [
+        ("NOTIFY_SOCKET", path.display().to_string()),
+        ("WATCHDOG_USEC", "400000".to_owned()),
+    ];
+    let mut broker = ktbroker_tests::broker::Broker::start_with_env(
+        &sandbox.root.join("broker-notify"),
+        &sandbox.pki,
+        &sandbox.realm,
+        &sandbox.directory,
+        |c| c,
+        &env,
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    // READY=1 comes once it listens (start_with_env returned only after a health check passed).
+    wait_for_state(&socket, &mut seen, "READY=1");
+    assert!(seen[0].contains("STATUS=listening on 127.0.0.1:"), "{seen:?}");
+    // The watchdog pings at half of WATCHDOG_USEC.
+    wait_for_state(&socket, &mut seen, "WATCHDOG=1");
+    // SIGHUP: RELOADING=1 with a monotonic timestamp, then READY=1 again.
+    seen.clear();
+    broker.reload().unwrap();
+    wait_for_state(&socket, &mut seen, "RELOADING=1");
+    let reloading = seen.iter().find(|m| m.contains("RELOADING=1")).unwrap();
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    wait_for_state(&socket, &mut seen, "READY=1");
+    // SIGTERM: STOPPING=1, then a clean exit.
+    let exit = broker.terminate().unwrap();
+    wait_for_state(&socket, &mut seen, "STOPPING=1");
+    assert!(exit.success(), "{exit}");
+}
