@@ -207,7 +207,8 @@ ppolicy_use_lockout
 access to dn.base="" by * read
 access to attrs=userPassword by self write by anonymous auth by * none
 access to dn.subtree="ou=groups,{SUFFIX}" by dn.exact="{SERVICE_DN}" read by users read by * none
-access to * by dn.exact="{SERVICE_DN}" read by self read by * none
+access to dn.subtree="{PEOPLE}" attrs=entry,objectClass,uid by dn.exact="{SERVICE_DN}" read by self read by * none
+access to * by self read by * none
 "#,
         dir = dir.display(),
         ca = pki.ca_cert.display(),
