@@ -232,31 +232,41 @@ impl<F: Filesystem> Netdisk<F> {
         let upload = self.fs.upload(&mut file, &temporary, &progress);
         let outcome = until_interrupted(upload).await;
         progress.finish();
-        let outcome = match outcome {
-            Ok(()) => self.replace(&temporary, &target, existing.is_some()).await,
-            Err(e) => Err(e),
+        let named = |e: NetdiskError| {
+            // Name what the person asked for, not our temporary.
+            context(
+                &target,
+                NetdiskError::new(e.kind, e.message.replace(&temporary, &target)),
+            )
         };
         if let Err(e) = outcome {
-            // Best effort, and only if the upload got as far as creating it: the temporary name
-            // is hidden, and HDFS recovers its lease anyway.
-            if let Ok(Some(_)) = self.try_stat(&temporary).await
-                && let Err(cleanup) = self.fs.delete(&temporary, false).await
-            {
-                tracing::warn!(%temporary, error = %cleanup, "could not remove the partial upload");
+            self.discard(&temporary).await;
+            return Err(named(e));
+        }
+        let replacing = existing.is_some();
+        if let Err(e) = self.fs.rename(&temporary, &target, replacing).await {
+            if replacing {
+                // The old file may be gone already (WebHDFS has no overwriting rename): keep the
+                // complete upload and say where it is.
+                return Err(context(
+                    &target,
+                    e.context(format!("the complete upload is kept as {temporary}")),
+                ));
             }
-            // Name what the person asked for, not our temporary.
-            let e = NetdiskError::new(e.kind, e.message.replace(&temporary, &target));
-            return Err(context(&target, e));
+            self.discard(&temporary).await;
+            return Err(named(e));
         }
         Ok(target)
     }
 
-    /// Renames `temporary` to `target`, removing an old `target` first when replacing.
-    async fn replace(&self, temporary: &str, target: &str, existed: bool) -> Result<()> {
-        if existed {
-            self.fs.delete(target, false).await?;
+    /// Removes a partial upload, if the upload got as far as creating it. Best effort: the name is
+    /// hidden, and HDFS recovers the lease of an abandoned file anyway.
+    async fn discard(&self, temporary: &str) {
+        if let Ok(Some(_)) = self.try_stat(temporary).await
+            && let Err(e) = self.fs.delete(temporary, false).await
+        {
+            tracing::warn!(%temporary, error = %e, "could not remove the partial upload");
         }
-        self.fs.rename(temporary, target).await
     }
 
     /// Downloads into a temporary file beside the target (mode 0600) and renames it into place.
@@ -347,7 +357,10 @@ impl<F: Filesystem> Netdisk<F> {
             }
             to = join(&to, file_name(&from));
         }
-        self.fs.rename(&from, &to).await.map_err(|e| e.context(context(&to)))
+        self.fs
+            .rename(&from, &to, false)
+            .await
+            .map_err(|e| e.context(context(&to)))
     }
 
     pub async fn du(&self, given: &[String], summarize: bool, human: bool, out: &mut impl Write) -> Result<()> {

@@ -86,8 +86,8 @@ pub trait Filesystem {
         out: &mut (dyn tokio::io::AsyncWrite + Unpin),
         progress: &Progress,
     ) -> Result<u64>;
-    /// Renames; fails if `to` exists.
-    async fn rename(&self, from: &str, to: &str) -> Result<()>;
+    /// Renames; if `to` exists, fails unless `overwrite` (a file replacing a file).
+    async fn rename(&self, from: &str, to: &str, overwrite: bool) -> Result<()>;
     async fn delete(&self, path: &str, recursive: bool) -> Result<()>;
     async fn summary(&self, path: &str) -> Result<Summary>;
     async fn chmod(&self, path: &str, mode: u16) -> Result<()>;

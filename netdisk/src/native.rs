@@ -131,8 +131,9 @@ impl Filesystem for NativeFs {
         copy_chunks(chunks, out, progress, self.timeout).await
     }
 
-    async fn rename(&self, from: &str, to: &str) -> Result<()> {
-        self.deadline(self.client.rename(from, to, false)).await
+    async fn rename(&self, from: &str, to: &str, overwrite: bool) -> Result<()> {
+        // One NameNode operation (rename2 with OVERWRITE): the old file is never missing.
+        self.deadline(self.client.rename(from, to, overwrite)).await
     }
 
     async fn delete(&self, path: &str, recursive: bool) -> Result<()> {

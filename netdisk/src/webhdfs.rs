@@ -407,7 +407,12 @@ impl Filesystem for WebHdfs {
         copy_chunks(chunks, out, progress, self.timeout).await
     }
 
-    async fn rename(&self, from: &str, to: &str) -> Result<()> {
+    async fn rename(&self, from: &str, to: &str, overwrite: bool) -> Result<()> {
+        // WebHDFS (2.x) has no overwriting rename: delete, then rename. In between the name is
+        // briefly absent; the caller still has the data (the upload's temporary file).
+        if overwrite {
+            self.delete(to, false).await?;
+        }
         let answer: BooleanAnswer = self.json(Method::PUT, from, "RENAME", &[("destination", to)]).await?;
         answer.boolean.then_some(()).ok_or_else(|| {
             NetdiskError::new(

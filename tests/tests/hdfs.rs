@@ -160,6 +160,14 @@ fn session_as_alice(transport: &'static str) {
     ok(alice.run(&["put", local.to_str().unwrap(), &p("/")]));
     let again = fails_with(alice.run(&["put", local.to_str().unwrap(), &p("/big.bin")]), 6);
     assert!(again.contains("use -f"), "{again}");
+    // -f replaces a file in one step (native: an overwriting rename; WebHDFS: delete, rename).
+    let note = alice.dir.join("note.txt");
+    std::fs::write(&note, "first").unwrap();
+    ok(alice.run(&["put", note.to_str().unwrap(), &p("/note.txt")]));
+    std::fs::write(&note, "second").unwrap();
+    ok(alice.run(&["put", "-f", note.to_str().unwrap(), &p("/note.txt")]));
+    assert_eq!(ok(alice.run(&["cat", &p("/note.txt")])), "second");
+    ok(alice.run(&["rm", &p("/note.txt")]));
 
     // ls: names, long lines, JSON; no temporary name left behind.
     assert_eq!(ok(alice.run(&["ls", &d])), "a\nbig.bin\n");
