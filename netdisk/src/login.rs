@@ -37,6 +37,18 @@ pub fn ensure_ticket(settings: &LoginSettings) -> Result<Session> {
     let config = ClientConfig::load(&settings.client_config, settings.explicit).map_err(login_error)?;
     let cache = settings.options.ccache(&config);
     if let Some(session) = valid_session(cache.as_deref())? {
+        // Never act as someone else than the person asked for, even with a valid ticket.
+        if let Some(user) = &settings.options.user
+            && *user != session.user
+        {
+            return Err(NetdiskError::new(
+                Kind::Auth,
+                format!(
+                    "the ticket in {} is {}'s, not {user}'s; log out (ktbroker-kinit logout) or choose another cache with -c",
+                    session.cache, session.principal
+                ),
+            ));
+        }
         return Ok(session);
     }
     tracing::info!(cache = ?cache, "no valid ticket; logging in through the broker");

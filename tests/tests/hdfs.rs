@@ -298,6 +298,14 @@ fn without_a_ticket_netdisk_needs_a_password_and_logs_in_with_one() {
     ok(alice.run_with_password("alicepw", &["ls"]));
     assert!(cluster.sandbox.klist(&alice.ccache).unwrap().contains("alice@"));
     ok(alice.run(&["ls"]));
+    // Her ticket does not let netdisk act for bob.
+    let mut as_bob = alice.command(&["ls"]);
+    as_bob.args(["--user", "bob"]);
+    let message = fails_with(as_bob.output().unwrap(), 3);
+    assert!(
+        message.contains("is alice@") && message.contains("not bob's"),
+        "{message}"
+    );
 }
 
 /// An upload fed from a FIFO, held open until its temporary file appears in HDFS, then stopped.
