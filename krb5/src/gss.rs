@@ -40,7 +40,6 @@ const GSS_C_INDEFINITE: OM_uint32 = 0xffff_ffff;
 const GSS_C_INITIATE: c_int = 1;
 const GSS_C_GSS_CODE: c_int = 1;
 const GSS_C_MECH_CODE: c_int = 2;
-const GSS_S_CONTINUE_NEEDED: OM_uint32 = 1;
 /// Routine and calling errors live in the upper 16 bits; supplementary info below.
 const GSS_ERROR_MASK: OM_uint32 = 0xffff_0000;
 /// SPNEGO, 1.3.6.1.5.5.2.
@@ -161,7 +160,8 @@ pub fn negotiate_token(host: &str, ccache: &str) -> Result<Vec<u8>, GssError> {
             message: format!("no token for {service}"),
         });
     }
-    let _continue_needed = major == GSS_S_CONTINUE_NEEDED; // SPNEGO's mechListMIC; the token is sendable.
+    // GSS_S_CONTINUE_NEEDED is normal here: SPNEGO would finish with the server's reply (its
+    // mechListMIC), which HTTP Negotiate does not need; the first token is complete and sendable.
     Ok(token)
 }
 

@@ -179,6 +179,12 @@ fn run(cli: Cli) -> Result<()> {
         },
         password_fd: global.password_fd,
     };
+    // Configuration errors first: nobody should type a password for a command that cannot run.
+    let transport = global.transport.unwrap_or(config.transport);
+    let url = match transport {
+        Transport::Native => cluster_url(&global.namenode, &config.namenode, &["hdfs"], "namenode", global)?,
+        Transport::Webhdfs => cluster_url(&global.webhdfs, &config.webhdfs, &["https", "http"], "webhdfs", global)?,
+    };
     let session = ensure_ticket(&settings)?;
     tracing::debug!(principal = %session.principal, cache = %session.cache, "running with this ticket");
     let home = ktbroker_netdisk::paths::home(&config.home, &session.user)?;
@@ -188,28 +194,22 @@ fn run(cli: Cli) -> Result<()> {
         .build()
         .map_err(|e| NetdiskError::new(Kind::Other, format!("async runtime: {e}")))?;
     let quiet = global.quiet;
-    let result = match global.transport.unwrap_or(config.transport) {
-        Transport::Native => {
-            let url = cluster_url(&global.namenode, &config.namenode, &["hdfs"], "namenode", global)?;
-            runtime.block_on(async {
-                let (hosts, ca_file) = (&config.cluster_hosts, config.ca_file.as_deref());
-                let web = match &config.webhdfs {
-                    Some(web) => Some(WebHdfs::connect(web, &session.cache, config.timeout, hosts, ca_file)?),
-                    None => None,
-                };
-                let fs = NativeFs::connect(url.as_str(), &session.principal, &session.cache, config.timeout)?
-                    .with_capacity_from(web);
-                execute(&Netdisk { fs, home, quiet }, cli.command).await
-            })
-        }
-        Transport::Webhdfs => {
-            let url = cluster_url(&global.webhdfs, &config.webhdfs, &["https", "http"], "webhdfs", global)?;
-            runtime.block_on(async {
-                let (hosts, ca_file) = (&config.cluster_hosts, config.ca_file.as_deref());
-                let fs = WebHdfs::connect(&url, &session.cache, config.timeout, hosts, ca_file)?;
-                execute(&Netdisk { fs, home, quiet }, cli.command).await
-            })
-        }
+    let result = match transport {
+        Transport::Native => runtime.block_on(async {
+            let (hosts, ca_file) = (&config.cluster_hosts, config.ca_file.as_deref());
+            let web = match &config.webhdfs {
+                Some(web) => Some(WebHdfs::connect(web, &session.cache, config.timeout, hosts, ca_file)?),
+                None => None,
+            };
+            let fs = NativeFs::connect(url.as_str(), &session.principal, &session.cache, config.timeout)?
+                .with_capacity_from(web);
+            execute(&Netdisk { fs, home, quiet }, cli.command).await
+        }),
+        Transport::Webhdfs => runtime.block_on(async {
+            let (hosts, ca_file) = (&config.cluster_hosts, config.ca_file.as_deref());
+            let fs = WebHdfs::connect(&url, &session.cache, config.timeout, hosts, ca_file)?;
+            execute(&Netdisk { fs, home, quiet }, cli.command).await
+        }),
     };
     // An interrupted upload may leave a blocking read of a pipe behind; do not wait for it.
     runtime.shutdown_background();

@@ -536,3 +536,22 @@ fn transfers_draw_a_progress_bar_on_a_terminal_only() {
     );
     ok(alice.run(&["stat", "five-tty.bin"]));
 }
+
+#[test]
+fn a_configuration_error_comes_before_any_password_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("netdisk.toml");
+    std::fs::write(&config, "version = 1\n").unwrap();
+    let out = Command::new(project_binary("netdisk"))
+        .arg("--config")
+        .arg(&config)
+        .args(["-c", &format!("FILE:{}", dir.path().join("none").display()), "ls"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let message = fails_with(out, 2);
+    assert!(message.contains("no namenode URL: set `namenode`"), "{message}");
+    assert!(!message.contains("login"), "{message}");
+}
