@@ -13,7 +13,9 @@ packages=(krb5-kdc krb5-admin-server krb5-user libkrb5-dev slapd ldap-utils pamt
   # a real DNS server for the SRV discovery tests
   dnsmasq-base
   # libfaketime, to run the client with a skewed clock in the diagnostics tests
-  faketime)
+  faketime
+  # man and groff, to render the generated man pages in the packaging tests
+  man-db groff-base)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,33 +1,9 @@
 //! `ktbrokerd [--config FILE] [run | check-config | audit-verify FILE]`
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use clap::Parser;
+use ktbroker_broker::cli::{Args, Command};
 use std::process::ExitCode;
-
-/// ktbrokerd: checks directory passwords and hands out the user's own Kerberos keytab over TLS.
-#[derive(Debug, Parser)]
-#[command(version)]
-struct Args {
-    /// Path of the broker's TOML configuration.
-    #[arg(short, long, default_value = "/etc/ktbroker/broker.toml", global = true)]
-    config: PathBuf,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Run the broker (the default).
-    Run,
-    /// Validate the configuration and print it with secrets redacted; exit 0 if valid, 1 if not.
-    CheckConfig,
-    /// Verify an audit file's hash chain; exit 0 if intact, 1 at the first broken line.
-    AuditVerify {
-        /// The audit file (`[audit] file` in the configuration).
-        file: PathBuf,
-    },
-}
 
 fn main() -> ExitCode {
     let args = Args::parse();

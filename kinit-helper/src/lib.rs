@@ -7,6 +7,7 @@
 //! [`ccache`] (refuse another user's cache; succeed only if the cache now holds the ticket).
 
 pub mod ccache;
+pub mod cli;
 pub mod config;
 pub mod discovery;
 pub mod doctor;

@@ -5,6 +5,7 @@
 //! implements [`fs::Filesystem`]; [`commands`] are written once over that trait; [`error`]
 //! turns Hadoop's exceptions into one-line messages and exit codes.
 
+pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;

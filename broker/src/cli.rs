@@ -1,0 +1,29 @@
+//! ktbrokerd's command line, in the library so its man page can be generated from it (see
+//! `packaging/`).
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// ktbrokerd: checks directory passwords and hands out the user's own Kerberos keytab over TLS.
+#[derive(Debug, Parser)]
+#[command(version)]
+pub struct Args {
+    /// Path of the broker's TOML configuration.
+    #[arg(short, long, default_value = "/etc/ktbroker/broker.toml", global = true)]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the broker (the default).
+    Run,
+    /// Validate the configuration and print it with secrets redacted; exit 0 if valid, 1 if not.
+    CheckConfig,
+    /// Verify an audit file's hash chain; exit 0 if intact, 1 at the first broken line.
+    AuditVerify {
+        /// The audit file (`[audit] file` in the configuration).
+        file: PathBuf,
+    },
+}
