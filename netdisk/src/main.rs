@@ -60,9 +60,13 @@ fn run(cli: Cli) -> Result<()> {
     let result = match transport {
         Transport::Native => runtime.block_on(async {
             let (hosts, ca_file) = (&config.cluster_hosts, config.ca_file.as_deref());
-            let web = match &config.webhdfs {
-                Some(web) => Some(WebHdfs::connect(web, &session.cache, config.timeout, hosts, ca_file)?),
-                None => None,
+            // Only df asks WebHDFS (for the cluster's capacity): no HTTP client, CA parsing or
+            // TLS setup for any other command.
+            let web = match (&config.webhdfs, &cli.command) {
+                (Some(web), Command::Df { .. }) => {
+                    Some(WebHdfs::connect(web, &session.cache, config.timeout, hosts, ca_file)?)
+                }
+                _ => None,
             };
             let fs = NativeFs::connect(url.as_str(), &session.principal, &session.cache, config.timeout)?
                 .with_capacity_from(web);

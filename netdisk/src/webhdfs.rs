@@ -100,7 +100,7 @@ impl WebHdfs {
             .timeout(self.timeout)
             .send()
             .await
-            .map_err(|e| unreachable_error(&e))?;
+            .map_err(unreachable_error)?;
         check_status(response).await
     }
 
@@ -180,7 +180,9 @@ fn tls_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig> {
         .with_no_client_auth())
 }
 
-fn unreachable_error(error: &reqwest::Error) -> NetdiskError {
+/// A transport failure, without its URL: a DataNode URL carries the delegation token.
+fn unreachable_error(error: reqwest::Error) -> NetdiskError {
+    let error = error.without_url();
     let what = if error.is_timeout() {
         "no answer in time"
     } else if error.is_connect() {
@@ -382,7 +384,7 @@ impl Filesystem for WebHdfs {
             .body(reqwest::Body::wrap_stream(chunks))
             .send()
             .await
-            .map_err(|e| unreachable_error(&e))?;
+            .map_err(unreachable_error)?;
         let response = check_status(response).await?;
         if response.status() != StatusCode::CREATED {
             return Err(NetdiskError::new(
@@ -401,9 +403,9 @@ impl Filesystem for WebHdfs {
     ) -> Result<u64> {
         let answer = self.namenode(Method::GET, self.url(remote, "OPEN", &[])).await?;
         let target = self.redirect_target(&answer)?;
-        let response = self.http.get(target).send().await.map_err(|e| unreachable_error(&e))?;
+        let response = self.http.get(target).send().await.map_err(unreachable_error)?;
         let response = check_status(response).await?;
-        let chunks = response.bytes_stream().map(|c| c.map_err(|e| unreachable_error(&e)));
+        let chunks = response.bytes_stream().map(|c| c.map_err(unreachable_error));
         copy_chunks(chunks, out, progress, self.timeout).await
     }
 
