@@ -12,7 +12,8 @@ for unit in systemd/*.service; do
     sed -e "s#/usr/sbin/ktbrokerd#$bin/ktbrokerd#g" -e "s#/usr/bin/ktbroker-kinit#$bin/ktbroker-kinit#g" \
         "$unit" > "$work/$(basename "$unit")"
 done
-# Man pages come with the packages; --man=no until they are installed.
+# The man pages the units name come with the packages: scripts/test-packages.sh verifies the
+# installed units with them; here, from the source tree, --man=no.
 errors=$(systemd-analyze verify --man=no "$work"/*.service 2>&1 >/dev/null || true)
 if [ -n "$errors" ]; then
     echo "systemd-analyze verify:" >&2

@@ -4,6 +4,7 @@
 //! KRB5CCNAME, ...); nothing under /etc is touched. README command 1 (the sandbox) and the
 //! end-to-end tests use this same code.
 
+pub mod accounts;
 pub mod bins;
 pub mod broker;
 pub mod client;

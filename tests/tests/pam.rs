@@ -4,48 +4,16 @@
 //! them with useradd, and gives alice a local password for the pam_unix stacking test.
 
 use ktbroker_tests::Sandbox;
-use ktbroker_tests::bins::project_binary;
+use ktbroker_tests::accounts::{local_users, uid_of};
+use ktbroker_tests::bins::{project_binary, tool_binary};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
 const PAM_SUCCESS: i32 = 0;
 const PAM_AUTH_ERR: i32 = 7;
 const PAM_AUTHINFO_UNAVAIL: i32 = 9;
 const PAM_USER_UNKNOWN: i32 = 10;
-
-/// Local accounts for the demo users (idempotent), and a local password for alice.
-fn local_users() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        for user in ["alice", "bob", "carol", "dave"] {
-            let exists = Command::new("id")
-                .arg("-u")
-                .arg(user)
-                .output()
-                .unwrap()
-                .status
-                .success();
-            if !exists {
-                let status = Command::new("useradd")
-                    .args(["--no-create-home", "--shell", "/usr/sbin/nologin", user])
-                    .status()
-                    .expect("useradd (the tests run as root)");
-                assert!(status.success(), "useradd {user}");
-            }
-        }
-        let mut chpasswd = Command::new("chpasswd").stdin(Stdio::piped()).spawn().unwrap();
-        use std::io::Write;
-        chpasswd.stdin.take().unwrap().write_all(b"alice:alicepw\n").unwrap();
-        assert!(chpasswd.wait().unwrap().success());
-    });
-}
-
-fn uid_of(user: &str) -> u32 {
-    let out = Command::new("id").arg("-u").arg(user).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-}
 
 /// A sandbox, its client.toml and a PAM config directory.
 struct PamSetup {
@@ -95,7 +63,7 @@ impl PamSetup {
     }
 
     fn drive(&self, service: &str, user: &str, stdin: &[u8], ops: &[&str]) -> Output {
-        let mut child = Command::new(project_binary("ktbroker-pam-driver"))
+        let mut child = Command::new(tool_binary("ktbroker-pam-driver"))
             .arg(&self.confdir)
             .args([service, user])
             .args(ops)

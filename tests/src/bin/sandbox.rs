@@ -32,6 +32,14 @@ fn main() -> anyhow::Result<()> {
         sandbox.directory.url,
         sandbox.broker.url
     );
+    let programs = if args.hdfs {
+        &["ktbrokerd", "ktbroker-kinit", "netdisk"][..]
+    } else {
+        &["ktbrokerd", "ktbroker-kinit"][..]
+    };
+    for program in programs {
+        eprintln!("using {}", ktbroker_tests::bins::project_binary(program).display());
+    }
 
     let ccache = sandbox.ccache("alice.ccache");
     eprintln!(
