@@ -3,9 +3,10 @@
 
 use crate::bins::project_binary;
 use crate::daemon::{Daemon, free_port, write_private};
-use crate::directory::{Directory, GROUP_DN, PEOPLE, SERVICE_DN};
+use crate::directory::Directory;
 use crate::pki::TestPki;
 use crate::realm::{BROKER_ADMIN, Realm};
+use crate::templates::render;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -62,11 +63,7 @@ impl Broker {
         )?;
         let config = dir.join("broker.toml");
         let audit_file = dir.join("audit.log");
-        let text = config_text(port, pki, realm, directory).replacen(
-            "[kerberos]",
-            &format!("[audit]\nfile = \"{}\"\n\n[kerberos]", audit_file.display()),
-            1,
-        );
+        let text = config_text(port, pki, realm, directory, &audit_file)?;
         std::fs::write(&config, edit(text))?;
 
         let log = dir.join("ktbrokerd.log");
@@ -137,52 +134,42 @@ impl Broker {
 /// The sandbox's one tenant.
 pub const TENANT: &str = "sandbox";
 
-fn config_text(port: u16, pki: &TestPki, realm: &Realm, directory: &Directory) -> String {
-    format!(
-        r#"version = 1
-
-[server]
-listen = "127.0.0.1:{port}"
-tls_cert = "{cert}"
-tls_key = "{key}"
-
-[kerberos]
-krb5_config = "{krb5_conf}"
-
-{tenant}"#,
-        cert = pki.server_cert.display(),
-        key = pki.server_key.display(),
-        krb5_conf = realm.krb5_conf.display(),
-        tenant = tenant_text(TENANT, realm, directory),
+/// templates/broker.toml.in with the sandbox's one tenant.
+fn config_text(
+    port: u16,
+    pki: &TestPki,
+    realm: &Realm,
+    directory: &Directory,
+    audit_file: &Path,
+) -> anyhow::Result<String> {
+    render(
+        "broker.toml.in",
+        &[
+            ("LISTEN", &format!("127.0.0.1:{port}")),
+            ("TLS_CERT", &pki.server_cert.display().to_string()),
+            ("TLS_KEY", &pki.server_key.display().to_string()),
+            ("AUDIT_FILE", &audit_file.display().to_string()),
+            ("KRB5_CONFIG", &realm.krb5_conf.display().to_string()),
+            ("TENANTS", &tenant_text(TENANT, realm, directory)),
+        ],
     )
 }
 
-/// A `[tenants.NAME]` table for `realm` and `directory` (search-then-bind over LDAPS, kadm5 keys).
+/// A `[tenants.NAME]` table for `realm` and `directory` (templates/tenant.toml.in: search-then-bind
+/// over LDAPS, kadm5 keys).
 pub fn tenant_text(name: &str, realm: &Realm, directory: &Directory) -> String {
-    format!(
-        r#"[tenants.{name}]
-realm = "{realm_name}"
-
-[tenants.{name}.directory]
-url = "{url}"
-ca_file = "{ca}"
-bind_dn = "{SERVICE_DN}"
-bind_password_file = "credential:ldap-password"
-user_base = "{PEOPLE}"
-group_dn = "{GROUP_DN}"
-timeout_secs = 5
-
-[tenants.{name}.keys]
-source = "kadmin"
-admin_principal = "{BROKER_ADMIN}@{realm_name}"
-admin_keytab = "{admin_keytab}"
-timeout_secs = 10
-"#,
-        url = directory.url,
-        ca = directory.ca_cert.display(),
-        realm_name = realm.realm,
-        admin_keytab = realm.broker_admin_keytab.display(),
+    render(
+        "tenant.toml.in",
+        &[
+            ("TENANT", name),
+            ("REALM", &realm.realm),
+            ("LDAP_URL", &directory.url),
+            ("LDAP_CA", &directory.ca_cert.display().to_string()),
+            ("BROKER_ADMIN", &format!("{BROKER_ADMIN}@{}", realm.realm)),
+            ("ADMIN_KEYTAB", &realm.broker_admin_keytab.display().to_string()),
+        ],
     )
+    .expect("templates/tenant.toml.in renders")
 }
 
 fn ktbrokerd_command(config: &Path, credentials: &Path) -> Command {

@@ -5,6 +5,7 @@
 
 use crate::daemon::{Daemon, free_port, run_checked};
 use crate::pki::TestPki;
+use crate::templates::render;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -55,7 +56,7 @@ impl Directory {
         std::fs::create_dir_all(dir.join("db"))?;
         let port = free_port();
         let conf = dir.join("slapd.conf");
-        std::fs::write(&conf, slapd_conf(dir, pki))?;
+        std::fs::write(&conf, slapd_conf(dir, pki)?)?;
         let service_password = "ktbroker-service-pw".to_owned();
         std::fs::write(dir.join("data.ldif"), data_ldif(users, &service_password)?)?;
         run_checked(
@@ -180,40 +181,15 @@ fn slap_command(program: &str, dir: &Path) -> Command {
     command
 }
 
-fn slapd_conf(dir: &Path, pki: &TestPki) -> String {
-    format!(
-        r#"include     /etc/ldap/schema/core.schema
-include     /etc/ldap/schema/cosine.schema
-include     /etc/ldap/schema/nis.schema
-include     /etc/ldap/schema/inetorgperson.schema
-modulepath  /usr/lib/ldap
-moduleload  back_mdb
-moduleload  argon2
-moduleload  ppolicy
-pidfile     {dir}/slapd.pid
-TLSCACertificateFile  {ca}
-TLSCertificateFile    {cert}
-TLSCertificateKeyFile {key}
-database    mdb
-maxsize     104857600
-suffix      "{SUFFIX}"
-rootdn      "cn=admin,{SUFFIX}"
-directory   {dir}/db
-index       objectClass eq
-index       uid,memberUid,member eq
-overlay     ppolicy
-ppolicy_default "cn=default,ou=policies,{SUFFIX}"
-ppolicy_use_lockout
-access to dn.base="" by * read
-access to attrs=userPassword by self write by anonymous auth by * none
-access to dn.subtree="ou=groups,{SUFFIX}" by dn.exact="{SERVICE_DN}" read by users read by * none
-access to dn.subtree="{PEOPLE}" attrs=entry,objectClass,uid by dn.exact="{SERVICE_DN}" read by self read by * none
-access to * by self read by * none
-"#,
-        dir = dir.display(),
-        ca = pki.ca_cert.display(),
-        cert = pki.server_cert.display(),
-        key = pki.server_key.display(),
+fn slapd_conf(dir: &Path, pki: &TestPki) -> anyhow::Result<String> {
+    render(
+        "slapd.conf.in",
+        &[
+            ("DATA_DIR", &dir.display().to_string()),
+            ("CA", &pki.ca_cert.display().to_string()),
+            ("CERT", &pki.server_cert.display().to_string()),
+            ("KEY", &pki.server_key.display().to_string()),
+        ],
     )
 }
 
@@ -235,40 +211,43 @@ fn hash_password(password: &str, scheme: PasswordScheme) -> anyhow::Result<Strin
     Ok(String::from_utf8(out.stdout)?.trim().to_owned())
 }
 
+/// The directory's contents from templates/{directory,person,groups}.ldif.in.
 fn data_ldif(users: &[DirectoryUser], service_password: &str) -> anyhow::Result<String> {
-    let mut ldif = format!(
-        "dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n\n\
-         dn: {PEOPLE}\nobjectClass: organizationalUnit\nou: people\n\n\
-         dn: ou=groups,{SUFFIX}\nobjectClass: organizationalUnit\nou: groups\n\n\
-         dn: ou=services,{SUFFIX}\nobjectClass: organizationalUnit\nou: services\n\n\
-         dn: ou=policies,{SUFFIX}\nobjectClass: organizationalUnit\nou: policies\n\n\
-         dn: cn=default,ou=policies,{SUFFIX}\nobjectClass: device\nobjectClass: pwdPolicy\ncn: default\n\
-         pwdAttribute: userPassword\npwdLockout: TRUE\npwdMaxFailure: {PPOLICY_MAX_FAILURES}\n\
-         pwdLockoutDuration: 0\n\n\
-         dn: {SERVICE_DN}\nobjectClass: person\ncn: ktbroker\nsn: ktbroker\nuserPassword: {}\n\n",
-        hash_password(service_password, PasswordScheme::Ssha)?
-    );
+    let mut ldif = render(
+        "directory.ldif.in",
+        &[
+            ("PPOLICY_MAX_FAILURES", &PPOLICY_MAX_FAILURES.to_string()),
+            (
+                "SERVICE_PASSWORD_HASH",
+                &hash_password(service_password, PasswordScheme::Ssha)?,
+            ),
+        ],
+    )?;
     for (n, user) in users.iter().enumerate() {
-        ldif.push_str(&format!(
-            "dn: {dn}\nobjectClass: inetOrgPerson\nobjectClass: posixAccount\nuid: {uid}\ncn: {uid}\nsn: {uid}\n\
-             uidNumber: {id}\ngidNumber: 10000\nhomeDirectory: /home/{uid}\nuserPassword: {hash}\n\n",
-            dn = Directory::user_dn(&user.uid),
-            uid = user.uid,
-            id = 10001 + n,
-            hash = hash_password(&user.password, user.scheme)?,
-        ));
+        ldif.push_str(&render(
+            "person.ldif.in",
+            &[
+                ("UID", &user.uid),
+                ("UID_NUMBER", &(10001 + n).to_string()),
+                ("PASSWORD_HASH", &hash_password(&user.password, user.scheme)?),
+            ],
+        )?);
     }
-    ldif.push_str(&format!(
-        "dn: {GROUP_DN}\nobjectClass: groupOfNames\ncn: hadoop-users\n"
-    ));
-    for user in users.iter().filter(|u| u.in_group) {
-        ldif.push_str(&format!("member: {}\n", Directory::user_dn(&user.uid)));
-    }
-    ldif.push_str(&format!(
-        "\ndn: {POSIX_GROUP_DN}\nobjectClass: posixGroup\ncn: hadoop-posix\ngidNumber: 20000\n"
-    ));
-    for user in users.iter().filter(|u| u.in_posix_group) {
-        ldif.push_str(&format!("memberUid: {}\n", user.uid));
-    }
+    let lines = |select: fn(&DirectoryUser) -> Option<String>| -> String {
+        users.iter().filter_map(select).collect::<Vec<_>>().join("\n")
+    };
+    ldif.push_str(&render(
+        "groups.ldif.in",
+        &[
+            (
+                "MEMBER_LINES",
+                &lines(|u| u.in_group.then(|| format!("member: {}", Directory::user_dn(&u.uid)))),
+            ),
+            (
+                "MEMBER_UID_LINES",
+                &lines(|u| u.in_posix_group.then(|| format!("memberUid: {}", u.uid))),
+            ),
+        ],
+    )?);
     Ok(ldif)
 }

@@ -15,5 +15,6 @@ pub mod hdfs;
 pub mod pki;
 pub mod realm;
 pub mod sandbox;
+pub mod templates;
 
 pub use sandbox::{DemoUser, Sandbox, start_sandbox};

@@ -2,6 +2,7 @@
 //! time, configured only through the environment of each child (KRB5_CONFIG, KRB5_KDC_PROFILE).
 
 use crate::daemon::{Daemon, free_port, run_checked, tcp_open};
+use crate::templates::render;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -41,19 +42,30 @@ impl Realm {
         let (kdc_port, kadmin_port, kpasswd_port) = (free_port(), free_port(), free_port());
         let krb5_conf = dir.join("krb5.conf");
         let kdc_conf = dir.join("kdc.conf");
-        std::fs::write(&krb5_conf, krb5_conf_text(realm, kdc_port, kadmin_port, kpasswd_port))?;
+        std::fs::write(&krb5_conf, krb5_conf_text(realm, kdc_port, kadmin_port)?)?;
+        let loopback = |port: u16| format!("127.0.0.1:{port}");
         std::fs::write(
             &kdc_conf,
-            kdc_conf_text(realm, dir, kdc_port, kadmin_port, kpasswd_port),
+            render(
+                "kdc.conf.in",
+                &[
+                    ("KDC_LISTEN", &loopback(kdc_port)),
+                    ("REALM", realm),
+                    ("DB_DIR", &dir.display().to_string()),
+                    ("KADMIN_LISTEN", &loopback(kadmin_port)),
+                    ("KPASSWD_LISTEN", &loopback(kpasswd_port)),
+                ],
+            )?,
+        )?;
+        // The broker's grant as deployed (templates/kadm5.acl.in), and the writer's for the
+        // provisioning and rotation tests.
+        let acl = render(
+            "kadm5.acl.in",
+            &[("BROKER_ADMIN", &format!("{BROKER_ADMIN}@{realm}")), ("REALM", realm)],
         )?;
         std::fs::write(
             dir.join("kadm5.acl"),
-            // `*` matches one name component: `*/netdisk` covers per-service principals
-            // ({user}/netdisk templates) and nothing else with an instance.
-            format!(
-                "{BROKER_ADMIN}@{realm} e *@{realm}\n{BROKER_ADMIN}@{realm} e */netdisk@{realm}\n\
-                 {BROKER_WRITER}@{realm} eac *@{realm}\n"
-            ),
+            format!("{acl}{BROKER_WRITER}@{realm} eac *@{realm}\n"),
         )?;
 
         let env = RealmEnv {
@@ -159,8 +171,7 @@ impl Realm {
     /// what a broker serving several tenants, or a client of several realms, needs.
     pub fn combined_krb5_conf(path: &Path, realms: &[&Realm]) -> anyhow::Result<()> {
         let first = realms.first().ok_or_else(|| anyhow::anyhow!("no realm"))?;
-        let mut text = krb5_conf_text(&first.realm, first.kdc_port, first.kadmin_port, 0)
-            .replace("        kpasswd_server = 127.0.0.1:0\n", "");
+        let mut text = krb5_conf_text(&first.realm, first.kdc_port, first.kadmin_port)?;
         let stanzas: String = realms[1..]
             .iter()
             .map(|r| {
@@ -229,49 +240,15 @@ impl RealmEnv {
     }
 }
 
-fn krb5_conf_text(realm: &str, kdc: u16, kadmin: u16, kpasswd: u16) -> String {
-    format!(
-        "[libdefaults]
-    default_realm = {realm}
-    dns_lookup_kdc = false
-    dns_lookup_realm = false
-    dns_canonicalize_hostname = false
-    rdns = false
-    # TCP only: a request to a port nothing listens on fails at once instead of timing out, and a
-    # datagram can never reach another test's KDC.
-    udp_preference_limit = 1
-[realms]
-    {realm} = {{
-        kdc = 127.0.0.1:{kdc}
-        admin_server = 127.0.0.1:{kadmin}
-        kpasswd_server = 127.0.0.1:{kpasswd}
-    }}
-[domain_realm]
-    localhost = {realm}
-"
-    )
-}
-
-fn kdc_conf_text(realm: &str, dir: &Path, kdc: u16, kadmin: u16, kpasswd: u16) -> String {
-    let dir = dir.display();
-    format!(
-        "[kdcdefaults]
-    kdc_listen = 127.0.0.1:{kdc}
-    kdc_tcp_listen = 127.0.0.1:{kdc}
-[realms]
-    {realm} = {{
-        database_name = {dir}/principal
-        acl_file = {dir}/kadm5.acl
-        key_stash_file = {dir}/stash
-        kadmind_listen = 127.0.0.1:{kadmin}
-        kpasswd_listen = 127.0.0.1:{kpasswd}
-        max_life = 10h
-        max_renewable_life = 7d
-        supported_enctypes = aes256-cts-hmac-sha1-96:normal aes128-cts-hmac-sha1-96:normal
-    }}
-[logging]
-    kdc = FILE:{dir}/kdc.log
-    admin_server = FILE:{dir}/kadmind.log
-"
+/// templates/krb5.conf.in for a realm whose KDC and kadmind listen on loopback.
+fn krb5_conf_text(realm: &str, kdc: u16, kadmin: u16) -> anyhow::Result<String> {
+    render(
+        "krb5.conf.in",
+        &[
+            ("REALM", realm),
+            ("KDC", &format!("127.0.0.1:{kdc}")),
+            ("KADMIN", &format!("127.0.0.1:{kadmin}")),
+            ("HOST", "localhost"),
+        ],
     )
 }

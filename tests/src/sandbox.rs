@@ -187,11 +187,14 @@ impl Sandbox {
 
     /// A client.toml for this sandbox's broker and CA (what ktbroker-kinit, PAM and netdisk read).
     pub fn client_toml(&self) -> String {
-        format!(
-            "version = 1\nbrokers = [\"{}\"]\nca_file = \"{}\"\n",
-            self.broker.url,
-            self.pki.ca_cert.display()
+        crate::templates::render(
+            "client.toml.in",
+            &[
+                ("BROKER_URL", &self.broker.url),
+                ("CA_FILE", &self.pki.ca_cert.display().to_string()),
+            ],
         )
+        .expect("templates/client.toml.in renders")
     }
 
     /// Fails if any daemon died.
