@@ -6,6 +6,8 @@ REALM=${REALM:-DEMO.TEST}
 BROKER_ADMIN="ktbroker/admin@$REALM"
 # The broker image's uid: its credentials must be owner-only and its own.
 BROKER_UID=10001
+# The HDFS image's uid, which reads the HDFS service keytab.
+HDFS_UID=10002
 # name:directory password:hash scheme:in hadoop-users:in hadoop-posix
 DEMO_PEOPLE="alice:alicepw:SSHA:yes:no bob:bobpw:ARGON2:yes:yes carol:carolpw:SSHA:no:no dave:davepw:SSHA:yes:no"
 DEMO_PRINCIPALS="alice bob carol"

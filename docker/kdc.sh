@@ -2,7 +2,8 @@
 # The compose demo's MIT KDC and kadmind. On first start: the realm's database, the broker's admin
 # principal with exactly the kadm5.acl grant docs/admin-guide.md documents (rendered from the
 # sandbox's template), its keytab handed to the broker as a credential, and the demo people's
-# principals with random keys (they only ever log in through the broker). Then both daemons.
+# principals with random keys (they only ever log in through the broker), and the demo HDFS's
+# service keytab. Then both daemons.
 set -eu
 # shellcheck source=demo-lib.sh
 . /usr/share/ktbroker/demo-lib.sh
@@ -23,6 +24,12 @@ if [ ! -e "$db/principal" ]; then
     for name in $DEMO_PRINCIPALS; do
         kadmin.local -q "addprinc -randkey $name"
     done
+    # The demo HDFS's service principals, in one keytab for its NameNode, DataNode and SPNEGO.
+    for service in nn/hdfs dn/hdfs HTTP/hdfs; do
+        kadmin.local -q "addprinc -randkey $service@$REALM"
+        kadmin.local -q "ktadd -k /secrets/hdfs/hdfs.keytab $service@$REALM"
+    done
+    chown "$HDFS_UID:$HDFS_UID" /secrets/hdfs/hdfs.keytab
 fi
 krb5kdc -n &
 exec kadmind -nofork

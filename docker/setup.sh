@@ -40,6 +40,8 @@ render broker.toml.in LISTEN=0.0.0.0:8443 TLS_CERT=/config/broker.pem TLS_KEY=cr
     AUDIT_FILE=/var/log/ktbroker/audit.jsonl KRB5_CONFIG=/config/krb5.conf TENANTS="$tenant" \
     > /config/broker.toml
 render client.toml.in BROKER_URL=https://broker:8443 CA_FILE=/config/ca.pem > /config/client.toml
-chmod 0644 /config/ca.pem /config/broker.pem /config/krb5.conf /config/broker.toml /config/client.toml
+render netdisk.toml.in HOST=hdfs RPC_PORT=8020 HTTP_PORT=50070 > /config/netdisk.toml
+chmod 0644 /config/ca.pem /config/broker.pem /config/krb5.conf /config/broker.toml /config/client.toml \
+    /config/netdisk.toml
 touch /config/.complete
 log "CA, certificates and configurations written"

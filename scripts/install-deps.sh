@@ -15,7 +15,9 @@ packages=(krb5-kdc krb5-admin-server krb5-user libkrb5-dev slapd ldap-utils pamt
   # libfaketime, to run the client with a skewed clock in the diagnostics tests
   faketime
   # man and groff, to render the generated man pages in the packaging tests
-  man-db groff-base)
+  man-db groff-base
+  # the compose demo's checks without a Docker engine (scripts/check-docker.sh)
+  shellcheck docker-compose)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -6,35 +6,10 @@
 
 use crate::daemon::{Daemon, free_port, run_checked};
 use crate::realm::Realm;
+use crate::templates::render;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
-
-/// Jersey 1 jars (Debian) that WebHDFS needs, before the Hadoop jars on the classpath.
-const JERSEY: &[&str] = &[
-    "/usr/share/java/jsr311-api.jar",
-    "/usr/share/java/jersey1-core.jar",
-    "/usr/share/java/jersey1-server.jar",
-    "/usr/share/java/jersey1-servlet.jar",
-    "/usr/share/java/jersey1-json.jar",
-    "/usr/share/java/jettison.jar",
-];
-
-/// Java 17 needs these to run Hadoop 2.7's Kerberos and NIO code.
-const JAVA_OPENS: &[&str] = &[
-    "--add-opens=java.base/java.lang=ALL-UNNAMED",
-    "--add-opens=java.base/java.nio=ALL-UNNAMED",
-    "--add-opens=java.base/sun.nio.ch=ALL-UNNAMED",
-    "--add-opens=java.base/java.util=ALL-UNNAMED",
-    "--add-opens=java.base/java.lang.reflect=ALL-UNNAMED",
-    "--add-exports=java.base/sun.net.dns=ALL-UNNAMED",
-    "--add-exports=java.base/sun.net.util=ALL-UNNAMED",
-    "--add-exports=java.security.jgss/sun.security.krb5=ALL-UNNAMED",
-    "--add-opens=java.security.jgss/sun.security.krb5=ALL-UNNAMED",
-    "--add-exports=java.security.jgss/sun.security.jgss=ALL-UNNAMED",
-    "--add-exports=java.security.jgss/sun.security.krb5.internal=ALL-UNNAMED",
-    "--add-exports=java.security.jgss/sun.security.jgss.krb5=ALL-UNNAMED",
-];
 
 /// The tests' default block size: 1 MiB (HDFS's minimum), so a 3 MiB file spans blocks.
 pub const TEST_BLOCK_SIZE: u64 = 1 << 20;
@@ -71,13 +46,9 @@ impl Hdfs {
                 r#"<web-app xmlns="http://java.sun.com/xml/ns/javaee" version="2.5"></web-app>"#,
             )?;
         }
-        // Daemons log at INFO (their readiness is read from the log), clients at WARN.
         std::fs::write(
             conf_dir.join("log4j.properties"),
-            "hadoop.root.logger=WARN,console\nlog4j.rootLogger=${hadoop.root.logger}\n\
-             log4j.appender.console=org.apache.log4j.ConsoleAppender\nlog4j.appender.console.target=System.err\n\
-             log4j.appender.console.layout=org.apache.log4j.PatternLayout\n\
-             log4j.appender.console.layout.ConversionPattern=%d{ISO8601} %p %c{2}: %m%n\n",
+            render("hadoop-log4j.properties.in", &[])?,
         )?;
         let keytab = dir.join("hdfs.keytab");
         for service in ["nn/localhost", "dn/localhost", "HTTP/localhost"] {
@@ -92,16 +63,55 @@ impl Hdfs {
             data_http: free_port(),
             data_ipc: free_port(),
         };
-        std::fs::write(conf_dir.join("core-site.xml"), core_site(&realm.realm, ports.rpc))?;
+        let text = |path: &Path| path.display().to_string();
+        let (rpc, http) = (ports.rpc.to_string(), ports.http.to_string());
+        std::fs::write(
+            conf_dir.join("core-site.xml"),
+            render(
+                "core-site.xml.in",
+                &[
+                    ("HOST", "localhost"),
+                    ("RPC_PORT", &rpc),
+                    ("REALM_REGEX", &realm.realm.replace('.', "\\.")),
+                ],
+            )?,
+        )?;
         std::fs::write(
             conf_dir.join("hdfs-site.xml"),
-            hdfs_site(&realm.realm, dir, &keytab, &ports, block_size),
+            render(
+                "hdfs-site.xml.in",
+                &[
+                    ("DATA_DIR", &text(dir)),
+                    ("BLOCK_SIZE", &block_size.to_string()),
+                    ("HOST", "localhost"),
+                    ("RPC_PORT", &rpc),
+                    ("HTTP_PORT", &http),
+                    ("SECONDARY_PORT", &ports.secondary.to_string()),
+                    ("DATANODE_BIND", "127.0.0.1"),
+                    ("DATA_PORT", &ports.data.to_string()),
+                    ("DATA_HTTP_PORT", &ports.data_http.to_string()),
+                    ("DATA_IPC_PORT", &ports.data_ipc.to_string()),
+                    ("REALM", &realm.realm),
+                    ("KEYTAB", &text(&keytab)),
+                ],
+            )?,
+        )?;
+        std::fs::write(
+            conf_dir.join("jvm.args"),
+            render(
+                "hadoop-jvm.args.in",
+                &[
+                    ("KRB5_CONF", &text(&realm.krb5_conf)),
+                    ("LOG_DIR", &text(dir)),
+                    ("CONF_DIR", &text(&conf_dir)),
+                    ("JARS", &text(&jars)),
+                ],
+            )?,
         )?;
         let partial = Partial {
             dir: dir.to_owned(),
             conf_dir,
             jars,
-            krb5_conf: realm.krb5_conf.clone(),
         };
         run_checked(partial.java("org.apache.hadoop.hdfs.server.namenode.NameNode").args([
             "-format",
@@ -173,10 +183,15 @@ impl Hdfs {
 
     /// A netdisk.toml for this cluster (both transports).
     pub fn netdisk_toml(&self) -> String {
-        format!(
-            "version = 1\nnamenode = \"hdfs://localhost:{}\"\nwebhdfs = \"http://localhost:{}\"\ntimeout_secs = 30\n",
-            self.rpc_port, self.http_port
+        render(
+            "netdisk.toml.in",
+            &[
+                ("HOST", "localhost"),
+                ("RPC_PORT", &self.rpc_port.to_string()),
+                ("HTTP_PORT", &self.http_port.to_string()),
+            ],
         )
+        .expect("templates/netdisk.toml.in renders")
     }
 
     /// Runs DFSAdmin (quotas, safe mode) as the HDFS superuser.
@@ -206,7 +221,6 @@ impl Hdfs {
             dir: self.dir.clone(),
             conf_dir: self.conf_dir.clone(),
             jars: self.jars.clone(),
-            krb5_conf: self.krb5_conf.clone(),
         }
     }
 }
@@ -216,7 +230,6 @@ struct Partial {
     dir: PathBuf,
     conf_dir: PathBuf,
     jars: PathBuf,
-    krb5_conf: PathBuf,
 }
 
 impl Partial {
@@ -231,18 +244,12 @@ impl Partial {
         self.with_classpath(Command::new("java"), class)
     }
 
+    /// `java [command's options] @CONF/jvm.args CLASS`: the JVM options and classpath from
+    /// templates/hadoop-jvm.args.in, as the compose demo's HDFS container runs them.
     fn with_classpath(&self, mut command: Command, class: &str) -> Command {
-        let classpath = std::iter::once(self.conf_dir.display().to_string())
-            .chain(JERSEY.iter().map(|j| (*j).to_owned()))
-            .chain(std::iter::once(format!("{}/*", self.jars.display())))
-            .collect::<Vec<_>>()
-            .join(":");
         command
-            .args(["-Xmx256m", "-Djava.net.preferIPv4Stack=true"])
-            .arg(format!("-Djava.security.krb5.conf={}", self.krb5_conf.display()))
-            .arg(format!("-Dhadoop.log.dir={}", self.dir.display()))
-            .args(JAVA_OPENS)
-            .args(["-cp", &classpath, class])
+            .arg(format!("@{}", self.conf_dir.join("jvm.args").display()))
+            .arg(class)
             .env_remove("KRB5CCNAME")
             .env_remove("HADOOP_CONF_DIR");
         command
@@ -269,67 +276,4 @@ fn jar_dir() -> anyhow::Result<PathBuf> {
         jars.display()
     );
     Ok(jars)
-}
-
-fn property(name: &str, value: &str) -> String {
-    format!("  <property><name>{name}</name><value>{value}</value></property>\n")
-}
-
-fn configuration(properties: &[(&str, String)]) -> String {
-    let body: String = properties.iter().map(|(n, v)| property(n, v)).collect();
-    format!("<?xml version=\"1.0\"?>\n<configuration>\n{body}</configuration>\n")
-}
-
-fn core_site(realm: &str, rpc: u16) -> String {
-    let escaped = realm.replace('.', "\\.");
-    // One rule a line: a `(a|b)` group inside a match fails to parse in Hadoop 2.7.
-    let rules = format!(
-        "RULE:[2:$1@$0](nn@{escaped})s/.*/hdfs/\nRULE:[2:$1@$0](dn@{escaped})s/.*/hdfs/\n\
-         RULE:[1:$1@$0](.*@{escaped})s/@.*//\nRULE:[2:$1@$0](.*@{escaped})s/@.*//\nDEFAULT"
-    );
-    configuration(&[
-        ("fs.defaultFS", format!("hdfs://localhost:{rpc}")),
-        ("hadoop.security.authentication", "kerberos".into()),
-        ("hadoop.security.authorization", "true".into()),
-        ("hadoop.rpc.protection", "authentication".into()),
-        ("hadoop.security.auth_to_local", rules),
-    ])
-}
-
-fn hdfs_site(realm: &str, dir: &Path, keytab: &Path, p: &Ports, block_size: u64) -> String {
-    let keytab = keytab.display().to_string();
-    configuration(&[
-        ("dfs.namenode.name.dir", format!("{}/name", dir.display())),
-        ("dfs.datanode.data.dir", format!("{}/data", dir.display())),
-        ("dfs.replication", "1".into()),
-        ("dfs.blocksize", block_size.to_string()),
-        ("dfs.namenode.rpc-address", format!("localhost:{}", p.rpc)),
-        ("dfs.namenode.http-address", format!("localhost:{}", p.http)),
-        (
-            "dfs.namenode.secondary.http-address",
-            format!("localhost:{}", p.secondary),
-        ),
-        ("dfs.datanode.address", format!("127.0.0.1:{}", p.data)),
-        ("dfs.datanode.http.address", format!("127.0.0.1:{}", p.data_http)),
-        ("dfs.datanode.ipc.address", format!("127.0.0.1:{}", p.data_ipc)),
-        ("dfs.datanode.hostname", "localhost".into()),
-        ("dfs.namenode.datanode.registration.ip-hostname-check", "false".into()),
-        ("dfs.namenode.safemode.extension", "0".into()),
-        ("dfs.webhdfs.enabled", "true".into()),
-        ("dfs.block.access.token.enable", "true".into()),
-        ("dfs.namenode.kerberos.principal", format!("nn/localhost@{realm}")),
-        ("dfs.datanode.kerberos.principal", format!("dn/localhost@{realm}")),
-        (
-            "dfs.web.authentication.kerberos.principal",
-            format!("HTTP/localhost@{realm}"),
-        ),
-        (
-            "dfs.namenode.kerberos.internal.spnego.principal",
-            format!("HTTP/localhost@{realm}"),
-        ),
-        ("dfs.namenode.keytab.file", keytab.clone()),
-        ("dfs.datanode.keytab.file", keytab.clone()),
-        ("dfs.web.authentication.kerberos.keytab", keytab),
-        ("ignore.secure.ports.for.testing", "true".into()),
-    ])
 }

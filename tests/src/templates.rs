@@ -18,6 +18,14 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ("broker.toml.in", include_str!("../../templates/broker.toml.in")),
     ("tenant.toml.in", include_str!("../../templates/tenant.toml.in")),
     ("client.toml.in", include_str!("../../templates/client.toml.in")),
+    ("core-site.xml.in", include_str!("../../templates/core-site.xml.in")),
+    ("hdfs-site.xml.in", include_str!("../../templates/hdfs-site.xml.in")),
+    ("hadoop-jvm.args.in", include_str!("../../templates/hadoop-jvm.args.in")),
+    (
+        "hadoop-log4j.properties.in",
+        include_str!("../../templates/hadoop-log4j.properties.in"),
+    ),
+    ("netdisk.toml.in", include_str!("../../templates/netdisk.toml.in")),
 ];
 
 /// `templates/NAME` with every `{{KEY}}` of `values` replaced.
@@ -128,6 +136,29 @@ mod tests {
                 ("ADMIN_KEYTAB", "credential:admin-keytab"),
             ],
             "client.toml.in" => vec![("BROKER_URL", "https://broker:8443"), ("CA_FILE", path)],
+            "core-site.xml.in" => vec![("HOST", "hdfs"), ("RPC_PORT", "8020"), ("REALM_REGEX", "DEMO\\.TEST")],
+            "hdfs-site.xml.in" => vec![
+                ("DATA_DIR", path),
+                ("BLOCK_SIZE", "1048576"),
+                ("HOST", "hdfs"),
+                ("RPC_PORT", "8020"),
+                ("HTTP_PORT", "50070"),
+                ("SECONDARY_PORT", "50090"),
+                ("DATANODE_BIND", "0.0.0.0"),
+                ("DATA_PORT", "50010"),
+                ("DATA_HTTP_PORT", "50075"),
+                ("DATA_IPC_PORT", "50020"),
+                ("REALM", "DEMO.TEST"),
+                ("KEYTAB", "/secrets/hdfs/hdfs.keytab"),
+            ],
+            "hadoop-jvm.args.in" => vec![
+                ("KRB5_CONF", "/config/krb5.conf"),
+                ("LOG_DIR", path),
+                ("CONF_DIR", "/c"),
+                ("JARS", "/opt/jars"),
+            ],
+            "hadoop-log4j.properties.in" => vec![],
+            "netdisk.toml.in" => vec![("HOST", "hdfs"), ("RPC_PORT", "8020"), ("HTTP_PORT", "50070")],
             other => panic!("no samples for {other}"),
         }
     }
