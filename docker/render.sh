@@ -15,7 +15,7 @@ BEGIN {
     # as its own variable assignments (which would process backslash escapes).
     for (i = 2; i < ARGC; i++) {
         eq = index(ARGV[i], "=")
-        if (eq < 2) { print "render.sh: not NAME=VALUE: " ARGV[i] > "/dev/stderr"; exit 2 }
+        if (eq < 2) { print "render.sh: not NAME=VALUE: " ARGV[i] > "/dev/stderr"; bad = 1; exit 2 }
         key[n] = "{{" substr(ARGV[i], 1, eq - 1) "}}"
         value[n] = substr(ARGV[i], eq + 1)
         n++
@@ -24,6 +24,8 @@ BEGIN {
 }
 { text = text $0 "\n" }
 END {
+    # (exit in BEGIN still runs END: leave at once, printing nothing.)
+    if (bad) exit 2
     for (k = 0; k < n; k++) {
         if (index(text, key[k]) == 0) { print "render.sh: the template has no " key[k] > "/dev/stderr"; exit 2 }
         done = ""
