@@ -7,8 +7,10 @@ set -eu
 . /usr/share/ktbroker/demo-lib.sh
 data=/var/lib/ktbroker-ldap
 mkdir -p "$data/db"
+# slapd may read its certificate and key again after dropping to the openldap user.
+install -m 0644 -o openldap -g openldap /ldap-init/ldap.pem "$data/ldap.pem"
 install -m 0600 -o openldap -g openldap /ldap-init/ldap.key "$data/ldap.key"
-render slapd.conf.in DATA_DIR="$data" CA=/config/ca.pem CERT=/ldap-init/ldap.pem KEY="$data/ldap.key" \
+render slapd.conf.in DATA_DIR="$data" CA=/config/ca.pem CERT="$data/ldap.pem" KEY="$data/ldap.key" \
     > "$data/slapd.conf"
 if [ ! -e "$data/db/data.mdb" ]; then
     log "loading the demo directory"
