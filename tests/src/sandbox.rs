@@ -226,7 +226,8 @@ impl Sandbox {
     }
 }
 
-/// Runs a `ktbroker-kinit` command with `password` on its stdin (a pipe, as scripts and PAM use it).
+/// Runs `command` (ktbroker-kinit, netdisk, the PAM driver) with `password` and a newline on its
+/// stdin (a pipe, as scripts and PAM use it).
 pub fn run_with_password(mut command: Command, password: &str) -> Output {
     use std::io::Write;
     let mut child = command
@@ -234,12 +235,12 @@ pub fn run_with_password(mut command: Command, password: &str) -> Output {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("starting ktbroker-kinit");
+        .unwrap_or_else(|e| panic!("starting {:?}: {e}", command.get_program()));
     let mut stdin = child.stdin.take().expect("piped stdin");
     let _ = stdin.write_all(password.as_bytes());
     let _ = stdin.write_all(b"\n");
     drop(stdin);
-    child.wait_with_output().expect("waiting for ktbroker-kinit")
+    child.wait_with_output().expect("waiting for the command")
 }
 
 impl Drop for Sandbox {

@@ -10,8 +10,9 @@
 use anyhow::{Context, bail, ensure};
 use ktbroker_tests::accounts::local_users;
 use ktbroker_tests::bins::tool_binary;
+use ktbroker_tests::sandbox::run_with_password;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 const DEFAULT_PROFILE: &str = "/usr/share/pam-configs/ktbroker";
 
@@ -93,23 +94,13 @@ fn section(profile: &str, name: &str) -> anyhow::Result<String> {
 
 /// Runs ktbroker-pam-driver for alice with `password` on stdin; returns what it printed.
 fn drive(confdir: &Path, krb5_conf: &Path, password: &str, ops: &[&str]) -> anyhow::Result<String> {
-    use std::io::Write;
-    let mut child = Command::new(tool_binary("ktbroker-pam-driver"))
+    let mut command = Command::new(tool_binary("ktbroker-pam-driver"));
+    command
         .arg(confdir)
         .args(["ktbroker-profile", "alice"])
         .args(ops)
-        .env("KRB5_CONFIG", krb5_conf)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting ktbroker-pam-driver")?;
-    child
-        .stdin
-        .take()
-        .context("piped stdin")?
-        .write_all(format!("{password}\n").as_bytes())?;
-    let out = child.wait_with_output()?;
+        .env("KRB5_CONFIG", krb5_conf);
+    let out = run_with_password(command, password);
     ensure!(out.status.code().is_some(), "the PAM driver crashed: {:?}", out.status);
     Ok(format!(
         "{}{}",
