@@ -1,9 +1,11 @@
 //! Compiles `ktbroker/v1/broker.proto` with protox (pure Rust), so no `protoc` is needed anywhere.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto = "ktbroker/v1/broker.proto";
-    println!("cargo:rerun-if-changed={proto}");
-    let descriptors = protox::compile([proto], ["."])?;
+    let protos = ["ktbroker/v1/broker.proto", "google/rpc/status.proto"];
+    for proto in protos {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    let descriptors = protox::compile(protos, ["."])?;
     tonic_prost_build::configure()
         // Messages that carry a password or keytab bytes must never be printable.
         .skip_debug([

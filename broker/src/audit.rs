@@ -80,17 +80,35 @@ impl Outcome {
         }
     }
 
-    /// `granted`, `refused` (the caller was told no) or `error` (something on our side failed).
-    pub fn class(self) -> &'static str {
+    /// Granted, refused (the caller was told no) or error (something on our side failed).
+    pub fn class(self) -> OutcomeClass {
         match self {
-            Self::Granted | Self::Provisioned | Self::Rotated => "granted",
+            Self::Granted | Self::Provisioned | Self::Rotated => OutcomeClass::Granted,
             Self::DirectoryUnavailable
             | Self::KeySourceFailed
             | Self::Busy
             | Self::DeadlineExceeded
             | Self::ProvisionFailed
-            | Self::RotateFailed => "error",
-            _ => "refused",
+            | Self::RotateFailed => OutcomeClass::Error,
+            _ => OutcomeClass::Refused,
+        }
+    }
+}
+
+/// The three kinds of outcome, as the audit's `outcome` field and the metrics' label name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomeClass {
+    Granted,
+    Refused,
+    Error,
+}
+
+impl OutcomeClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Granted => "granted",
+            Self::Refused => "refused",
+            Self::Error => "error",
         }
     }
 }
@@ -156,7 +174,7 @@ impl Auditor {
         let principal = attempt.principal.unwrap_or("-");
         let tenant = attempt.tenant;
         let client_cert = attempt.client_cert.unwrap_or("-");
-        if attempt.outcome.class() == "granted" {
+        if attempt.outcome.class() == OutcomeClass::Granted {
             tracing::info!(target: "ktbroker::audit", request_id, tenant, peer = peer_text, client_cert,
                 username = ?attempt.username, principal, outcome = attempt.outcome.as_str(), latency_ms, "audit record");
         } else {
@@ -173,7 +191,7 @@ impl Auditor {
             principal: attempt.principal,
             peer,
             client_cert: attempt.client_cert,
-            outcome: attempt.outcome.class(),
+            outcome: attempt.outcome.class().as_str(),
             reason: attempt.outcome.as_str(),
             kvno: attempt.kvno,
             latency_ms,

@@ -110,6 +110,10 @@ impl KadminProcessKeySource {
             .arg("-q")
             .arg(query)
             .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
+            // kadmin reports only in text: keep that text MIT's untranslated English, whatever
+            // the daemon's locale, so that the few phrases judged below mean what they say.
+            .env("LC_ALL", "C")
+            .env_remove("LANGUAGE")
             .env("KRB5CCNAME", "MEMORY:ktbroker-kadmin")
             .env_remove("KRB5_KTNAME")
             .env_remove("KRB5_CLIENT_KTNAME")
@@ -494,12 +498,12 @@ impl StoreKeySource {
                 path.display()
             )));
         }
-        if meta.len() > ktbroker_proto::MAX_KEYTAB_SIZE {
+        if meta.len() > ktbroker_codes::MAX_KEYTAB_SIZE {
             return Err(KeySourceError::Refused(format!("{} is too large", path.display())));
         }
         let mut bytes = Zeroizing::new(Vec::with_capacity(meta.len() as usize));
         (&file)
-            .take(ktbroker_proto::MAX_KEYTAB_SIZE + 1)
+            .take(ktbroker_codes::MAX_KEYTAB_SIZE + 1)
             .read_to_end(&mut bytes)
             .map_err(|e| KeySourceError::Unavailable(format!("{}: {e}", path.display())))?;
         let mut keytab = Keytab::parse(&bytes)

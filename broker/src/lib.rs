@@ -15,6 +15,7 @@ pub mod keysource;
 pub mod limits;
 pub mod metrics;
 pub mod policy;
+pub mod refusal;
 pub mod server;
 pub mod service;
 pub mod systemd;

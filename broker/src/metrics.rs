@@ -29,10 +29,10 @@ pub fn install(listen: SocketAddr) -> anyhow::Result<()> {
 }
 
 pub fn attempt(tenant: &str, outcome: Outcome, latency: Duration) {
-    metrics::counter!("ktbroker_requests_total", "tenant" => tenant.to_owned(), "outcome" => outcome.class(),
+    metrics::counter!("ktbroker_requests_total", "tenant" => tenant.to_owned(), "outcome" => outcome.class().as_str(),
         "reason" => outcome.as_str())
     .increment(1);
-    metrics::histogram!("ktbroker_request_duration_seconds", "outcome" => outcome.class())
+    metrics::histogram!("ktbroker_request_duration_seconds", "outcome" => outcome.class().as_str())
         .record(latency.as_secs_f64());
 }
 

@@ -3,15 +3,16 @@
 //! failure sends no key bytes.
 //!
 //! What the caller sees is deliberately coarse: wrong password, unknown user, not in the group,
-//! a locked account and an empty password all answer `UNAUTHENTICATED "KTB-101 authentication
-//! failed"`, no sooner than `failure_delay` after the request arrived.
+//! a locked account and an empty password all answer [`RefusalCode::AuthFailed`] (gRPC
+//! UNAUTHENTICATED), no sooner than `failure_delay` after the request arrived. Every refusal is a
+//! [`Refusal`]: its audit outcome and the typed code the caller gets.
 //!
 //! The tenants live in a [`TenantTable`] that SIGHUP replaces as a whole; a request keeps the
 //! table it started with, so a reload never disturbs one in flight.
 
 mod stream;
 
-use crate::audit::{Attempt, Auditor, Outcome};
+use crate::audit::{Attempt, Auditor, Outcome, OutcomeClass};
 use crate::config::TenantConfig;
 use crate::directory::{AuthError, Directory};
 use crate::hosts::{ClientHost, ClientRule, host_allowed};
@@ -19,6 +20,8 @@ use crate::keysource::{KeySource, KeySourceError};
 use crate::limits::{FailureLimiter, LimitPolicy, Locked};
 use crate::metrics;
 use crate::policy::{self, PrincipalPolicy, Username};
+use crate::refusal::Refusal;
+use ktbroker_codes::{MAX_PASSWORD_LEN, RefusalCode};
 use ktbroker_keytab::Keytab;
 use ktbroker_proto::v1::{
     FetchKeytabRequest, FetchKeytabResponse, RotateKeyRequest, RotateKeyResponse, ServerInfoRequest,
@@ -35,25 +38,6 @@ use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 use zeroize::Zeroizing;
-
-/// Longer passwords are refused before any work (hashing DoS; pam-krb5 uses the same bound).
-pub const MAX_PASSWORD_LEN: usize = 1024;
-
-pub const MSG_AUTH_FAILED: &str = "KTB-101 authentication failed";
-pub const MSG_INVALID_USERNAME: &str = "KTB-102 invalid username";
-pub const MSG_PRINCIPAL_NOT_ALLOWED: &str = "KTB-103 principal not allowed by policy";
-pub const MSG_NO_PRINCIPAL: &str = "KTB-104 no Kerberos principal for this user";
-pub const MSG_NO_USABLE_ENCTYPE: &str = "KTB-105 no key of an allowed enctype";
-pub const MSG_UNKNOWN_TENANT: &str = "KTB-106 unknown tenant";
-pub const MSG_HOST_NOT_ALLOWED: &str = "KTB-107 client host not registered for this tenant";
-pub const MSG_NOT_ADMIN: &str = "KTB-108 not an admin identity";
-pub const MSG_CANNOT_ROTATE: &str = "KTB-109 this tenant's key source cannot rotate keys";
-pub const MSG_DIRECTORY_UNAVAILABLE: &str = "KTB-201 directory unavailable";
-pub const MSG_KEYS_UNAVAILABLE: &str = "KTB-202 key source unavailable";
-pub const MSG_AUDIT_UNAVAILABLE: &str = "KTB-203 audit unavailable";
-pub const MSG_DEADLINE: &str = "KTB-204 request deadline exceeded";
-pub const MSG_BUSY: &str = "KTB-205 broker busy, retry later";
-pub const MSG_INTERNAL: &str = "KTB-900 internal error";
 
 /// What the service enforces for one tenant.
 #[derive(Debug, Clone)]
@@ -141,10 +125,30 @@ impl Caller {
         host.address = peer.map(|p| p.ip());
         Self { request_id, peer, host }
     }
-}
 
-/// An audit outcome with the status the caller gets.
-type Refusal = (Outcome, Status);
+    /// The audit record of this caller's attempt.
+    fn attempt<'a>(
+        &'a self,
+        tenant: &'a str,
+        username: &'a str,
+        principal: Option<&'a str>,
+        outcome: Outcome,
+        kvno: Option<u32>,
+        started: Instant,
+    ) -> Attempt<'a> {
+        Attempt {
+            request_id: self.request_id,
+            tenant,
+            peer: self.peer,
+            client_cert: self.host.cert_subject.as_deref(),
+            username,
+            principal,
+            outcome,
+            kvno,
+            latency: started.elapsed(),
+        }
+    }
+}
 
 impl<D: Directory, K: KeySource> BrokerService<D, K> {
     pub fn new(table: TenantTable<D, K>, auditor: Auditor, max_concurrent_requests: usize) -> Self {
@@ -178,7 +182,7 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
     fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Refusal> {
         self.permits.clone().try_acquire_owned().map_err(|_| {
             tracing::warn!("concurrency limit reached; refusing");
-            (Outcome::Busy, Status::resource_exhausted(MSG_BUSY))
+            Refusal::new(Outcome::Busy, RefusalCode::Busy)
         })
     }
 
@@ -191,12 +195,11 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
         requested: Option<&str>,
         source: Option<IpAddr>,
     ) -> Result<(String, Keytab, Outcome), Refusal> {
-        let principal = tenant.policy.principals.principal_for(user, requested).map_err(|_| {
-            (
-                Outcome::PrincipalNotAllowed,
-                Status::permission_denied(MSG_PRINCIPAL_NOT_ALLOWED),
-            )
-        })?;
+        let principal = tenant
+            .policy
+            .principals
+            .principal_for(user, requested)
+            .map_err(|_| Refusal::new(Outcome::PrincipalNotAllowed, RefusalCode::PrincipalNotAllowed))?;
         // Failure counters are per tenant: the same name in two directories is two people.
         let limit_key = format!("{}/{user}", tenant.policy.name);
         let now = || Instant::now().into_std();
@@ -205,19 +208,22 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
                 Locked::User => Outcome::UserLocked,
                 Locked::Source => Outcome::SourceLocked,
             };
-            return Err((outcome, Status::unauthenticated(MSG_AUTH_FAILED)));
+            return Err(Refusal::auth_failed(outcome));
         }
         match authenticate(tenant.directory.as_ref(), user, password).await {
             Ok(()) => self.limiter.record_success(&limit_key),
             Err(refusal) => {
-                if refusal.1.code() == tonic::Code::Unauthenticated {
+                if refusal.is_authentication_failure() {
                     self.limiter.record_failure(&limit_key, source, now());
                 }
                 return Err(refusal);
             }
         }
         match read_keys(tenant, &principal).await {
-            Err((Outcome::NoPrincipal, _)) if tenant.policy.provision => {
+            Err(Refusal {
+                outcome: Outcome::NoPrincipal,
+                ..
+            }) if tenant.policy.provision => {
                 provision(tenant, &principal).await?;
                 let keytab = read_keys(tenant, &principal).await?;
                 Ok((principal, keytab, Outcome::Provisioned))
@@ -241,7 +247,7 @@ fn split_tenant<'a>(username: &'a str, field: Option<&'a str>) -> Result<(&'a st
 
 /// The password check: bounds, then the directory. Every failure has one external answer.
 async fn authenticate<D: Directory>(directory: &D, user: &Username, password: &[u8]) -> Result<(), Refusal> {
-    let auth_failed = |outcome| (outcome, Status::unauthenticated(MSG_AUTH_FAILED));
+    let auth_failed = Refusal::auth_failed;
     if password.len() > MAX_PASSWORD_LEN {
         return Err(auth_failed(Outcome::PasswordTooLong));
     }
@@ -261,9 +267,9 @@ async fn authenticate<D: Directory>(directory: &D, user: &Username, password: &[
         Err(AuthError::AccountLocked) => Err(auth_failed(Outcome::AccountLocked)),
         Err(AuthError::Unavailable(why)) => {
             tracing::error!(error = %why, "directory unavailable");
-            Err((
+            Err(Refusal::new(
                 Outcome::DirectoryUnavailable,
-                Status::unavailable(MSG_DIRECTORY_UNAVAILABLE),
+                RefusalCode::DirectoryUnavailable,
             ))
         }
     }
@@ -286,20 +292,17 @@ async fn read_keys<D, K: KeySource>(tenant: &Tenant<D, K>, principal: &str) -> R
             keytab.retain(|e| enctypes.contains(&e.key.enctype));
             if keytab.entries.is_empty() {
                 tracing::warn!(principal, "the principal has no key of an allowed enctype");
-                return Err((
-                    Outcome::NoUsableEnctype,
-                    Status::failed_precondition(MSG_NO_USABLE_ENCTYPE),
-                ));
+                return Err(Refusal::new(Outcome::NoUsableEnctype, RefusalCode::NoUsableEnctype));
             }
             keytab
                 .entries
                 .sort_by_key(|e| enctypes.iter().position(|t| *t == e.key.enctype));
             Ok(keytab)
         }
-        Err(KeySourceError::NoSuchPrincipal(_)) => Err((Outcome::NoPrincipal, Status::not_found(MSG_NO_PRINCIPAL))),
+        Err(KeySourceError::NoSuchPrincipal(_)) => Err(Refusal::new(Outcome::NoPrincipal, RefusalCode::NoPrincipal)),
         Err(e) => {
             tracing::error!(error = %e, principal, "reading keys failed");
-            Err((Outcome::KeySourceFailed, Status::unavailable(MSG_KEYS_UNAVAILABLE)))
+            Err(Refusal::new(Outcome::KeySourceFailed, RefusalCode::KeysUnavailable))
         }
     }
 }
@@ -314,7 +317,7 @@ async fn provision<D, K: KeySource>(tenant: &Tenant<D, K>, principal: &str) -> R
         }
         Err(e) => {
             tracing::error!(error = %e, principal, "provisioning failed");
-            Err((Outcome::ProvisionFailed, Status::unavailable(MSG_KEYS_UNAVAILABLE)))
+            Err(Refusal::new(Outcome::ProvisionFailed, RefusalCode::KeysUnavailable))
         }
     }
 }
@@ -364,16 +367,15 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
         // Audit and metrics name only configured tenants: a client's made-up name is not a label.
         let tenant = split.ok().and_then(|(_, asked)| table.tenant(asked));
         let tenant_name = tenant.map_or("-", |t| t.policy.name.as_str());
+        let unknown_tenant = || Refusal::new(Outcome::UnknownTenant, RefusalCode::UnknownTenant);
         let result = async {
             let _permit = self.admit()?;
-            let (user, _) =
-                split.map_err(|()| (Outcome::UnknownTenant, Status::invalid_argument(MSG_UNKNOWN_TENANT)))?;
-            let tenant =
-                tenant.ok_or_else(|| (Outcome::UnknownTenant, Status::invalid_argument(MSG_UNKNOWN_TENANT)))?;
+            let (user, _) = split.map_err(|()| unknown_tenant())?;
+            let tenant = tenant.ok_or_else(unknown_tenant)?;
             let user = policy::validate_username(user)
-                .map_err(|_| (Outcome::InvalidUsername, Status::invalid_argument(MSG_INVALID_USERNAME)))?;
+                .map_err(|_| Refusal::new(Outcome::InvalidUsername, RefusalCode::InvalidUsername))?;
             if !host_allowed(&tenant.policy.clients, &caller.host) {
-                return Err((Outcome::HostNotAllowed, Status::permission_denied(MSG_HOST_NOT_ALLOWED)));
+                return Err(Refusal::new(Outcome::HostNotAllowed, RefusalCode::HostNotRegistered));
             }
             let work = self.obtain_keytab(
                 tenant,
@@ -384,42 +386,31 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
             );
             tokio::time::timeout(table.settings.request_timeout, work)
                 .await
-                .map_err(|_| (Outcome::DeadlineExceeded, Status::deadline_exceeded(MSG_DEADLINE)))?
+                .map_err(|_| Refusal::new(Outcome::DeadlineExceeded, RefusalCode::DeadlineExceeded))?
         }
         .await;
         drop(password);
-        let attempt = |principal, outcome, kvno| Attempt {
-            request_id: caller.request_id,
-            tenant: tenant_name,
-            peer: caller.peer,
-            client_cert: caller.host.cert_subject.as_deref(),
-            username: &message.username,
-            principal,
-            outcome,
-            kvno,
-            latency: started.elapsed(),
+        let attempt = |principal, outcome, kvno| {
+            caller.attempt(tenant_name, &message.username, principal, outcome, kvno, started)
         };
         match result {
             Ok((principal, keytab, outcome)) => {
                 let stream = KeytabParts::new(&principal, &keytab).map_err(|e| {
                     tracing::error!(error = %e, "cannot encode keytab");
-                    Status::internal(MSG_INTERNAL)
+                    ktbroker_proto::refusal::status(RefusalCode::Internal)
                 })?;
                 // A grant that cannot be audited does not happen.
-                self.auditor
-                    .record(&attempt(Some(&principal), outcome, Some(stream.kvno)))
-                    .map_err(|_| Status::unavailable(MSG_AUDIT_UNAVAILABLE))?;
-                metrics::attempt(tenant_name, outcome, started.elapsed());
+                self.conclude(&attempt(Some(&principal), outcome, Some(stream.kvno)))
+                    .map_err(|_| ktbroker_proto::refusal::status(RefusalCode::AuditUnavailable))?;
                 Ok(Response::new(Box::pin(tokio_stream::iter(stream))))
             }
-            Err((outcome, status)) => {
-                if status.code() == tonic::Code::Unauthenticated {
+            Err(refusal) => {
+                if refusal.is_authentication_failure() {
                     tokio::time::sleep_until(started + table.settings.failure_delay).await;
                 }
                 // The refusal stands whether or not the audit file could be written (logged).
-                let _ = self.auditor.record(&attempt(None, outcome, None));
-                metrics::attempt(tenant_name, outcome, started.elapsed());
-                Err(status)
+                let _ = self.conclude(&attempt(None, refusal.outcome, None));
+                Err(refusal.status())
             }
         }
     }
@@ -441,61 +432,64 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
                 .iter()
                 .any(|a| a.eq_ignore_ascii_case(name))
         });
+        let refused = |code| Refusal::new(Outcome::RotateRefused, code);
         let result = async {
             let Some(_admin) = admin else {
-                return Err((Outcome::RotateRefused, Status::permission_denied(MSG_NOT_ADMIN)));
+                return Err(refused(RefusalCode::NotAdmin));
             };
             let _permit = self.admit()?;
-            let tenant =
-                tenant.ok_or_else(|| (Outcome::UnknownTenant, Status::invalid_argument(MSG_UNKNOWN_TENANT)))?;
+            let tenant = tenant.ok_or_else(|| Refusal::new(Outcome::UnknownTenant, RefusalCode::UnknownTenant))?;
             if !tenant.policy.principals.allows(&message.principal) {
-                return Err((
-                    Outcome::RotateRefused,
-                    Status::permission_denied(MSG_PRINCIPAL_NOT_ALLOWED),
-                ));
+                return Err(refused(RefusalCode::PrincipalNotAllowed));
             }
             let rotated = tokio::time::timeout(table.settings.request_timeout, tenant.keys.rotate(&message.principal))
                 .await
-                .map_err(|_| (Outcome::DeadlineExceeded, Status::deadline_exceeded(MSG_DEADLINE)))?;
+                .map_err(|_| Refusal::new(Outcome::DeadlineExceeded, RefusalCode::DeadlineExceeded))?;
             rotated.map_err(|e| match e {
-                KeySourceError::NoSuchPrincipal(_) => (Outcome::RotateRefused, Status::not_found(MSG_NO_PRINCIPAL)),
-                KeySourceError::Unsupported(_) => {
-                    (Outcome::RotateRefused, Status::failed_precondition(MSG_CANNOT_ROTATE))
-                }
+                KeySourceError::NoSuchPrincipal(_) => refused(RefusalCode::NoPrincipal),
+                KeySourceError::Unsupported(_) => refused(RefusalCode::CannotRotate),
                 other => {
                     tracing::error!(error = %other, principal = %message.principal, "rotating the key failed");
-                    (Outcome::RotateFailed, Status::unavailable(MSG_KEYS_UNAVAILABLE))
+                    Refusal::new(Outcome::RotateFailed, RefusalCode::KeysUnavailable)
                 }
             })
         }
         .await;
-        let attempt = |outcome, kvno| Attempt {
-            request_id: caller.request_id,
-            tenant: tenant_name,
-            peer: caller.peer,
-            client_cert: caller.host.cert_subject.as_deref(),
-            username: admin.map_or("-", String::as_str),
-            principal: Some(&message.principal),
-            outcome,
-            kvno,
-            latency: started.elapsed(),
+        let admin_name = admin.map_or("-", String::as_str);
+        let attempt = |outcome, kvno| {
+            caller.attempt(
+                tenant_name,
+                admin_name,
+                Some(&message.principal),
+                outcome,
+                kvno,
+                started,
+            )
         };
         match result {
             Ok(kvno) => {
                 // The key has changed already; an audit failure is logged by the auditor.
-                let _ = self.auditor.record(&attempt(Outcome::Rotated, Some(kvno)));
-                metrics::attempt(tenant_name, Outcome::Rotated, started.elapsed());
+                let _ = self.conclude(&attempt(Outcome::Rotated, Some(kvno)));
                 Ok(Response::new(RotateKeyResponse {
                     principal: message.principal.clone(),
                     kvno,
                 }))
             }
-            Err((outcome, status)) => {
-                let _ = self.auditor.record(&attempt(outcome, None));
-                metrics::attempt(tenant_name, outcome, started.elapsed());
-                Err(status)
+            Err(refusal) => {
+                let _ = self.conclude(&attempt(refusal.outcome, None));
+                Err(refusal.status())
             }
         }
+    }
+
+    /// The one place an attempt is audited and counted. `Err` when the audit file could not be
+    /// written: a grant must then not be handed out, so it is not counted as one either.
+    fn conclude(&self, attempt: &Attempt) -> std::io::Result<()> {
+        let audited = self.auditor.record(attempt);
+        if audited.is_ok() || attempt.outcome.class() != OutcomeClass::Granted {
+            metrics::attempt(attempt.tenant, attempt.outcome, attempt.latency);
+        }
+        audited
     }
 }
 

@@ -39,10 +39,10 @@ pub async fn check_broker(endpoint: &BrokerEndpoint) -> Result<String, HelperErr
 pub fn clock_skew(broker_time: i64, local_time: i64) -> Result<i64, HelperError> {
     let skew = broker_time - local_time;
     if skew.abs() > MAX_SKEW_SECS {
-        return Err(HelperError::Kinit(format!(
-            "Clock skew too great: this host's clock is {} s off the broker's",
-            -skew
-        )));
+        return Err(HelperError::kerberos(
+            ktbroker_krb5::FailureKind::ClockSkew,
+            format!("this host's clock is {} s off the broker's", -skew),
+        ));
     }
     Ok(skew)
 }
@@ -50,16 +50,14 @@ pub fn clock_skew(broker_time: i64, local_time: i64) -> Result<i64, HelperError>
 /// Whether the realm's KDC answers (see [`ktbroker_krb5::Context::probe_kdc`]). `realm` `None`
 /// is krb5.conf's default realm.
 pub fn check_kdc(realm: Option<&str>) -> Result<String, HelperError> {
-    let context = ktbroker_krb5::Context::new().map_err(|e| HelperError::Kinit(e.to_string()))?;
+    let context = ktbroker_krb5::Context::new()?;
     let realm = match realm {
         Some(realm) => realm.to_owned(),
         None => context
             .default_realm()
             .map_err(|e| HelperError::Config(e.to_string()))?,
     };
-    context
-        .probe_kdc(&realm)
-        .map_err(|e| HelperError::Kinit(e.to_string()))?;
+    context.probe_kdc(&realm)?;
     Ok(format!("the KDC of {realm} answers"))
 }
 

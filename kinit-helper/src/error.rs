@@ -1,4 +1,9 @@
-//! The helper's errors, each with a stable exit code and a one-line hint.
+//! The helper's errors, each with a stable exit code ([`HelperExit`]), a stable name and a
+//! one-line hint. Errors are told apart by codes only: the broker's [`RefusalCode`], libkrb5's
+//! `krb5_error_code` (as [`FailureKind`]) and rustls' typed errors; their text is for people.
+
+use ktbroker_codes::{HelperExit, RefusalCode};
+use ktbroker_krb5::{FailureKind, Krb5Error};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -6,15 +11,18 @@ pub enum HelperError {
     #[error("authentication failed (wrong username or password, or not authorized)")]
     AuthFailed,
     #[error("refused by the broker: {0}")]
-    Refused(String),
+    Refused(RefusalCode),
     #[error("cannot reach the broker: {0}")]
     Unreachable(String),
+    /// The TLS handshake failed because the broker's certificate is not trusted (or not its name).
+    #[error("cannot reach the broker: {0}")]
+    UntrustedBroker(String),
     #[error("the broker is unavailable: {0}")]
     Unavailable(String),
     #[error("the broker's answer is invalid: {0}")]
     Protocol(String),
-    #[error("getting the ticket from the KDC failed: {0}")]
-    Kinit(String),
+    #[error("getting the ticket from the KDC failed: {message}")]
+    Kerberos { kind: FailureKind, message: String },
     #[error("no valid ticket: {0}")]
     NoTicket(String),
     #[error("cannot read the password: {0}")]
@@ -27,42 +35,62 @@ pub enum HelperError {
     Ccache(String),
 }
 
-impl HelperError {
-    /// Exit codes, documented in `ktbroker-kinit --help`.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Self::AuthFailed => 3,
-            Self::Refused(_) => 4,
-            Self::Unreachable(_) | Self::Unavailable(_) => 5,
-            Self::Protocol(_) => 6,
-            Self::Kinit(_) | Self::NoTicket(_) => 7,
-            Self::Password(_) => 8,
-            Self::Internal(_) => 1,
-            Self::Config(_) => 2,
-            Self::Ccache(_) => 9,
+impl From<Krb5Error> for HelperError {
+    fn from(error: Krb5Error) -> Self {
+        Self::Kerberos {
+            kind: error.kind(),
+            message: error.to_string(),
         }
     }
 }
 
 impl HelperError {
+    /// A Kerberos failure the helper itself detected (a deadline, a clock compared with the broker's).
+    pub fn kerberos(kind: FailureKind, message: impl Into<String>) -> Self {
+        Self::Kerberos {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The exit status, documented in `ktbroker-kinit --help` (and read by the PAM module).
+    pub fn exit(&self) -> HelperExit {
+        match self {
+            Self::AuthFailed => HelperExit::AuthFailed,
+            Self::Refused(_) => HelperExit::Refused,
+            Self::Unreachable(_) | Self::UntrustedBroker(_) | Self::Unavailable(_) => HelperExit::BrokerUnavailable,
+            Self::Protocol(_) => HelperExit::Protocol,
+            Self::Kerberos { .. } | Self::NoTicket(_) => HelperExit::Kerberos,
+            Self::Password(_) => HelperExit::Password,
+            Self::Internal(_) => HelperExit::Internal,
+            Self::Config(_) => HelperExit::Config,
+            Self::Ccache(_) => HelperExit::Ccache,
+        }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        self.exit().code()
+    }
+
     /// A stable, greppable name for what went wrong (printed as `[name]`; documented in --help).
     pub fn code(&self) -> &'static str {
         match self {
             Self::AuthFailed => "auth-failed",
-            Self::Refused(m) if m.contains("KTB-104") => "no-principal",
-            Self::Refused(m) if m.contains("KTB-105") => "no-usable-enctype",
-            Self::Refused(m) if m.contains("KTB-106") => "unknown-tenant",
-            Self::Refused(m) if m.contains("KTB-107") => "host-not-registered",
+            Self::Refused(RefusalCode::NoPrincipal) => "no-principal",
+            Self::Refused(RefusalCode::NoUsableEnctype) => "no-usable-enctype",
+            Self::Refused(RefusalCode::UnknownTenant) => "unknown-tenant",
+            Self::Refused(RefusalCode::HostNotRegistered) => "host-not-registered",
             Self::Refused(_) => "refused",
-            Self::Unreachable(m) if is_tls_trust(m) => "tls-trust",
+            Self::UntrustedBroker(_) => "tls-trust",
             Self::Unreachable(_) => "broker-unreachable",
             Self::Unavailable(_) => "broker-unavailable",
             Self::Protocol(_) => "protocol",
-            Self::Kinit(m) if m.contains("Clock skew") => "clock-skew",
-            Self::Kinit(m) if m.contains("Cannot contact any KDC") || m.contains("did not finish within") => {
-                "kdc-unreachable"
-            }
-            Self::Kinit(_) => "kdc-failed",
+            Self::Kerberos { kind, .. } => match kind {
+                FailureKind::ClockSkew => "clock-skew",
+                FailureKind::KdcUnreachable => "kdc-unreachable",
+                FailureKind::RealmUnknown => "realm-unknown",
+                _ => "kdc-failed",
+            },
             Self::NoTicket(_) => "no-ticket",
             Self::Password(_) => "password",
             Self::Internal(_) => "internal",
@@ -96,6 +124,7 @@ impl HelperError {
             "protocol" => "the broker and this client disagree: check that their versions match",
             "clock-skew" => "this host's clock is off by more than the KDC allows: synchronize it (chrony or ntp)",
             "kdc-unreachable" => "the KDC does not answer: check krb5.conf [realms] and that port 88 is open",
+            "realm-unknown" => "krb5.conf does not say where the realm's KDCs are: check [libdefaults] and [realms]",
             "kdc-failed" => "the KDC refused the ticket request: see the message above",
             "no-ticket" => "log in first: ktbroker-kinit [USER]",
             "password" => "give the password on the terminal, on stdin, or with --password-fd",
@@ -106,43 +135,40 @@ impl HelperError {
     }
 }
 
-/// rustls' words for a certificate the client does not trust.
-fn is_tls_trust(message: &str) -> bool {
-    message.contains("invalid peer certificate")
-        || message.contains("UnknownIssuer")
-        || message.contains("NotValidForName")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn krb5(code: i32) -> HelperError {
+        HelperError::from(Krb5Error {
+            code,
+            message: "any text at all".into(),
+            during: "krb5_get_init_creds_keytab",
+        })
+    }
 
     #[test]
     fn every_error_has_a_code_and_a_hint() {
         let cases = [
             (HelperError::AuthFailed, "auth-failed", 3),
-            (HelperError::Refused("KTB-105 no key".into()), "no-usable-enctype", 4),
-            (HelperError::Refused("KTB-107 host".into()), "host-not-registered", 4),
             (
-                HelperError::Unreachable("invalid peer certificate: UnknownIssuer".into()),
-                "tls-trust",
-                5,
+                HelperError::Refused(RefusalCode::NoUsableEnctype),
+                "no-usable-enctype",
+                4,
             ),
             (
-                HelperError::Unreachable("Connection refused".into()),
-                "broker-unreachable",
-                5,
+                HelperError::Refused(RefusalCode::HostNotRegistered),
+                "host-not-registered",
+                4,
             ),
-            (
-                HelperError::Kinit("krb5_get_init_creds_keytab: Clock skew too great".into()),
-                "clock-skew",
-                7,
-            ),
-            (
-                HelperError::Kinit("Cannot contact any KDC for realm 'R'".into()),
-                "kdc-unreachable",
-                7,
-            ),
+            (HelperError::Refused(RefusalCode::PrincipalNotAllowed), "refused", 4),
+            (HelperError::UntrustedBroker("any".into()), "tls-trust", 5),
+            (HelperError::Unreachable("any".into()), "broker-unreachable", 5),
+            // KRB5KRB_AP_ERR_SKEW, KRB5_KDC_UNREACH, KRB5_REALM_UNKNOWN: by code, whatever the text.
+            (krb5(-1_765_328_347), "clock-skew", 7),
+            (krb5(-1_765_328_228), "kdc-unreachable", 7),
+            (krb5(-1_765_328_230), "realm-unknown", 7),
+            (krb5(-1_765_328_360), "kdc-failed", 7),
             (HelperError::Ccache("x".into()), "ccache-not-yours", 9),
         ];
         for (error, code, exit) in cases {
@@ -150,5 +176,15 @@ mod tests {
             assert_eq!(error.exit_code(), exit, "{error}");
             assert!(!error.hint().contains("bug"), "{code} has its own hint");
         }
+    }
+
+    #[test]
+    fn english_text_decides_nothing() {
+        let error = HelperError::from(Krb5Error {
+            code: -1_765_328_353,
+            message: "Clock skew too great; Cannot contact any KDC".into(),
+            during: "krb5_get_init_creds_keytab",
+        });
+        assert_eq!(error.code(), "kdc-failed");
     }
 }

@@ -2,6 +2,7 @@
 //! zeroizing buffer sized from the header and is checked (size, SHA-256, principal) before use.
 
 use crate::HelperError;
+use ktbroker_codes::RefusalCode;
 use ktbroker_keytab::Keytab;
 use ktbroker_proto::v1::{FetchKeytabRequest, fetch_keytab_response::Part, keytab_broker_client::KeytabBrokerClient};
 use std::time::Duration;
@@ -69,7 +70,14 @@ pub async fn connect(endpoint: &BrokerEndpoint) -> Result<Channel, HelperError> 
     if let Some(identity) = &endpoint.client_identity {
         tls = tls.identity(Identity::from_pem(&identity.cert_pem, identity.key_pem.as_slice()));
     }
-    let unreachable = |e: &dyn std::fmt::Display| HelperError::Unreachable(format!("{}: {e}", endpoint.url));
+    let unreachable = |e: &(dyn std::error::Error + 'static)| {
+        let text = format!("{}: {}", endpoint.url, error_chain(e));
+        if is_tls_trust(e) {
+            HelperError::UntrustedBroker(text)
+        } else {
+            HelperError::Unreachable(text)
+        }
+    };
     Endpoint::from_shared(endpoint.url.clone())
         .map_err(|e| unreachable(&e))?
         .tls_config(tls)
@@ -79,7 +87,7 @@ pub async fn connect(endpoint: &BrokerEndpoint) -> Result<Channel, HelperError> 
         .tcp_nodelay(true)
         .connect()
         .await
-        .map_err(|e| unreachable(&error_chain(&e)))
+        .map_err(|e| unreachable(&e))
 }
 
 /// Who asks: the directory username, and optionally the principal expected and the tenant.
@@ -117,7 +125,7 @@ pub async fn fetch_from_any(
     let mut last = HelperError::Config("no broker configured (--broker or `brokers` in client.toml)".into());
     for (n, endpoint) in endpoints.iter().enumerate() {
         match fetch_keytab_as(endpoint, who, password).await {
-            Err(e @ (HelperError::Unreachable(_) | HelperError::Unavailable(_))) => {
+            Err(e @ (HelperError::Unreachable(_) | HelperError::UntrustedBroker(_) | HelperError::Unavailable(_))) => {
                 if n + 1 < endpoints.len() {
                     tracing::warn!(broker = %endpoint.url, error = %e, "broker failed; trying the next one");
                 }
@@ -150,7 +158,7 @@ pub async fn fetch_keytab_as(
         Some(Part::Header(header)) => header,
         _ => return Err(protocol("the stream did not start with a header")),
     };
-    if header.total_size == 0 || header.total_size > ktbroker_proto::MAX_KEYTAB_SIZE {
+    if header.total_size == 0 || header.total_size > ktbroker_codes::MAX_KEYTAB_SIZE {
         return Err(protocol(&format!("keytab size {} is out of bounds", header.total_size)));
     }
     if who.principal.as_ref().is_some_and(|asked| *asked != header.principal) {
@@ -216,21 +224,54 @@ fn protocol(what: &str) -> HelperError {
     HelperError::Protocol(what.to_owned())
 }
 
-/// Maps the broker's gRPC status to the helper's error; messages are the broker's (no secrets).
+/// Maps the broker's answer to the helper's error by its typed refusal code. A status without one
+/// did not come from the broker's decision: a transport failure (TLS, a reset, a deadline) or a
+/// proxy in between; only those of the "try elsewhere" kinds make the helper move on.
 fn status_error(status: tonic::Status) -> HelperError {
     use tonic::Code;
-    let message = status.message().to_owned();
-    match status.code() {
-        Code::Unauthenticated => HelperError::AuthFailed,
-        Code::PermissionDenied | Code::InvalidArgument | Code::NotFound | Code::FailedPrecondition => {
-            HelperError::Refused(message)
-        }
-        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted => {
-            // A transport failure (TLS, connection reset) is also reported as Unavailable.
-            HelperError::Unavailable(format!("{message}{}", source_chain(&status)))
-        }
-        _ => HelperError::Protocol(format!("{:?}: {message}", status.code())),
+    match ktbroker_proto::refusal::code_of(&status) {
+        Some(RefusalCode::AuthFailed) => HelperError::AuthFailed,
+        Some(code) if code.is_transient() => HelperError::Unavailable(code.message().to_owned()),
+        Some(code) => HelperError::Refused(code),
+        None => match status.code() {
+            Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Cancelled => {
+                let detail = format!("{}{}", status.message(), source_chain(&status));
+                if tls_trust_in_status(&status) {
+                    HelperError::UntrustedBroker(detail)
+                } else {
+                    HelperError::Unavailable(detail)
+                }
+            }
+            code => HelperError::Protocol(format!("{code:?} without a refusal code: {}", status.message())),
+        },
     }
+}
+
+fn tls_trust_in_status(status: &tonic::Status) -> bool {
+    std::error::Error::source(status).is_some_and(is_tls_trust)
+}
+
+/// Whether the error, or one it wraps, is rustls refusing the broker's certificate (an unknown
+/// issuer, another name, expired...): told by rustls' error type, never by its words.
+fn is_tls_trust(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        // An io::Error hides its payload from source(): look inside it explicitly.
+        let inner = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|e| e as &(dyn std::error::Error + 'static));
+        for candidate in [Some(error), inner].into_iter().flatten() {
+            if let Some(tls) = candidate.downcast_ref::<rustls::Error>() {
+                return matches!(
+                    tls,
+                    rustls::Error::InvalidCertificate(_) | rustls::Error::InvalidCertRevocationList(_)
+                );
+            }
+        }
+        next = inner.map_or_else(|| error.source(), |e| e.source());
+    }
+    false
 }
 
 fn source_chain(status: &tonic::Status) -> String {

@@ -33,14 +33,14 @@ pub fn kinit_from_memory(
     target: &KerberosTarget,
 ) -> Result<ktbroker_krb5::TicketTimes, HelperError> {
     let memfd = KeytabMemfd::with_contents(keytab).map_err(|e| HelperError::Internal(format!("memfd: {e}")))?;
-    let context = ktbroker_krb5::Context::new().map_err(|e| HelperError::Kinit(e.to_string()))?;
+    let context = ktbroker_krb5::Context::new()?;
     // The same path a child would use: /proc/self/fd/N names our own descriptor here.
     let obtained = context.kinit_with_keytab(principal, &memfd.child_keytab_name(), target.ccache.as_deref());
     memfd
         .wipe()
         .map_err(|e| HelperError::Internal(format!("wiping the memfd: {e}")))?;
     drop(memfd);
-    let times = obtained.map_err(|e| HelperError::Kinit(e.to_string()))?;
+    let times = obtained?;
     crate::ccache::require_valid_tgt(&context, principal, target, times)?;
     Ok(times)
 }

@@ -56,7 +56,12 @@ pub async fn login(request: &LoginRequest, password: &[u8]) -> Result<LoginOutco
     });
     tokio::time::timeout(timeout, exchange)
         .await
-        .map_err(|_| HelperError::Kinit(format!("the KDC exchange did not finish within {timeout:?}")))?
+        .map_err(|_| {
+            HelperError::kerberos(
+                ktbroker_krb5::FailureKind::KdcUnreachable,
+                format!("the KDC exchange did not finish within {timeout:?}"),
+            )
+        })?
         .map_err(|e| HelperError::Internal(format!("kinit task failed: {e}")))??;
     Ok(LoginOutcome { principal, kvno })
 }

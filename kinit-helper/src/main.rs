@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 fn main() -> ExitCode {
+    ktbroker_krb5::use_environment_locale();
     let cli = Cli::parse();
     ktbroker_kinit::init_client_logging("KTBROKER_LOG");
     let result = match cli.command.unwrap_or(Command::Login(Box::new(cli.login))) {
@@ -127,9 +128,7 @@ fn logout(common: &CommonArgs) -> Result<(), HelperError> {
 fn renew(common: &CommonArgs) -> Result<(), HelperError> {
     let config = load_config(common)?;
     let cache = ccache(common, &config);
-    let times = krb5_context()?
-        .renew(cache.as_deref())
-        .map_err(|e| HelperError::Kinit(e.to_string()))?;
+    let times = krb5_context()?.renew(cache.as_deref())?;
     if !common.quiet {
         eprintln!("ktbroker-kinit: ticket renewed, now valid until {}", times.end);
     }
@@ -206,11 +205,8 @@ fn keep_renewed_loop(common: &CommonArgs) -> Result<(), HelperError> {
                 _ = tokio::signal::ctrl_c() => return Ok(()),
             }
             let name = cache.clone();
-            let renewal = tokio::task::spawn_blocking(move || {
-                krb5_context()?
-                    .renew(name.as_deref())
-                    .map_err(|e| HelperError::Kinit(e.to_string()))
-            });
+            let renewal =
+                tokio::task::spawn_blocking(move || krb5_context()?.renew(name.as_deref()).map_err(HelperError::from));
             match tokio::time::timeout(kdc_timeout, renewal).await {
                 Ok(Ok(Ok(times))) => {
                     backoff = RENEW_BACKOFF_START;

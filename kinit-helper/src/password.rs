@@ -7,7 +7,7 @@ use std::os::fd::AsFd;
 use zeroize::Zeroizing;
 
 /// Longest password accepted (the broker refuses longer ones too).
-pub const MAX_PASSWORD_LEN: usize = 1024;
+pub use ktbroker_codes::MAX_PASSWORD_LEN;
 
 /// Reads one password: prompts on the terminal if stdin is one, else reads stdin up to the
 /// first newline. The result is wiped on drop.

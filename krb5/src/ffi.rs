@@ -14,8 +14,29 @@ pub type krb5_ccache = *mut c_void;
 pub type krb5_get_init_creds_opt = c_void;
 pub type krb5_cc_cursor = *mut c_void;
 
-/// `KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN`: the KDC answered that the client does not exist.
+// Error codes from <krb5/krb5.h> (com_err table krb5, base -1765328384).
+/// The KDC answered that the client does not exist.
 pub const KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN: krb5_error_code = -1_765_328_378;
+/// The KDC refuses the client: disabled, locked out or expired in the KDC database.
+pub const KRB5KDC_ERR_CLIENT_REVOKED: krb5_error_code = -1_765_328_366;
+/// The client's password (key) has expired in the KDC.
+pub const KRB5KDC_ERR_KEY_EXP: krb5_error_code = -1_765_328_361;
+/// Pre-authentication failed: the key does not match the KDC's (a stale keytab).
+pub const KRB5KDC_ERR_PREAUTH_FAILED: krb5_error_code = -1_765_328_360;
+/// Decrypting the KDC's answer failed: again a key that is not the KDC's.
+pub const KRB5KRB_AP_ERR_BAD_INTEGRITY: krb5_error_code = -1_765_328_353;
+/// The clocks of this host and the KDC differ by more than the allowed skew.
+pub const KRB5KRB_AP_ERR_SKEW: krb5_error_code = -1_765_328_347;
+pub const KRB5_CC_NOTFOUND: krb5_error_code = -1_765_328_243;
+/// krb5.conf names no KDC for the realm, and DNS gives none.
+pub const KRB5_REALM_UNKNOWN: krb5_error_code = -1_765_328_230;
+/// No KDC of the realm answered.
+pub const KRB5_KDC_UNREACH: krb5_error_code = -1_765_328_228;
+pub const KRB5_FCC_NOFILE: krb5_error_code = -1_765_328_189;
+/// The realm's KDC host names do not resolve.
+pub const KRB5_REALM_CANT_RESOLVE: krb5_error_code = -1_765_328_164;
+/// krb5.conf has no default realm.
+pub const KRB5_CONFIG_NODEFREALM: krb5_error_code = -1_765_328_160;
 
 #[repr(C)]
 pub struct krb5_keyblock {

@@ -21,7 +21,46 @@ pub struct Krb5Error {
     pub during: &'static str,
 }
 
+/// What a libkrb5 failure means, decided by its `krb5_error_code` alone (as SSSD's krb5_child
+/// maps them): MIT's message is translated into the user's language and is only for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// This host's clock is too far from the KDC's.
+    ClockSkew,
+    /// No KDC of the realm answered.
+    KdcUnreachable,
+    /// The configuration (krb5.conf, DNS) does not say where the realm's KDCs are.
+    RealmUnknown,
+    /// The KDC does not accept the key (a stale keytab, a key changed since).
+    KeyRejected,
+    /// The KDC refuses the principal: unknown, disabled, locked or expired there.
+    PrincipalRefused,
+    /// The credential cache does not exist.
+    NoCache,
+    Other,
+}
+
+impl FailureKind {
+    pub fn of(code: ffi::krb5_error_code) -> Self {
+        match code {
+            ffi::KRB5KRB_AP_ERR_SKEW => Self::ClockSkew,
+            ffi::KRB5_KDC_UNREACH => Self::KdcUnreachable,
+            ffi::KRB5_REALM_UNKNOWN | ffi::KRB5_REALM_CANT_RESOLVE | ffi::KRB5_CONFIG_NODEFREALM => Self::RealmUnknown,
+            ffi::KRB5KDC_ERR_PREAUTH_FAILED | ffi::KRB5KRB_AP_ERR_BAD_INTEGRITY => Self::KeyRejected,
+            ffi::KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN | ffi::KRB5KDC_ERR_CLIENT_REVOKED | ffi::KRB5KDC_ERR_KEY_EXP => {
+                Self::PrincipalRefused
+            }
+            ffi::KRB5_CC_NOTFOUND | ffi::KRB5_FCC_NOFILE => Self::NoCache,
+            _ => Self::Other,
+        }
+    }
+}
+
 impl Krb5Error {
+    pub fn kind(&self) -> FailureKind {
+        FailureKind::of(self.code)
+    }
+
     fn local(during: &'static str, message: &str) -> Self {
         Self {
             code: -1,
@@ -349,6 +388,17 @@ impl Context {
         let message = unsafe { error_message(self.raw, code) };
         Err(Krb5Error { code, message, during })
     }
+}
+
+/// Lets libkrb5 speak the user's language, as `kinit` does: its messages go through gettext,
+/// which follows the locale only once the program has adopted the environment's. Nothing in
+/// ktbroker reads those messages; they are shown to people.
+///
+/// Call it first thing in `main`, before any other thread exists (setlocale is not thread-safe).
+pub fn use_environment_locale() {
+    // SAFETY: the empty string is a valid C string; the caller calls this before starting threads,
+    // so no other thread reads the locale meanwhile.
+    unsafe { libc::setlocale(libc::LC_ALL, c"".as_ptr()) };
 }
 
 /// MIT's message for `code` (also for kadm5 codes, whose tables libkrb5 knows once kadm5 loaded).

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    ktbroker_krb5::use_environment_locale();
     let cli = Cli::parse();
     ktbroker_kinit::init_client_logging("NETDISK_LOG");
     match run(cli) {

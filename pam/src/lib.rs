@@ -26,8 +26,8 @@ use std::path::PathBuf;
 const PENDING: &CStr = c"ktbroker-pending-ticket";
 const SESSION: &CStr = c"ktbroker-session-cache";
 
-/// The broker refuses longer passwords too; refusing them here spares a child process.
-const MAX_PASSWORD_LEN: usize = 1024;
+// The broker refuses longer passwords too; refusing them here spares a child process.
+use ktbroker_codes::{HelperExit, MAX_PASSWORD_LEN};
 
 /// Runs a hook: parse the arguments, call `f`, and turn a panic into PAM_SERVICE_ERR.
 fn hook(
@@ -146,10 +146,14 @@ fn attempt(pam: &Pam, args: &Args, account: &ffi::Account) -> Result<(c_int, Pat
     let outcome = child::run_helper(args, account, &ccache, &password);
     drop(password);
     let code = match &outcome {
-        HelperOutcome::Exited { code: Some(0), .. } => PAM_SUCCESS,
-        HelperOutcome::Exited { code: Some(3 | 4), .. } => PAM_AUTH_ERR,
-        HelperOutcome::Exited { code: Some(5 | 7), .. } | HelperOutcome::TimedOut => PAM_AUTHINFO_UNAVAIL,
-        HelperOutcome::Exited { .. } | HelperOutcome::CannotStart(_) => PAM_SERVICE_ERR,
+        HelperOutcome::Exited { code: Some(code), .. } => match HelperExit::from_code(*code) {
+            Some(HelperExit::Success) => PAM_SUCCESS,
+            Some(HelperExit::AuthFailed | HelperExit::Refused) => PAM_AUTH_ERR,
+            Some(HelperExit::BrokerUnavailable | HelperExit::Kerberos) => PAM_AUTHINFO_UNAVAIL,
+            _ => PAM_SERVICE_ERR,
+        },
+        HelperOutcome::TimedOut => PAM_AUTHINFO_UNAVAIL,
+        HelperOutcome::Exited { code: None, .. } | HelperOutcome::CannotStart(_) => PAM_SERVICE_ERR,
     };
     if code != PAM_SUCCESS {
         session::remove_users_file(&temporary, account.uid);

@@ -1,16 +1,21 @@
 //! The ktbroker wire protocol, generated from `ktbroker/v1/broker.proto`.
 //!
 //! `FetchKeytabRequest` (password) and `FetchKeytabResponse` (keytab bytes) deliberately do not
-//! implement `Debug`; a compile-time check below keeps it that way.
+//! implement `Debug`; a compile-time check below keeps it that way. Refusals travel as
+//! [`refusal`] details of the gRPC status, never as text to be parsed.
 
 pub mod v1 {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("ktbroker.v1");
 }
 
-/// Largest keytab the broker serves and the helper accepts. A user's keytab holds a few keys of
-/// ~100 bytes each; the bound keeps a hostile peer from making the other side allocate without end.
-pub const MAX_KEYTAB_SIZE: u64 = 64 * 1024;
+/// The shape of `google.rpc.Status`, the envelope of `grpc-status-details-bin`.
+pub mod google_rpc {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("google.rpc");
+}
+
+pub mod refusal;
 
 /// Size of the chunks the broker splits a keytab into.
 pub const CHUNK_SIZE: usize = 16 * 1024;

@@ -1,5 +1,6 @@
 //! A raw gRPC client for tests: sends a request and records exactly what came back.
 
+use ktbroker_codes::RefusalCode;
 use ktbroker_kinit::fetch::{BrokerEndpoint, connect};
 use ktbroker_proto::v1::{FetchKeytabRequest, fetch_keytab_response::Part, keytab_broker_client::KeytabBrokerClient};
 use std::process::Output;
@@ -17,11 +18,12 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// What a raw gRPC client saw: the final status (None if the stream ended cleanly), how many
-/// messages arrived before it, and how many keytab bytes they carried.
+/// What a raw gRPC client saw: the final status (None if the stream ended cleanly) as its gRPC
+/// code and the broker's typed refusal code, how many messages arrived before it, and how many
+/// keytab bytes they carried.
 #[derive(Debug, PartialEq)]
 pub struct RawAnswer {
-    pub status: Option<(Code, String)>,
+    pub status: Option<(Code, Option<RefusalCode>)>,
     pub messages: usize,
     pub keytab_bytes: usize,
 }
@@ -47,7 +49,7 @@ pub fn raw_request(endpoint: &BrokerEndpoint, request: FetchKeytabRequest) -> Ra
             Ok(response) => response.into_inner(),
             Err(status) => {
                 return RawAnswer {
-                    status: Some((status.code(), status.message().into())),
+                    status: Some(typed(&status)),
                     messages,
                     keytab_bytes,
                 };
@@ -70,7 +72,7 @@ pub fn raw_request(endpoint: &BrokerEndpoint, request: FetchKeytabRequest) -> Ra
                 }
                 Err(status) => {
                     return RawAnswer {
-                        status: Some((status.code(), status.message().into())),
+                        status: Some(typed(&status)),
                         messages,
                         keytab_bytes,
                     };
@@ -80,9 +82,19 @@ pub fn raw_request(endpoint: &BrokerEndpoint, request: FetchKeytabRequest) -> Ra
     })
 }
 
-pub fn refused(code: Code, message: &str) -> RawAnswer {
+/// A status as (gRPC code, refusal code); a refusal's message must be its code's.
+pub fn typed(status: &tonic::Status) -> (Code, Option<RefusalCode>) {
+    let code = ktbroker_proto::refusal::code_of(status);
+    if let Some(code) = code {
+        assert_eq!(status.message(), code.message(), "a refusal's message is its code's");
+    }
+    (status.code(), code)
+}
+
+/// What a refusal with `code` looks like to a raw client: nothing but the status.
+pub fn refused(code: RefusalCode) -> RawAnswer {
     RawAnswer {
-        status: Some((code, message.into())),
+        status: Some((ktbroker_proto::refusal::grpc_code(code), Some(code))),
         messages: 0,
         keytab_bytes: 0,
     }

@@ -23,10 +23,17 @@ pub const KADM5_ADMIN_SERVICE: &std::ffi::CStr = c"kadmin/admin";
 /// Error codes from `<kadm5/kadm_err.h>` that the broker treats specially.
 pub const KADM5_AUTH_GET: c_long = 43_787_521;
 pub const KADM5_AUTH_ADD: c_long = 43_787_522;
+pub const KADM5_AUTH_MODIFY: c_long = 43_787_523;
+pub const KADM5_AUTH_DELETE: c_long = 43_787_524;
+pub const KADM5_AUTH_INSUFFICIENT: c_long = 43_787_525;
+pub const KADM5_AUTH_LIST: c_long = 43_787_564;
 pub const KADM5_DUP: c_long = 43_787_527;
 pub const KADM5_UNK_PRINC: c_long = 43_787_532;
 pub const KADM5_AUTH_CHANGEPW: c_long = 43_787_565;
 pub const KADM5_AUTH_SETKEY: c_long = 43_787_570;
+/// "Operation requires ``extract-keys'' privilege": what kadmind answers a reader without `e`.
+pub const KADM5_AUTH_EXTRACT: c_long = 43_787_580;
+pub const KADM5_AUTH_INITIAL: c_long = 43_787_582;
 
 /// `KADM5_CONFIG_REALM`: `params.realm` is set.
 pub const KADM5_CONFIG_REALM: c_long = 0x1;

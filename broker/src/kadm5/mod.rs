@@ -32,12 +32,22 @@ impl Kadm5Error {
         self.code == ffi::KADM5_DUP
     }
 
-    /// kadmind refused for lack of privilege: reconnecting will not help.
+    /// kadmind refused for lack of privilege (one of the `KADM5_AUTH_*` codes of kadm_err.h):
+    /// reconnecting will not help.
     pub fn is_not_authorized(&self) -> bool {
         matches!(
             self.code,
-            ffi::KADM5_AUTH_GET | ffi::KADM5_AUTH_ADD | ffi::KADM5_AUTH_CHANGEPW | ffi::KADM5_AUTH_SETKEY
-        ) || self.message.contains("privilege")
+            ffi::KADM5_AUTH_GET
+                | ffi::KADM5_AUTH_ADD
+                | ffi::KADM5_AUTH_MODIFY
+                | ffi::KADM5_AUTH_DELETE
+                | ffi::KADM5_AUTH_INSUFFICIENT
+                | ffi::KADM5_AUTH_LIST
+                | ffi::KADM5_AUTH_CHANGEPW
+                | ffi::KADM5_AUTH_SETKEY
+                | ffi::KADM5_AUTH_EXTRACT
+                | ffi::KADM5_AUTH_INITIAL
+        )
     }
 
     fn local(during: &'static str, message: &str) -> Self {

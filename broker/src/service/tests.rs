@@ -212,31 +212,21 @@ fn request_for(tenant: &str, user: &str, password: &str) -> Request<FetchKeytabR
     request
 }
 
-/// The status of a request that must be refused, as (code, message).
-async fn refusal(service: &Service, request: Request<FetchKeytabRequest>) -> (tonic::Code, &'static str) {
+/// The status of a request that must be refused, as (gRPC code, refusal code).
+async fn refusal(service: &Service, request: Request<FetchKeytabRequest>) -> (tonic::Code, RefusalCode) {
     let status = service
         .fetch_keytab(request)
         .await
         .err()
         .expect("the request should be refused");
-    let message = [
-        MSG_AUTH_FAILED,
-        MSG_INVALID_USERNAME,
-        MSG_PRINCIPAL_NOT_ALLOWED,
-        MSG_NO_PRINCIPAL,
-        MSG_DIRECTORY_UNAVAILABLE,
-        MSG_KEYS_UNAVAILABLE,
-        MSG_NO_USABLE_ENCTYPE,
-        MSG_UNKNOWN_TENANT,
-        MSG_HOST_NOT_ALLOWED,
-        MSG_NOT_ADMIN,
-        MSG_DEADLINE,
-        MSG_BUSY,
-    ]
-    .into_iter()
-    .find(|m| *m == status.message())
-    .unwrap_or("<unexpected message>");
-    (status.code(), message)
+    typed(&status)
+}
+
+/// A refusal's gRPC code and the typed code it carries (which every refusal must carry).
+fn typed(status: &Status) -> (tonic::Code, RefusalCode) {
+    let code = ktbroker_proto::refusal::code_of(status).expect("a refusal carries its code");
+    assert_eq!(status.message(), code.message(), "the message is the code's");
+    (status.code(), code)
 }
 
 async fn collect(service: &Service, user: &str) -> Vec<Part> {
@@ -262,8 +252,8 @@ async fn every_authentication_failure_has_one_status_after_the_floor() {
         let started = Instant::now();
         let status = service.fetch_keytab(request(user, password, None)).await.err().unwrap();
         assert_eq!(
-            (status.code(), status.message()),
-            (tonic::Code::Unauthenticated, MSG_AUTH_FAILED),
+            typed(&status),
+            (tonic::Code::Unauthenticated, RefusalCode::AuthFailed),
             "{user}"
         );
         assert_eq!(
@@ -292,11 +282,11 @@ async fn refusals_before_the_directory_do_not_reach_it() {
     let service = service();
     assert_eq!(
         refusal(&service, request("al*ce", "right-pw", None)).await,
-        (tonic::Code::InvalidArgument, MSG_INVALID_USERNAME)
+        (tonic::Code::InvalidArgument, RefusalCode::InvalidUsername)
     );
     assert_eq!(
         refusal(&service, request("alice", "right-pw", Some("krbtgt/EXAMPLE.COM"))).await,
-        (tonic::Code::PermissionDenied, MSG_PRINCIPAL_NOT_ALLOWED)
+        (tonic::Code::PermissionDenied, RefusalCode::PrincipalNotAllowed)
     );
     let status = service
         .fetch_keytab(request("alice", &"x".repeat(2000), None))
@@ -315,11 +305,11 @@ async fn unavailable_and_missing_principal_are_distinct_from_auth_failure() {
     let service = service();
     assert_eq!(
         refusal(&service, request("down", "pw", None)).await,
-        (tonic::Code::Unavailable, MSG_DIRECTORY_UNAVAILABLE)
+        (tonic::Code::Unavailable, RefusalCode::DirectoryUnavailable)
     );
     assert_eq!(
         refusal(&service, request("nokeys", "right-pw", None)).await,
-        (tonic::Code::NotFound, MSG_NO_PRINCIPAL)
+        (tonic::Code::NotFound, RefusalCode::NoPrincipal)
     );
 }
 
@@ -383,7 +373,7 @@ async fn a_locked_user_gets_the_same_answer_without_reaching_the_directory() {
     let started = Instant::now();
     assert_eq!(
         refusal(&service, request("alice", "right-pw", None)).await,
-        (tonic::Code::Unauthenticated, MSG_AUTH_FAILED)
+        (tonic::Code::Unauthenticated, RefusalCode::AuthFailed)
     );
     assert_eq!(started.elapsed(), DELAY, "a locked attempt keeps the failure floor");
     assert_eq!(
@@ -414,7 +404,7 @@ async fn keys_outside_the_enctype_allow_list_are_stripped_and_the_rest_ordered()
     let camellia_only = service_with_enctypes(vec![25]);
     assert_eq!(
         refusal(&camellia_only, request("alice", "right-pw", None)).await,
-        (tonic::Code::FailedPrecondition, MSG_NO_USABLE_ENCTYPE)
+        (tonic::Code::FailedPrecondition, RefusalCode::NoUsableEnctype)
     );
 }
 
@@ -445,11 +435,11 @@ async fn the_tenant_comes_from_the_field_or_the_username_suffix() {
     conflicting.get_mut().tenant = Some("corp".into());
     assert_eq!(
         refusal(&service, conflicting).await,
-        (tonic::Code::InvalidArgument, MSG_UNKNOWN_TENANT)
+        (tonic::Code::InvalidArgument, RefusalCode::UnknownTenant)
     );
     assert_eq!(
         refusal(&service, request_for("nope", "alice", "right-pw")).await,
-        (tonic::Code::InvalidArgument, MSG_UNKNOWN_TENANT)
+        (tonic::Code::InvalidArgument, RefusalCode::UnknownTenant)
     );
     assert!(
         seen(&service, "corp").is_empty(),
@@ -463,7 +453,7 @@ async fn no_request_reaches_another_tenants_directory_or_keys() {
     // alice exists only in corp's directory: through lab she is unknown, and lab's keys are untouched.
     assert_eq!(
         refusal(&service, request_for("lab", "alice", "right-pw")).await,
-        (tonic::Code::Unauthenticated, MSG_AUTH_FAILED)
+        (tonic::Code::Unauthenticated, RefusalCode::AuthFailed)
     );
     assert_eq!(seen(&service, "lab"), ["alice"]);
     assert!(seen(&service, "corp").is_empty());
@@ -472,11 +462,11 @@ async fn no_request_reaches_another_tenants_directory_or_keys() {
     cross.get_mut().principal = Some("lab-user@EXAMPLE.COM".into());
     assert_eq!(
         refusal(&service, cross).await,
-        (tonic::Code::PermissionDenied, MSG_PRINCIPAL_NOT_ALLOWED)
+        (tonic::Code::PermissionDenied, RefusalCode::PrincipalNotAllowed)
     );
     assert_eq!(
         refusal(&service, request("alice", "right-pw", Some("alice/netdisk@LAB.TEST"))).await,
-        (tonic::Code::PermissionDenied, MSG_PRINCIPAL_NOT_ALLOWED)
+        (tonic::Code::PermissionDenied, RefusalCode::PrincipalNotAllowed)
     );
     let current = service.current();
     assert!(current.tenants["lab"].keys.fetched.lock().unwrap().is_empty());
@@ -501,7 +491,7 @@ async fn host_rules_refuse_unregistered_hosts_before_the_directory() {
     // A unit-test request has no peer address, so it matches no rule.
     assert_eq!(
         refusal(&service, request("alice", "right-pw", None)).await,
-        (tonic::Code::PermissionDenied, MSG_HOST_NOT_ALLOWED)
+        (tonic::Code::PermissionDenied, RefusalCode::HostNotRegistered)
     );
     assert!(seen(&service, "corp").is_empty());
     // The lab tenant has no rules: any host.
@@ -519,7 +509,7 @@ async fn a_request_past_its_deadline_is_abandoned_and_a_full_broker_refuses_at_o
     let started = Instant::now();
     assert_eq!(
         refusal(&service, request("slow", "pw", None)).await,
-        (tonic::Code::DeadlineExceeded, MSG_DEADLINE)
+        (tonic::Code::DeadlineExceeded, RefusalCode::DeadlineExceeded)
     );
     assert_eq!(started.elapsed(), DEADLINE);
 
@@ -531,7 +521,7 @@ async fn a_request_past_its_deadline_is_abandoned_and_a_full_broker_refuses_at_o
     let started = Instant::now();
     assert_eq!(
         refusal(&full, request("alice", "right-pw", None)).await,
-        (tonic::Code::ResourceExhausted, MSG_BUSY)
+        (tonic::Code::ResourceExhausted, RefusalCode::Busy)
     );
     assert_eq!(started.elapsed(), Duration::ZERO);
     assert!(seen(&full, "corp").is_empty());
@@ -542,7 +532,7 @@ async fn a_missing_principal_is_created_only_where_provisioning_is_on() {
     let service = service();
     assert_eq!(
         refusal(&service, request("fresh", "right-pw", None)).await,
-        (tonic::Code::NotFound, MSG_NO_PRINCIPAL),
+        (tonic::Code::NotFound, RefusalCode::NoPrincipal),
         "corp does not provision"
     );
     assert!(
@@ -588,7 +578,7 @@ async fn a_replaced_table_serves_the_next_request_and_keeps_lockouts() {
     );
     assert_eq!(
         refusal(&service, request_for("corp", "alice", "right-pw")).await,
-        (tonic::Code::Unauthenticated, MSG_AUTH_FAILED)
+        (tonic::Code::Unauthenticated, RefusalCode::AuthFailed)
     );
     assert!(seen(&service, "corp").is_empty(), "the lockout survived the reload");
 }
@@ -603,10 +593,7 @@ async fn rotation_needs_an_admin_certificate() {
         }))
         .await
         .unwrap_err();
-    assert_eq!(
-        (status.code(), status.message()),
-        (tonic::Code::PermissionDenied, MSG_NOT_ADMIN)
-    );
+    assert_eq!(typed(&status), (tonic::Code::PermissionDenied, RefusalCode::NotAdmin));
 }
 
 #[tokio::test]

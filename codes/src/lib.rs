@@ -1,0 +1,185 @@
+//! ktbroker's shared vocabulary, with no dependencies so that every crate can link it: why the
+//! broker refused ([`RefusalCode`], carried on the wire as data, never parsed from text), what
+//! `ktbroker-kinit`'s exit status means ([`HelperExit`], read by the PAM module), and the limits
+//! both sides of the wire enforce.
+#![forbid(unsafe_code)]
+
+/// Longest password accepted anywhere (hashing DoS; pam-krb5 uses the same bound), in bytes.
+pub const MAX_PASSWORD_LEN: usize = 1024;
+
+/// Largest keytab the broker serves and the helper accepts. A user's keytab holds a few keys of
+/// ~100 bytes each; the bound keeps a hostile peer from making the other side allocate without end.
+pub const MAX_KEYTAB_SIZE: u64 = 64 * 1024;
+
+/// Why the broker said no. The numbers are those of `ktbroker.v1.RefusalCode` on the wire and of
+/// the `KTB-NNN` tags people see in messages and logs; they never change meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RefusalCode {
+    /// Wrong password, unknown user, not authorized, locked: one answer for all of them.
+    AuthFailed = 101,
+    InvalidUsername = 102,
+    PrincipalNotAllowed = 103,
+    NoPrincipal = 104,
+    NoUsableEnctype = 105,
+    UnknownTenant = 106,
+    HostNotRegistered = 107,
+    NotAdmin = 108,
+    CannotRotate = 109,
+    DirectoryUnavailable = 201,
+    KeysUnavailable = 202,
+    AuditUnavailable = 203,
+    DeadlineExceeded = 204,
+    Busy = 205,
+    Internal = 900,
+}
+
+impl RefusalCode {
+    pub const ALL: [Self; 15] = [
+        Self::AuthFailed,
+        Self::InvalidUsername,
+        Self::PrincipalNotAllowed,
+        Self::NoPrincipal,
+        Self::NoUsableEnctype,
+        Self::UnknownTenant,
+        Self::HostNotRegistered,
+        Self::NotAdmin,
+        Self::CannotRotate,
+        Self::DirectoryUnavailable,
+        Self::KeysUnavailable,
+        Self::AuditUnavailable,
+        Self::DeadlineExceeded,
+        Self::Busy,
+        Self::Internal,
+    ];
+
+    /// The wire number (also the `KTB-NNN` tag).
+    pub fn number(self) -> i32 {
+        self as i32
+    }
+
+    pub fn from_number(number: i32) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.number() == number)
+    }
+
+    /// The message people see, `KTB-NNN` first so that it can be searched for in the docs.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::AuthFailed => "KTB-101 authentication failed",
+            Self::InvalidUsername => "KTB-102 invalid username",
+            Self::PrincipalNotAllowed => "KTB-103 principal not allowed by policy",
+            Self::NoPrincipal => "KTB-104 no Kerberos principal for this user",
+            Self::NoUsableEnctype => "KTB-105 no key of an allowed enctype",
+            Self::UnknownTenant => "KTB-106 unknown tenant",
+            Self::HostNotRegistered => "KTB-107 client host not registered for this tenant",
+            Self::NotAdmin => "KTB-108 not an admin identity",
+            Self::CannotRotate => "KTB-109 this tenant's key source cannot rotate keys",
+            Self::DirectoryUnavailable => "KTB-201 directory unavailable",
+            Self::KeysUnavailable => "KTB-202 key source unavailable",
+            Self::AuditUnavailable => "KTB-203 audit unavailable",
+            Self::DeadlineExceeded => "KTB-204 request deadline exceeded",
+            Self::Busy => "KTB-205 broker busy, retry later",
+            Self::Internal => "KTB-900 internal error",
+        }
+    }
+
+    /// The broker is (for now) unable, not unwilling: another replica, or a later try, may succeed.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            Self::DirectoryUnavailable
+                | Self::KeysUnavailable
+                | Self::AuditUnavailable
+                | Self::DeadlineExceeded
+                | Self::Busy
+        )
+    }
+}
+
+impl std::fmt::Display for RefusalCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+/// `ktbroker-kinit`'s exit status: documented in its `--help`, and how the PAM module tells a wrong
+/// password from a broker that cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HelperExit {
+    Success = 0,
+    Internal = 1,
+    Config = 2,
+    AuthFailed = 3,
+    Refused = 4,
+    BrokerUnavailable = 5,
+    Protocol = 6,
+    Kerberos = 7,
+    Password = 8,
+    Ccache = 9,
+}
+
+impl HelperExit {
+    pub const ALL: [Self; 10] = [
+        Self::Success,
+        Self::Internal,
+        Self::Config,
+        Self::AuthFailed,
+        Self::Refused,
+        Self::BrokerUnavailable,
+        Self::Protocol,
+        Self::Kerberos,
+        Self::Password,
+        Self::Ccache,
+    ];
+
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub fn from_code(code: i32) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| i32::from(e.code()) == code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_numbers_round_trip_and_tag_their_messages() {
+        for code in RefusalCode::ALL {
+            assert_eq!(RefusalCode::from_number(code.number()), Some(code));
+            assert!(
+                code.message().starts_with(&format!("KTB-{} ", code.number())),
+                "{code:?}"
+            );
+        }
+        assert_eq!(RefusalCode::from_number(0), None);
+        assert_eq!(RefusalCode::from_number(999), None);
+    }
+
+    #[test]
+    fn only_inability_is_transient() {
+        let transient: Vec<_> = RefusalCode::ALL.into_iter().filter(|c| c.is_transient()).collect();
+        assert_eq!(
+            transient,
+            [
+                RefusalCode::DirectoryUnavailable,
+                RefusalCode::KeysUnavailable,
+                RefusalCode::AuditUnavailable,
+                RefusalCode::DeadlineExceeded,
+                RefusalCode::Busy
+            ]
+        );
+    }
+
+    #[test]
+    fn exit_codes_are_distinct_and_round_trip() {
+        for exit in HelperExit::ALL {
+            assert_eq!(HelperExit::from_code(i32::from(exit.code())), Some(exit));
+        }
+        assert_eq!(HelperExit::from_code(10), None);
+        assert_eq!(HelperExit::from_code(-1), None);
+    }
+}
