@@ -14,9 +14,11 @@
 
 use crate::config::KeysConfig;
 use crate::kadm5::{Kadm5Session, KeyData};
+mod memfd;
+
 use ktbroker_keytab::Keytab;
-use ktbroker_keytab::memfd::{KeytabMemfd, clear_cloexec};
 use ktbroker_keytab::{Entry, Key, Principal};
+use memfd::{KEYTAB_NAME_IN_CHILD, KeytabMemfd};
 use std::future::Future;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -76,7 +78,7 @@ struct KadminOutput {
 }
 
 impl KadminProcessKeySource {
-    /// Runs one query. `memfd` is inherited by the child when given (for `ktadd`).
+    /// Runs one query. `memfd`, when given (for `ktadd`), is the child's standard input.
     async fn run(&self, query: &str, memfd: Option<&KeytabMemfd>) -> Result<KadminOutput, KeySourceError> {
         let (path, mut command) = match &self.program {
             KadminProgram::Remote {
@@ -117,17 +119,17 @@ impl KadminProcessKeySource {
             .env("KRB5CCNAME", "MEMORY:ktbroker-kadmin")
             .env_remove("KRB5_KTNAME")
             .env_remove("KRB5_CLIENT_KTNAME")
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        if let Some(fd) = memfd.map(KeytabMemfd::raw_fd) {
-            // SAFETY: the closure runs in the forked child before exec and only calls fcntl(2),
-            // which is async-signal-safe; it allocates nothing and takes no lock.
-            unsafe {
-                command.pre_exec(move || clear_cloexec(fd));
-            }
-        }
+        // kadmin -q reads nothing from stdin: with -k (or as kadmin.local) it never prompts.
+        let stdin = match memfd {
+            Some(memfd) => memfd
+                .as_child_stdin()
+                .map_err(|e| KeySourceError::Unavailable(format!("memfd: {e}")))?,
+            None => Stdio::null(),
+        };
+        command.stdin(stdin);
         let output = tokio::time::timeout(self.timeout, command.output())
             .await
             .map_err(|_| KeySourceError::Unavailable(format!("kadmin did not finish within {:?}", self.timeout)))?
@@ -168,7 +170,7 @@ impl KeySource for KadminProcessKeySource {
     async fn fetch(&self, principal: &str) -> Result<Keytab, KeySourceError> {
         check_kadmin_name(principal)?;
         let memfd = KeytabMemfd::empty().map_err(|e| KeySourceError::Unavailable(format!("memfd: {e}")))?;
-        let query = format!("ktadd -norandkey -k {} {principal}", memfd.child_keytab_name());
+        let query = format!("ktadd -norandkey -k {KEYTAB_NAME_IN_CHILD} {principal}");
         let output = self.run(&query, Some(&memfd)).await?;
         let stderr = output.stderr;
 

@@ -26,7 +26,7 @@ fn main() -> ExitCode {
 }
 
 fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
-    ktbroker_keytab::harden::forbid_core_dumps().context("disabling core dumps")?;
+    ktbroker_harden::forbid_core_dumps().context("disabling core dumps")?;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = ktbroker_broker::config::Config::load(config_path)?;
     if let Some(krb5_config) = &config.krb5_config {

@@ -12,13 +12,10 @@
 //!
 //! Keys live in [`Zeroizing`] buffers and every `Debug` impl here prints `<redacted>` instead.
 
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 use std::fmt;
 use zeroize::Zeroizing;
-
-pub mod harden;
-pub mod memfd;
 
 /// The version bytes every keytab file starts with.
 pub const FORMAT_0502: [u8; 2] = [0x05, 0x02];

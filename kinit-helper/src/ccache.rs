@@ -6,7 +6,7 @@
 //! daemon.
 
 use crate::HelperError;
-use crate::handoff::KerberosTarget;
+use crate::ticket::KerberosTarget;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 

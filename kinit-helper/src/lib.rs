@@ -2,8 +2,9 @@
 //!
 //! The steps, one module each: [`config`] (client.toml) → [`password`] (read it without echo,
 //! never from argv or env) → [`fetch`] (send it over TLS to ktbrokerd, trying the configured
-//! brokers in order, receive the keytab into memory, check its SHA-256) → [`handoff`] (an
-//! in-process AS exchange with libkrb5, the keytab read from a memfd, never a file, then wiped) →
+//! brokers in order, receive the keytab into memory, check its SHA-256) → [`ticket`] (an
+//! in-process AS exchange with libkrb5, the keys in its MEMORY: keytab, never in a file, then
+//! removed and wiped) →
 //! [`ccache`] (refuse another user's cache; succeed only if the cache now holds the ticket).
 
 pub mod ccache;
@@ -13,9 +14,9 @@ pub mod discovery;
 pub mod doctor;
 pub mod error;
 pub mod fetch;
-pub mod handoff;
 pub mod password;
 pub mod request;
+pub mod ticket;
 
 pub use error::HelperError;
 
@@ -27,7 +28,7 @@ pub struct LoginRequest {
     /// Tried in order (see [`fetch::fetch_from_any`]).
     pub endpoints: Vec<fetch::BrokerEndpoint>,
     pub who: fetch::Who,
-    pub kerberos: handoff::KerberosTarget,
+    pub kerberos: ticket::KerberosTarget,
 }
 
 /// What a successful login produced.
@@ -50,7 +51,7 @@ pub async fn login(request: &LoginRequest, password: &[u8]) -> Result<LoginOutco
     // The KDC exchange blocks: keep it off the async workers, under a deadline (on expiry the
     // helper exits; the abandoned thread goes with the process).
     let exchange = tokio::task::spawn_blocking(move || {
-        let result = handoff::kinit_from_memory(&keytab.bytes, &kinit_principal, &target);
+        let result = ticket::kinit_from_memory(&keytab.bytes, &kinit_principal, &target);
         drop(keytab); // zeroizes the keytab bytes
         result
     });

@@ -59,8 +59,7 @@ fn load_config(common: &CommonArgs) -> Result<ClientConfig, HelperError> {
 
 fn login(args: &LoginArgs) -> Result<LoginOutcome, HelperError> {
     // Before the password is read: it is a secret too.
-    ktbroker_keytab::harden::forbid_core_dumps()
-        .map_err(|e| HelperError::Internal(format!("disabling core dumps: {e}")))?;
+    ktbroker_harden::forbid_core_dumps().map_err(|e| HelperError::Internal(format!("disabling core dumps: {e}")))?;
     let config = load_config(&args.common)?;
     let options = args.options();
     let request = options.request(&config)?;

@@ -3,7 +3,7 @@
 
 use crate::config::{ClientConfig, expand_ccache};
 use crate::fetch::{BrokerEndpoint, ClientIdentity, Who};
-use crate::handoff::KerberosTarget;
+use crate::ticket::KerberosTarget;
 use crate::{DEFAULT_TIMEOUT, HelperError, LoginOutcome, LoginRequest};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -104,8 +104,7 @@ impl LoginOptions {
 
 /// Logs in on a runtime of its own, with core dumps off first (the keytab passes through memory).
 pub fn login_blocking(request: &LoginRequest, password: &[u8]) -> Result<LoginOutcome, HelperError> {
-    ktbroker_keytab::harden::forbid_core_dumps()
-        .map_err(|e| HelperError::Internal(format!("disabling core dumps: {e}")))?;
+    ktbroker_harden::forbid_core_dumps().map_err(|e| HelperError::Internal(format!("disabling core dumps: {e}")))?;
     runtime()?.block_on(crate::login(request, password))
 }
 

@@ -7,12 +7,32 @@
 use std::os::raw::{c_char, c_uint, c_void};
 
 pub type krb5_error_code = i32;
-pub type krb5_context = *mut c_void;
-pub type krb5_principal = *mut c_void;
-pub type krb5_keytab = *mut c_void;
-pub type krb5_ccache = *mut c_void;
-pub type krb5_get_init_creds_opt = c_void;
-pub type krb5_cc_cursor = *mut c_void;
+
+/// Declares an opaque libkrb5 struct: a distinct type per handle kind, so that a keytab can never
+/// be passed where a credential cache is wanted (the nomicon's pattern for opaque C types).
+macro_rules! opaque {
+    ($($name:ident),*) => {$(
+        #[repr(C)]
+        pub struct $name {
+            _data: [u8; 0],
+            _marker: std::marker::PhantomData<(*mut u8, std::marker::PhantomPinned)>,
+        }
+    )*};
+}
+opaque!(
+    _krb5_context,
+    krb5_principal_data,
+    _krb5_kt,
+    _krb5_ccache,
+    krb5_get_init_creds_opt,
+    _krb5_cc_cursor
+);
+
+pub type krb5_context = *mut _krb5_context;
+pub type krb5_principal = *mut krb5_principal_data;
+pub type krb5_keytab = *mut _krb5_kt;
+pub type krb5_ccache = *mut _krb5_ccache;
+pub type krb5_cc_cursor = *mut _krb5_cc_cursor;
 
 // Error codes from <krb5/krb5.h> (com_err table krb5, base -1765328384).
 /// The KDC answered that the client does not exist.
@@ -44,6 +64,16 @@ pub struct krb5_keyblock {
     pub enctype: i32,
     pub length: c_uint,
     pub contents: *mut u8,
+}
+
+/// One keytab entry, as `krb5_kt_add_entry` takes it (libkrb5 copies the key).
+#[repr(C)]
+pub struct krb5_keytab_entry {
+    pub magic: i32,
+    pub principal: krb5_principal,
+    pub timestamp: i32,
+    pub vno: c_uint,
+    pub key: krb5_keyblock,
 }
 
 #[repr(C)]
@@ -92,6 +122,25 @@ unsafe extern "C" {
 
     pub fn krb5_kt_resolve(context: krb5_context, name: *const c_char, keytab: *mut krb5_keytab) -> krb5_error_code;
     pub fn krb5_kt_close(context: krb5_context, keytab: krb5_keytab) -> krb5_error_code;
+    pub fn krb5_kt_add_entry(
+        context: krb5_context,
+        keytab: krb5_keytab,
+        entry: *mut krb5_keytab_entry,
+    ) -> krb5_error_code;
+    pub fn krb5_kt_get_entry(
+        context: krb5_context,
+        keytab: krb5_keytab,
+        principal: krb5_principal,
+        vno: c_uint,
+        enctype: i32,
+        entry: *mut krb5_keytab_entry,
+    ) -> krb5_error_code;
+    pub fn krb5_free_keytab_entry_contents(context: krb5_context, entry: *mut krb5_keytab_entry) -> krb5_error_code;
+    pub fn krb5_kt_remove_entry(
+        context: krb5_context,
+        keytab: krb5_keytab,
+        entry: *mut krb5_keytab_entry,
+    ) -> krb5_error_code;
 
     pub fn krb5_cc_resolve(context: krb5_context, name: *const c_char, ccache: *mut krb5_ccache) -> krb5_error_code;
     pub fn krb5_cc_default(context: krb5_context, ccache: *mut krb5_ccache) -> krb5_error_code;
@@ -103,6 +152,15 @@ unsafe extern "C" {
     ) -> krb5_error_code;
 
     pub fn krb5_cc_destroy(context: krb5_context, ccache: krb5_ccache) -> krb5_error_code;
+    pub fn krb5_cc_new_unique(
+        context: krb5_context,
+        kind: *const c_char,
+        hint: *const c_char,
+        ccache: *mut krb5_ccache,
+    ) -> krb5_error_code;
+    /// Replaces `dst`'s contents with `src`'s (atomically for FILE caches: a new file renamed over
+    /// the old one) and, on success only, destroys `src`.
+    pub fn krb5_cc_move(context: krb5_context, src: krb5_ccache, dst: krb5_ccache) -> krb5_error_code;
     pub fn krb5_cc_initialize(context: krb5_context, ccache: krb5_ccache, principal: krb5_principal)
     -> krb5_error_code;
     pub fn krb5_cc_store_cred(context: krb5_context, ccache: krb5_ccache, creds: *mut krb5_creds) -> krb5_error_code;

@@ -70,6 +70,86 @@ impl Krb5Error {
     }
 }
 
+/// One key for [`Context::kinit_with_keys`]. The caller owns (and wipes) the bytes; libkrb5
+/// copies them into its memory keytab for the length of one exchange.
+pub struct KeyEntry<'a> {
+    pub kvno: u32,
+    pub enctype: i32,
+    pub contents: &'a [u8],
+}
+
+impl std::fmt::Debug for KeyEntry<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "KeyEntry {{ kvno: {}, enctype: {}, contents: <redacted> }}",
+            self.kvno, self.enctype
+        )
+    }
+}
+
+/// A name no other memory keytab of this process has (MEMORY: keytabs are process-local).
+fn memory_keytab_name() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("MEMORY:ktbroker-{}-{n}", std::process::id())
+}
+
+/// The entries added to a memory keytab; dropping it removes every one of them. (MIT keeps a
+/// MEMORY: keytab's contents until its entries are removed, even after the last close; removing
+/// an entry frees it with krb5_free_keytab_entry_contents, which zeroes the key.)
+struct MemoryKeys<'k, 'c> {
+    keytab: &'k Keytab<'c>,
+    client: &'k Principal<'c>,
+    added: Vec<(u32, i32)>,
+}
+
+impl MemoryKeys<'_, '_> {
+    fn add(&mut self, key: &KeyEntry<'_>) -> Result<(), Krb5Error> {
+        let context = self.keytab.context;
+        let length = u32::try_from(key.contents.len())
+            .map_err(|_| Krb5Error::local("krb5_kt_add_entry", "key longer than 4 GiB"))?;
+        let mut entry = self.entry(key.kvno, key.enctype);
+        entry.key.length = length;
+        // libkrb5 takes the key as non-const but only copies it (krb5_copy_keyblock_contents).
+        entry.key.contents = key.contents.as_ptr().cast_mut();
+        // SAFETY: keytab and principal are live handles of this context; the entry points at the
+        // caller's key bytes for the duration of the call only, and libkrb5 copies what it keeps.
+        let code = unsafe { ffi::krb5_kt_add_entry(context.raw, self.keytab.raw, &mut entry) };
+        context.check(code, "krb5_kt_add_entry")?;
+        self.added.push((key.kvno, key.enctype));
+        Ok(())
+    }
+
+    /// The entry that names (principal, kvno, enctype), without key bytes.
+    fn entry(&self, kvno: u32, enctype: i32) -> ffi::krb5_keytab_entry {
+        ffi::krb5_keytab_entry {
+            magic: 0,
+            principal: self.client.raw,
+            timestamp: 0,
+            vno: kvno,
+            key: ffi::krb5_keyblock {
+                magic: 0,
+                enctype,
+                length: 0,
+                contents: std::ptr::null_mut(),
+            },
+        }
+    }
+}
+
+impl Drop for MemoryKeys<'_, '_> {
+    fn drop(&mut self) {
+        let context = self.keytab.context;
+        for (kvno, enctype) in std::mem::take(&mut self.added) {
+            let mut entry = self.entry(kvno, enctype);
+            // SAFETY: keytab and principal are live; the memory keytab matches entries by
+            // principal, kvno and enctype, and frees (zeroing) its own copy of the key.
+            unsafe { ffi::krb5_kt_remove_entry(context.raw, self.keytab.raw, &mut entry) };
+        }
+    }
+}
+
 /// Validity of a ticket, in seconds since the epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TicketTimes {
@@ -116,18 +196,70 @@ impl Context {
         })
     }
 
-    /// Gets initial credentials (a TGT) for `principal` with its keys from `keytab_name` (e.g.
-    /// `FILE:/proc/self/fd/5`) and stores them in `ccache` (a ccache name; `None` is the default
-    /// cache: KRB5CCNAME, else krb5.conf's). The cache is (re)initialized for `principal`.
-    pub fn kinit_with_keytab(
+    /// Gets initial credentials (a TGT) for `principal` with `keys` (what `kinit -k` does) and
+    /// stores them in `ccache` (a ccache name; `None` is the default cache: KRB5CCNAME, else
+    /// krb5.conf's), which is (re)initialized for `principal`.
+    ///
+    /// The keys live only in libkrb5's own memory meanwhile: a `MEMORY:` keytab private to this
+    /// process (as SSSD's krb5_child loads them), whose entries are removed again, which makes
+    /// libkrb5 zero its copies, as soon as the exchange is over, whatever its outcome.
+    pub fn kinit_with_keys(
         &self,
         principal: &str,
-        keytab_name: &str,
+        keys: &[KeyEntry<'_>],
         ccache: Option<&str>,
     ) -> Result<TicketTimes, Krb5Error> {
         let client = self.parse_name(principal)?;
-        let keytab = self.resolve_keytab(keytab_name)?;
+        let keytab = self.resolve_keytab(&memory_keytab_name())?;
+        let mut loaded = MemoryKeys {
+            keytab: &keytab,
+            client: &client,
+            added: Vec::new(),
+        };
+        for key in keys {
+            loaded.add(key)?;
+        }
+        let times = self.initial_creds(&client, &keytab, ccache);
+        drop(loaded);
+        times
+    }
+
+    /// The AS exchange, its ticket staged in a `MEMORY:` cache and then moved over `ccache` (as MIT
+    /// kinit does): a failed login leaves whatever ticket the cache held before.
+    fn initial_creds(
+        &self,
+        client: &Principal<'_>,
+        keytab: &Keytab<'_>,
+        ccache: Option<&str>,
+    ) -> Result<TicketTimes, Krb5Error> {
         let cache = self.resolve_ccache(ccache)?;
+        let staged = self.new_memory_ccache()?;
+        let times = self.initial_creds_into(client, keytab, &staged);
+        match times {
+            Ok(times) => self.move_into(staged, &cache, "storing the ticket").map(|()| times),
+            Err(e) => {
+                // Dropping only closes a MEMORY cache: destroy it, and whatever it holds, instead.
+                let _ = self.destroy(staged);
+                Err(e)
+            }
+        }
+    }
+
+    /// Destroys a cache and what it holds (krb5_cc_destroy also releases the handle).
+    fn destroy(&self, cache: Ccache<'_>) -> Result<(), Krb5Error> {
+        let raw = cache.raw;
+        std::mem::forget(cache);
+        // SAFETY: raw is a live cache handle of this context, consumed exactly once here.
+        let code = unsafe { ffi::krb5_cc_destroy(self.raw, raw) };
+        self.check(code, "krb5_cc_destroy")
+    }
+
+    fn initial_creds_into(
+        &self,
+        client: &Principal<'_>,
+        keytab: &Keytab<'_>,
+        cache: &Ccache<'_>,
+    ) -> Result<TicketTimes, Krb5Error> {
         let options = self.init_creds_options()?;
         // SAFETY: context, options and cache are live; the option only records the cache.
         let code = unsafe { ffi::krb5_get_init_creds_opt_set_out_ccache(self.raw, options.raw, cache.raw) };
@@ -262,7 +394,9 @@ impl Context {
         Ok(self.cache_name(&cache))
     }
 
-    /// Renews the cache's TGT with the KDC and stores the renewed ticket in its place (`kinit -R`).
+    /// Renews the cache's TGT with the KDC and puts the renewed ticket in its place (`kinit -R`):
+    /// built in a `MEMORY:` cache and moved over the old one, as MIT kinit does, so that a failed
+    /// store leaves the old TGT where it was and no reader ever sees a half-written cache.
     pub fn renew(&self, ccache: Option<&str>) -> Result<TicketTimes, Krb5Error> {
         let cache = self.resolve_ccache(ccache)?;
         let owner = self.cache_principal(&cache)?;
@@ -271,30 +405,50 @@ impl Context {
         // SAFETY: context, cache and principal are live; NULL service means the TGT.
         let code = unsafe { ffi::krb5_get_renewed_creds(self.raw, &mut creds, owner.raw, cache.raw, std::ptr::null()) };
         self.check(code, "krb5_get_renewed_creds")?;
-        // SAFETY: cache and principal are live; initialize empties the cache for the principal.
-        let code = unsafe { ffi::krb5_cc_initialize(self.raw, cache.raw, owner.raw) };
-        // SAFETY: creds was filled above; store copies it into the cache.
-        let stored = if code == 0 {
-            unsafe { ffi::krb5_cc_store_cred(self.raw, cache.raw, &mut creds) }
-        } else {
-            code
-        };
         let times = TicketTimes::of(&creds);
-        // SAFETY: creds was filled by get_renewed_creds and is freed once.
+        let staged = self.new_memory_ccache().and_then(|staged| {
+            // SAFETY: the staging cache and the principal are live; initialize empties it.
+            let code = unsafe { ffi::krb5_cc_initialize(self.raw, staged.raw, owner.raw) };
+            self.check(code, "krb5_cc_initialize")?;
+            // SAFETY: creds was filled above; store copies it into the staging cache.
+            let code = unsafe { ffi::krb5_cc_store_cred(self.raw, staged.raw, &mut creds) };
+            self.check(code, "krb5_cc_store_cred")?;
+            Ok(staged)
+        });
+        // SAFETY: creds was filled by get_renewed_creds and is freed once (zeroing its key).
         unsafe { ffi::krb5_free_cred_contents(self.raw, &mut creds) };
-        self.check(stored, "storing the renewed ticket")?;
+        self.move_into(staged?, &cache, "storing the renewed ticket")?;
         Ok(times)
+    }
+
+    /// A new, empty `MEMORY:` cache only this process can see.
+    fn new_memory_ccache(&self) -> Result<Ccache<'_>, Krb5Error> {
+        let mut raw: ffi::krb5_ccache = std::ptr::null_mut();
+        // SAFETY: context is live; the type is a valid C string; NULL hint; raw receives a handle.
+        let code = unsafe { ffi::krb5_cc_new_unique(self.raw, c"MEMORY".as_ptr(), std::ptr::null(), &mut raw) };
+        self.check(code, "krb5_cc_new_unique")?;
+        Ok(Ccache { context: self, raw })
+    }
+
+    /// Replaces `target`'s contents with `staged`'s in one step; `staged` is gone afterwards
+    /// either way (moved on success, destroyed with what it held on failure).
+    fn move_into(&self, staged: Ccache<'_>, target: &Ccache<'_>, during: &'static str) -> Result<(), Krb5Error> {
+        let raw = staged.raw;
+        // krb5_cc_move consumes the source on success: the handle must not be closed again.
+        std::mem::forget(staged);
+        // SAFETY: both handles are live caches of this context.
+        let code = unsafe { ffi::krb5_cc_move(self.raw, raw, target.raw) };
+        if code != 0 {
+            // On failure the source is still ours: destroy it, and the ticket in it.
+            let _ = self.destroy(Ccache { context: self, raw });
+        }
+        self.check(code, during)
     }
 
     /// Destroys the cache and everything in it (`kdestroy`).
     pub fn destroy_ccache(&self, ccache: Option<&str>) -> Result<(), Krb5Error> {
         let cache = self.resolve_ccache(ccache)?;
-        let raw = cache.raw;
-        // krb5_cc_destroy releases the handle itself: it must not be closed again.
-        std::mem::forget(cache);
-        // SAFETY: raw is a live cache handle of this context, consumed exactly once here.
-        let code = unsafe { ffi::krb5_cc_destroy(self.raw, raw) };
-        self.check(code, "krb5_cc_destroy")
+        self.destroy(cache)
     }
 
     fn cache_principal(&self, cache: &Ccache<'_>) -> Result<Principal<'_>, Krb5Error> {
@@ -493,21 +647,38 @@ fn c_string(text: &str, what: &'static str) -> Result<CString, Krb5Error> {
 mod tests {
     use super::*;
 
+    const KEY: [u8; 32] = [7; 32];
+
+    fn keys() -> [KeyEntry<'static>; 2] {
+        [
+            KeyEntry {
+                kvno: 3,
+                enctype: 18,
+                contents: &KEY,
+            },
+            KeyEntry {
+                kvno: 3,
+                enctype: 17,
+                contents: &KEY[..16],
+            },
+        ]
+    }
+
     #[test]
     fn names_with_nul_bytes_are_refused_before_libkrb5() {
         let context = Context::new().unwrap();
         let err = context
-            .kinit_with_keytab("alice\0@R", "FILE:/nonexistent", Some("MEMORY:x"))
+            .kinit_with_keys("alice\0@R", &keys(), Some("MEMORY:x"))
             .unwrap_err();
         assert_eq!(err.code, -1);
         assert!(err.message.contains("NUL"), "{err}");
     }
 
     #[test]
-    fn a_missing_keytab_is_an_error_with_mits_message() {
+    fn a_failed_exchange_is_an_error_with_its_code() {
         let context = Context::new().unwrap();
         let err = context
-            .kinit_with_keytab("alice@EXAMPLE.COM", "FILE:/nonexistent/keytab", Some("MEMORY:test"))
+            .kinit_with_keys("alice@EXAMPLE.COM", &keys(), Some("NO-SUCH-TYPE:x"))
             .unwrap_err();
         assert_ne!(err.code, 0);
         assert!(!err.message.is_empty());
@@ -515,5 +686,40 @@ mod tests {
             .ccache_belongs_to(Some("MEMORY:empty"), "alice@EXAMPLE.COM")
             .unwrap_err();
         assert_eq!(err.during, "krb5_cc_get_principal");
+        assert_eq!(err.kind(), FailureKind::NoCache);
+    }
+
+    /// Whether the memory keytab `name` holds a key for (alice, kvno 3, `enctype`).
+    fn holds(context: &Context, keytab: &Keytab<'_>, client: &Principal<'_>, enctype: i32) -> bool {
+        // SAFETY: an all-zero entry is the empty value get_entry fills in.
+        let mut entry: ffi::krb5_keytab_entry = unsafe { std::mem::zeroed() };
+        // SAFETY: all handles are live; entry is filled on success and freed once below.
+        let code = unsafe { ffi::krb5_kt_get_entry(context.raw, keytab.raw, client.raw, 3, enctype, &mut entry) };
+        if code == 0 {
+            // SAFETY: filled by the successful call; freed once.
+            unsafe { ffi::krb5_free_keytab_entry_contents(context.raw, &mut entry) };
+        }
+        code == 0
+    }
+
+    #[test]
+    fn keys_stay_in_the_memory_keytab_only_while_loaded() {
+        let context = Context::new().unwrap();
+        let client = context.parse_name("alice@EXAMPLE.COM").unwrap();
+        let keytab = context.resolve_keytab(&memory_keytab_name()).unwrap();
+        let mut loaded = MemoryKeys {
+            keytab: &keytab,
+            client: &client,
+            added: Vec::new(),
+        };
+        for key in &keys() {
+            loaded.add(key).unwrap();
+        }
+        assert!(holds(&context, &keytab, &client, 18) && holds(&context, &keytab, &client, 17));
+        drop(loaded);
+        assert!(!holds(&context, &keytab, &client, 18), "removed on drop");
+        assert!(!holds(&context, &keytab, &client, 17), "removed on drop");
+        assert_ne!(memory_keytab_name(), memory_keytab_name(), "one keytab per exchange");
+        assert!(!format!("{:?}", keys()[0]).contains('7'), "Debug redacts the key");
     }
 }

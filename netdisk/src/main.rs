@@ -28,7 +28,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     // The login passes a keytab and a password through this process's memory.
-    ktbroker_keytab::harden::forbid_core_dumps()
+    ktbroker_harden::forbid_core_dumps()
         .map_err(|e| NetdiskError::new(Kind::Other, format!("disabling core dumps: {e}")))?;
     let global = &cli.global;
     let explicit = |path: &Path, default: &str| path != Path::new(default);

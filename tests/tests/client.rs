@@ -155,6 +155,55 @@ fn client_toml_supplies_broker_ca_tenant_and_ccache_and_the_subcommands_use_it()
     assert_eq!(missing.status.code(), Some(2), "a named config file must exist");
 }
 
+/// `ktbroker-kinit status --json -c CCACHE` as root: the cache's ticket, or None without one.
+fn ticket_expiry(sandbox: &Sandbox, ccache: &str) -> Option<i64> {
+    let out = helper(sandbox, &["status", "--json", "-c", ccache]).output().unwrap();
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    value["expires"].as_i64()
+}
+
+#[test]
+fn a_renewal_that_cannot_be_stored_leaves_the_old_ticket_in_place() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let sandbox = sandbox();
+    // A cache file that `nobody` owns, in a directory only root may add files to: the renewed
+    // ticket can be obtained, but not put in place, since the atomic replacement needs a new file.
+    let dir = tempfile::Builder::new().prefix("ktbroker-renew-").tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let krb5_conf = dir.path().join("krb5.conf");
+    std::fs::copy(&sandbox.realm.krb5_conf, &krb5_conf).unwrap();
+    std::fs::set_permissions(&krb5_conf, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let cache_file = dir.path().join("cc");
+    let ccache = format!("FILE:{}", cache_file.display());
+    let out = run_with_password(sandbox.kinit_command("alice", &ccache), "alicepw");
+    assert!(out.status.success(), "{}", stderr(&out));
+    const NOBODY: u32 = 65534;
+    std::os::unix::fs::chown(&cache_file, Some(NOBODY), Some(NOBODY)).unwrap();
+    let before = ticket_expiry(&sandbox, &ccache).expect("a ticket");
+    let renew_as_nobody = || {
+        let mut command = helper(&sandbox, &["renew", "-c", &ccache]);
+        command.env("KRB5_CONFIG", &krb5_conf).uid(NOBODY).gid(NOBODY);
+        command.output().unwrap()
+    };
+
+    std::thread::sleep(std::time::Duration::from_millis(1100)); // ticket times are whole seconds
+    let failed = renew_as_nobody();
+    assert_eq!(failed.status.code(), Some(7), "{}", stderr(&failed));
+    expect_stderr(&failed, &["storing the renewed ticket"]);
+    assert_eq!(
+        ticket_expiry(&sandbox, &ccache),
+        Some(before),
+        "the old ticket is still there, whole"
+    );
+
+    // The same renewal succeeds once the directory lets the new file be made: it was the store.
+    std::os::unix::fs::chown(dir.path(), Some(NOBODY), Some(NOBODY)).unwrap();
+    let renewed = renew_as_nobody();
+    assert!(renewed.status.success(), "{}", stderr(&renewed));
+    assert!(ticket_expiry(&sandbox, &ccache).expect("a ticket") > before);
+}
+
 #[test]
 fn the_password_can_come_from_a_file_descriptor() {
     let sandbox = sandbox();

@@ -1,4 +1,6 @@
-//! Process hardening for anything that holds keys or passwords in memory.
+//! Process hardening for anything that holds keys or passwords in memory: the broker, the helper
+//! and netdisk call it first thing in `main`.
+#![forbid(unsafe_code)]
 
 /// Turns off core dumps (RLIMIT_CORE 0) and marks the process non-dumpable, which also keeps
 /// other processes of the same uid from ptracing it or reading its /proc/PID/mem and fds.
@@ -14,4 +16,18 @@ pub fn forbid_core_dumps() -> std::io::Result<()> {
         },
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn core_dumps_are_off_afterwards() {
+        super::forbid_core_dumps().unwrap();
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Core);
+        assert_eq!((limit.current, limit.maximum), (Some(0), Some(0)));
+        assert_eq!(
+            rustix::process::dumpable_behavior().unwrap(),
+            rustix::process::DumpableBehavior::NotDumpable
+        );
+    }
 }

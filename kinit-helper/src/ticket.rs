@@ -1,0 +1,50 @@
+//! Turning the keytab into a ticket in this process, without a kinit process and without any file:
+//! the keys go straight into libkrb5's memory (a `MEMORY:` keytab, see
+//! [`ktbroker_krb5::Context::kinit_with_keys`]) for the AS exchange `kinit -k` makes, and the TGT
+//! goes to the chosen cache. Our own copies are zeroizing buffers, wiped when they are dropped.
+
+use crate::HelperError;
+use ktbroker_keytab::Keytab;
+use ktbroker_krb5::KeyEntry;
+use std::time::Duration;
+
+/// Where the ticket goes and how long the KDC exchange may take.
+#[derive(Debug, Clone)]
+pub struct KerberosTarget {
+    /// The ccache for the ticket; `None` is KRB5CCNAME, else krb5.conf's default.
+    pub ccache: Option<String>,
+    pub timeout: Duration,
+}
+
+impl Default for KerberosTarget {
+    fn default() -> Self {
+        Self {
+            ccache: None,
+            timeout: crate::DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// Gets a TGT for `principal` with the keys of `keytab` (keytab file bytes, already verified) and
+/// stores it in the target cache. Blocking (it talks to the KDC); the caller runs it off the async
+/// threads, under its deadline.
+pub fn kinit_from_memory(
+    keytab: &[u8],
+    principal: &str,
+    target: &KerberosTarget,
+) -> Result<ktbroker_krb5::TicketTimes, HelperError> {
+    let keytab = Keytab::parse(keytab).map_err(|e| HelperError::Protocol(e.to_string()))?;
+    let keys: Vec<KeyEntry<'_>> = keytab
+        .entries
+        .iter()
+        .map(|entry| KeyEntry {
+            kvno: entry.kvno,
+            enctype: i32::from(entry.key.enctype),
+            contents: &entry.key.contents,
+        })
+        .collect();
+    let context = ktbroker_krb5::Context::new()?;
+    let times = context.kinit_with_keys(principal, &keys, target.ccache.as_deref())?;
+    crate::ccache::require_valid_tgt(&context, principal, target, times)?;
+    Ok(times)
+}
