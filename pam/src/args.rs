@@ -25,6 +25,8 @@ pub struct Args {
     pub timeout: Duration,
     /// Session cache template: `%u` is the uid, a trailing `XXXXXX` becomes random (`ccache=`).
     pub ccache: String,
+    /// Where the ticket waits between `auth` and the session (`ccache_dir=`, as pam-krb5's).
+    pub ccache_dir: PathBuf,
     pub use_first_pass: bool,
     pub try_first_pass: bool,
     pub retain_after_close: bool,
@@ -43,6 +45,7 @@ impl Default for Args {
             debug: false,
             timeout: DEFAULT_TIMEOUT,
             ccache: DEFAULT_CCACHE.to_owned(),
+            ccache_dir: PathBuf::from("/tmp"),
             use_first_pass: false,
             try_first_pass: false,
             retain_after_close: false,
@@ -65,7 +68,8 @@ pub fn parse<'a>(raw: impl IntoIterator<Item = &'a str>) -> (Args, Vec<String>) 
             ("config", Some(v)) if v.starts_with('/') => args.config = Some(PathBuf::from(v)),
             ("helper", Some(v)) if v.starts_with('/') => args.helper = PathBuf::from(v),
             ("krb5_config", Some(v)) if v.starts_with('/') => args.krb5_config = Some(PathBuf::from(v)),
-            ("config" | "helper" | "krb5_config", _) => bad("needs an absolute path"),
+            ("ccache_dir", Some(v)) if v.starts_with('/') && !v.contains("..") => args.ccache_dir = PathBuf::from(v),
+            ("config" | "helper" | "krb5_config" | "ccache_dir", _) => bad("needs an absolute path"),
             ("minimum_uid", Some(v)) => match v.parse() {
                 Ok(uid) => args.minimum_uid = uid,
                 Err(_) => bad("not a uid"),

@@ -138,7 +138,7 @@ fn attempt(pam: &Pam, args: &Args, account: &ffi::Account) -> Result<(c_int, Pat
         );
         return Ok((PAM_AUTH_ERR, PathBuf::new()));
     }
-    let temporary = session::temporary_path(account.uid).map_err(|e| {
+    let temporary = session::temporary_path(&args.ccache_dir, account.uid).map_err(|e| {
         pam.log(LOG_ERR, &format!("ktbroker: no randomness for a cache name: {e}"));
         PAM_SERVICE_ERR
     })?;
@@ -186,11 +186,11 @@ fn establish(pam: &Pam, args: &Args, failure: c_int) -> c_int {
             return failure;
         }
     };
-    if let Err(why) = session::move_ticket(&from, &target, uid) {
+    if let Err(why) = session::install_ticket(&from, &target, uid) {
         pam.log(LOG_ERR, &format!("ktbroker: cannot set up the session cache: {why}"));
         return failure;
     }
-    // The pending entry now names nothing (its drop removes nothing); the session entry takes over.
+    // The pending file is gone; its entry now names nothing and the session entry takes over.
     let moved = PendingTicket {
         path: PathBuf::new(),
         uid,

@@ -1,9 +1,10 @@
 //! Credential-cache files: the temporary one the helper fills during `auth`, and the session's,
-//! which it becomes at `setcred`/`open_session`. Only FILE caches, only files owned by the user;
+//! a copy of it made at `setcred`/`open_session`. Only FILE caches, only files owned by the user;
 //! a symlink or another user's file is never followed, replaced or removed.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
 
 /// A ticket the helper stored during `auth` and no session has taken yet. Dropping it (at
 /// pam_end, if it was never moved) removes the file.
@@ -26,12 +27,9 @@ pub struct SessionCache {
     pub uid: u32,
 }
 
-/// `/tmp/krb5cc_ktbroker_pam_UID_RANDOM` for the ticket between `auth` and the session.
-pub fn temporary_path(uid: u32) -> std::io::Result<PathBuf> {
-    Ok(PathBuf::from(format!(
-        "/tmp/krb5cc_ktbroker_pam_{uid}_{}",
-        random_hex(8)?
-    )))
+/// `DIR/krb5cc_ktbroker_pam_UID_RANDOM` for the ticket between `auth` and the session.
+pub fn temporary_path(dir: &Path, uid: u32) -> std::io::Result<PathBuf> {
+    Ok(dir.join(format!("krb5cc_ktbroker_pam_{uid}_{}", random_hex(8)?)))
 }
 
 /// The session cache path from a `FILE:` template: `%u` is the uid, trailing `XXXXXX` random.
@@ -47,19 +45,74 @@ pub fn session_path(template: &str, uid: u32) -> std::io::Result<PathBuf> {
     Ok(PathBuf::from(path))
 }
 
-/// Renames the pending ticket to `target`. Refuses a target that exists and is a symlink or
-/// another user's file (rename itself never follows a symlink at the target).
-pub fn move_ticket(from: &Path, target: &Path, uid: u32) -> Result<(), String> {
-    let source = std::fs::symlink_metadata(from).map_err(|e| format!("{}: {e}", from.display()))?;
-    if !source.is_file() || source.uid() != uid {
-        return Err(format!("{} is not the user's ticket file", from.display()));
-    }
+/// A credential cache file is a few KiB; a bigger "pending ticket" is not ours.
+const MAX_CACHE_FILE: u64 = 1024 * 1024;
+
+/// Makes the pending ticket the session's cache at `target`, as pam-krb5's setcred does: a new
+/// file, the user's and 0600, created in `target`'s own directory (so `ccache=` may name any
+/// filesystem, `/run/user/%u` included), the credentials copied into it, then renamed into place
+/// within that directory; the pending file is removed. Refuses a pending file that is not the
+/// user's regular file, and a target that exists as a symlink or as another user's file.
+pub fn install_ticket(from: &Path, target: &Path, uid: u32) -> Result<(), String> {
+    let (contents, gid) = read_users_file(from, uid)?;
     if let Ok(existing) = std::fs::symlink_metadata(target)
         && (existing.file_type().is_symlink() || existing.uid() != uid)
     {
         return Err(format!("{} exists and is not the user's", target.display()));
     }
-    std::fs::rename(from, target).map_err(|e| format!("{} -> {}: {e}", from.display(), target.display()))
+    let staged = staging_path(target).map_err(|e| format!("{}: {e}", target.display()))?;
+    let written = write_users_file(&staged, &contents, uid, gid)
+        .and_then(|()| std::fs::rename(&staged, target))
+        .map_err(|e| format!("{}: {e}", target.display()));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&staged);
+    }
+    written?;
+    remove_users_file(from, uid);
+    Ok(())
+}
+
+/// The contents (wiped on drop: a cache holds session keys) and gid of the user's regular file.
+fn read_users_file(path: &Path, uid: u32) -> Result<(Zeroizing<Vec<u8>>, u32), String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let not_theirs = || format!("{} is not the user's ticket file", path.display());
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let meta = file.metadata().map_err(|e| format!("{}: {e}", path.display()))?;
+    if !meta.is_file() || meta.uid() != uid || meta.len() > MAX_CACHE_FILE {
+        return Err(not_theirs());
+    }
+    // Sized once, so that reading never reallocates and leaves an unwiped copy behind.
+    let mut contents = Zeroizing::new(Vec::with_capacity(meta.len() as usize + 1));
+    file.take(MAX_CACHE_FILE)
+        .read_to_end(&mut contents)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((contents, meta.gid()))
+}
+
+/// A new file beside `target`, never following a link: 0600, the user's, holding `contents`.
+fn write_users_file(path: &Path, contents: &[u8], uid: u32, gid: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+/// `DIR/.NAME.ktbroker-RANDOM`: where the session cache is written before it takes its name.
+fn staging_path(target: &Path) -> std::io::Result<PathBuf> {
+    let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("krb5cc");
+    Ok(target.with_file_name(format!(".{name}.ktbroker-{}", random_hex(6)?)))
 }
 
 /// Removes `path` if it is a regular file owned by `uid`; anything else is left alone.
@@ -96,20 +149,67 @@ mod tests {
     }
 
     #[test]
-    fn only_the_users_regular_files_are_moved_or_removed() {
+    fn only_the_users_regular_files_are_installed_or_removed() {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let uid = crate::ffi::euid();
         let ticket = dir.path().join("ticket");
         std::fs::write(&ticket, "t").unwrap();
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(dir.path().join("elsewhere"), &link).unwrap();
-        assert!(move_ticket(&ticket, &link, uid).is_err(), "a symlink target is refused");
         assert!(
-            move_ticket(&ticket, &dir.path().join("session"), uid + 1).is_err(),
-            "not that user's"
+            install_ticket(&ticket, &link, uid).is_err(),
+            "a symlink target is refused"
         );
-        move_ticket(&ticket, &dir.path().join("session"), uid).unwrap();
+        assert!(!dir.path().join("elsewhere").exists());
+        let ticket_link = dir.path().join("ticket-link");
+        std::os::unix::fs::symlink(&ticket, &ticket_link).unwrap();
+        let session = dir.path().join("session");
+        assert!(
+            install_ticket(&ticket_link, &session, uid).is_err(),
+            "a symlinked source is refused"
+        );
+        assert!(install_ticket(&ticket, &session, uid + 1).is_err(), "not that user's");
+        assert!(!session.exists());
+
+        install_ticket(&ticket, &session, uid).unwrap();
+        assert_eq!(std::fs::read(&session).unwrap(), b"t");
+        assert_eq!(std::fs::metadata(&session).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(!ticket.exists(), "the pending file is gone");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names.len(), 3, "no staging file is left: {names:?}");
+
+        // An existing cache of the user's is replaced whole.
+        std::fs::write(&ticket, "newer").unwrap();
+        install_ticket(&ticket, &session, uid).unwrap();
+        assert_eq!(std::fs::read(&session).unwrap(), b"newer");
         assert!(!remove_users_file(&link, uid), "symlinks are never removed");
-        assert!(remove_users_file(&dir.path().join("session"), uid));
+        assert!(remove_users_file(&session, uid));
+    }
+
+    #[test]
+    fn the_session_cache_is_written_where_it_will_live() {
+        let target = Path::new("/run/user/1000/krb5cc_abc");
+        let staged = staging_path(target).unwrap();
+        assert_eq!(
+            staged.parent(),
+            target.parent(),
+            "same directory, so the rename never crosses filesystems"
+        );
+        assert!(
+            staged
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with(".krb5cc_abc.ktbroker-")
+        );
+        assert_ne!(staged, staging_path(target).unwrap());
+        let pending = temporary_path(Path::new("/var/tmp"), 7).unwrap();
+        assert!(pending.starts_with("/var/tmp") && pending.to_str().unwrap().contains("krb5cc_ktbroker_pam_7_"));
     }
 }

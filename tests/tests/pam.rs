@@ -15,11 +15,13 @@ const PAM_AUTH_ERR: i32 = 7;
 const PAM_AUTHINFO_UNAVAIL: i32 = 9;
 const PAM_USER_UNKNOWN: i32 = 10;
 
-/// A sandbox, its client.toml and a PAM config directory.
+/// A sandbox, its client.toml, a PAM config directory and the module's own directory for the
+/// tickets between auth and session (`ccache_dir=`), so that each test sees only its own.
 struct PamSetup {
     sandbox: Sandbox,
     confdir: PathBuf,
     client_toml: PathBuf,
+    pending_dir: PathBuf,
 }
 
 impl PamSetup {
@@ -30,20 +32,27 @@ impl PamSetup {
         std::fs::create_dir_all(&confdir).unwrap();
         let client_toml = sandbox.root.join("client").join("client.toml");
         std::fs::write(&client_toml, sandbox.client_toml()).unwrap();
+        // Like /tmp: every user may create files, nobody may remove another's.
+        let pending_dir = sandbox.root.join("pending");
+        std::fs::create_dir_all(&pending_dir).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&pending_dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
         Self {
             sandbox,
             confdir,
             client_toml,
+            pending_dir,
         }
     }
 
     /// The module's line arguments: our helper, the sandbox realm, client.toml, 5 s.
     fn module_args(&self, extra: &str) -> String {
         format!(
-            "helper={} krb5_config={} config={} timeout=5 {extra}",
+            "helper={} krb5_config={} config={} ccache_dir={} timeout=5 {extra}",
             project_binary("ktbroker-kinit").display(),
             self.sandbox.realm.krb5_conf.display(),
-            self.client_toml.display()
+            self.client_toml.display(),
+            self.pending_dir.display()
         )
     }
 
@@ -85,6 +94,12 @@ impl PamSetup {
         );
         out
     }
+
+    /// The auth step's temporary caches are all gone (this setup's directory holds nothing else).
+    fn assert_no_pending_caches(&self) {
+        let leftovers: Vec<_> = std::fs::read_dir(&self.pending_dir).unwrap().flatten().collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
 }
 
 fn text(out: &Output) -> String {
@@ -117,31 +132,20 @@ fn cache_path(out: &Output) -> PathBuf {
     )
 }
 
-/// The auth step's temporary caches of `uid` are all gone.
-fn assert_no_pending_caches(uid: u32) {
-    let leftovers: Vec<_> = std::fs::read_dir("/tmp")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with(&format!("krb5cc_ktbroker_pam_{uid}_"))
-        })
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
-}
-
 #[test]
 fn the_right_password_opens_a_session_holding_the_users_ticket() {
     let setup = PamSetup::start();
     let service = setup.service("ktbroker-login", "", "");
+    let pending = format!("pending={}", setup.pending_dir.display());
     let out = setup.drive(
         &service,
         "alice",
         b"alicepw\n",
         &[
             "authenticate",
+            &pending,
             "setcred",
+            &pending,
             "acct_mgmt",
             "open_session",
             "cache",
@@ -162,13 +166,54 @@ fn the_right_password_opens_a_session_holding_the_users_ticket() {
     assert!(stdout.contains("Default principal: alice@KRBTEST.COM"), "{stdout}");
     assert!(stdout.contains("krbtgt/KRBTEST.COM@KRBTEST.COM"), "{stdout}");
     assert!(stdout.trim_end().ends_with("prompts=1"), "{stdout}");
+    // The ticket waited in the module's ccache_dir between auth and setcred, and left it then.
+    assert!(stdout.contains("pending 1\nsetcred rc=0\npending 0\n"), "{stdout}");
     assert!(
         stdout.contains("cache missing"),
         "close_session removed the cache: {stdout}"
     );
     assert!(!cache.exists());
-    // Nothing was left behind in /tmp by the auth step either.
-    assert_no_pending_caches(uid);
+    // Nothing was left behind by the auth step either.
+    setup.assert_no_pending_caches();
+}
+
+#[test]
+fn a_session_cache_on_another_filesystem_is_written_there() {
+    let setup = PamSetup::start();
+    // The pending ticket waits on the sandbox's filesystem; /dev/shm is a tmpfs of its own, so a
+    // rename between them would fail with EXDEV.
+    let shm = tempfile::Builder::new()
+        .prefix("ktbroker-pam-")
+        .tempdir_in("/dev/shm")
+        .unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_ne!(
+        std::fs::metadata(&setup.pending_dir).unwrap().dev(),
+        std::fs::metadata(shm.path()).unwrap().dev(),
+        "the test needs two filesystems"
+    );
+    let extra = format!("ccache=FILE:{}/krb5cc_%u_XXXXXX", shm.path().display());
+    let service = setup.service("ktbroker-shm", &extra, "");
+    let out = setup.drive(
+        &service,
+        "alice",
+        b"alicepw\n",
+        &["authenticate", "open_session", "cache", "klist", "close_session"],
+    );
+    assert_eq!(rc(&out, "open_session"), PAM_SUCCESS, "{}", text(&out));
+    let cache = cache_path(&out);
+    assert!(cache.starts_with(shm.path()), "{}", cache.display());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let uid = uid_of("alice");
+    assert!(stdout.contains(&format!("cache exists uid={uid} mode=600")), "{stdout}");
+    assert!(stdout.contains("Default principal: alice@KRBTEST.COM"), "{stdout}");
+    assert_eq!(rc(&out, "close_session"), PAM_SUCCESS, "{}", text(&out));
+    assert_eq!(
+        std::fs::read_dir(shm.path()).unwrap().count(),
+        0,
+        "closed, and no staging file left"
+    );
+    setup.assert_no_pending_caches();
 }
 
 #[test]
@@ -278,7 +323,7 @@ fn after_pam_unix_use_first_pass_means_one_prompt() {
 fn garbage_arguments_huge_passwords_and_odd_names_give_pam_errors_not_crashes() {
     let setup = PamSetup::start();
     // libpam itself limits a service-file line; within that, any garbage.
-    let huge_arg = "x".repeat(700);
+    let huge_arg = "x".repeat(600);
     let service = setup.service(
         "ktbroker-garbage",
         &format!("timeout=abc minimum_uid=-1 ccache=KEYRING:x frobnicate = {huge_arg}"),
@@ -400,7 +445,6 @@ fn root_and_low_uids_can_be_left_to_other_modules() {
 fn no_ccache_authenticates_and_keeps_no_ticket() {
     let setup = PamSetup::start();
     let service = setup.service("ktbroker-nocache", "no_ccache", "");
-    let uid = uid_of("alice");
     let out = setup.drive(
         &service,
         "alice",
@@ -413,7 +457,7 @@ fn no_ccache_authenticates_and_keeps_no_ticket() {
         "no cache exported: {}",
         text(&out)
     );
-    assert_no_pending_caches(uid);
+    setup.assert_no_pending_caches();
 }
 
 #[test]

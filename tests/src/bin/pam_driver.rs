@@ -129,6 +129,13 @@ fn main() {
                     probe(pamh, op);
                     continue;
                 }
+                // `pending=DIR`: how many files DIR holds now (the module's tickets between steps).
+                other if other.starts_with("pending=") => {
+                    let dir = &other["pending=".len()..];
+                    let count = std::fs::read_dir(dir).map_or(0, |entries| entries.count());
+                    println!("pending {count}");
+                    continue;
+                }
                 other => {
                     eprintln!("unknown op {other}");
                     std::process::exit(2);
