@@ -10,6 +10,12 @@
 //! ```
 //! MIT always writes `kvno32`; readers use it when present and non-zero, else `kvno8`.
 //!
+//! Read as libkrb5 reads it: a record of size 0 ends the keytab (MIT's writer puts one at the end
+//! while it appends), whatever follows it; a hole (negative size, left by `ktremove`) is skipped;
+//! a record larger than its entry (an entry written into a bigger hole) is read up to its entry.
+//! Deliberately stricter than libkrb5, which quietly ends the keytab there: bytes that end inside
+//! a record, and empty realms, name components or keys, are errors, not a shorter keytab.
+//!
 //! Keys live in [`Zeroizing`] buffers and every `Debug` impl here prints `<redacted>` instead.
 
 #![forbid(unsafe_code)]
@@ -119,8 +125,10 @@ impl Keytab {
         while !reader.at_end() {
             let offset = reader.pos;
             let size = reader.i32()?;
-            let len = size.unsigned_abs() as usize;
-            let body = reader.take(len)?;
+            if size == 0 {
+                break;
+            }
+            let body = reader.take(size.unsigned_abs() as usize)?;
             if size > 0 {
                 entries.push(parse_entry(body, offset + 4)?);
             }
@@ -176,16 +184,23 @@ fn parse_entry(body: &[u8], offset: usize) -> Result<Entry, KeytabError> {
         return Err(malformed("principal has no components"));
     }
     let text = |raw: &[u8]| String::from_utf8(raw.to_vec()).map_err(|_| KeytabError::NotUtf8(offset));
-    let realm = text(r.data().map_err(|_| malformed("realm"))?)?;
+    let mut field = |what| match r.data() {
+        Ok([]) | Err(_) => Err(malformed(what)),
+        Ok(bytes) => Ok(bytes),
+    };
+    let realm = text(field("realm")?)?;
     let mut components = Vec::with_capacity(usize::from(n_components));
     for _ in 0..n_components {
-        components.push(text(r.data().map_err(|_| malformed("name component"))?)?);
+        components.push(text(field("name component")?)?);
     }
     let name_type = r.u32().map_err(|_| malformed("name type"))?;
     let timestamp = r.u32().map_err(|_| malformed("timestamp"))?;
     let kvno8 = r.u8().map_err(|_| malformed("kvno"))?;
     let enctype = r.u16().map_err(|_| malformed("enctype"))?;
-    let contents = Zeroizing::new(r.data().map_err(|_| malformed("key"))?.to_vec());
+    let contents = match r.data() {
+        Ok([]) | Err(_) => return Err(malformed("key")),
+        Ok(key) => Zeroizing::new(key.to_vec()),
+    };
     // The 32-bit kvno is optional; MIT uses it only when it is there and non-zero.
     let kvno = match r.remaining() {
         n if n >= 4 => match r.u32()? {

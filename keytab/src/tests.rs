@@ -117,3 +117,79 @@ fn holes_are_skipped_and_kvno8_is_used_without_kvno32() {
     assert_eq!(parsed.entries[0].kvno, 3);
     assert_eq!(parsed.entries[0].key, kt.entries[0].key);
 }
+
+#[test]
+fn a_zero_size_record_ends_the_keytab_as_in_mit() {
+    let mut bytes = MIT_ALICE[..2 + 4 + 0x47].to_vec();
+    bytes.extend_from_slice(&[0, 0, 0, 0]);
+    bytes.extend_from_slice(&MIT_ALICE[2 + 4 + 0x47..]); // a whole valid record after the marker
+    let parsed = Keytab::parse(&bytes).unwrap();
+    assert_eq!(parsed.entries.len(), 1, "nothing after the marker is read");
+    assert_eq!(parsed.entries[0], Keytab::parse(MIT_ALICE).unwrap().entries[0]);
+}
+
+#[test]
+fn a_padded_record_is_read_up_to_its_entry() {
+    // An entry written into a larger hole: the record's size covers zeros after the entry.
+    let entry = &MIT_ALICE[2 + 4..2 + 4 + 0x47];
+    let mut bytes = FORMAT_0502.to_vec();
+    bytes.extend_from_slice(&(0x47i32 + 12).to_be_bytes());
+    bytes.extend_from_slice(entry);
+    bytes.extend_from_slice(&[0; 12]);
+    let parsed = Keytab::parse(&bytes).unwrap();
+    assert_eq!(parsed.entries, Keytab::parse(MIT_ALICE).unwrap().entries[..1]);
+}
+
+#[test]
+fn empty_realms_components_and_keys_are_malformed() {
+    let kt = Keytab::parse(MIT_ALICE).unwrap();
+    let mut empty_key = kt.clone();
+    empty_key.entries[0].key.contents = Zeroizing::new(Vec::new());
+    let mut empty_realm = kt.clone();
+    empty_realm.entries[0].principal.realm = String::new();
+    let mut empty_component = kt;
+    empty_component.entries[0].principal.components = vec![String::new()];
+    for (what, keytab) in [
+        ("key", empty_key),
+        ("realm", empty_realm),
+        ("name component", empty_component),
+    ] {
+        let bytes = keytab.encode().unwrap();
+        assert!(
+            matches!(Keytab::parse(&bytes), Err(KeytabError::Malformed { what: w, .. }) if w == what),
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn encoding_allocates_exactly_once() {
+    // A short size estimate would reallocate and leave an unwiped copy of the keys behind; a long
+    // one wastes nothing but shows the estimate is wrong. Either way capacity != len.
+    let big = Keytab {
+        entries: (0..40)
+            .map(|n| Entry {
+                principal: Principal::new(
+                    vec!["alice".into(), format!("instance-{n}")],
+                    "A-LONGER-REALM.EXAMPLE.COM",
+                ),
+                timestamp: n,
+                kvno: 300 + n,
+                key: Key {
+                    enctype: 18,
+                    contents: Zeroizing::new(vec![n as u8; 32 + n as usize]),
+                },
+            })
+            .collect(),
+    };
+    for keytab in [
+        Keytab::parse(MIT_ALICE).unwrap(),
+        Keytab::parse(MIT_MULTI).unwrap(),
+        big,
+        Keytab::default(),
+    ] {
+        let encoded = keytab.encode().unwrap();
+        assert_eq!(encoded.capacity(), encoded.len());
+        assert_eq!(Keytab::parse(&encoded).unwrap(), keytab);
+    }
+}

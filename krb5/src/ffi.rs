@@ -25,7 +25,8 @@ opaque!(
     _krb5_kt,
     _krb5_ccache,
     krb5_get_init_creds_opt,
-    _krb5_cc_cursor
+    _krb5_cc_cursor,
+    _krb5_kt_cursor
 );
 
 pub type krb5_context = *mut _krb5_context;
@@ -33,6 +34,7 @@ pub type krb5_principal = *mut krb5_principal_data;
 pub type krb5_keytab = *mut _krb5_kt;
 pub type krb5_ccache = *mut _krb5_ccache;
 pub type krb5_cc_cursor = *mut _krb5_cc_cursor;
+pub type krb5_kt_cursor = *mut _krb5_kt_cursor;
 
 // Error codes from <krb5/krb5.h> (com_err table krb5, base -1765328384).
 /// The KDC answered that the client does not exist.
@@ -48,6 +50,8 @@ pub const KRB5KRB_AP_ERR_BAD_INTEGRITY: krb5_error_code = -1_765_328_353;
 /// The clocks of this host and the KDC differ by more than the allowed skew.
 pub const KRB5KRB_AP_ERR_SKEW: krb5_error_code = -1_765_328_347;
 pub const KRB5_CC_NOTFOUND: krb5_error_code = -1_765_328_243;
+/// The end of a keytab's entries.
+pub const KRB5_KT_END: krb5_error_code = -1_765_328_202;
 /// krb5.conf names no KDC for the realm, and DNS gives none.
 pub const KRB5_REALM_UNKNOWN: krb5_error_code = -1_765_328_230;
 /// No KDC of the realm answered.
@@ -136,6 +140,22 @@ unsafe extern "C" {
         entry: *mut krb5_keytab_entry,
     ) -> krb5_error_code;
     pub fn krb5_free_keytab_entry_contents(context: krb5_context, entry: *mut krb5_keytab_entry) -> krb5_error_code;
+    pub fn krb5_kt_start_seq_get(
+        context: krb5_context,
+        keytab: krb5_keytab,
+        cursor: *mut krb5_kt_cursor,
+    ) -> krb5_error_code;
+    pub fn krb5_kt_next_entry(
+        context: krb5_context,
+        keytab: krb5_keytab,
+        entry: *mut krb5_keytab_entry,
+        cursor: *mut krb5_kt_cursor,
+    ) -> krb5_error_code;
+    pub fn krb5_kt_end_seq_get(
+        context: krb5_context,
+        keytab: krb5_keytab,
+        cursor: *mut krb5_kt_cursor,
+    ) -> krb5_error_code;
     pub fn krb5_kt_remove_entry(
         context: krb5_context,
         keytab: krb5_keytab,

@@ -70,6 +70,24 @@ impl Krb5Error {
     }
 }
 
+/// One keytab entry as libkrb5 read it (see [`Context::keytab_entries`]); the key is wiped on drop.
+pub struct KeytabEntry {
+    pub principal: String,
+    pub kvno: u32,
+    pub enctype: i32,
+    pub key: zeroize::Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for KeytabEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "KeytabEntry {{ {} kvno {} enctype {}, key: <redacted> }}",
+            self.principal, self.kvno, self.enctype
+        )
+    }
+}
+
 /// One key for [`Context::kinit_with_keys`]. The caller owns (and wipes) the bytes; libkrb5
 /// copies them into its memory keytab for the length of one exchange.
 pub struct KeyEntry<'a> {
@@ -285,6 +303,52 @@ impl Context {
         // session key it holds).
         unsafe { ffi::krb5_free_cred_contents(self.raw, &mut creds) };
         Ok(times)
+    }
+
+    /// Every entry of the keytab `name` as libkrb5 itself reads it (`klist -k -K`), in file order:
+    /// the reference the project's own keytab codec is tested against.
+    pub fn keytab_entries(&self, name: &str) -> Result<Vec<KeytabEntry>, Krb5Error> {
+        let keytab = self.resolve_keytab(name)?;
+        let mut cursor: ffi::krb5_kt_cursor = std::ptr::null_mut();
+        // SAFETY: context and keytab are live; cursor receives an iterator ended below.
+        let code = unsafe { ffi::krb5_kt_start_seq_get(self.raw, keytab.raw, &mut cursor) };
+        self.check(code, "krb5_kt_start_seq_get")?;
+        let mut entries = Vec::new();
+        let ended = loop {
+            // SAFETY: an all-zero entry is the empty value next_entry fills in.
+            let mut entry: ffi::krb5_keytab_entry = unsafe { std::mem::zeroed() };
+            // SAFETY: cursor came from start_seq_get on this keytab; entry is ours to fill.
+            let code = unsafe { ffi::krb5_kt_next_entry(self.raw, keytab.raw, &mut entry, &mut cursor) };
+            if code != 0 {
+                break code;
+            }
+            let key = if entry.key.contents.is_null() {
+                Vec::new()
+            } else {
+                // SAFETY: libkrb5 filled `length` bytes at `contents`.
+                unsafe { std::slice::from_raw_parts(entry.key.contents, entry.key.length as usize) }.to_vec()
+            };
+            let principal = self.unparse(entry.principal);
+            entries.push((principal, entry.vno, entry.key.enctype, zeroize::Zeroizing::new(key)));
+            // SAFETY: filled by next_entry; freed once (this zeroes libkrb5's copy of the key).
+            unsafe { ffi::krb5_free_keytab_entry_contents(self.raw, &mut entry) };
+        };
+        // SAFETY: ends the iteration started above, once.
+        unsafe { ffi::krb5_kt_end_seq_get(self.raw, keytab.raw, &mut cursor) };
+        if ended != ffi::KRB5_KT_END {
+            self.check(ended, "krb5_kt_next_entry")?;
+        }
+        entries
+            .into_iter()
+            .map(|(principal, kvno, enctype, key)| {
+                Ok(KeytabEntry {
+                    principal: principal?,
+                    kvno,
+                    enctype,
+                    key,
+                })
+            })
+            .collect()
     }
 
     /// Whether `ccache` (or the default cache) belongs to `principal`.

@@ -220,6 +220,10 @@ impl RealmEnv {
             .env("KRB5_KDC_PROFILE", &self.kdc_conf)
             .env("KRB5CCNAME", format!("FILE:{}/harness.ccache", self.dir.display()))
             .env("KRB5RCACHEDIR", &self.dir)
+            // MIT's tools in untranslated English, whatever the machine's locale: the harness
+            // reads their tables (getprinc) and their stderr.
+            .env("LC_ALL", "C")
+            .env_remove("LANGUAGE")
             .env_remove("KRB5_KTNAME")
             .env_remove("KRB5_CLIENT_KTNAME");
         command
