@@ -13,7 +13,7 @@
 //!   principal, for sites that do not let the broker talk to kadmind. Cannot provision or rotate.
 
 use crate::config::KeysConfig;
-use crate::kadm5::{Kadm5Session, KeyData};
+use crate::kadm5::{Kadm5Session, Kadm5Verdict, KeyData};
 mod memfd;
 
 use ktbroker_keytab::Keytab;
@@ -122,6 +122,9 @@ impl KadminProcessKeySource {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        for name in crate::systemd::VARIABLES {
+            command.env_remove(name); // kadmin must not talk to systemd in the broker's name
+        }
         // kadmin -q reads nothing from stdin: with -k (or as kadmin.local) it never prompts.
         let stdin = match memfd {
             Some(memfd) => memfd
@@ -492,8 +495,7 @@ impl StoreKeySource {
         let meta = file
             .metadata()
             .map_err(|e| KeySourceError::Unavailable(format!("{}: {e}", path.display())))?;
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let euid = unsafe { libc::geteuid() };
+        let euid = rustix::process::geteuid().as_raw();
         if !meta.is_file() || meta.mode() & 0o077 != 0 || meta.uid() != euid {
             return Err(KeySourceError::Refused(format!(
                 "{} must be a regular file owned by the broker's user with mode 0600 or stricter",

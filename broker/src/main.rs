@@ -1,4 +1,5 @@
 //! `ktbrokerd [--config FILE] [run | check-config | audit-verify FILE]`
+#![forbid(unsafe_code)]
 
 use anyhow::Context;
 use clap::Parser;
@@ -30,14 +31,10 @@ fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = ktbroker_broker::config::Config::load(config_path)?;
     if let Some(krb5_config) = &config.krb5_config {
-        // libkrb5 and libkadm5 read their configuration from KRB5_CONFIG (kadm5 in MIT 1.20 reads
-        // it itself, not from the context we pass).
-        // SAFETY: no other thread exists yet: the async runtime is created below, and nothing
-        // before this point spawns one.
-        unsafe { std::env::set_var("KRB5_CONFIG", krb5_config) };
+        // Before the async runtime below starts any thread.
+        ktbroker_broker::kadm5::use_krb5_config(krb5_config).context("setting KRB5_CONFIG")?;
     }
-    // SAFETY: as above, still no other thread.
-    let notifier = unsafe { ktbroker_broker::systemd::Notifier::from_env() };
+    let notifier = ktbroker_broker::systemd::Notifier::from_env();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(ktbroker_broker::server::serve(
         config,

@@ -12,20 +12,15 @@ pub struct Notifier {
     watchdog: Option<Duration>,
 }
 
+/// The variables through which systemd speaks to the service: its children must not inherit them.
+pub const VARIABLES: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
+
 impl Notifier {
-    /// Reads and then removes `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID`, so processes
-    /// the broker starts (kadmin) do not talk to systemd in its name.
-    ///
-    /// # Safety
-    /// Changes the environment: call it before any other thread exists.
-    pub unsafe fn from_env() -> Self {
-        let socket = std::env::var("NOTIFY_SOCKET").ok();
-        let usec = std::env::var("WATCHDOG_USEC").ok();
-        let pid = std::env::var("WATCHDOG_PID").ok();
-        for name in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
-            // SAFETY: the caller guarantees no other thread reads or writes the environment.
-            unsafe { std::env::remove_var(name) };
-        }
+    /// From `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID`. The environment is left as it
+    /// is: the processes the broker starts (kadmin) are spawned without [`VARIABLES`], so they
+    /// never talk to systemd in its name.
+    pub fn from_env() -> Self {
+        let [socket, usec, pid] = VARIABLES.map(|name| std::env::var(name).ok());
         Self::new(socket.as_deref(), usec.as_deref(), pid.as_deref(), std::process::id())
     }
 
@@ -62,9 +57,7 @@ impl Notifier {
 
     /// RELOADING=1 with the monotonic timestamp systemd's notify-reload protocol wants.
     pub fn reloading(&self) {
-        let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: clock_gettime writes one timespec into `now`; CLOCK_MONOTONIC always exists.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+        let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
         let usec = now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1_000;
         self.notify(&format!("RELOADING=1\nMONOTONIC_USEC={usec}"));
     }

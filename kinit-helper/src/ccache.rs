@@ -26,8 +26,7 @@ pub fn refuse_foreign_cache(ccache: Option<&str>) -> Result<(), HelperError> {
         },
         _ => Vec::new(),
     };
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
+    let euid = rustix::process::geteuid().as_raw();
     for path in paths {
         let Ok(meta) = std::fs::symlink_metadata(path) else {
             continue; // does not exist yet: libkrb5 creates it, ours, 0600

@@ -118,8 +118,7 @@ impl ClientConfig {
 
 /// `{uid}` in a ccache name becomes the real user id, as in krb5.conf's `%{uid}`.
 pub fn expand_ccache(name: &str) -> String {
-    // SAFETY: getuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::getuid() };
+    let uid = rustix::process::getuid().as_raw();
     name.replace("{uid}", &uid.to_string())
 }
 
@@ -183,7 +182,7 @@ mod tests {
 
     #[test]
     fn uid_placeholders_expand() {
-        let uid = unsafe { libc::getuid() };
+        let uid = rustix::process::getuid().as_raw();
         assert_eq!(
             expand_ccache("FILE:/tmp/krb5cc_{uid}"),
             format!("FILE:/tmp/krb5cc_{uid}")

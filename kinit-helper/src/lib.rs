@@ -6,6 +6,7 @@
 //! in-process AS exchange with libkrb5, the keys in its MEMORY: keytab, never in a file, then
 //! removed and wiped) →
 //! [`ccache`] (refuse another user's cache; succeed only if the cache now holds the ticket).
+#![forbid(unsafe_code)]
 
 pub mod ccache;
 pub mod cli;

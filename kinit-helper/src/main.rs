@@ -1,4 +1,5 @@
 //! `ktbroker-kinit [login] [USER]`, `status [--json]`, `logout`, `renew`: see `--help`.
+#![forbid(unsafe_code)]
 
 use clap::Parser;
 use ktbroker_kinit::cli::{Cli, Command, CommonArgs, LoginArgs};

@@ -24,25 +24,18 @@ pub fn read_password(prompt: &str) -> Result<Zeroizing<Vec<u8>>, HelperError> {
     Ok(password)
 }
 
-/// Reads one password from file descriptor `fd` (`--password-fd N`: a pipe the caller set up),
-/// up to the first newline, then closes it.
+/// Reads one password from file descriptor `fd` (`--password-fd N`: a pipe or a file the caller
+/// set up), up to the first newline. The descriptor is opened afresh through `/proc/self/fd/N`,
+/// which needs no claim on a number this process did not open itself (and so no `unsafe`).
 pub fn read_password_from_fd(fd: i32) -> Result<Zeroizing<Vec<u8>>, HelperError> {
-    use std::os::fd::{FromRawFd, OwnedFd};
     if fd < 0 {
         return Err(HelperError::Password(format!("{fd} is not a file descriptor")));
     }
-    if rustix::io::fcntl_getfd(
-        // SAFETY: borrowed only for this check; fcntl on a closed number fails with EBADF.
-        unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
-    )
-    .is_err()
-    {
-        return Err(HelperError::Password(format!("file descriptor {fd} is not open")));
-    }
-    // SAFETY: the caller handed us this open descriptor for the password; we take ownership and
-    // close it after reading, so nothing else in this process uses it.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    read_line_from_fd(&owned)
+    let file = std::fs::File::open(format!("/proc/self/fd/{fd}")).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => HelperError::Password(format!("file descriptor {fd} is not open")),
+        _ => HelperError::Password(format!("file descriptor {fd}: {e} (give a pipe or a file)")),
+    })?;
+    read_line_from_fd(&file)
 }
 
 /// Reads up to the first `\n` (or EOF) straight from the fd into a buffer that is never

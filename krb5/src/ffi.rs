@@ -8,8 +8,10 @@ use std::os::raw::{c_char, c_uint, c_void};
 
 pub type krb5_error_code = i32;
 
-/// Declares an opaque libkrb5 struct: a distinct type per handle kind, so that a keytab can never
-/// be passed where a credential cache is wanted (the nomicon's pattern for opaque C types).
+/// Declares an opaque C struct: a distinct type per handle kind, so that a keytab can never be
+/// passed where a credential cache is wanted (the nomicon's pattern for opaque C types). Also
+/// used by the GSSAPI declarations and the broker's kadm5 ones.
+#[macro_export]
 macro_rules! opaque {
     ($($name:ident),*) => {$(
         #[repr(C)]
@@ -19,7 +21,7 @@ macro_rules! opaque {
         }
     )*};
 }
-opaque!(
+crate::opaque!(
     _krb5_context,
     krb5_principal_data,
     _krb5_kt,

@@ -32,9 +32,10 @@ struct gss_key_value_set_desc {
     elements: *mut gss_key_value_element_desc,
 }
 
-type GssName = *mut c_void;
-type GssCred = *mut c_void;
-type GssCtx = *mut c_void;
+crate::opaque!(gss_name_struct, gss_cred_id_struct, gss_ctx_id_struct);
+type GssName = *mut gss_name_struct;
+type GssCred = *mut gss_cred_id_struct;
+type GssCtx = *mut gss_ctx_id_struct;
 
 const GSS_C_INDEFINITE: OM_uint32 = 0xffff_ffff;
 const GSS_C_INITIATE: c_int = 1;

@@ -3,8 +3,12 @@
 //! does, without starting a process), read what a cache holds (`klist`), renew its TGT
 //! (`kinit -R`) and destroy it (`kdestroy`).
 //!
-//! All `unsafe` lives here and in [`ffi`]. A [`Context`] is `Send` but not `Sync`: libkrb5
-//! contexts must not be used from two threads at once.
+//! All `unsafe` lives here, in [`ffi`] and in [`gss`]: this crate is where ktbroker's client
+//! side meets libkrb5. A [`Context`] is `Send` but not `Sync`: libkrb5 contexts must not be used
+//! from two threads at once.
+
+// The FFI crate: the workspace denies `unsafe` everywhere else.
+#![allow(unsafe_code)]
 
 pub mod ffi;
 pub mod gss;
@@ -61,7 +65,8 @@ impl Krb5Error {
         FailureKind::of(self.code)
     }
 
-    fn local(during: &'static str, message: &str) -> Self {
+    /// A failure found before libkrb5 was called (code -1).
+    pub fn local(during: &'static str, message: &str) -> Self {
         Self {
             code: -1,
             message: message.to_owned(),
@@ -556,7 +561,14 @@ impl Context {
         Ok(name)
     }
 
-    fn parse_name(&self, name: &str) -> Result<Principal<'_>, Krb5Error> {
+    /// The raw context, for the broker's kadm5 calls (which take a krb5 context). It stays
+    /// owned by `self`: never free it, never use it from another thread.
+    pub fn as_ptr(&self) -> ffi::krb5_context {
+        self.raw
+    }
+
+    /// A principal parsed by this context, freed when dropped.
+    pub fn parse_name(&self, name: &str) -> Result<Principal<'_>, Krb5Error> {
         let name = c_string(name, "principal")?;
         let mut raw: ffi::krb5_principal = std::ptr::null_mut();
         // SAFETY: context is live; name is a valid C string; raw receives a new principal.
@@ -598,7 +610,9 @@ impl Context {
         Ok(InitCredsOptions { context: self, raw })
     }
 
-    fn check(&self, code: ffi::krb5_error_code, during: &'static str) -> Result<(), Krb5Error> {
+    /// `Ok` for 0, else the error with MIT's message for `code` (krb5 and, once libkadm5 is
+    /// loaded, kadm5 codes).
+    pub fn check(&self, code: ffi::krb5_error_code, during: &'static str) -> Result<(), Krb5Error> {
         if code == 0 {
             return Ok(());
         }
@@ -654,9 +668,16 @@ impl Drop for Context {
     }
 }
 
-struct Principal<'a> {
+pub struct Principal<'a> {
     context: &'a Context,
     raw: ffi::krb5_principal,
+}
+
+impl Principal<'_> {
+    /// The raw principal; it stays owned by `self`.
+    pub fn as_ptr(&self) -> ffi::krb5_principal {
+        self.raw
+    }
 }
 
 impl Drop for Principal<'_> {

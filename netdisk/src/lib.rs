@@ -4,6 +4,7 @@
 //! does, if there is none); [`config`] says where the cluster is; a transport ([`native`])
 //! implements [`fs::Filesystem`]; [`commands`] are written once over that trait; [`error`]
 //! turns Hadoop's exceptions into one-line messages and exit codes.
+#![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod commands;

@@ -1,4 +1,5 @@
 //! `netdisk COMMAND ...`: see `--help`.
+#![forbid(unsafe_code)]
 
 use clap::Parser;
 use ktbroker_kinit::request::LoginOptions;

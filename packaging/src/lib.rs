@@ -1,6 +1,7 @@
 //! Man pages (clap_mangen) and shell completions (clap_complete) generated from the same clap
 //! definitions the binaries parse with, so `--help`, the man page and the completions never
 //! disagree. `ktbroker-gen-assets OUTDIR` writes them for the packages.
+#![forbid(unsafe_code)]
 
 use clap::CommandFactory;
 use clap_complete::Shell;

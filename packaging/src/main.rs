@@ -1,4 +1,5 @@
 //! `ktbroker-gen-assets OUTDIR`: man pages and shell completions for the packages.
+#![forbid(unsafe_code)]
 
 use anyhow::Context;
 

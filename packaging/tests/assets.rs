@@ -1,5 +1,8 @@
 //! The generated man pages render and name every subcommand; the bash completions parse.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::process::Command;
 
 #[test]

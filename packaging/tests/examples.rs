@@ -1,6 +1,9 @@
 //! The example configurations the packages install as conffiles are valid for the programs that
 //! read them: what an admin starts from must not fail `check-config` for a reason of ours.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 

@@ -6,7 +6,12 @@
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use zeroize::Zeroizing;
 
-pub type pam_handle_t = c_void;
+/// libpam's `pam_handle_t`: opaque, only ever behind a pointer.
+#[repr(C)]
+pub struct pam_handle_t {
+    _data: [u8; 0],
+    _marker: std::marker::PhantomData<(*mut u8, std::marker::PhantomPinned)>,
+}
 
 pub const PAM_SUCCESS: c_int = 0;
 pub const PAM_SERVICE_ERR: c_int = 3;

@@ -9,6 +9,8 @@
 
 mod args;
 mod child;
+// All FFI with libpam and libc; `unsafe` is denied everywhere else in the module.
+#[allow(unsafe_code)]
 mod ffi;
 mod session;
 
@@ -53,6 +55,8 @@ fn hook(
 /// [`hook`] (argument parsing, panic guard).
 macro_rules! pam_hook {
     ($name:ident, $body:expr) => {
+        // An exported symbol libpam looks up by name: the crate's one use of `unsafe` outside ffi.
+        #[allow(unsafe_code)]
         #[unsafe(no_mangle)]
         pub extern "C" fn $name(
             pamh: *mut pam_handle_t,

@@ -3,6 +3,7 @@
 //! `FetchKeytabRequest` (password) and `FetchKeytabResponse` (keytab bytes) deliberately do not
 //! implement `Debug`; a compile-time check below keeps it that way. Refusals travel as
 //! [`refusal`] details of the gRPC status, never as text to be parsed.
+#![forbid(unsafe_code)]
 
 pub mod v1 {
     #![allow(clippy::all, missing_docs)]

@@ -44,7 +44,10 @@ pub fn shared_cluster() -> &'static SharedCluster {
             .unwrap_or_else(|e| panic!("starting the shared sandbox and HDFS: {e:#}"));
         // SAFETY: atexit(3) takes a plain extern "C" function; `stop_at_exit` only reads the
         // static, which is initialized by then.
-        unsafe { libc::atexit(stop_at_exit) };
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::atexit(stop_at_exit)
+        };
         cluster
     })
 }

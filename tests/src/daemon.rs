@@ -28,6 +28,7 @@ impl Daemon {
         // SAFETY: runs in the forked child before exec; prctl(2) is async-signal-safe and the
         // closure allocates nothing. The daemon then dies with the thread that started it, so a
         // killed test run or sandbox leaves no stray KDC, slapd or broker behind.
+        #[allow(unsafe_code)]
         unsafe {
             command.pre_exec(|| {
                 rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))

@@ -2,6 +2,9 @@
 //! brokers with failover, the password on a file descriptor, credential-cache ownership, and the
 //! status / renew / logout subcommands. Real KDC, slapd and brokers, as everywhere.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use ktbroker_tests::Sandbox;
 use ktbroker_tests::bins::project_binary;
 use ktbroker_tests::client::{audit_reasons, stderr};

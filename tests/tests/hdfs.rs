@@ -6,6 +6,9 @@
 //! - `ktbroker-kinit run -- FsShell`: Hadoop's own Java client on the helper's FILE cache.
 //! - `netdisk`: the Rust CLI (hdfs-native), logging in through the broker when there is no ticket.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use ktbroker_tests::bins::project_binary;
 use ktbroker_tests::client::{audit_reasons, stderr};
 use ktbroker_tests::cluster::{NetdiskClient, SharedCluster, shared_cluster};

@@ -2,6 +2,9 @@
 //! punched with `ktremove` (holes, and entries written into larger holes), read by our parser and
 //! by libkrb5 itself, entry by entry. A real KDC database, as everywhere.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use ktbroker_keytab::Keytab;
 use ktbroker_tests::realm::Realm;
 use std::path::Path;

@@ -2,6 +2,9 @@
 //! configuration reload, DN-template bind, the kadmin-local and store key sources, provisioning,
 //! key rotation, host binding (CIDR and mTLS) and the directory's own lockout (ppolicy).
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use ktbroker_codes::RefusalCode;
 use ktbroker_kinit::fetch::{ClientIdentity, fetch_keytab};
 use ktbroker_proto::v1::{FetchKeytabRequest, RotateKeyRequest, keytab_broker_client::KeytabBrokerClient};

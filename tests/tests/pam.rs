@@ -3,6 +3,9 @@
 //! The demo users must exist locally (the module runs the helper as the user): the setup creates
 //! them with useradd, and gives alice a local password for the pam_unix stacking test.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use ktbroker_tests::Sandbox;
 use ktbroker_tests::accounts::{local_users, uid_of};
 use ktbroker_tests::bins::{project_binary, tool_binary};

@@ -1,5 +1,7 @@
 //! The effective configuration as TOML, for `ktbrokerd check-config`: every default filled in,
-//! every path resolved, and secrets shown only as where they come from, never their contents.
+//! every path resolved, and secrets shown only as where they come from (marked with a comment),
+//! never their contents. It is a valid configuration itself: loaded again, it is the same
+//! configuration (tested).
 
 use super::{Config, KeysConfig, LdapTransport, TenantConfig, UserLookup};
 use std::path::Path;
@@ -63,7 +65,10 @@ impl Config {
             .map(|(name, tenant)| (name.clone(), Value::Table(tenant_table(tenant))))
             .collect();
         root.insert("tenants".into(), tenants.into());
-        toml::to_string_pretty(&root).unwrap_or_else(|e| format!("# cannot render the configuration: {e}\n"))
+        match toml::to_string_pretty(&root) {
+            Ok(text) => mark_secret_files(&text),
+            Err(e) => format!("# cannot render the configuration: {e}\n"),
+        }
     }
 }
 
@@ -98,12 +103,11 @@ fn tenant_table(tenant: &TenantConfig) -> Table {
     let d = &tenant.directory;
     let mut directory = Table::new();
     directory.insert("url".into(), d.url.as_str().into());
-    let transport = match d.transport {
-        LdapTransport::Ldaps => "ldaps",
-        LdapTransport::StartTls => "starttls",
-        LdapTransport::PlaintextLoopback => "plaintext-loopback (explicit opt-in)",
-    };
-    directory.insert("transport".into(), transport.into());
+    directory.insert("starttls".into(), (d.transport == LdapTransport::StartTls).into());
+    directory.insert(
+        "allow_plaintext_loopback".into(),
+        (d.transport == LdapTransport::PlaintextLoopback).into(),
+    );
     if let Some(ca) = &d.ca_file {
         directory.insert("ca_file".into(), path(ca));
     }
@@ -173,9 +177,29 @@ fn path(p: &Path) -> Value {
     p.display().to_string().into()
 }
 
-/// A secret file: where it is, never what it holds.
+/// A secret file: where it is (marked by [`mark_secret_files`]), never what it holds.
 fn redacted(p: &Path) -> Value {
-    format!("{} (contents redacted)", p.display()).into()
+    path(p)
+}
+
+/// The keys whose value is a file holding a secret.
+const SECRET_FILE_KEYS: [&str; 3] = ["tls_key", "bind_password_file", "admin_keytab"];
+
+/// Appends `# contents redacted` to each line that names a secret file, so a reader sees that
+/// only the path is shown (TOML comments keep the text a valid configuration).
+fn mark_secret_files(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 256);
+    for line in text.lines() {
+        out.push_str(line);
+        if line
+            .split_once(" = ")
+            .is_some_and(|(key, _)| SECRET_FILE_KEYS.contains(&key.trim()))
+        {
+            out.push_str("  # (contents redacted)");
+        }
+        out.push('\n');
+    }
+    out
 }
 
 fn integer(n: u64) -> Value {

@@ -12,7 +12,8 @@ mod raw;
 use crate::hosts::{Cidr, ClientRule};
 use crate::limits::LimitPolicy;
 use crate::policy::PrincipalPolicy;
-use raw::{RawConfig, RawDirectory, RawKeys, RawLimits, RawTenant};
+use raw::{RawConfig, RawDirectory, RawKeys, RawLimits, RawTenant, SourceKind, all_key_fields};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -414,71 +415,62 @@ impl Paths<'_> {
         })
     }
 
-    fn keys(self, tenant: &str, k: RawKeys) -> Result<KeysConfig, ConfigError> {
+    fn keys(self, tenant: &str, mut table: toml::Table) -> Result<KeysConfig, ConfigError> {
         let key = |field: &str| format!("tenants.{tenant}.keys.{field}");
-        let source = k.source.as_deref().unwrap_or("kadmin");
-        let timeout = secs_in(k.timeout_secs, 10, 1..=300, &key("timeout_secs"))?;
-        // Each source takes its own fields; a field another source uses is a mistake worth naming.
-        let given = [
-            ("admin_principal", k.admin_principal.is_some()),
-            ("admin_keytab", k.admin_keytab.is_some()),
-            ("kadmin_path", k.kadmin_path.is_some()),
-            ("kadmin_local_path", k.kadmin_local_path.is_some()),
-            ("kdc_profile", k.kdc_profile.is_some()),
-            ("store_dir", k.store_dir.is_some()),
-            ("timeout_secs", k.timeout_secs.is_some()),
-        ];
-        let takes: &[&str] = match source {
-            "kadmin" => &["admin_principal", "admin_keytab", "timeout_secs"],
-            "kadmin-cli" => &["admin_principal", "admin_keytab", "kadmin_path", "timeout_secs"],
-            "kadmin-local" => &["kadmin_local_path", "kdc_profile", "timeout_secs"],
-            "store" => &["store_dir"],
-            other => {
-                return Err(invalid(
-                    key("source"),
-                    format!("is {other:?}; use \"kadmin\", \"kadmin-cli\", \"kadmin-local\" or \"store\""),
-                ));
-            }
-        };
-        if let Some((field, _)) = given.iter().find(|(field, set)| *set && !takes.contains(field)) {
-            return Err(invalid(key(field), format!("does not apply to source = {source:?}")));
+        let source_value = table
+            .entry("source")
+            .or_insert_with(|| SourceKind::DEFAULT.into())
+            .clone();
+        let source = SourceKind::deserialize(source_value.clone()).map_err(|_| {
+            invalid(
+                key("source"),
+                format!("is {source_value}; use \"kadmin\", \"kadmin-cli\", \"kadmin-local\" or \"store\""),
+            )
+        })?;
+        // Each source takes its own keys; one that another source uses is a mistake worth naming.
+        let accepted = source.fields();
+        let misplaced = all_key_fields()
+            .iter()
+            .find(|field| **field != "source" && table.contains_key(**field) && !accepted.contains(field));
+        if let Some(field) = misplaced {
+            return Err(invalid(
+                key(field),
+                format!("does not apply to source = {source_value}"),
+            ));
         }
-        let required = |value: Option<String>, field: &str| {
-            value
+        let raw = RawKeys::deserialize(table).map_err(|e| invalid(format!("tenants.{tenant}.keys"), e.to_string()))?;
+        let timeout = |secs| secs_in(secs, 10, 1..=300, &key("timeout_secs"));
+        let required = |value: String, field: &str| {
+            Some(value)
                 .filter(|v| !v.trim().is_empty())
-                .ok_or_else(|| invalid(key(field), format!("is required for source = {source:?}")))
+                .ok_or_else(|| invalid(key(field), format!("is required for source = {source_value}")))
         };
-        let admin_keytab = |path: Option<PathBuf>| -> Result<PathBuf, ConfigError> {
-            let path =
-                path.ok_or_else(|| invalid(key("admin_keytab"), format!("is required for source = {source:?}")))?;
+        let admin_keytab = |path: PathBuf| -> Result<PathBuf, ConfigError> {
             let path = self.secret(path, &key("admin_keytab"))?;
             check_private(&path, &key("admin_keytab"))?;
             Ok(path)
         };
-        Ok(match source {
-            "kadmin" => KeysConfig::Kadmin {
+        Ok(match raw {
+            RawKeys::Kadmin(k) => KeysConfig::Kadmin {
                 admin_principal: required(k.admin_principal, "admin_principal")?,
                 admin_keytab: admin_keytab(k.admin_keytab)?,
-                timeout,
+                timeout: timeout(k.timeout_secs)?,
             },
-            "kadmin-cli" => KeysConfig::KadminCli {
+            RawKeys::KadminCli(k) => KeysConfig::KadminCli {
                 kadmin_path: k.kadmin_path.unwrap_or_else(|| PathBuf::from("/usr/bin/kadmin")),
                 admin_principal: required(k.admin_principal, "admin_principal")?,
                 admin_keytab: admin_keytab(k.admin_keytab)?,
-                timeout,
+                timeout: timeout(k.timeout_secs)?,
             },
-            "kadmin-local" => KeysConfig::KadminLocal {
+            RawKeys::KadminLocal(k) => KeysConfig::KadminLocal {
                 kadmin_local_path: k
                     .kadmin_local_path
                     .unwrap_or_else(|| PathBuf::from("/usr/sbin/kadmin.local")),
                 kdc_profile: k.kdc_profile.map(|p| self.path(p)),
-                timeout,
+                timeout: timeout(k.timeout_secs)?,
             },
-            _ => {
-                let dir = self.path(
-                    k.store_dir
-                        .ok_or_else(|| invalid(key("store_dir"), "is required for source = \"store\""))?,
-                );
+            RawKeys::Store(k) => {
+                let dir = self.path(k.store_dir);
                 check_private(&dir, &key("store_dir"))?;
                 KeysConfig::Store { dir }
             }

@@ -93,7 +93,11 @@ pub(super) struct RawTenant {
     #[serde(default)]
     pub clients: Vec<RawClientRule>,
     pub directory: RawDirectory,
-    pub keys: RawKeys,
+    /// Read as a table first: `source` may be left out (it means "kadmin"), and a key that does
+    /// not belong to the chosen source is named before [`RawKeys`] takes the table. A key no
+    /// source knows is refused right here, like every unknown key.
+    #[serde(deserialize_with = "known_key_fields")]
+    pub keys: toml::Table,
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,15 +125,136 @@ pub(super) struct RawDirectory {
     pub timeout_secs: Option<u64>,
 }
 
+/// `[tenants.NAME.keys]`: `source` says which of the key sources, and each takes its own keys.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "source", rename_all = "kebab-case")]
+pub(super) enum RawKeys {
+    Kadmin(RawKadmin),
+    KadminCli(RawKadminCli),
+    KadminLocal(RawKadminLocal),
+    Store(RawStore),
+}
+
+/// The key source a `source` value names, and which keys it takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) enum SourceKind {
+    Kadmin,
+    KadminCli,
+    KadminLocal,
+    Store,
+}
+
+impl SourceKind {
+    pub const DEFAULT: &str = "kadmin";
+    pub const ALL: [Self; 4] = [Self::Kadmin, Self::KadminCli, Self::KadminLocal, Self::Store];
+
+    /// The keys this source's table may hold besides `source`, as its struct declares them.
+    pub fn fields(self) -> &'static [&'static str] {
+        match self {
+            Self::Kadmin => field_names::<RawKadmin>(),
+            Self::KadminCli => field_names::<RawKadminCli>(),
+            Self::KadminLocal => field_names::<RawKadminLocal>(),
+            Self::Store => field_names::<RawStore>(),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawKeys {
-    pub source: Option<String>,
-    pub admin_principal: Option<String>,
-    pub admin_keytab: Option<PathBuf>,
+pub(super) struct RawKadmin {
+    pub admin_principal: String,
+    pub admin_keytab: PathBuf,
+    pub timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKadminCli {
     pub kadmin_path: Option<PathBuf>,
+    pub admin_principal: String,
+    pub admin_keytab: PathBuf,
+    pub timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKadminLocal {
     pub kadmin_local_path: Option<PathBuf>,
     pub kdc_profile: Option<PathBuf>,
-    pub store_dir: Option<PathBuf>,
     pub timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStore {
+    pub store_dir: PathBuf,
+}
+
+/// `source` and every key any source takes, in declaration order.
+pub(super) fn all_key_fields() -> &'static [&'static str] {
+    static ALL: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    ALL.get_or_init(|| {
+        let mut all = vec!["source"];
+        for field in SourceKind::ALL.iter().flat_map(|source| source.fields()) {
+            if !all.contains(field) {
+                all.push(field);
+            }
+        }
+        all
+    })
+}
+
+fn known_key_fields<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<toml::Table, D::Error> {
+    let table = toml::Table::deserialize(deserializer)?;
+    match table.keys().find(|key| !all_key_fields().contains(&key.as_str())) {
+        Some(unknown) => Err(serde::de::Error::unknown_field(unknown, all_key_fields())),
+        None => Ok(table),
+    }
+}
+
+/// The field names a derived `Deserialize` struct accepts: serde hands them to
+/// `deserialize_struct`, where this probe records them (and then stops with an error).
+fn field_names<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+    use serde::de::{Deserializer, Visitor};
+    use std::cell::Cell;
+
+    #[derive(Debug)]
+    struct Stop;
+    impl std::fmt::Display for Stop {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("probe")
+        }
+    }
+    impl std::error::Error for Stop {}
+    impl serde::de::Error for Stop {
+        fn custom<M: std::fmt::Display>(_: M) -> Self {
+            Stop
+        }
+    }
+
+    struct Probe<'a>(&'a Cell<&'static [&'static str]>);
+    impl<'de> Deserializer<'de> for Probe<'_> {
+        type Error = Stop;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+            Err(Stop)
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Stop> {
+            self.0.set(fields);
+            Err(Stop)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option
+            unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+
+    let fields = Cell::new(&[][..]);
+    let _ = T::deserialize(Probe(&fields));
+    fields.get()
 }

@@ -298,6 +298,78 @@ fn effective_config_is_toml_with_defaults_and_no_secret_contents() {
     assert!(!text.contains("hunter2"), "{text}");
 }
 
+#[test]
+fn the_effective_configuration_loads_back_as_the_same_configuration() {
+    let dir = fixture();
+    let store = dir.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // Every shape a tenant can take: search and template lookup, StartTLS, LDAPS and plaintext
+    // loopback, client rules, and each key source.
+    let sources = [
+        "source = \"store\"\nstore_dir = \"store\"",
+        "source = \"kadmin-local\"\nkdc_profile = \"/etc/krb5kdc/kdc.conf\"",
+        "source = \"kadmin-cli\"\nadmin_principal = \"a@LAB.TEST\"\nadmin_keytab = \"admin.keytab\"\ntimeout_secs = 7",
+    ];
+    for (n, keys) in sources.iter().enumerate() {
+        let text = format!(
+            r#"{VALID}
+[tenants.lab{n}]
+realm = "LAB.TEST"
+principal = "{{user}}/netdisk@{{realm}}"
+allow_principals = ["*/netdisk@LAB.TEST"]
+enctypes = ["aes128-cts-hmac-sha1-96"]
+provision = true
+[[tenants.lab{n}.clients]]
+cidr = "10.0.0.0/8"
+[[tenants.lab{n}.clients]]
+cert = "edge1.example.com"
+[tenants.lab{n}.directory]
+url = "ldap://lab.example.com"
+starttls = true
+ca_file = "pw"
+user_dn_template = "uid={{user}},ou=lab,dc=example,dc=com"
+group_dn = "cn=lab,dc=example,dc=com"
+[tenants.lab{n}.keys]
+{keys}
+[tenants.ad{n}]
+realm = "AD.TEST"
+[tenants.ad{n}.directory]
+url = "ldaps://ad.example.com"
+ca_file = "pw"
+bind_dn = "cn=svc,dc=ad"
+bind_password_file = "pw"
+user_base = "dc=ad"
+group_dn = "cn=g,dc=ad"
+[tenants.ad{n}.keys]
+admin_principal = "ktbroker/admin@AD.TEST"
+admin_keytab = "admin.keytab"
+[metrics]
+listen = "127.0.0.1:9464"
+[audit]
+file = "audit.log"
+[admin]
+identities = ["ops"]
+"#
+        )
+        .replacen("[server]", "default_tenant = \"corp\"\n[server]", 1)
+        .replacen(
+            "tls_key = \"key.pem\"",
+            "tls_key = \"key.pem\"\nclient_ca_file = \"pw\"",
+            1,
+        );
+        let config = load(&dir, &text).unwrap();
+        let effective = config.effective_toml();
+        std::fs::write(dir.path().join("effective.toml"), &effective).unwrap();
+        let again = Config::load_with_credentials(&dir.path().join("effective.toml"), None)
+            .unwrap_or_else(|e| panic!("{e}\n{effective}"));
+        assert_eq!(again.tenants, config.tenants, "{effective}");
+        assert_eq!(again.effective_toml(), effective);
+        assert!(effective.contains("starttls = true"), "{effective}");
+        assert!(effective.contains("allow_plaintext_loopback = true"), "{effective}");
+    }
+}
+
 const VALID: &str = r#"version = 1
 [server]
 listen = "127.0.0.1:0"

@@ -4,13 +4,14 @@
 
 #![allow(non_camel_case_types)]
 
-pub use ktbroker_krb5::ffi::{
-    krb5_context, krb5_data, krb5_free_context, krb5_free_principal, krb5_init_context, krb5_keyblock, krb5_parse_name,
-    krb5_principal,
-};
+pub use ktbroker_krb5::ffi::{krb5_context, krb5_data, krb5_error_code, krb5_keyblock, krb5_principal};
 use std::os::raw::{c_char, c_int, c_long, c_uint, c_void};
 
 pub type kadm5_ret_t = c_long;
+
+ktbroker_krb5::opaque!(kadm5_server_handle);
+/// The `void *server_handle` of every kadm5 call, as its own type.
+pub type kadm5_handle = *mut kadm5_server_handle;
 pub type krb5_kvno = c_uint;
 
 /// `KADM5_STRUCT_VERSION_1`.
@@ -21,19 +22,19 @@ pub const KADM5_API_VERSION_4: u32 = 0x1234_5704;
 pub const KADM5_ADMIN_SERVICE: &std::ffi::CStr = c"kadmin/admin";
 
 /// Error codes from `<kadm5/kadm_err.h>` that the broker treats specially.
-pub const KADM5_AUTH_GET: c_long = 43_787_521;
-pub const KADM5_AUTH_ADD: c_long = 43_787_522;
-pub const KADM5_AUTH_MODIFY: c_long = 43_787_523;
-pub const KADM5_AUTH_DELETE: c_long = 43_787_524;
-pub const KADM5_AUTH_INSUFFICIENT: c_long = 43_787_525;
-pub const KADM5_AUTH_LIST: c_long = 43_787_564;
-pub const KADM5_DUP: c_long = 43_787_527;
-pub const KADM5_UNK_PRINC: c_long = 43_787_532;
-pub const KADM5_AUTH_CHANGEPW: c_long = 43_787_565;
-pub const KADM5_AUTH_SETKEY: c_long = 43_787_570;
+pub const KADM5_AUTH_GET: krb5_error_code = 43_787_521;
+pub const KADM5_AUTH_ADD: krb5_error_code = 43_787_522;
+pub const KADM5_AUTH_MODIFY: krb5_error_code = 43_787_523;
+pub const KADM5_AUTH_DELETE: krb5_error_code = 43_787_524;
+pub const KADM5_AUTH_INSUFFICIENT: krb5_error_code = 43_787_525;
+pub const KADM5_AUTH_LIST: krb5_error_code = 43_787_564;
+pub const KADM5_DUP: krb5_error_code = 43_787_527;
+pub const KADM5_UNK_PRINC: krb5_error_code = 43_787_532;
+pub const KADM5_AUTH_CHANGEPW: krb5_error_code = 43_787_565;
+pub const KADM5_AUTH_SETKEY: krb5_error_code = 43_787_570;
 /// "Operation requires ``extract-keys'' privilege": what kadmind answers a reader without `e`.
-pub const KADM5_AUTH_EXTRACT: c_long = 43_787_580;
-pub const KADM5_AUTH_INITIAL: c_long = 43_787_582;
+pub const KADM5_AUTH_EXTRACT: krb5_error_code = 43_787_580;
+pub const KADM5_AUTH_INITIAL: krb5_error_code = 43_787_582;
 
 /// `KADM5_CONFIG_REALM`: `params.realm` is set.
 pub const KADM5_CONFIG_REALM: c_long = 0x1;
@@ -125,24 +126,24 @@ unsafe extern "C" {
         struct_version: u32,
         api_version: u32,
         db_args: *mut *mut c_char,
-        server_handle: *mut *mut c_void,
+        server_handle: *mut kadm5_handle,
     ) -> kadm5_ret_t;
-    pub fn kadm5_destroy(server_handle: *mut c_void) -> kadm5_ret_t;
+    pub fn kadm5_destroy(server_handle: kadm5_handle) -> kadm5_ret_t;
     pub fn kadm5_get_principal_keys(
-        server_handle: *mut c_void,
+        server_handle: kadm5_handle,
         principal: krb5_principal,
         kvno: krb5_kvno,
         key_data: *mut *mut kadm5_key_data,
         n_key_data: *mut c_int,
     ) -> kadm5_ret_t;
     pub fn kadm5_create_principal(
-        server_handle: *mut c_void,
+        server_handle: kadm5_handle,
         entry: *mut kadm5_principal_ent_rec,
         mask: c_long,
         password: *mut c_char,
     ) -> kadm5_ret_t;
     pub fn kadm5_randkey_principal(
-        server_handle: *mut c_void,
+        server_handle: kadm5_handle,
         principal: krb5_principal,
         keyblocks: *mut *mut krb5_keyblock,
         n_keys: *mut c_int,

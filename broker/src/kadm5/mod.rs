@@ -2,39 +2,41 @@
 //! principal and keytab, used to read a principal's current keys without changing them
 //! (`kadm5_get_principal_keys`, the call behind `ktadd -norandkey`; needs the `e` privilege).
 //!
-//! All `unsafe` for libkrb5/libkadm5 lives in this module and [`ffi`]. A session owns one krb5
-//! context and one kadm5 handle; neither is thread-safe, so a session is `Send` but not `Sync`
-//! and callers serialize access (see `keysource::Kadm5KeySource`).
+//! All `unsafe` for libkadm5 lives in this module and [`ffi`]; the krb5 side (context, principals,
+//! errors and their messages) is the krb5 crate's. A session owns one krb5 context and one kadm5
+//! handle; neither is thread-safe, so a session is `Send` but not `Sync` and callers serialize
+//! access (see `keysource::Kadm5KeySource`).
 
 mod ffi;
 
+use ktbroker_krb5::{Context, Krb5Error};
 use std::ffi::CString;
-use std::os::raw::{c_int, c_long};
+use std::os::raw::c_int;
 use std::path::Path;
 use zeroize::Zeroizing;
 
-/// A failed libkrb5/kadm5 call: the code and MIT's own message for it.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{during}: {message} (code {code})")]
-pub struct Kadm5Error {
-    /// A krb5 or kadm5 error code (`kadm5_ret_t`, a C long).
-    pub code: c_long,
-    pub message: String,
-    pub during: &'static str,
+/// A failed libkrb5/kadm5 call: the krb5 crate's error, whose code may be a kadm5 one.
+pub type Kadm5Error = Krb5Error;
+
+/// What a kadm5 failure means, decided by its code (`<kadm5/kadm_err.h>`).
+pub trait Kadm5Verdict {
+    fn is_unknown_principal(&self) -> bool;
+    fn is_duplicate(&self) -> bool;
+    /// kadmind refused for lack of privilege (one of the `KADM5_AUTH_*` codes): reconnecting
+    /// will not help.
+    fn is_not_authorized(&self) -> bool;
 }
 
-impl Kadm5Error {
-    pub fn is_unknown_principal(&self) -> bool {
+impl Kadm5Verdict for Krb5Error {
+    fn is_unknown_principal(&self) -> bool {
         self.code == ffi::KADM5_UNK_PRINC
     }
 
-    pub fn is_duplicate(&self) -> bool {
+    fn is_duplicate(&self) -> bool {
         self.code == ffi::KADM5_DUP
     }
 
-    /// kadmind refused for lack of privilege (one of the `KADM5_AUTH_*` codes of kadm_err.h):
-    /// reconnecting will not help.
-    pub fn is_not_authorized(&self) -> bool {
+    fn is_not_authorized(&self) -> bool {
         matches!(
             self.code,
             ffi::KADM5_AUTH_GET
@@ -49,14 +51,22 @@ impl Kadm5Error {
                 | ffi::KADM5_AUTH_INITIAL
         )
     }
+}
 
-    fn local(during: &'static str, message: &str) -> Self {
-        Self {
-            code: -1,
-            message: message.to_owned(),
-            during,
-        }
+/// Points libkrb5 and libkadm5 at `krb5_config`: MIT 1.20's kadm5 reads KRB5_CONFIG from the
+/// environment itself, not from the context it is given. Changing the environment is sound only
+/// while no other thread can read it, so this refuses once the process has a second thread.
+pub fn use_krb5_config(krb5_config: &std::path::Path) -> std::io::Result<()> {
+    let threads = std::fs::read_dir("/proc/self/task")?.count();
+    if threads != 1 {
+        return Err(std::io::Error::other(format!(
+            "the process already runs {threads} threads"
+        )));
     }
+    // SAFETY: this is the process's only thread (checked above; only it could start another),
+    // so nothing reads or writes the environment meanwhile.
+    unsafe { std::env::set_var("KRB5_CONFIG", krb5_config) };
+    Ok(())
 }
 
 /// One key as read from the KDC.
@@ -67,8 +77,9 @@ pub struct KeyData {
 }
 
 pub struct Kadm5Session {
-    context: ffi::krb5_context,
-    handle: *mut std::os::raw::c_void,
+    // Declared first, dropped last: the handle is destroyed (in Drop) before the context goes.
+    context: Context,
+    handle: ffi::kadm5_handle,
 }
 
 // SAFETY: the krb5 context and kadm5 handle have no thread affinity; they must only not be used
@@ -82,17 +93,7 @@ impl Kadm5Session {
         let client = c_string(client, "admin principal")?;
         let realm = c_string(realm, "realm")?;
         let keytab = c_string(&keytab.to_string_lossy(), "admin keytab path")?;
-        let mut context: ffi::krb5_context = std::ptr::null_mut();
-        // SAFETY: krb5_init_context writes a new context to the pointer we pass, or leaves it null
-        // and returns an error.
-        let code = unsafe { ffi::krb5_init_context(&mut context) };
-        if code != 0 || context.is_null() {
-            return Err(Kadm5Error {
-                code: code.into(),
-                message: "cannot create a krb5 context".into(),
-                during: "krb5_init_context",
-            });
-        }
+        let context = Context::new()?;
         let mut handle = std::ptr::null_mut();
         // SAFETY: an all-zero kadm5_config_params is "nothing set" (mask 0, null pointers), which
         // is what kadm5 expects for the fields we leave alone.
@@ -104,7 +105,7 @@ impl Kadm5Session {
         // written; on failure we still own and free the context.
         let code = unsafe {
             ffi::kadm5_init_with_skey(
-                context,
+                context.as_ptr(),
                 client.as_ptr().cast_mut(),
                 keytab.as_ptr().cast_mut(),
                 ffi::KADM5_ADMIN_SERVICE.as_ptr().cast_mut(),
@@ -116,35 +117,20 @@ impl Kadm5Session {
             )
         };
         let session = Self { context, handle };
-        if code != 0 || handle.is_null() {
-            let error = session.error(code, "kadm5_init_with_skey");
-            return Err(error); // drop frees the context; the null handle is skipped
+        session.check(code, "kadm5_init_with_skey")?; // on failure, drop skips the null handle
+        if session.handle.is_null() {
+            return Err(Krb5Error::local("kadm5_init_with_skey", "no handle returned"));
         }
         Ok(session)
-    }
-
-    /// Parses a principal name into a krb5_principal this session's context owns.
-    fn parse(&self, principal: &str) -> Result<ParsedPrincipal<'_>, Kadm5Error> {
-        let name = c_string(principal, "principal")?;
-        let mut parsed: ffi::krb5_principal = std::ptr::null_mut();
-        // SAFETY: context is live; name is a valid C string; parsed receives a new principal.
-        let code = unsafe { ffi::krb5_parse_name(self.context, name.as_ptr(), &mut parsed) };
-        if code != 0 {
-            return Err(self.error(code.into(), "krb5_parse_name"));
-        }
-        Ok(ParsedPrincipal {
-            session: self,
-            raw: parsed,
-        })
     }
 
     /// Creates `principal` with a random key (kadmind generates it: a NULL password) and
     /// `+requires_preauth`. Needs the `a` privilege.
     pub fn create_principal(&mut self, principal: &str) -> Result<(), Kadm5Error> {
-        let parsed = self.parse(principal)?;
+        let parsed = self.context.parse_name(principal)?;
         // SAFETY: all-zero is a valid "empty" entry; we set the two fields the mask names.
         let mut entry: ffi::kadm5_principal_ent_rec = unsafe { std::mem::zeroed() };
-        entry.principal = parsed.raw;
+        entry.principal = parsed.as_ptr();
         entry.attributes = ffi::KRB5_KDB_REQUIRES_PRE_AUTH;
         // SAFETY: handle is live; entry points at our initialized struct whose principal lives
         // until `parsed` drops after the call; a NULL password asks kadmind for random keys.
@@ -157,39 +143,31 @@ impl Kadm5Session {
             )
         };
         drop(parsed);
-        if code != 0 {
-            return Err(self.error(code, "kadm5_create_principal"));
-        }
-        Ok(())
+        self.check(code, "kadm5_create_principal")
     }
 
     /// Gives `principal` new random keys (the kvno goes up); the keys are not returned. Needs
     /// the `c` privilege.
     pub fn randomize_key(&mut self, principal: &str) -> Result<(), Kadm5Error> {
-        let parsed = self.parse(principal)?;
+        let parsed = self.context.parse_name(principal)?;
         // SAFETY: handle and principal are live; NULL keyblocks/n_keys ask for no key copies.
         let code = unsafe {
-            ffi::kadm5_randkey_principal(self.handle, parsed.raw, std::ptr::null_mut(), std::ptr::null_mut())
+            ffi::kadm5_randkey_principal(self.handle, parsed.as_ptr(), std::ptr::null_mut(), std::ptr::null_mut())
         };
         drop(parsed);
-        if code != 0 {
-            return Err(self.error(code, "kadm5_randkey_principal"));
-        }
-        Ok(())
+        self.check(code, "kadm5_randkey_principal")
     }
 
     /// All current keys of `principal` (every kvno the KDC holds), unchanged.
     pub fn principal_keys(&mut self, principal: &str) -> Result<Vec<KeyData>, Kadm5Error> {
-        let parsed = self.parse(principal)?;
+        let parsed = self.context.parse_name(principal)?;
         let mut keys: *mut ffi::kadm5_key_data = std::ptr::null_mut();
         let mut count: c_int = 0;
         // SAFETY: handle and parsed are live; kvno 0 asks for all kvnos; keys/count receive an
         // array that kadm5 allocated and that we free below with kadm5_free_kadm5_key_data.
-        let code = unsafe { ffi::kadm5_get_principal_keys(self.handle, parsed.raw, 0, &mut keys, &mut count) };
+        let code = unsafe { ffi::kadm5_get_principal_keys(self.handle, parsed.as_ptr(), 0, &mut keys, &mut count) };
         drop(parsed);
-        if code != 0 {
-            return Err(self.error(code, "kadm5_get_principal_keys"));
-        }
+        self.check(code, "kadm5_get_principal_keys")?;
         let mut out = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
         if !keys.is_null() && count > 0 {
             // SAFETY: on success kadm5 returns `count` initialized elements at `keys`.
@@ -212,43 +190,28 @@ impl Kadm5Session {
         }
         if !keys.is_null() {
             // SAFETY: frees (and zeroes) exactly the array kadm5_get_principal_keys returned.
-            unsafe { ffi::kadm5_free_kadm5_key_data(self.context, count, keys) };
+            unsafe { ffi::kadm5_free_kadm5_key_data(self.context.as_ptr(), count, keys) };
         }
         Ok(out)
     }
 
-    fn error(&self, code: c_long, during: &'static str) -> Kadm5Error {
-        // krb5 error codes are 32-bit; kadm5_ret_t is a C long holding one.
-        // SAFETY: the session's context is live and, with `&self`, used by this thread only.
-        let message = unsafe { ktbroker_krb5::error_message(self.context, code as i32) };
-        Kadm5Error { code, message, during }
-    }
-}
-
-/// A krb5_principal freed when dropped.
-struct ParsedPrincipal<'a> {
-    session: &'a Kadm5Session,
-    raw: ffi::krb5_principal,
-}
-
-impl Drop for ParsedPrincipal<'_> {
-    fn drop(&mut self) {
-        // SAFETY: raw came from krb5_parse_name on this session's live context; freed once.
-        unsafe { ffi::krb5_free_principal(self.session.context, self.raw) };
+    /// kadm5 returns a `kadm5_ret_t` (a C long) holding a 32-bit com_err code.
+    fn check(&self, code: ffi::kadm5_ret_t, during: &'static str) -> Result<(), Kadm5Error> {
+        let code = i32::try_from(code).unwrap_or(i32::MIN);
+        self.context.check(code, during)
     }
 }
 
 impl Drop for Kadm5Session {
     fn drop(&mut self) {
         if !self.handle.is_null() {
-            // SAFETY: the handle came from kadm5_init_with_skey and is destroyed once.
+            // SAFETY: the handle came from kadm5_init_with_skey and is destroyed once, while the
+            // context it was made with is still alive (it is dropped after this).
             unsafe { ffi::kadm5_destroy(self.handle) };
         }
-        // SAFETY: the context came from krb5_init_context, outlived the handle, and is freed once.
-        unsafe { ffi::krb5_free_context(self.context) };
     }
 }
 
 fn c_string(text: &str, what: &'static str) -> Result<CString, Kadm5Error> {
-    CString::new(text).map_err(|_| Kadm5Error::local("preparing a kadm5 call", &format!("{what} contains a NUL byte")))
+    CString::new(text).map_err(|_| Krb5Error::local("preparing a kadm5 call", &format!("{what} contains a NUL byte")))
 }

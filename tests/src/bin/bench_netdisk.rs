@@ -172,6 +172,8 @@ fn median(mut runs: Vec<Run>) -> Run {
 }
 
 /// Runs `command` to completion; wall time and peak RSS from wait4(2).
+// wait4(2) for the child's own rusage: libc, since std and rustix report no rusage.
+#[allow(unsafe_code)]
 fn timed(mut command: Command) -> anyhow::Result<Run> {
     let start = Instant::now();
     let child = command

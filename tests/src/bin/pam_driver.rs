@@ -2,10 +2,14 @@
 //! (`pam_start_confdir`, so the service file lives in a temp dir, not /etc/pam.d), the way a login
 //! program would. Answers every password prompt with the next line of stdin and counts prompts.
 //!
-//! OPs: authenticate setcred open_session close_session acct_mgmt, and two probes: `cache` prints
-//! owner, mode and existence of the FILE cache KRB5CCNAME names, `klist` runs klist on it.
+//! OPs: authenticate setcred open_session close_session acct_mgmt, and three probes: `cache` prints
+//! owner, mode and existence of the FILE cache KRB5CCNAME names, `klist` runs klist on it, and
+//! `pending=DIR` how many files DIR holds.
 //! Prints one `OP rc=N` line per operation and `prompts=N` at the end. USER `-` leaves the user
 //! unset, so the stack asks for it (the first stdin line). Test code only.
+
+// A libpam application: FFI throughout; test code, where a failed unwrap is a failed test.
+#![allow(unsafe_code, clippy::unwrap_used)]
 
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::io::BufRead;
@@ -108,8 +112,8 @@ fn main() {
         appdata_ptr: std::ptr::null_mut(),
     };
     let mut pamh: *mut c_void = std::ptr::null_mut();
-    // SAFETY: valid C strings and a conversation that lives until pam_end.
     let user_ptr = user.as_ref().map_or(std::ptr::null(), |u| u.as_ptr());
+    // SAFETY: valid C strings and a conversation that lives until pam_end.
     let code = unsafe { pam_start_confdir(service.as_ptr(), user_ptr, &conv, confdir.as_ptr(), &mut pamh) };
     if code != 0 {
         eprintln!("pam_start_confdir failed: {code}");
