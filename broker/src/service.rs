@@ -254,6 +254,7 @@ async fn authenticate<D: Directory>(directory: &D, user: &Username, password: &[
     // A password that is not UTF-8 cannot match a directory password; same answer as a wrong one.
     let password = std::str::from_utf8(password).map_err(|_| auth_failed(Outcome::InvalidCredentials))?;
     let ldap_started = Instant::now();
+    tracing::debug!("directory check started");
     let verified = directory.verify(user, password).await;
     let elapsed = ldap_started.elapsed();
     metrics::directory_time(elapsed);

@@ -125,12 +125,13 @@ impl Keytab {
         while !reader.at_end() {
             let offset = reader.pos;
             let size = reader.i32()?;
-            if size == 0 {
-                break;
-            }
-            let body = reader.take(size.unsigned_abs() as usize)?;
-            if size > 0 {
-                entries.push(parse_entry(body, offset + 4)?);
+            match size.cmp(&0) {
+                std::cmp::Ordering::Equal => break,
+                std::cmp::Ordering::Less => drop(reader.take(size.unsigned_abs() as usize)?),
+                std::cmp::Ordering::Greater => {
+                    let body = reader.take(size.unsigned_abs() as usize)?;
+                    entries.push(parse_entry(body, offset + 4)?);
+                }
             }
         }
         Ok(Self { entries })

@@ -193,3 +193,21 @@ fn encoding_allocates_exactly_once() {
         assert_eq!(Keytab::parse(&encoded).unwrap(), keytab);
     }
 }
+
+#[test]
+fn errors_name_the_offset_of_the_bad_entry_and_debug_names_the_principal() {
+    // Zero the second record's component count: its entry starts after two sizes and one record.
+    let mut bytes = MIT_ALICE.to_vec();
+    let second = 2 + 4 + 0x47;
+    bytes[second + 4] = 0;
+    bytes[second + 5] = 0;
+    assert_eq!(
+        Keytab::parse(&bytes),
+        Err(KeytabError::Malformed {
+            offset: second + 4,
+            what: "principal has no components"
+        })
+    );
+    let kt = Keytab::parse(MIT_ALICE).unwrap();
+    assert_eq!(format!("{:?}", kt.entries[0].principal), "Principal(alice@KRBTEST.COM)");
+}

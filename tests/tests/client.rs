@@ -300,13 +300,20 @@ fn keep_renewed_renews_before_expiry_and_ends_cleanly_on_sigterm() {
 
     let mut keeper = with_short(&["renew", "--keep-renewed", "-c", &ccache]);
     let keeper = keeper.stderr(std::process::Stdio::piped()).spawn().unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(8));
-    let later = status(&ccache);
+    // Once the first ticket's end has passed, the cache must hold a renewed, valid one.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let later = loop {
+        let later = status(&ccache);
+        if now() > first_expiry && later["expires"].as_i64().unwrap_or(0) > first_expiry {
+            break later;
+        }
+        assert!(std::time::Instant::now() < deadline, "never renewed: {later}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
     assert_eq!(
         later["valid"], true,
         "still valid after the first ticket's end: {later}"
     );
-    assert!(later["expires"].as_i64().unwrap() > first_expiry, "{later}");
 
     sigterm(&keeper);
     let out = keeper.wait_with_output().unwrap();
@@ -565,16 +572,26 @@ fn keep_renewed_backs_off_while_the_kdc_is_unreachable_and_still_stops_on_sigter
     assert!(out.status.success(), "{}", stderr(&out));
 
     let mut keeper = helper(&sandbox, &["renew", "--keep-renewed", "-c", &ccache]);
-    let keeper = keeper
+    let mut keeper = keeper
         .env("KRB5_CONFIG", &dead_conf)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(3));
+    // Read what it says until the first failed renewal has been reported, then stop it.
+    let mut said = String::new();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(keeper.stderr.take().unwrap()));
+    while !said.contains("retrying in") {
+        let line = lines.next().expect("the keeper reports the failed renewal").unwrap();
+        said.push_str(&line);
+        said.push('\n');
+    }
     sigterm(&keeper);
-    let out = keeper.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    expect_stderr(&out, &["renewal failed", "retrying in 5s"]);
+    let status = keeper.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("renewal failed") && said.contains("retrying in 5s"),
+        "{said}"
+    );
 }
 
 #[test]
@@ -628,6 +645,25 @@ fn a_principal_without_an_allowed_key_gets_its_own_code_and_hint() {
     expect_stderr(&out, &["[no-usable-enctype]", "hint: your principal has no AES key"]);
 }
 
+/// Waits until the terminal of the helper that `script` (the child) runs has echo turned off.
+fn wait_for_echo_off(script: &std::process::Child) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", script.id())).unwrap_or_default();
+        let echo_off = children.split_whitespace().any(|pid| {
+            std::fs::File::open(format!("/proc/{pid}/fd/0"))
+                .ok()
+                .and_then(|tty| rustix::termios::tcgetattr(&tty).ok())
+                .is_some_and(|termios| !termios.local_modes.contains(rustix::termios::LocalModes::ECHO))
+        });
+        if echo_off {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "echo never went off");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn on_a_terminal_the_password_is_prompted_for_and_never_echoed() {
     let sandbox = sandbox();
@@ -671,8 +707,8 @@ fn on_a_terminal_the_password_is_prompted_for_and_never_echoed() {
         assert!(std::time::Instant::now() < deadline, "no prompt");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    // rpassword prints the prompt, then turns echo off: give it that moment, as a person would.
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // rpassword prints the prompt, then turns echo off: type only once the terminal says so.
+    wait_for_echo_off(&child);
     use std::io::Write;
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"alicepw\n").unwrap();

@@ -47,6 +47,10 @@ fn identity(cert: &ClientCert) -> ClientIdentity {
     }
 }
 
+/// What the broker logs (at debug) when a request reaches the directory: the sign that it is in
+/// flight, instead of a guess at how long that takes.
+const DIRECTORY_ASKED: &str = "directory check started";
+
 #[test]
 fn two_tenants_reach_only_their_own_directory_and_realm() {
     let sandbox = sandbox();
@@ -137,11 +141,12 @@ fn sighup_reloads_the_configuration_without_dropping_a_request_in_flight() {
     let mut sandbox = sandbox();
     // A request in flight: slapd is frozen, so the login waits inside the broker.
     sandbox.directory.pause().unwrap();
+    let asked = sandbox.broker.log_text().matches(DIRECTORY_ASKED).count();
     let in_flight = {
         let command = sandbox.kinit_command("alice", &sandbox.ccache("in-flight"));
         std::thread::spawn(move || run_with_password(command, "alicepw"))
     };
-    std::thread::sleep(Duration::from_millis(300));
+    sandbox.broker.wait_for_log(DIRECTORY_ASKED, asked + 1).unwrap();
     // The new configuration authorizes the posixGroup (bob only) instead of the groupOfNames.
     let config = std::fs::read_to_string(&sandbox.broker.config).unwrap();
     let posix = config.replace(
@@ -526,7 +531,7 @@ fn a_hung_directory_meets_the_ldap_timeout_the_request_deadline_and_the_concurre
         let endpoint = endpoint_of(&deadline.url);
         std::thread::spawn(move || raw_fetch(&endpoint, "alice", b"alicepw", None))
     };
-    std::thread::sleep(Duration::from_millis(300));
+    deadline.wait_for_log(DIRECTORY_ASKED, 1).unwrap(); // the one slot is taken now
     assert_eq!(
         raw_fetch(&endpoint_of(&deadline.url), "bob", b"bobpw", None),
         refused(RefusalCode::Busy),

@@ -172,7 +172,11 @@ fn probe(pamh: *mut c_void, op: &str) {
             Err(_) => println!("cache missing"),
         }
     } else {
-        let out = std::process::Command::new("klist").args(["-c", &name]).output();
+        let out = std::process::Command::new("klist")
+            .args(["-c", &name])
+            .env("LC_ALL", "C")
+            .env_remove("LANGUAGE")
+            .output();
         if let Ok(out) = out {
             print!("{}", String::from_utf8_lossy(&out.stdout));
         }
