@@ -5,6 +5,8 @@
 set -euo pipefail
 
 packages=(krb5-kdc krb5-admin-server krb5-user libkrb5-dev slapd ldap-utils pamtester libpam0g-dev pkg-config
+  # MIT's translations: the tests run Kerberos in German to prove nothing depends on its English
+  krb5-locales
   # the secure-HDFS tests: Java 17, Jersey 1 for WebHDFS, and a venv to fetch the Hadoop jars
   openjdk-17-jre-headless libjersey1-server-java libjersey1-core-java libjersey1-servlet-java libjersey1-json-java
   python3-venv

@@ -180,7 +180,11 @@ fn ktbrokerd_command(config: &Path, credentials: &Path) -> Command {
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
         .env("CREDENTIALS_DIRECTORY", credentials)
-        .env("KTBROKER_LOG", "info,ktbroker=debug");
+        .env("KTBROKER_LOG", "info,ktbroker=debug")
+        // Every test broker runs where MIT's tools would speak German (krb5-locales): nothing the
+        // broker decides may rest on their English, and the kadmin it runs must be given C.
+        .env("LC_ALL", "C.UTF-8")
+        .env("LANGUAGE", "de");
     command
 }
 
