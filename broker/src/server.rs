@@ -5,7 +5,7 @@ use crate::audit::Auditor;
 use crate::config::{Config, TenantConfig};
 use crate::directory::LdapDirectory;
 use crate::keysource::ConfiguredKeySource;
-use crate::service::{BrokerService, ServiceSettings, Tenant, TenantPolicy, TenantTable};
+use crate::service::{BrokerService, ServiceSettings, Tenant, TenantTable};
 use crate::systemd::Notifier;
 use crate::tls::{self, ReloadableCert};
 use anyhow::Context;
@@ -137,7 +137,7 @@ async fn build_tenant(
         }
     };
     Ok(Tenant {
-        policy: TenantPolicy::from_config(config),
+        policy: config.policy.clone(),
         directory,
         keys,
     })

@@ -13,13 +13,13 @@
 mod stream;
 
 use crate::audit::{Attempt, Auditor, Outcome, OutcomeClass};
-use crate::config::TenantConfig;
+pub use crate::config::TenantPolicy;
 use crate::directory::{AuthError, Directory};
-use crate::hosts::{ClientHost, ClientRule, host_allowed};
+use crate::hosts::{ClientHost, host_allowed};
 use crate::keysource::{KeySource, KeySourceError};
 use crate::limits::{FailureLimiter, LimitPolicy, Locked};
 use crate::metrics;
-use crate::policy::{self, PrincipalPolicy, Username};
+use crate::policy::{self, Username};
 use crate::refusal::Refusal;
 use ktbroker_codes::{MAX_PASSWORD_LEN, RefusalCode};
 use ktbroker_keytab::Keytab;
@@ -38,29 +38,6 @@ use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 use zeroize::Zeroizing;
-
-/// What the service enforces for one tenant.
-#[derive(Debug, Clone)]
-pub struct TenantPolicy {
-    pub name: String,
-    pub principals: PrincipalPolicy,
-    /// Enctypes that may be served; keys of any other enctype are stripped.
-    pub enctypes: Vec<u16>,
-    pub clients: Vec<ClientRule>,
-    pub provision: bool,
-}
-
-impl TenantPolicy {
-    pub fn from_config(config: &TenantConfig) -> Self {
-        Self {
-            name: config.name.clone(),
-            principals: config.principals.clone(),
-            enctypes: config.enctypes.clone(),
-            clients: config.clients.clone(),
-            provision: config.provision,
-        }
-    }
-}
 
 /// One tenant: its policy, directory and key source, reachable only through its own name.
 pub struct Tenant<D, K> {

@@ -89,52 +89,9 @@ pub struct CommonArgs {
 pub struct LoginArgs {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// Directory user name (default: $USER).
-    pub user: Option<String>,
-    /// Broker URL, https://HOST:PORT; repeat to try several in order (default: client.toml's
-    /// `brokers`, else DNS SRV records _ktbroker._tcp.DOMAIN).
-    #[arg(long = "broker")]
-    pub brokers: Vec<String>,
-    /// PEM file with the CA that signed the brokers' certificates (the only CA trusted).
-    #[arg(long)]
-    pub ca_file: Option<PathBuf>,
-    /// Name to expect in the broker's certificate when it differs from the URL's host.
-    #[arg(long)]
-    pub tls_server_name: Option<String>,
-    /// The broker's tenant to log in to (default: client.toml's `tenant`, else the broker's default).
-    #[arg(long)]
-    pub tenant: Option<String>,
-    /// This host's certificate (PEM), for brokers that accept only registered hosts (mTLS).
-    #[arg(long, requires = "client_key")]
-    pub client_cert: Option<PathBuf>,
-    /// Private key (PEM) of --client-cert; must be readable by its owner only.
-    #[arg(long, requires = "client_cert")]
-    pub client_key: Option<PathBuf>,
-    /// Principal to expect (default: the one the broker maps the user to).
-    #[arg(long)]
-    pub principal: Option<String>,
+    #[command(flatten)]
+    pub login: LoginOptions,
     /// Read the password from this file descriptor (a pipe) instead of the terminal or stdin.
     #[arg(long)]
     pub password_fd: Option<i32>,
-    /// Seconds to wait for each broker and for the KDC (default: client.toml's, else 15).
-    #[arg(long)]
-    pub timeout: Option<u64>,
-}
-
-impl LoginArgs {
-    /// The login options these arguments give; unset ones fall back to client.toml.
-    pub fn options(&self) -> LoginOptions {
-        LoginOptions {
-            user: self.user.clone(),
-            brokers: self.brokers.clone(),
-            ca_file: self.ca_file.clone(),
-            tls_server_name: self.tls_server_name.clone(),
-            tenant: self.tenant.clone(),
-            client_cert: self.client_cert.clone(),
-            client_key: self.client_key.clone(),
-            principal: self.principal.clone(),
-            timeout_secs: self.timeout,
-            ccache: self.common.ccache.clone(),
-        }
-    }
 }

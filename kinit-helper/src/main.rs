@@ -4,7 +4,7 @@
 use clap::Parser;
 use ktbroker_kinit::cli::{Cli, Command, CommonArgs, LoginArgs};
 use ktbroker_kinit::config::{ClientConfig, DEFAULT_PATH, expand_ccache};
-use ktbroker_kinit::request::{LoginOptions, login_blocking, runtime};
+use ktbroker_kinit::request::{chosen_ccache, login_blocking, runtime};
 use ktbroker_kinit::{HelperError, LoginOutcome, unix_now};
 use std::path::Path;
 use std::process::ExitCode;
@@ -46,11 +46,7 @@ fn main() -> ExitCode {
 
 /// The ccache to use: the option, else client.toml's, else libkrb5's default (`None`).
 fn ccache(common: &CommonArgs, config: &ClientConfig) -> Option<String> {
-    LoginOptions {
-        ccache: common.ccache.clone(),
-        ..LoginOptions::default()
-    }
-    .ccache(config)
+    chosen_ccache(common.ccache.as_deref(), config)
 }
 
 fn load_config(common: &CommonArgs) -> Result<ClientConfig, HelperError> {
@@ -62,8 +58,7 @@ fn login(args: &LoginArgs) -> Result<LoginOutcome, HelperError> {
     // Before the password is read: it is a secret too.
     ktbroker_harden::forbid_core_dumps().map_err(|e| HelperError::Internal(format!("disabling core dumps: {e}")))?;
     let config = load_config(&args.common)?;
-    let options = args.options();
-    let request = options.request(&config)?;
+    let request = args.login.request(&config, args.common.ccache.as_deref())?;
     let password = match args.password_fd {
         Some(fd) => ktbroker_kinit::password::read_password_from_fd(fd)?,
         None => ktbroker_kinit::password::read_password(&format!("Password for {}: ", request.who.username))?,
@@ -251,7 +246,7 @@ fn doctor(args: &LoginArgs) -> Result<(), HelperError> {
             .map_err(|e| HelperError::Config(e.to_string())),
     );
     let config = config.unwrap_or_default();
-    match args.options().endpoints(&config) {
+    match args.login.endpoints(&config) {
         Err(e) => report("brokers", Err(e)),
         Ok(endpoints) => {
             let urls: Vec<&str> = endpoints.iter().map(|e| e.url.as_str()).collect();
@@ -267,6 +262,7 @@ fn doctor(args: &LoginArgs) -> Result<(), HelperError> {
         }
     }
     let realm = args
+        .login
         .principal
         .as_deref()
         .and_then(|p| p.rsplit_once('@'))

@@ -8,21 +8,46 @@ use crate::{DEFAULT_TIMEOUT, HelperError, LoginOutcome, LoginRequest};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// What a command line may say about a login; each set field overrides client.toml.
-#[derive(Debug, Clone, Default)]
+/// What a command line may say about a login; each set field overrides client.toml. These are
+/// ktbroker-kinit's own arguments (clap reads them straight into this struct); netdisk sets the
+/// few it offers.
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct LoginOptions {
     /// Directory user name (default: $USER).
     pub user: Option<String>,
+    /// Broker URL, https://HOST:PORT; repeat to try several in order (default: client.toml's
+    /// `brokers`, else DNS SRV records _ktbroker._tcp.DOMAIN).
+    #[arg(long = "broker")]
     pub brokers: Vec<String>,
+    /// PEM file with the CA that signed the brokers' certificates (the only CA trusted).
+    #[arg(long)]
     pub ca_file: Option<PathBuf>,
+    /// Name to expect in the broker's certificate when it differs from the URL's host.
+    #[arg(long)]
     pub tls_server_name: Option<String>,
+    /// The broker's tenant to log in to (default: client.toml's `tenant`, else the broker's default).
+    #[arg(long)]
     pub tenant: Option<String>,
+    /// This host's certificate (PEM), for brokers that accept only registered hosts (mTLS).
+    #[arg(long, requires = "client_key")]
     pub client_cert: Option<PathBuf>,
+    /// Private key (PEM) of --client-cert; must be readable by its owner only.
+    #[arg(long, requires = "client_cert")]
     pub client_key: Option<PathBuf>,
+    /// Principal to expect (default: the one the broker maps the user to).
+    #[arg(long)]
     pub principal: Option<String>,
-    /// Seconds for each broker and for the KDC.
+    /// Seconds to wait for each broker and for the KDC (default: client.toml's, else 15).
+    #[arg(long = "timeout")]
     pub timeout_secs: Option<u64>,
-    pub ccache: Option<String>,
+}
+
+/// The ccache: `option` (-c), else client.toml's, else libkrb5's default (`None`).
+pub fn chosen_ccache(option: Option<&str>, config: &ClientConfig) -> Option<String> {
+    option
+        .map(str::to_owned)
+        .or_else(|| config.ccache.clone())
+        .map(|name| expand_ccache(&name))
 }
 
 impl LoginOptions {
@@ -34,20 +59,12 @@ impl LoginOptions {
         }
     }
 
-    /// The ccache: the option, else client.toml's, else libkrb5's default (`None`).
-    pub fn ccache(&self, config: &ClientConfig) -> Option<String> {
-        self.ccache
-            .clone()
-            .or_else(|| config.ccache.clone())
-            .map(|name| expand_ccache(&name))
-    }
-
     fn timeout(&self) -> Option<Duration> {
         self.timeout_secs.map(|s| Duration::from_secs(s.max(1)))
     }
 
-    /// Everything one login needs but the password.
-    pub fn request(&self, config: &ClientConfig) -> Result<LoginRequest, HelperError> {
+    /// Everything one login needs but the password; `ccache` is the -c option, if given.
+    pub fn request(&self, config: &ClientConfig, ccache: Option<&str>) -> Result<LoginRequest, HelperError> {
         Ok(LoginRequest {
             endpoints: self.endpoints(config)?,
             who: Who {
@@ -56,7 +73,7 @@ impl LoginOptions {
                 tenant: self.tenant.clone().or_else(|| config.tenant.clone()),
             },
             kerberos: KerberosTarget {
-                ccache: self.ccache(config),
+                ccache: chosen_ccache(ccache, config),
                 timeout: self.timeout().or(config.kdc_timeout).unwrap_or(DEFAULT_TIMEOUT),
             },
         })

@@ -4,7 +4,7 @@
 use crate::error::{Kind, NetdiskError, Result};
 use ktbroker_kinit::HelperError;
 use ktbroker_kinit::config::ClientConfig;
-use ktbroker_kinit::request::{LoginOptions, login_blocking};
+use ktbroker_kinit::request::{LoginOptions, chosen_ccache, login_blocking};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -19,6 +19,8 @@ pub struct LoginSettings {
     /// Whether that path was named on the command line (then it must exist).
     pub explicit: bool,
     pub options: LoginOptions,
+    /// `-c`: the credential cache, if given.
+    pub ccache: Option<String>,
     pub password_fd: Option<i32>,
 }
 
@@ -35,7 +37,7 @@ pub struct Session {
 /// A session on a valid ticket, logging in first if there is none.
 pub fn ensure_ticket(settings: &LoginSettings) -> Result<Session> {
     let config = ClientConfig::load(&settings.client_config, settings.explicit).map_err(login_error)?;
-    let cache = settings.options.ccache(&config);
+    let cache = chosen_ccache(settings.ccache.as_deref(), &config);
     if let Some(session) = valid_session(cache.as_deref())? {
         // Never act as someone else than the person asked for, even with a valid ticket.
         if let Some(user) = &settings.options.user
@@ -52,7 +54,10 @@ pub fn ensure_ticket(settings: &LoginSettings) -> Result<Session> {
         return Ok(session);
     }
     tracing::info!(cache = ?cache, "no valid ticket; logging in through the broker");
-    let request = settings.options.request(&config).map_err(login_error)?;
+    let request = settings
+        .options
+        .request(&config, settings.ccache.as_deref())
+        .map_err(login_error)?;
     let password = read_password(settings.password_fd, &request.who.username)?;
     login_blocking(&request, &password).map_err(login_error)?;
     valid_session(cache.as_deref())?

@@ -39,9 +39,9 @@ fn run(cli: Cli) -> Result<()> {
         explicit: explicit(&global.client_config, ktbroker_kinit::config::DEFAULT_PATH),
         options: LoginOptions {
             user: global.user.clone(),
-            ccache: global.ccache.clone(),
             ..LoginOptions::default()
         },
+        ccache: global.ccache.clone(),
         password_fd: global.password_fd,
     };
     // Configuration errors first: nobody should type a password for a command that cannot run.

@@ -74,17 +74,18 @@ impl Config {
 
 fn tenant_table(tenant: &TenantConfig) -> Table {
     let mut t = Table::new();
+    let policy = &tenant.policy;
     t.insert("realm".into(), tenant.realm.as_str().into());
-    t.insert("principal".into(), tenant.principals.template().into());
-    t.insert("allow_principals".into(), strings(tenant.principals.grants()));
-    let names: Vec<String> = tenant
+    t.insert("principal".into(), policy.principals.template().into());
+    t.insert("allow_principals".into(), strings(policy.principals.grants()));
+    let names: Vec<String> = policy
         .enctypes
         .iter()
         .map(|e| crate::policy::enctype_name(*e))
         .collect();
     t.insert("enctypes".into(), strings(&names));
-    t.insert("provision".into(), tenant.provision.into());
-    let clients: Vec<Value> = tenant
+    t.insert("provision".into(), policy.provision.into());
+    let clients: Vec<Value> = policy
         .clients
         .iter()
         .map(|rule| {

@@ -121,10 +121,10 @@ impl KeysConfig {
     }
 }
 
+/// What the service enforces for one tenant: the part of its configuration a request is judged by.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TenantConfig {
+pub struct TenantPolicy {
     pub name: String,
-    pub realm: String,
     pub principals: PrincipalPolicy,
     /// Enctype numbers that may be served, in preference order; other keys are stripped.
     pub enctypes: Vec<u16>,
@@ -132,6 +132,12 @@ pub struct TenantConfig {
     pub clients: Vec<ClientRule>,
     /// Create a missing principal (random key, requires_preauth) for an authorized user.
     pub provision: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantConfig {
+    pub realm: String,
+    pub policy: TenantPolicy,
     pub directory: DirectoryConfig,
     pub keys: KeysConfig,
 }
@@ -248,7 +254,7 @@ impl Paths<'_> {
         let mut tenants = BTreeMap::new();
         for (name, tenant) in raw.tenants {
             let tenant = self.tenant(&name, tenant)?;
-            if !tenant.clients.iter().all(|r| r.cert.is_none()) && client_ca.is_none() {
+            if !tenant.policy.clients.iter().all(|r| r.cert.is_none()) && client_ca.is_none() {
                 return Err(invalid(
                     format!("tenants.{name}.clients"),
                     "names a client certificate but server.client_ca_file is not set",
@@ -324,14 +330,16 @@ impl Paths<'_> {
             clients.push(ClientRule { cidr, cert: rule.cert });
         }
         Ok(TenantConfig {
-            name: name.to_owned(),
             directory: self.directory(name, raw.directory)?,
             keys: self.keys(name, raw.keys)?,
             realm,
-            principals,
-            enctypes,
-            clients,
-            provision: raw.provision,
+            policy: TenantPolicy {
+                name: name.to_owned(),
+                principals,
+                enctypes,
+                clients,
+                provision: raw.provision,
+            },
         })
     }
 

@@ -244,8 +244,8 @@ store_dir = "store"
     let lab = &config.tenants["lab"];
     assert_eq!(lab.keys, KeysConfig::Store { dir: store.clone() });
     assert!(matches!(lab.directory.lookup, UserLookup::Template { .. }));
-    assert_eq!(lab.clients.len(), 1);
-    assert!(lab.provision);
+    assert_eq!(lab.policy.clients.len(), 1);
+    assert!(lab.policy.provision);
     for (source, extra) in [
         ("kadmin-local", "kdc_profile = \"/etc/krb5kdc/kdc.conf\""),
         (

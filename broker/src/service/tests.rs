@@ -5,7 +5,7 @@ use super::*;
 use crate::audit::Auditor;
 use crate::directory::VerifiedUser;
 use crate::limits::LimitPolicy;
-use crate::policy::Username;
+use crate::policy::{PrincipalPolicy, Username};
 use ktbroker_keytab::{Entry, Key, Principal};
 use ktbroker_proto::v1::fetch_keytab_response::Part;
 use std::sync::Mutex;
