@@ -353,8 +353,12 @@ fn doctor_reports_each_check_and_names_what_is_wrong() {
         ),
     )
     .unwrap();
+    // In German: the findings are named by rustls' and libkrb5's error codes, not their words.
     let mut sick = helper(&sandbox, &["doctor", "--config", &config, "--ca-file"]);
-    sick.arg(&rogue.ca_cert).env("KRB5_CONFIG", &dead);
+    sick.arg(&rogue.ca_cert)
+        .env("KRB5_CONFIG", &dead)
+        .env("LC_ALL", "C.UTF-8")
+        .env("LANGUAGE", "de");
     let out = sick.output().unwrap();
     let report = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(5), "the first failure's exit code:\n{report}");
