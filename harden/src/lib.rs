@@ -4,7 +4,8 @@
 
 /// Turns off core dumps (RLIMIT_CORE 0) and marks the process non-dumpable, which also keeps
 /// other processes of the same uid from ptracing it or reading its /proc/PID/mem and fds.
-/// Children get a dumpable flag back at exec, so tools like kinit still work normally.
+/// A program exec'd afterwards (the broker's kadmin, `ktbroker-kinit run -- CMD`) gets the
+/// dumpable flag back at exec; the rlimit is inherited.
 pub fn forbid_core_dumps() -> std::io::Result<()> {
     use rustix::process::{DumpableBehavior, Resource, Rlimit, set_dumpable_behavior, setrlimit};
     set_dumpable_behavior(DumpableBehavior::NotDumpable)?;

@@ -1,5 +1,5 @@
 //! Single login: if the credential cache holds no valid ticket, log in through the broker the way
-//! `ktbroker-kinit` does (password, memfd keytab, in-process kinit, wipe), then go on.
+//! `ktbroker-kinit` does (password, keys in libkrb5's MEMORY: keytab, in-process kinit, wipe), then go on.
 
 use crate::error::{Kind, NetdiskError, Result};
 use ktbroker_kinit::HelperError;
