@@ -1,14 +1,17 @@
 //! Prometheus metrics, served over plain HTTP on their own listener (`[metrics] listen`) so that
 //! scraping never touches the TLS gRPC port. They carry counts and timings only, never a name.
 //!
-//! - `ktbroker_requests_total{tenant, outcome, reason}`: attempts by result (outcome granted /
-//!   refused / error; reason as in the audit log). Tenant names come from the configuration only.
+//! - `ktbroker_requests_total{tenant, outcome, code}`: attempts by result (outcome granted /
+//!   refused / error; code the `KTB-NNN` refusal code the caller was sent, `none` for a grant).
+//!   Nothing finer: the audit's reasons (unknown user, wrong password, locked, ...) would let a
+//!   scraper tell them apart attempt by attempt. Tenant names come from the configuration only.
 //! - `ktbroker_request_duration_seconds{outcome}`: whole requests, failure floor included.
 //! - `ktbroker_directory_duration_seconds`, `ktbroker_key_source_duration_seconds`: the two parts.
 //!
 //! Without an installed exporter every call here is a no-op (unit tests, metrics disabled).
 
 use crate::audit::Outcome;
+use ktbroker_codes::RefusalCode;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -28,9 +31,9 @@ pub fn install(listen: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn attempt(tenant: &str, outcome: Outcome, latency: Duration) {
+pub fn attempt(tenant: &str, outcome: Outcome, code: Option<RefusalCode>, latency: Duration) {
     metrics::counter!("ktbroker_requests_total", "tenant" => tenant.to_owned(), "outcome" => outcome.class().as_str(),
-        "reason" => outcome.as_str())
+        "code" => code.map_or("none", RefusalCode::tag))
     .increment(1);
     metrics::histogram!("ktbroker_request_duration_seconds", "outcome" => outcome.class().as_str())
         .record(latency.as_secs_f64());

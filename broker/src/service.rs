@@ -378,7 +378,7 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
                     ktbroker_proto::refusal::status(RefusalCode::Internal)
                 })?;
                 // A grant that cannot be audited does not happen.
-                self.conclude(&attempt(Some(&principal), outcome, Some(stream.kvno)))
+                self.conclude(&attempt(Some(&principal), outcome, Some(stream.kvno)), None)
                     .map_err(|_| ktbroker_proto::refusal::status(RefusalCode::AuditUnavailable))?;
                 Ok(Response::new(Box::pin(tokio_stream::iter(stream))))
             }
@@ -387,7 +387,7 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
                     tokio::time::sleep_until(started + table.settings.failure_delay).await;
                 }
                 // The refusal stands whether or not the audit file could be written (logged).
-                let _ = self.conclude(&attempt(None, refusal.outcome, None));
+                let _ = self.conclude(&attempt(None, refusal.outcome, None), Some(refusal.code));
                 Err(refusal.status())
             }
         }
@@ -447,14 +447,14 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
         match result {
             Ok(kvno) => {
                 // The key has changed already; an audit failure is logged by the auditor.
-                let _ = self.conclude(&attempt(Outcome::Rotated, Some(kvno)));
+                let _ = self.conclude(&attempt(Outcome::Rotated, Some(kvno)), None);
                 Ok(Response::new(RotateKeyResponse {
                     principal: message.principal.clone(),
                     kvno,
                 }))
             }
             Err(refusal) => {
-                let _ = self.conclude(&attempt(refusal.outcome, None));
+                let _ = self.conclude(&attempt(refusal.outcome, None), Some(refusal.code));
                 Err(refusal.status())
             }
         }
@@ -462,10 +462,10 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
 
     /// The one place an attempt is audited and counted. `Err` when the audit file could not be
     /// written: a grant must then not be handed out, so it is not counted as one either.
-    fn conclude(&self, attempt: &Attempt) -> std::io::Result<()> {
+    fn conclude(&self, attempt: &Attempt, code: Option<RefusalCode>) -> std::io::Result<()> {
         let audited = self.auditor.record(attempt);
         if audited.is_ok() || attempt.outcome.class() != OutcomeClass::Granted {
-            metrics::attempt(attempt.tenant, attempt.outcome, attempt.latency);
+            metrics::attempt(attempt.tenant, attempt.outcome, code, attempt.latency);
         }
         audited
     }

@@ -62,6 +62,12 @@ impl RefusalCode {
         Self::ALL.into_iter().find(|c| c.number() == number)
     }
 
+    /// `KTB-NNN`, the tag that starts the message.
+    pub fn tag(self) -> &'static str {
+        let message = self.message();
+        message.split_once(' ').map_or(message, |(tag, _)| tag)
+    }
+
     /// The message people see, `KTB-NNN` first so that it can be searched for in the docs.
     pub fn message(self) -> &'static str {
         match self {
@@ -154,6 +160,7 @@ mod tests {
                 code.message().starts_with(&format!("KTB-{} ", code.number())),
                 "{code:?}"
             );
+            assert_eq!(code.tag(), format!("KTB-{}", code.number()));
         }
         assert_eq!(RefusalCode::from_number(0), None);
         assert_eq!(RefusalCode::from_number(999), None);

@@ -804,13 +804,14 @@ fn metrics_count_outcomes_and_time_each_part_on_their_own_listener() {
     let mut endpoint = sandbox.endpoint();
     endpoint.url = broker.url.clone();
     raw_fetch(&endpoint, "alice", b"Wr0ng-Passw0rd", None);
+    raw_fetch(&endpoint, "no-such-user", b"Wr0ng-Passw0rd", None);
 
     let body = scrape_metrics(metrics_port);
     for line in [
-        "ktbroker_requests_total{tenant=\"sandbox\",outcome=\"granted\",reason=\"granted\"} 1",
-        "ktbroker_requests_total{tenant=\"sandbox\",outcome=\"refused\",reason=\"invalid_credentials\"} 1",
+        "ktbroker_requests_total{tenant=\"sandbox\",outcome=\"granted\",code=\"none\"} 1",
+        "ktbroker_requests_total{tenant=\"sandbox\",outcome=\"refused\",code=\"KTB-101\"} 2",
         "ktbroker_request_duration_seconds_count{outcome=\"granted\"} 1",
-        "ktbroker_directory_duration_seconds_count 2",
+        "ktbroker_directory_duration_seconds_count 3",
         "ktbroker_key_source_duration_seconds_count 1",
     ] {
         assert!(body.lines().any(|l| l == line), "missing {line:?} in:\n{body}");
@@ -818,6 +819,11 @@ fn metrics_count_outcomes_and_time_each_part_on_their_own_listener() {
     assert!(
         !body.contains("alice") && !body.contains("Wr0ng"),
         "metrics must not name users or passwords"
+    );
+    // A wrong password and an unknown user count as one and the same: no reason label.
+    assert!(
+        !body.contains("invalid_credentials") && !body.contains("unknown_user") && !body.contains("reason="),
+        "{body}"
     );
 }
 
