@@ -43,6 +43,8 @@ pub enum Outcome {
     /// A missing principal was created (first-login provisioning) and then served.
     Provisioned,
     ProvisionFailed,
+    /// The caller hung up before the request reached a verdict (nothing was decided or sent).
+    Abandoned,
     /// Admin RPC: a key was randomized.
     Rotated,
     RotateRefused,
@@ -73,6 +75,7 @@ impl Outcome {
             Self::Busy => "busy",
             Self::DeadlineExceeded => "deadline_exceeded",
             Self::Provisioned => "provisioned",
+            Self::Abandoned => "abandoned",
             Self::ProvisionFailed => "provision_failed",
             Self::Rotated => "rotated",
             Self::RotateRefused => "rotate_refused",
@@ -127,6 +130,8 @@ pub struct Attempt<'a> {
     pub outcome: Outcome,
     pub kvno: Option<u32>,
     pub latency: Duration,
+    /// The caller hung up before it got the answer (the outcome is still the real one).
+    pub cancelled: bool,
 }
 
 /// The JSON line. Field order is fixed by the struct, so lines are reproducible.
@@ -143,6 +148,7 @@ struct AuditLine<'a> {
     reason: &'static str,
     kvno: Option<u32>,
     latency_ms: f64,
+    cancelled: bool,
     prev: String,
 }
 
@@ -176,10 +182,10 @@ impl Auditor {
         let client_cert = attempt.client_cert.unwrap_or("-");
         if attempt.outcome.class() == OutcomeClass::Granted {
             tracing::info!(target: "ktbroker::audit", request_id, tenant, peer = peer_text, client_cert,
-                username = ?attempt.username, principal, outcome = attempt.outcome.as_str(), latency_ms, "audit record");
+                username = ?attempt.username, principal, outcome = attempt.outcome.as_str(), latency_ms, cancelled = attempt.cancelled, "audit record");
         } else {
             tracing::warn!(target: "ktbroker::audit", request_id, tenant, peer = peer_text, client_cert,
-                username = ?attempt.username, principal, outcome = attempt.outcome.as_str(), latency_ms, "audit record");
+                username = ?attempt.username, principal, outcome = attempt.outcome.as_str(), latency_ms, cancelled = attempt.cancelled, "audit record");
         }
         let Some(file) = &self.file else { return Ok(()) };
         let mut file = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -195,6 +201,7 @@ impl Auditor {
             reason: attempt.outcome.as_str(),
             kvno: attempt.kvno,
             latency_ms,
+            cancelled: attempt.cancelled,
             prev: hex(&file.prev),
         };
         let text = serde_json::to_string(&line).map_err(io::Error::other)?;

@@ -75,13 +75,14 @@ impl<D, K> TenantTable<D, K> {
 
 pub struct BrokerService<D, K> {
     current: RwLock<Arc<TenantTable<D, K>>>,
-    auditor: Auditor,
+    auditor: Arc<Auditor>,
     limiter: FailureLimiter,
     permits: Arc<tokio::sync::Semaphore>,
     next_request_id: AtomicU64,
 }
 
 /// Who called, as far as the transport tells.
+#[derive(Clone)]
 struct Caller {
     request_id: u64,
     peer: Option<SocketAddr>,
@@ -123,6 +124,7 @@ impl Caller {
             outcome,
             kvno,
             latency: started.elapsed(),
+            cancelled: false,
         }
     }
 }
@@ -132,7 +134,7 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
         Self {
             limiter: FailureLimiter::new(table.settings.limits),
             current: RwLock::new(Arc::new(table)),
-            auditor,
+            auditor: Arc::new(auditor),
             permits: Arc::new(tokio::sync::Semaphore::new(max_concurrent_requests)),
             next_request_id: AtomicU64::new(1),
         }
@@ -346,6 +348,8 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
         let tenant = split.ok().and_then(|(_, asked)| table.tenant(asked));
         let tenant_name = tenant.map_or("-", |t| t.policy.name.as_str());
         let unknown_tenant = || Refusal::new(Outcome::UnknownTenant, RefusalCode::UnknownTenant);
+        // Dropped unwritten only if the caller hangs up: then it records what was decided so far.
+        let mut audit = AuditOnce::new(&self.auditor, &caller, tenant_name, &message.username, started);
         let result = async {
             let _permit = self.admit()?;
             let (user, _) = split.map_err(|()| unknown_tenant())?;
@@ -368,26 +372,32 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
         }
         .await;
         drop(password);
-        let attempt = |principal, outcome, kvno| {
-            caller.attempt(tenant_name, &message.username, principal, outcome, kvno, started)
-        };
         match result {
             Ok((principal, keytab, outcome)) => {
-                let stream = KeytabParts::new(&principal, &keytab).map_err(|e| {
-                    tracing::error!(error = %e, "cannot encode keytab");
-                    ktbroker_proto::refusal::status(RefusalCode::Internal)
-                })?;
+                let stream = match KeytabParts::new(&principal, &keytab) {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot encode keytab");
+                        audit.decided(Outcome::KeySourceFailed, Some(RefusalCode::Internal));
+                        let _ = audit.write();
+                        return Err(ktbroker_proto::refusal::status(RefusalCode::Internal));
+                    }
+                };
+                audit.decided(outcome, None);
+                audit.granted(&principal, stream.kvno);
                 // A grant that cannot be audited does not happen.
-                self.conclude(&attempt(Some(&principal), outcome, Some(stream.kvno)), None)
+                audit
+                    .write()
                     .map_err(|_| ktbroker_proto::refusal::status(RefusalCode::AuditUnavailable))?;
                 Ok(Response::new(Box::pin(tokio_stream::iter(stream))))
             }
             Err(refusal) => {
+                audit.decided(refusal.outcome, Some(refusal.code));
                 if refusal.is_authentication_failure() {
                     tokio::time::sleep_until(started + table.settings.failure_delay).await;
                 }
                 // The refusal stands whether or not the audit file could be written (logged).
-                let _ = self.conclude(&attempt(None, refusal.outcome, None), Some(refusal.code));
+                let _ = audit.write();
                 Err(refusal.status())
             }
         }
@@ -411,63 +421,202 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
                 .any(|a| a.eq_ignore_ascii_case(name))
         });
         let refused = |code| Refusal::new(Outcome::RotateRefused, code);
-        let result = async {
-            let Some(_admin) = admin else {
+        let admin_name = admin.map_or("-", String::as_str);
+        // Refusals before any key work: decided and audited without waiting for anything.
+        let admitted = (|| {
+            if admin.is_none() {
                 return Err(refused(RefusalCode::NotAdmin));
-            };
-            let _permit = self.admit()?;
+            }
+            let permit = self.admit()?;
             let tenant = tenant.ok_or_else(|| Refusal::new(Outcome::UnknownTenant, RefusalCode::UnknownTenant))?;
             if !tenant.policy.principals.allows(&message.principal) {
                 return Err(refused(RefusalCode::PrincipalNotAllowed));
             }
-            let rotated = tokio::time::timeout(table.settings.request_timeout, tenant.keys.rotate(&message.principal))
-                .await
-                .map_err(|_| Refusal::new(Outcome::DeadlineExceeded, RefusalCode::DeadlineExceeded))?;
-            rotated.map_err(|e| match e {
-                KeySourceError::NoSuchPrincipal(_) => refused(RefusalCode::NoPrincipal),
-                KeySourceError::Unsupported(_) => refused(RefusalCode::CannotRotate),
-                other => {
-                    tracing::error!(error = %other, principal = %message.principal, "rotating the key failed");
-                    Refusal::new(Outcome::RotateFailed, RefusalCode::KeysUnavailable)
-                }
-            })
-        }
-        .await;
-        let admin_name = admin.map_or("-", String::as_str);
-        let attempt = |outcome, kvno| {
-            caller.attempt(
-                tenant_name,
-                admin_name,
-                Some(&message.principal),
-                outcome,
-                kvno,
-                started,
-            )
-        };
-        match result {
-            Ok(kvno) => {
-                // The key has changed already; an audit failure is logged by the auditor.
-                let _ = self.conclude(&attempt(Outcome::Rotated, Some(kvno)), None);
-                Ok(Response::new(RotateKeyResponse {
-                    principal: message.principal.clone(),
-                    kvno,
-                }))
-            }
+            Ok((permit, tenant))
+        })();
+        let (permit, tenant) = match admitted {
+            Ok(admitted) => admitted,
             Err(refusal) => {
-                let _ = self.conclude(&attempt(refusal.outcome, None), Some(refusal.code));
-                Err(refusal.status())
+                let attempt = caller.attempt(
+                    tenant_name,
+                    admin_name,
+                    Some(&message.principal),
+                    refusal.outcome,
+                    None,
+                    started,
+                );
+                let _ = self.conclude(&attempt, Some(refusal.code));
+                return Err(refusal.status());
             }
+        };
+        // The key changes even if the caller hangs up meanwhile (kadm5 runs on its own thread), so
+        // the rotation, its audit record and its metric run to the end in a task of their own.
+        let hung_up = HangUpFlag::default();
+        let rotation = RotationTask {
+            keys: tenant.keys.clone(),
+            auditor: self.auditor.clone(),
+            caller: caller.clone(),
+            tenant: tenant_name.to_owned(),
+            admin: admin_name.to_owned(),
+            principal: message.principal.clone(),
+            timeout: table.settings.request_timeout,
+            started,
+            hung_up: hung_up.0.clone(),
+        };
+        let rotated = tokio::spawn(async move {
+            let _permit = permit;
+            rotation.run().await
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "the rotation task failed");
+            ktbroker_proto::refusal::status(RefusalCode::Internal)
+        })?;
+        drop(hung_up);
+        match rotated {
+            Ok(kvno) => Ok(Response::new(RotateKeyResponse {
+                principal: message.principal,
+                kvno,
+            })),
+            Err(refusal) => Err(refusal.status()),
         }
     }
 
-    /// The one place an attempt is audited and counted. `Err` when the audit file could not be
-    /// written: a grant must then not be handed out, so it is not counted as one either.
     fn conclude(&self, attempt: &Attempt, code: Option<RefusalCode>) -> std::io::Result<()> {
-        let audited = self.auditor.record(attempt);
-        if audited.is_ok() || attempt.outcome.class() != OutcomeClass::Granted {
-            metrics::attempt(attempt.tenant, attempt.outcome, code, attempt.latency);
+        conclude(&self.auditor, attempt, code)
+    }
+}
+
+/// The one place an attempt is audited and counted. `Err` when the audit file could not be
+/// written: a grant must then not be handed out, so it is not counted as one either.
+fn conclude(auditor: &Auditor, attempt: &Attempt, code: Option<RefusalCode>) -> std::io::Result<()> {
+    let audited = auditor.record(attempt);
+    if audited.is_ok() || attempt.outcome.class() != OutcomeClass::Granted {
+        metrics::attempt(attempt.tenant, attempt.outcome, code, attempt.latency);
+    }
+    audited
+}
+
+/// Set when the handler that owns it is dropped: its caller hung up before the answer.
+#[derive(Default)]
+struct HangUpFlag(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for HangUpFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One admitted RotateKey: rotates, then audits and counts the result, whether or not the caller
+/// is still there (then `cancelled`).
+struct RotationTask<K> {
+    keys: Arc<K>,
+    auditor: Arc<Auditor>,
+    caller: Caller,
+    tenant: String,
+    admin: String,
+    principal: String,
+    timeout: Duration,
+    started: Instant,
+    hung_up: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<K: KeySource> RotationTask<K> {
+    async fn run(self) -> Result<u32, Refusal> {
+        let refused = |code| Refusal::new(Outcome::RotateRefused, code);
+        let rotated = match tokio::time::timeout(self.timeout, self.keys.rotate(&self.principal)).await {
+            Err(_) => Err(Refusal::new(Outcome::DeadlineExceeded, RefusalCode::DeadlineExceeded)),
+            Ok(Ok(kvno)) => Ok(kvno),
+            Ok(Err(KeySourceError::NoSuchPrincipal(_))) => Err(refused(RefusalCode::NoPrincipal)),
+            Ok(Err(KeySourceError::Unsupported(_))) => Err(refused(RefusalCode::CannotRotate)),
+            Ok(Err(other)) => {
+                tracing::error!(error = %other, principal = %self.principal, "rotating the key failed");
+                Err(Refusal::new(Outcome::RotateFailed, RefusalCode::KeysUnavailable))
+            }
+        };
+        let (outcome, kvno, code) = match &rotated {
+            Ok(kvno) => (Outcome::Rotated, Some(*kvno), None),
+            Err(refusal) => (refusal.outcome, None, Some(refusal.code)),
+        };
+        let mut attempt = self.caller.attempt(
+            &self.tenant,
+            &self.admin,
+            Some(&self.principal),
+            outcome,
+            kvno,
+            self.started,
+        );
+        attempt.cancelled = self.hung_up.load(Ordering::Relaxed);
+        // The key has changed already, if it did; an audit failure is logged by the auditor.
+        let _ = conclude(&self.auditor, &attempt, code);
+        rotated
+    }
+}
+
+/// A FetchKeytab attempt's audit record, written exactly once: by [`AuditOnce::write`] when the
+/// request runs to its answer, or, when the caller hangs up first (tonic drops the handler, e.g.
+/// during the failure delay), on drop, marked `cancelled`, with whatever was decided by then (the
+/// real reason, or `abandoned` if nothing was).
+struct AuditOnce<'a> {
+    auditor: &'a Auditor,
+    caller: &'a Caller,
+    tenant: &'a str,
+    username: &'a str,
+    started: Instant,
+    outcome: Outcome,
+    code: Option<RefusalCode>,
+    grant: Option<(String, u32)>,
+    written: bool,
+}
+
+impl<'a> AuditOnce<'a> {
+    fn new(auditor: &'a Auditor, caller: &'a Caller, tenant: &'a str, username: &'a str, started: Instant) -> Self {
+        Self {
+            auditor,
+            caller,
+            tenant,
+            username,
+            started,
+            outcome: Outcome::Abandoned,
+            code: None,
+            grant: None,
+            written: false,
         }
-        audited
+    }
+
+    fn decided(&mut self, outcome: Outcome, code: Option<RefusalCode>) {
+        self.outcome = outcome;
+        self.code = code;
+    }
+
+    fn granted(&mut self, principal: &str, kvno: u32) {
+        self.grant = Some((principal.to_owned(), kvno));
+    }
+
+    fn write(&mut self) -> std::io::Result<()> {
+        self.record(false)
+    }
+
+    fn record(&mut self, cancelled: bool) -> std::io::Result<()> {
+        self.written = true;
+        let (principal, kvno) = match &self.grant {
+            Some((principal, kvno)) => (Some(principal.as_str()), Some(*kvno)),
+            None => (None, None),
+        };
+        let mut attempt = self
+            .caller
+            .attempt(self.tenant, self.username, principal, self.outcome, kvno, self.started);
+        attempt.cancelled = cancelled;
+        conclude(self.auditor, &attempt, self.code)
+    }
+}
+
+impl Drop for AuditOnce<'_> {
+    fn drop(&mut self) {
+        if !self.written {
+            tracing::info!(outcome = self.outcome.as_str(), "the caller hung up before the answer");
+            let _ = self.record(true);
+        }
     }
 }
 

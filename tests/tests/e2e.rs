@@ -858,3 +858,74 @@ fn sighup_reloads_the_tls_certificate_and_keeps_the_old_one_if_the_new_one_is_br
     let fetched = block_on(fetch_keytab(&endpoint, "alice", b"alicepw", None)).unwrap();
     assert_eq!(fetched.principal, "alice@KRBTEST.COM");
 }
+
+#[test]
+fn a_client_that_hangs_up_before_the_failure_floor_is_audited_once_with_the_real_reason() {
+    let sandbox = sandbox();
+    let endpoint = sandbox.endpoint();
+    let checks_done = || sandbox.broker.log_text().matches("directory check done").count();
+    let audit_records = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&sandbox.broker.audit_file)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let before = audit_records().len();
+    for (user, password) in [("alice", "Wr0ng-Passw0rd"), ("no-such-user", "whatever")] {
+        let checked = checks_done();
+        block_on(async {
+            let channel = ktbroker_kinit::fetch::connect(&endpoint).await.unwrap();
+            let mut client = KeytabBrokerClient::new(channel);
+            let call = client.fetch_keytab(FetchKeytabRequest {
+                username: user.into(),
+                password: password.as_bytes().to_vec(),
+                principal: None,
+                tenant: None,
+            });
+            tokio::pin!(call);
+            // Wait for the broker's verdict (its directory check is done), then hang up: the
+            // answer itself would come only after the 400 ms floor.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while checks_done() == checked {
+                tokio::select! {
+                    answer = &mut call => panic!("{user}: answered before the floor (ok: {})", answer.is_ok()),
+                    () = tokio::time::sleep(Duration::from_millis(5)) => {}
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{user}: the request never reached the directory"
+                );
+            }
+        }); // the call is dropped here: the client resets the stream
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while audit_records().len() < before + 2 {
+        assert!(Instant::now() < deadline, "the abandoned attempts were not audited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A third, complete attempt afterwards: every earlier record is written by then, once each.
+    assert_eq!(
+        raw_fetch(&endpoint, "bob", b"Wr0ng", None),
+        refused(RefusalCode::AuthFailed)
+    );
+    let records = audit_records();
+    let seen: Vec<(&str, &str, bool)> = records[before..]
+        .iter()
+        .map(|r| {
+            (
+                r["username"].as_str().unwrap(),
+                r["reason"].as_str().unwrap(),
+                r["cancelled"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("alice", "invalid_credentials", true),
+            ("no-such-user", "unknown_user", true),
+            ("bob", "invalid_credentials", false)
+        ]
+    );
+}

@@ -610,3 +610,81 @@ async fn server_info_tells_the_time_and_version() {
     assert!((info.unix_time - now).abs() <= 5, "{}", info.unix_time);
     assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_that_hangs_up_is_audited_once_with_what_was_decided() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let service = BrokerService::new(
+        table(corp_policy(crate::policy::default_enctypes())),
+        Auditor::with_file(&path).unwrap(),
+        64,
+    );
+    // Hangs up during the failure delay: the verdict was reached, so its real reason is recorded.
+    let early = tokio::time::timeout(DELAY / 2, service.fetch_keytab(request("alice", "wrong", None))).await;
+    assert!(early.is_err(), "the caller gave up before the answer");
+    // Hangs up while the directory has not answered: nothing was decided.
+    let hung = tokio::time::timeout(DEADLINE / 2, service.fetch_keytab(request("slow", "x", None))).await;
+    assert!(hung.is_err());
+    // Waits for its answer: recorded once, not cancelled.
+    assert!(service.fetch_keytab(request("zed", "x", None)).await.is_err());
+    let records: Vec<(String, bool)> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).unwrap();
+            (
+                record["reason"].as_str().unwrap().to_owned(),
+                record["cancelled"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        records,
+        [
+            ("invalid_credentials".to_owned(), true),
+            ("abandoned".to_owned(), true),
+            ("unknown_user".to_owned(), false)
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rotation_is_audited_even_when_its_caller_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let hung_up = HangUpFlag::default();
+    let task = RotationTask {
+        keys: Arc::new(FakeKeys::default()),
+        auditor: Arc::new(Auditor::with_file(&path).unwrap()),
+        caller: Caller {
+            request_id: 9,
+            peer: None,
+            host: ClientHost::default(),
+        },
+        tenant: "corp".into(),
+        admin: "ops-admin".into(),
+        principal: "alice@EXAMPLE.COM".into(),
+        timeout: DEADLINE,
+        started: Instant::now(),
+        hung_up: hung_up.0.clone(),
+    };
+    drop(hung_up); // the handler went away: its caller hung up
+    assert_eq!(task.run().await, Ok(8), "the rotation itself goes on");
+    let record: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&path).unwrap().lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (
+            &record["reason"],
+            &record["cancelled"],
+            &record["kvno"],
+            &record["username"]
+        ),
+        (
+            &serde_json::json!("rotated"),
+            &serde_json::json!(true),
+            &serde_json::json!(8),
+            &serde_json::json!("ops-admin")
+        )
+    );
+}
