@@ -28,6 +28,7 @@ fn main() -> ExitCode {
 
 fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
     ktbroker_harden::forbid_core_dumps().context("disabling core dumps")?;
+    raise_open_files_limit();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = ktbroker_broker::config::Config::load(config_path)?;
     if let Some(krb5_config) = &config.krb5_config {
@@ -75,4 +76,19 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
     }
     tracing::info!("shutting down");
+}
+
+/// Every connection is a descriptor: take the whole hard limit (the unit sets it with LimitNOFILE=)
+/// rather than systemd's soft default of 1024, which a few hundred idle clients exhaust.
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let raised = Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => tracing::debug!(limit = ?limit.maximum, "open files limit raised to the hard limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
+    }
 }

@@ -14,10 +14,23 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tonic::transport::Server;
 
 /// Largest request accepted: a username, a password of at most 1 KiB and a principal.
 const MAX_REQUEST_SIZE: usize = 8 * 1024;
+
+/// A connection is closed (GOAWAY, then at most the request deadline of grace) this long after it
+/// opened: clients open one per login, so only a connection held open on purpose meets it.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+
+/// HTTP/2 PINGs on a quiet connection, and how long the answer may take before it is dropped.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// After SIGTERM, requests in flight get this long beyond their own deadline; then the broker
+/// exits regardless (systemd's TimeoutStopSec is 45 s, the default request deadline 30 s).
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
 type Service = BrokerService<LdapDirectory, ConfiguredKeySource>;
 type Table = TenantTable<LdapDirectory, ConfiguredKeySource>;
@@ -77,19 +90,34 @@ pub async fn serve(
         });
     }
     let stopping = notifier.clone();
+    let (stop_sender, stop_receiver) = tokio::sync::watch::channel(false);
     let shutdown = async move {
         shutdown.await;
         stopping.notify("STOPPING=1\nSTATUS=finishing requests in flight");
+        let _ = stop_sender.send(true);
     };
-    Server::builder()
+    let drain = config.request_timeout + DRAIN_GRACE;
+    let serving = Server::builder()
         // The service enforces its own, configurable deadline; this is the transport's backstop.
         .timeout(config.request_timeout * 2)
         .concurrency_limit_per_connection(16)
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .max_connection_age(CONNECTION_LIFETIME)
+        .max_connection_age_grace(config.request_timeout)
         .add_service(health_service)
         .add_service(broker)
-        .serve_with_incoming_shutdown(tls::incoming(listener, tls_config), shutdown)
-        .await
-        .with_context(|| format!("serving on {}", config.listen))?;
+        .serve_with_incoming_shutdown(tls::incoming(listener, tls_config), shutdown);
+    // Graceful shutdown waits for every connection; a bounded drain keeps a stop inside systemd's.
+    let drained = async move {
+        let mut stop = stop_receiver;
+        let _ = stop.wait_for(|stopped| *stopped).await;
+        tokio::time::sleep(drain).await;
+    };
+    tokio::select! {
+        served = serving => served.with_context(|| format!("serving on {}", config.listen))?,
+        () = drained => tracing::warn!(?drain, "drain deadline passed; exiting with connections still open"),
+    }
     tracing::info!("ktbrokerd stopped");
     Ok(())
 }

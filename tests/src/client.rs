@@ -121,3 +121,36 @@ pub fn audit_reasons(audit_file: &std::path::Path) -> Vec<String> {
         })
         .collect()
 }
+
+/// A TLS connection to the broker (verified against the endpoint's CA, ALPN h2) that, once the
+/// handshake is done, never says anything: what a hostile client holds open.
+pub fn silent_tls(endpoint: &BrokerEndpoint) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&endpoint.ca_pem) {
+        roots.add(cert.expect("a CA certificate")).expect("a usable CA");
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let url = url_host_port(&endpoint.url);
+    let name =
+        ServerName::try_from(endpoint.tls_server_name.clone().unwrap_or_else(|| url.0.clone())).expect("a server name");
+    let mut connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("a TLS client");
+    let mut socket = std::net::TcpStream::connect((url.0.as_str(), url.1)).expect("TCP to the broker");
+    while connection.is_handshaking() {
+        connection.complete_io(&mut socket).expect("the TLS handshake");
+    }
+    rustls::StreamOwned::new(connection, socket)
+}
+
+/// ("host", port) of `https://host:port`.
+fn url_host_port(url: &str) -> (String, u16) {
+    let rest = url.trim_start_matches("https://").trim_end_matches('/');
+    let (host, port) = rest.rsplit_once(':').expect("https://host:port");
+    (host.to_owned(), port.parse().expect("a port"))
+}

@@ -621,3 +621,49 @@ fn the_broker_speaks_the_systemd_notify_protocol() {
     wait_for_state(&socket, &mut seen, "STOPPING=1");
     assert!(exit.success(), "{exit}");
 }
+
+#[test]
+fn connections_that_never_speak_are_closed_and_do_not_hold_up_a_stop() {
+    let mut sandbox = sandbox();
+    let endpoint = sandbox.endpoint();
+    // A client that completes TLS and then says nothing is shown the door after the preface
+    // deadline (5 s) instead of being kept for ever.
+    let mut silent = ktbroker_tests::client::silent_tls(&endpoint);
+    silent.sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let started = std::time::Instant::now();
+    // The server speaks first (its SETTINGS frame): read past that to the end of the connection.
+    let mut buffer = [0u8; 512];
+    let read = loop {
+        match std::io::Read::read(&mut silent, &mut buffer) {
+            Ok(n) if n > 0 => continue,
+            other => break other,
+        }
+    };
+    let closed_after = started.elapsed();
+    assert!(
+        !matches!(&read, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "still open after {closed_after:?}: {read:?}"
+    );
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+
+    // Logins go on while such connections are held.
+    let _held = ktbroker_tests::client::silent_tls(&endpoint);
+    let out = sandbox.login("alice", "alicepw", &sandbox.ccache("beside-silent"));
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // SIGTERM with a silent connection and an idle HTTP/2 connection held: the broker stops at
+    // once for the idle one and within the preface deadline for the silent one.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _idle = runtime
+        .block_on(ktbroker_kinit::fetch::connect(&endpoint))
+        .expect("an HTTP/2 connection to the broker");
+    let _silent = ktbroker_tests::client::silent_tls(&endpoint);
+    let stopping = std::time::Instant::now();
+    let status = sandbox
+        .broker
+        .terminate()
+        .expect("the broker stops while connections are held");
+    assert!(status.success(), "{status:?}");
+    // Well inside the unit's TimeoutStopSec=45s (the silent connection is closed after 5 s).
+    assert!(stopping.elapsed() < Duration::from_secs(30), "{:?}", stopping.elapsed());
+}
