@@ -11,8 +11,17 @@ pub struct Args {
     /// Path of the broker's TOML configuration.
     #[arg(short, long, default_value = "/etc/ktbroker/broker.toml", global = true)]
     pub config: PathBuf,
+    /// Log lines as text (colours only on a terminal) or as one JSON object each.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,10 +8,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("KTBROKER_LOG").unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(args.log_format);
     let result = match args.command.unwrap_or(Command::Run) {
         Command::Run => run(&args.config),
         Command::CheckConfig => check_config(&args.config),
@@ -90,5 +87,20 @@ fn raise_open_files_limit() {
     match setrlimit(Resource::Nofile, raised) {
         Ok(()) => tracing::debug!(limit = ?limit.maximum, "open files limit raised to the hard limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
+    }
+}
+
+/// Logs to stderr (the journal, under systemd), filtered by `KTBROKER_LOG`: text with colours only
+/// when stderr is a terminal (escape codes are noise in the journal), or one JSON object a line.
+fn init_logging(format: ktbroker_broker::cli::LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KTBROKER_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        ktbroker_broker::cli::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        ktbroker_broker::cli::LogFormat::Json => builder.json().with_current_span(true).init(),
     }
 }

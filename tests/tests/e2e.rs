@@ -503,6 +503,11 @@ fn every_attempt_is_audited_in_a_verifiable_hash_chain() {
 #[test]
 fn check_config_validates_and_redacts_secrets() {
     let sandbox = sandbox();
+    // The broker the sandbox runs logs without colour escapes (its stderr is a file).
+    assert!(
+        !sandbox.broker.log_text().contains('\u{1b}'),
+        "colour escapes in the log"
+    );
     let check = |config: &Path| sandbox.broker.command_for(config).arg("check-config").output().unwrap();
     let good = check(&sandbox.broker.config);
     assert!(good.status.success(), "{}", stderr(&good));
@@ -542,6 +547,26 @@ fn check_config_validates_and_redacts_secrets() {
         stderr(&bad).contains("`tenants.sandbox.directory.timeout_secs`"),
         "{}",
         stderr(&bad)
+    );
+    // Not on a terminal: no colour escapes. With --log-format json: one JSON object a line.
+    assert!(!stderr(&bad).contains('\u{1b}'), "{:?}", stderr(&bad));
+    let json = sandbox
+        .broker
+        .command_for(&bad_config)
+        .args(["--log-format", "json", "check-config"])
+        .output()
+        .unwrap();
+    assert_eq!(json.status.code(), Some(1));
+    let events: Vec<serde_json::Value> = stderr(&json)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    assert!(
+        events.iter().any(|e| e["level"] == "ERROR"
+            && e["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("timeout_secs"))),
+        "{events:?}"
     );
 
     // The service password is a systemd credential: without $CREDENTIALS_DIRECTORY it is refused

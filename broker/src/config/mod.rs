@@ -30,6 +30,9 @@ pub enum ConfigError {
     Invalid { key: String, problem: String },
 }
 
+/// The least `[auth] failure_delay_ms` may be: refused logins never answer sooner.
+pub const MIN_FAILURE_DELAY: Duration = Duration::from_millis(200);
+
 fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
@@ -232,8 +235,13 @@ impl Paths<'_> {
             return Err(invalid("metrics.listen", "must differ from server.listen"));
         }
         let failure_delay = Duration::from_millis(raw.auth.failure_delay_ms.unwrap_or(400));
-        if failure_delay > Duration::from_secs(10) {
-            return Err(invalid("auth.failure_delay_ms", "must be at most 10000"));
+        // Below the floor a slow directory answer would outlast it, and tell unknown users from
+        // wrong passwords by timing again.
+        if failure_delay < MIN_FAILURE_DELAY || failure_delay > Duration::from_secs(10) {
+            return Err(invalid(
+                "auth.failure_delay_ms",
+                format!("must be between {} and 10000", MIN_FAILURE_DELAY.as_millis()),
+            ));
         }
         for identity in &raw.admin.identities {
             if identity.trim().is_empty() {

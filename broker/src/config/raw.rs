@@ -215,7 +215,7 @@ fn known_key_fields<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result
 
 /// The field names a derived `Deserialize` struct accepts: serde hands them to
 /// `deserialize_struct`, where this probe records them (and then stops with an error).
-fn field_names<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+pub(super) fn field_names<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
     use serde::de::{Deserializer, Visitor};
     use std::cell::Cell;
 

@@ -405,3 +405,124 @@ fn the_readme_example_has_the_shape_the_broker_reads() {
     assert_eq!(raw.tenants.len(), 1);
     assert_eq!(raw.default_tenant.as_deref(), Some("corp"));
 }
+
+/// Every key the configuration parser accepts, as dotted paths (tenants as `tenants.*`), read from
+/// the `Raw*` structs themselves.
+fn accepted_keys() -> std::collections::BTreeSet<String> {
+    use raw::*;
+    let mut keys = std::collections::BTreeSet::new();
+    let mut add = |prefix: &str, fields: &[&str]| {
+        for field in fields {
+            keys.insert(if prefix.is_empty() {
+                field.to_string()
+            } else {
+                format!("{prefix}.{field}")
+            });
+        }
+    };
+    add("", field_names::<RawConfig>());
+    add("server", field_names::<RawServer>());
+    add("kerberos", field_names::<RawKerberos>());
+    add("auth", field_names::<RawAuth>());
+    add("audit", field_names::<RawAudit>());
+    add("limits", field_names::<RawLimits>());
+    add("metrics", field_names::<RawMetrics>());
+    add("admin", field_names::<RawAdmin>());
+    add("tenants.*", field_names::<RawTenant>());
+    add("tenants.*.clients", field_names::<RawClientRule>());
+    add("tenants.*.directory", field_names::<RawDirectory>());
+    add("tenants.*.keys", all_key_fields());
+    keys
+}
+
+/// The keys the README's broker.toml listing names: set, or mentioned as `key = ` in a comment.
+fn readme_keys() -> std::collections::BTreeSet<String> {
+    let readme = include_str!("../../../README.md");
+    let example = readme
+        .split("```toml\n")
+        .skip(1)
+        .map(|block| &block[..block.find("```").unwrap()])
+        .find(|block| block.contains("[tenants."))
+        .unwrap();
+    let mut keys = std::collections::BTreeSet::new();
+    let mut table = String::new();
+    for line in example.lines() {
+        let header = line.split('#').next().unwrap().trim();
+        if let Some(name) = header.strip_prefix('[').map(|h| h.trim_matches(['[', ']'])) {
+            table = name
+                .split('.')
+                .enumerate()
+                .map(|(n, part)| {
+                    if n == 1 && name.starts_with("tenants.") {
+                        "*"
+                    } else {
+                        part
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(".");
+            let mut prefix = String::new();
+            for part in table.split('.') {
+                prefix = if prefix.is_empty() {
+                    part.to_owned()
+                } else {
+                    format!("{prefix}.{part}")
+                };
+                if prefix != "tenants.*" {
+                    keys.insert(prefix.clone());
+                }
+            }
+            continue;
+        }
+        // `key = ` wherever it stands: at the start of the line, or named in its comment.
+        for (at, _) in line.match_indices(" = ") {
+            let name_start = line[..at]
+                .rfind(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+                .map_or(0, |i| i + 1);
+            let key = &line[name_start..at];
+            let before = line[..name_start].chars().next_back();
+            if !key.is_empty() && before.is_none_or(|c| matches!(c, ' ' | '#' | ';')) {
+                keys.insert(if table.is_empty() {
+                    key.to_owned()
+                } else {
+                    format!("{table}.{key}")
+                });
+            }
+        }
+    }
+    keys
+}
+
+#[test]
+fn the_readme_listing_names_every_key_the_parser_accepts_and_no_other() {
+    let accepted = accepted_keys();
+    let listed = readme_keys();
+    let unlisted: Vec<_> = accepted.difference(&listed).collect();
+    let unknown: Vec<_> = listed.difference(&accepted).collect();
+    assert!(
+        unlisted.is_empty() && unknown.is_empty(),
+        "not in the README: {unlisted:?}; not accepted: {unknown:?}"
+    );
+}
+
+#[test]
+fn the_failure_delay_has_a_floor() {
+    let dir = fixture();
+    for (delay, ok) in [
+        ("0", false),
+        ("199", false),
+        ("200", true),
+        ("400", true),
+        ("10001", false),
+    ] {
+        let text = VALID.replacen(
+            "[tenants.corp]",
+            &format!("[auth]\nfailure_delay_ms = {delay}\n[tenants.corp]"),
+            1,
+        );
+        match load(&dir, &text) {
+            Ok(config) => assert!(ok && config.failure_delay.as_millis().to_string() == delay, "{delay}"),
+            Err(e) => assert!(!ok && e.to_string().contains("auth.failure_delay_ms"), "{delay}: {e}"),
+        }
+    }
+}
