@@ -392,16 +392,19 @@ admin_keytab = "admin.keytab"
 timeout_secs = 10
 "#;
 
-#[test]
-fn the_readme_example_has_the_shape_the_broker_reads() {
-    let readme = include_str!("../../../README.md");
-    let example = readme
+/// The README's broker.toml listing.
+fn readme_broker_example() -> &'static str {
+    include_str!("../../../README.md")
         .split("```toml\n")
         .skip(1)
         .map(|block| &block[..block.find("```").unwrap()])
         .find(|block| block.contains("[tenants."))
-        .expect("the README's broker configuration example");
-    let raw: RawConfig = toml::from_str(example).expect("the README example parses strictly");
+        .expect("the README's broker configuration example")
+}
+
+#[test]
+fn the_readme_example_has_the_shape_the_broker_reads() {
+    let raw: RawConfig = toml::from_str(readme_broker_example()).expect("the README example parses strictly");
     assert_eq!(raw.tenants.len(), 1);
     assert_eq!(raw.default_tenant.as_deref(), Some("corp"));
 }
@@ -437,13 +440,7 @@ fn accepted_keys() -> std::collections::BTreeSet<String> {
 
 /// The keys the README's broker.toml listing names: set, or mentioned as `key = ` in a comment.
 fn readme_keys() -> std::collections::BTreeSet<String> {
-    let readme = include_str!("../../../README.md");
-    let example = readme
-        .split("```toml\n")
-        .skip(1)
-        .map(|block| &block[..block.find("```").unwrap()])
-        .find(|block| block.contains("[tenants."))
-        .unwrap();
+    let example = readme_broker_example();
     let mut keys = std::collections::BTreeSet::new();
     let mut table = String::new();
     for line in example.lines() {
