@@ -141,6 +141,12 @@ pub fn host_allowed(rules: &[ClientRule], host: &ClientHost) -> bool {
     rules.is_empty() || rules.iter().any(|rule| rule.matches(host))
 }
 
+/// Whether the host is one of `trusted` (`[limits] trusted_sources`: an address range or a
+/// client-certificate name each). An empty list trusts no one.
+pub fn host_trusted(trusted: &[ClientRule], host: &ClientHost) -> bool {
+    trusted.iter().any(|rule| rule.matches(host))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,8 +1,10 @@
 //! Online-guessing limits: failed authentications are counted per username and per source
-//! address; `max_failures` within `window` locks that username or address for `lockout`. A locked
-//! attempt is refused like any failed one (same status, same latency floor) without contacting
-//! the directory. A success clears the username's count (not the address's: one right password
-//! must not reset a spraying source).
+//! address; `max_failures` within `window` locks that username, `max_source_failures` (higher: a
+//! login host speaks for many people) that address, for `lockout`. An IPv6 source counts as its
+//! /64, since one host has a whole /64 to pick addresses from. A locked attempt is refused like
+//! any failed one (same status, same latency floor) without contacting the directory. A success
+//! clears the username's count (not the address's: one right password must not reset a spraying
+//! source). Sources the configuration trusts (login hosts) are counted by the caller as no source.
 //!
 //! State is per broker replica and in memory: with N replicas an attacker gets up to N times the
 //! budget. The directory's own lockout (ppolicy) is the shared backstop.
@@ -12,12 +14,16 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Entries beyond this many trigger pruning of idle ones, bounding memory under username spraying.
-const PRUNE_ABOVE: usize = 10_000;
+/// At most this many usernames and sources are tracked; beyond, the oldest entries go first, a few
+/// per new entry (never a scan of the whole table), so spraying cannot grow memory without bound.
+const MAX_RECORDS: usize = 100_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LimitPolicy {
+    /// Per username (per tenant).
     pub max_failures: u32,
+    /// Per source address (an IPv6 /64).
+    pub max_source_failures: u32,
     pub window: Duration,
     pub lockout: Duration,
 }
@@ -26,6 +32,7 @@ impl Default for LimitPolicy {
     fn default() -> Self {
         Self {
             max_failures: 5,
+            max_source_failures: 50,
             window: Duration::from_secs(15 * 60),
             lockout: Duration::from_secs(15 * 60),
         }
@@ -55,26 +62,68 @@ impl Record {
     fn locked_at(&self, now: Instant) -> bool {
         self.locked_until.is_some_and(|until| now < until)
     }
-
-    fn idle_at(&self, now: Instant, window: Duration) -> bool {
-        !self.locked_at(now)
-            && self
-                .failures
-                .back()
-                .is_none_or(|last| now.duration_since(*last) >= window)
-    }
 }
 
 pub struct FailureLimiter {
     policy: std::sync::RwLock<LimitPolicy>,
-    records: Mutex<HashMap<Key, Record>>,
+    records: Mutex<Records>,
+}
+
+/// The tracked entries, and the order they were created in (for eviction at the cap).
+#[derive(Default)]
+struct Records {
+    by_key: HashMap<Key, Record>,
+    created: VecDeque<Key>,
+}
+
+impl Records {
+    fn get(&self, key: &Key) -> Option<&Record> {
+        self.by_key.get(key)
+    }
+
+    fn entry(&mut self, key: Key) -> &mut Record {
+        if !self.by_key.contains_key(&key) {
+            self.make_room();
+            self.created.push_back(key.clone());
+        }
+        self.by_key.entry(key).or_default()
+    }
+
+    /// Drops the oldest entries until one more fits. The queue may name entries removed since
+    /// (a success removes a username): those are skipped, and the queue is rebuilt when they
+    /// outnumber the live ones, so the work per new entry stays small on average.
+    fn make_room(&mut self) {
+        while self.by_key.len() >= MAX_RECORDS {
+            match self.created.pop_front() {
+                Some(oldest) => {
+                    self.by_key.remove(&oldest);
+                }
+                None => break,
+            }
+        }
+        if self.created.len() > 2 * self.by_key.len() + 16 {
+            let live = &self.by_key;
+            self.created.retain(|key| live.contains_key(key));
+        }
+    }
+}
+
+/// The key a source is counted under: IPv4 as it is, IPv6 as its /64 (IPv4-mapped as IPv4).
+pub fn source_key(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+        v4 => v4,
+    }
 }
 
 impl FailureLimiter {
     pub fn new(policy: LimitPolicy) -> Self {
         Self {
             policy: std::sync::RwLock::new(policy),
-            records: Mutex::new(HashMap::new()),
+            records: Mutex::new(Records::default()),
         }
     }
 
@@ -93,7 +142,7 @@ impl FailureLimiter {
             return Err(Locked::User);
         }
         if source
-            .and_then(|ip| records.get(&Key::Source(ip)))
+            .and_then(|ip| records.get(&Key::Source(source_key(ip))))
             .is_some_and(|r| r.locked_at(now))
         {
             return Err(Locked::Source);
@@ -105,9 +154,10 @@ impl FailureLimiter {
     pub fn record_failure(&self, user: &str, source: Option<IpAddr>, now: Instant) {
         let policy = *self.policy.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut records = self.records.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let keys = std::iter::once(Key::User(user.to_owned())).chain(source.map(Key::Source));
-        for key in keys {
-            let record = records.entry(key.clone()).or_default();
+        let keys = std::iter::once((Key::User(user.to_owned()), policy.max_failures))
+            .chain(source.map(|ip| (Key::Source(source_key(ip)), policy.max_source_failures)));
+        for (key, max_failures) in keys {
+            let record = records.entry(key.clone());
             while record
                 .failures
                 .front()
@@ -116,28 +166,24 @@ impl FailureLimiter {
                 record.failures.pop_front();
             }
             record.failures.push_back(now);
-            if record.failures.len() >= policy.max_failures as usize {
+            if record.failures.len() >= max_failures as usize {
                 record.locked_until = Some(now + policy.lockout);
                 record.failures.clear();
                 tracing::warn!(target: "ktbroker::audit", key = ?key, lockout_secs = policy.lockout.as_secs(),
                     "too many failed authentications: locked");
             }
         }
-        if records.len() > PRUNE_ABOVE {
-            let window = policy.window;
-            records.retain(|_, r| !r.idle_at(now, window));
-        }
     }
 
     /// A success clears the username's failures.
     pub fn record_success(&self, user: &str) {
         let mut records = self.records.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        records.remove(&Key::User(user.to_owned()));
+        records.by_key.remove(&Key::User(user.to_owned()));
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.records.lock().unwrap().len()
+        self.records.lock().unwrap().by_key.len()
     }
 }
 
@@ -149,7 +195,10 @@ mod tests {
     const OTHER_IP: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 2)));
 
     fn limiter() -> FailureLimiter {
-        FailureLimiter::new(LimitPolicy::default())
+        FailureLimiter::new(LimitPolicy {
+            max_source_failures: 5,
+            ..LimitPolicy::default()
+        })
     }
 
     #[test]
@@ -214,14 +263,62 @@ mod tests {
     }
 
     #[test]
-    fn idle_entries_are_pruned_so_spraying_cannot_grow_memory_without_bound() {
+    fn spraying_cannot_grow_memory_beyond_the_cap_and_the_oldest_go_first() {
         let limiter = limiter();
         let t0 = Instant::now();
-        for n in 0..=PRUNE_ABOVE {
+        for n in 0..MAX_RECORDS + 10 {
             limiter.record_failure(&format!("user{n}"), None, t0);
         }
-        let later = t0 + Duration::from_secs(16 * 60);
-        limiter.record_failure("last", None, later);
-        assert_eq!(limiter.len(), 1);
+        assert_eq!(limiter.len(), MAX_RECORDS);
+        let records = limiter.records.lock().unwrap();
+        assert!(
+            !records.by_key.contains_key(&Key::User("user0".into())),
+            "the oldest went"
+        );
+        assert!(
+            records
+                .by_key
+                .contains_key(&Key::User(format!("user{}", MAX_RECORDS + 9)))
+        );
+        assert!(records.created.len() <= 2 * MAX_RECORDS + 16);
+    }
+
+    #[test]
+    fn a_login_host_locks_out_no_one_before_its_own_higher_limit() {
+        let limiter = FailureLimiter::new(LimitPolicy::default());
+        let t0 = Instant::now();
+        // Five typos by one person on a shared host lock that person, not the host.
+        for n in 0..5 {
+            limiter.record_failure("alice", IP, t0 + Duration::from_secs(n));
+        }
+        assert_eq!(
+            limiter.check("alice", IP, t0 + Duration::from_secs(6)),
+            Err(Locked::User)
+        );
+        assert_eq!(limiter.check("bob", IP, t0 + Duration::from_secs(6)), Ok(()));
+        for n in 0..45 {
+            limiter.record_failure(&format!("u{n}"), IP, t0 + Duration::from_secs(7));
+        }
+        assert_eq!(
+            limiter.check("bob", IP, t0 + Duration::from_secs(8)),
+            Err(Locked::Source),
+            "fifty from one host lock it"
+        );
+    }
+
+    #[test]
+    fn an_ipv6_host_is_one_source_whatever_address_of_its_64_it_uses() {
+        let limiter = limiter();
+        let t0 = Instant::now();
+        for n in 0..5u16 {
+            let address = std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 2, n, n, n, n);
+            limiter.record_failure(&format!("u{n}"), Some(IpAddr::V6(address)), t0);
+        }
+        let same_64 = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 9, 9, 9, 9));
+        let next_64 = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 3, 0, 0, 0, 1));
+        assert_eq!(limiter.check("fresh", Some(same_64), t0), Err(Locked::Source));
+        assert_eq!(limiter.check("fresh", Some(next_64), t0), Ok(()));
+        let mapped = IpAddr::V6(std::net::Ipv4Addr::new(192, 0, 2, 1).to_ipv6_mapped());
+        assert_eq!(source_key(mapped), IP.unwrap());
     }
 }

@@ -141,6 +141,7 @@ async fn build_table(config: &Config, previous: Option<(&Config, &Table)>) -> an
             request_timeout: config.request_timeout,
             default_tenant: config.default_tenant.clone(),
             admin_identities: config.admin_identities.clone(),
+            trusted_sources: config.trusted_sources.clone(),
         },
         tenants,
     })

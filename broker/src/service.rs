@@ -15,7 +15,7 @@ mod stream;
 use crate::audit::{Attempt, Auditor, Outcome, OutcomeClass};
 pub use crate::config::TenantPolicy;
 use crate::directory::{AuthError, Directory};
-use crate::hosts::{ClientHost, host_allowed};
+use crate::hosts::{ClientHost, host_allowed, host_trusted};
 use crate::keysource::{KeySource, KeySourceError};
 use crate::limits::{FailureLimiter, LimitPolicy, Locked};
 use crate::metrics;
@@ -57,6 +57,8 @@ pub struct ServiceSettings {
     pub default_tenant: Option<String>,
     /// Client-certificate identities allowed to call RotateKey.
     pub admin_identities: Vec<String>,
+    /// Login hosts, never counted as one spraying source (see [`crate::limits`]).
+    pub trusted_sources: Vec<crate::hosts::ClientRule>,
 }
 
 /// Everything a reload replaces at once.
@@ -359,13 +361,11 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
             if !host_allowed(&tenant.policy.clients, &caller.host) {
                 return Err(Refusal::new(Outcome::HostNotAllowed, RefusalCode::HostNotRegistered));
             }
-            let work = self.obtain_keytab(
-                tenant,
-                &user,
-                &password,
-                message.principal.as_deref(),
-                caller.host.address,
-            );
+            // A trusted login host speaks for many people: only the per-username limit applies.
+            let counted_source = (!host_trusted(&table.settings.trusted_sources, &caller.host))
+                .then_some(caller.host.address)
+                .flatten();
+            let work = self.obtain_keytab(tenant, &user, &password, message.principal.as_deref(), counted_source);
             tokio::time::timeout(table.settings.request_timeout, work)
                 .await
                 .map_err(|_| Refusal::new(Outcome::DeadlineExceeded, RefusalCode::DeadlineExceeded))?

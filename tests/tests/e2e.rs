@@ -652,8 +652,8 @@ fn repeated_failures_lock_the_user_without_reaching_the_directory() {
         audit.lines().last().unwrap().contains("\"reason\":\"user_locked\""),
         "{audit}"
     );
-    // After the 1 s lockout (of bob, and of this source: its limit is 3 as well) the right
-    // password works again.
+    // After the 1 s lockout of bob (this source's own limit, 50, is far off) the right password
+    // works again.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let answer = raw_fetch(&endpoint, "bob", b"bobpw", None);
@@ -953,4 +953,57 @@ fn a_client_that_hangs_up_before_the_failure_floor_is_audited_once_with_the_real
             ("bob", "invalid_credentials", false)
         ]
     );
+}
+
+#[test]
+fn a_shared_login_host_is_limited_apart_from_its_users_and_a_trusted_one_not_at_all() {
+    let sandbox = sandbox();
+    let limits =
+        |trusted: &str| format!("\n[limits]\nmax_failures = 2\nmax_source_failures = 3\nlockout_secs = 600\n{trusted}");
+    let counted = sandbox.extra_broker("broker-shared-host", |c| c + &limits("")).unwrap();
+    let trusted = sandbox
+        .extra_broker("broker-trusted-host", |c| {
+            c + &limits("trusted_sources = [\"127.0.0.0/8\"]\n")
+        })
+        .unwrap();
+    for (broker, host_locks) in [(&counted, true), (&trusted, false)] {
+        let mut endpoint = sandbox.endpoint();
+        endpoint.url = broker.url.clone();
+        // alice mistypes twice: alice is locked (right password or not), on any host.
+        for _ in 0..2 {
+            assert_eq!(
+                raw_fetch(&endpoint, "alice", b"typo", None),
+                refused(RefusalCode::AuthFailed)
+            );
+        }
+        assert_eq!(
+            raw_fetch(&endpoint, "alice", b"alicepw", None),
+            refused(RefusalCode::AuthFailed)
+        );
+        // bob from the same host, with his right password: not affected by alice's typos.
+        assert_eq!(
+            raw_fetch(&endpoint, "bob", b"bobpw", None).status,
+            None,
+            "{}",
+            broker.url
+        );
+        // One more failure makes three from this host: an untrusted host is now locked for
+        // everyone, a trusted one is not.
+        assert_eq!(
+            raw_fetch(&endpoint, "bob", b"typo", None),
+            refused(RefusalCode::AuthFailed)
+        );
+        let bob = raw_fetch(&endpoint, "bob", b"bobpw", None);
+        if host_locks {
+            assert_eq!(bob, refused(RefusalCode::AuthFailed), "the host is locked");
+        } else {
+            assert_eq!(bob.status, None, "a trusted host is never locked as a source");
+        }
+        let reasons = ktbroker_tests::client::audit_reasons(&broker.audit_file);
+        assert_eq!(reasons[2], "user_locked", "{reasons:?}");
+        assert_eq!(
+            reasons.last().unwrap(),
+            if host_locks { "source_locked" } else { "granted" }
+        );
+    }
 }

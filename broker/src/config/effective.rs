@@ -47,6 +47,16 @@ impl Config {
         root.insert("audit".into(), audit.into());
         let mut limits = Table::new();
         limits.insert("max_failures".into(), integer(u64::from(self.limits.max_failures)));
+        limits.insert(
+            "max_source_failures".into(),
+            integer(u64::from(self.limits.max_source_failures)),
+        );
+        let trusted: Vec<String> = self
+            .trusted_sources
+            .iter()
+            .filter_map(|rule| rule.cidr.map(|c| c.to_string()).or_else(|| rule.cert.clone()))
+            .collect();
+        limits.insert("trusted_sources".into(), strings(&trusted));
         limits.insert("window_secs".into(), integer(self.limits.window.as_secs()));
         limits.insert("lockout_secs".into(), integer(self.limits.lockout.as_secs()));
         root.insert("limits".into(), limits.into());

@@ -169,6 +169,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Client-certificate identities allowed to call admin RPCs.
     pub admin_identities: Vec<String>,
+    /// Hosts exempt from the per-source failure count (never from the per-username one).
+    pub trusted_sources: Vec<ClientRule>,
     pub default_tenant: Option<String>,
     pub tenants: BTreeMap<String, TenantConfig>,
 }
@@ -256,6 +258,14 @@ impl Paths<'_> {
             ));
         }
 
+        let trusted_sources = trusted_sources(&raw.limits.trusted_sources)?;
+        if trusted_sources.iter().any(|r| r.cert.is_some()) && client_ca.is_none() {
+            return Err(invalid(
+                "limits.trusted_sources",
+                "names a client certificate but server.client_ca_file is not set",
+            ));
+        }
+
         if raw.tenants.is_empty() {
             return Err(invalid("tenants", "must define at least one [tenants.NAME] table"));
         }
@@ -290,6 +300,7 @@ impl Paths<'_> {
             limits: limit_policy(&raw.limits)?,
             metrics_listen,
             admin_identities: raw.admin.identities,
+            trusted_sources,
             default_tenant,
             tenants,
         })
@@ -554,11 +565,46 @@ fn ldap_transport(
     }
 }
 
+/// Each entry an address range (`10.0.0.0/8`, `2001:db8::/64`, an address) or else a
+/// client-certificate name (`edge1.example.com`).
+fn trusted_sources(entries: &[String]) -> Result<Vec<ClientRule>, ConfigError> {
+    entries
+        .iter()
+        .map(|entry| {
+            let entry = entry.trim();
+            if let Ok(cidr) = Cidr::parse(entry) {
+                return Ok(ClientRule {
+                    cidr: Some(cidr),
+                    cert: None,
+                });
+            }
+            let is_name = !entry.is_empty()
+                && entry
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+            if !is_name {
+                return Err(invalid(
+                    "limits.trusted_sources",
+                    format!("{entry:?} is neither an address range nor a certificate name"),
+                ));
+            }
+            Ok(ClientRule {
+                cidr: None,
+                cert: Some(entry.to_owned()),
+            })
+        })
+        .collect()
+}
+
 fn limit_policy(raw: &RawLimits) -> Result<LimitPolicy, ConfigError> {
     let default = LimitPolicy::default();
     let max_failures = raw.max_failures.unwrap_or(default.max_failures);
     if !(1..=1000).contains(&max_failures) {
         return Err(invalid("limits.max_failures", "must be between 1 and 1000"));
+    }
+    let max_source_failures = raw.max_source_failures.unwrap_or(default.max_source_failures);
+    if !(1..=100_000).contains(&max_source_failures) {
+        return Err(invalid("limits.max_source_failures", "must be between 1 and 100000"));
     }
     let seconds = |value: Option<u64>, fallback: Duration, key| match value {
         None => Ok(fallback),
@@ -567,6 +613,7 @@ fn limit_policy(raw: &RawLimits) -> Result<LimitPolicy, ConfigError> {
     };
     Ok(LimitPolicy {
         max_failures,
+        max_source_failures,
         window: seconds(raw.window_secs, default.window, "limits.window_secs")?,
         lockout: seconds(raw.lockout_secs, default.lockout, "limits.lockout_secs")?,
     })

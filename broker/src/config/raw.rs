@@ -62,6 +62,10 @@ pub(super) struct RawAudit {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLimits {
     pub max_failures: Option<u32>,
+    pub max_source_failures: Option<u32>,
+    /// Login hosts: CIDRs or client-certificate names, never counted as a spraying source.
+    #[serde(default)]
+    pub trusted_sources: Vec<String>,
     pub window_secs: Option<u64>,
     pub lockout_secs: Option<u64>,
 }

@@ -350,6 +350,9 @@ listen = "127.0.0.1:9464"
 file = "audit.log"
 [admin]
 identities = ["ops"]
+[limits]
+max_source_failures = 70
+trusted_sources = ["10.0.0.0/8", "edge9.example.com"]
 "#
         )
         .replacen("[server]", "default_tenant = \"corp\"\n[server]", 1)

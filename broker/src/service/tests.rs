@@ -170,6 +170,7 @@ fn table(corp: TenantPolicy) -> TenantTable<AnyDirectory, FakeKeys> {
             request_timeout: DEADLINE,
             default_tenant: Some("corp".into()),
             admin_identities: vec!["ops-admin".into()],
+            trusted_sources: Vec::new(),
         },
         tenants: BTreeMap::from([
             (
