@@ -140,8 +140,8 @@ struct AuditLine<'a> {
     time: String,
     request_id: u64,
     tenant: &'a str,
-    username: &'a str,
-    principal: Option<&'a str>,
+    username: std::borrow::Cow<'a, str>,
+    principal: Option<std::borrow::Cow<'a, str>>,
     peer: Option<String>,
     client_cert: Option<&'a str>,
     outcome: &'static str,
@@ -177,15 +177,18 @@ impl Auditor {
         let latency_ms = (attempt.latency.as_secs_f64() * 10_000.0).round() / 10.0;
         let request_id = attempt.request_id;
         let peer_text = peer.as_deref().unwrap_or("-");
-        let principal = attempt.principal.unwrap_or("-");
+        // What the caller sent is capped: a hostile request must not make each line kilobytes long.
+        let username = capped(attempt.username);
+        let principal_sent = attempt.principal.map(capped);
+        let principal = principal_sent.as_deref().unwrap_or("-");
         let tenant = attempt.tenant;
         let client_cert = attempt.client_cert.unwrap_or("-");
         if attempt.outcome.class() == OutcomeClass::Granted {
             tracing::info!(target: "ktbroker::audit", request_id, tenant, peer = peer_text, client_cert,
-                username = ?attempt.username, principal, outcome = attempt.outcome.as_str(), latency_ms, cancelled = attempt.cancelled, "audit record");
+                username = ?username, principal, outcome = attempt.outcome.as_str(), latency_ms, cancelled = attempt.cancelled, "audit record");
         } else {
             tracing::warn!(target: "ktbroker::audit", request_id, tenant, peer = peer_text, client_cert,
-                username = ?attempt.username, principal, outcome = attempt.outcome.as_str(), latency_ms, cancelled = attempt.cancelled, "audit record");
+                username = ?username, principal, outcome = attempt.outcome.as_str(), latency_ms, cancelled = attempt.cancelled, "audit record");
         }
         let Some(file) = &self.file else { return Ok(()) };
         let mut file = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -193,8 +196,8 @@ impl Auditor {
             time: rfc3339(SystemTime::now()),
             request_id,
             tenant: attempt.tenant,
-            username: attempt.username,
-            principal: attempt.principal,
+            username,
+            principal: principal_sent,
             peer,
             client_cert: attempt.client_cert,
             outcome: attempt.outcome.class().as_str(),
@@ -205,8 +208,10 @@ impl Auditor {
             prev: hex(&file.prev),
         };
         let text = serde_json::to_string(&line).map_err(io::Error::other)?;
-        file.append(&text)
-            .inspect_err(|e| tracing::error!(error = %e, "cannot write the audit file"))
+        file.append(&text).inspect_err(|e| {
+            crate::metrics::audit_write_failed();
+            tracing::error!(error = %e, "cannot write the audit file: grants are refused until it can be written");
+        })
     }
 }
 
@@ -232,12 +237,17 @@ impl ChainedFile {
         Ok(Self { file, prev })
     }
 
+    /// Appends one line whole or not at all: a write cut short (a full disk) is cut back off, so
+    /// the chain stays intact and the next append, once there is room, continues it.
     fn append(&mut self, line: &str) -> io::Result<()> {
         let mut bytes = Vec::with_capacity(line.len() + 1);
         bytes.extend_from_slice(line.as_bytes());
         bytes.push(b'\n');
-        self.file.write_all(&bytes)?;
-        self.file.flush()?;
+        let before = self.file.metadata()?.len();
+        if let Err(e) = self.file.write_all(&bytes).and_then(|()| self.file.flush()) {
+            let _ = self.file.set_len(before);
+            return Err(e);
+        }
         self.prev = sha256(line.as_bytes());
         Ok(())
     }
@@ -312,6 +322,28 @@ pub fn verify_chain(reader: impl BufRead) -> Result<ChainSummary, ChainError> {
         anchor,
         head: expected.map(|h| hex(&h)).unwrap_or_else(|| hex(&[0; 32])),
     })
+}
+
+/// Longest value the caller sent that an audit line holds as it is.
+const MAX_AUDITED_FIELD: usize = 256;
+
+/// `text`, or its first bytes with its length and SHA-256 prefix when it is longer than
+/// [`MAX_AUDITED_FIELD`] (still telling one long value from another).
+fn capped(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= MAX_AUDITED_FIELD {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut cut = 128;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let digest = hex(&sha256(text.as_bytes()));
+    std::borrow::Cow::Owned(format!(
+        "{}...({} bytes, sha256 {})",
+        &text[..cut],
+        text.len(),
+        &digest[..16]
+    ))
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {

@@ -39,6 +39,11 @@ pub fn attempt(tenant: &str, outcome: Outcome, code: Option<RefusalCode>, latenc
         .record(latency.as_secs_f64());
 }
 
+/// An audit record could not be written (a full disk): grants are refused meanwhile.
+pub fn audit_write_failed() {
+    metrics::counter!("ktbroker_audit_write_failures_total").increment(1);
+}
+
 pub fn directory_time(elapsed: Duration) {
     metrics::histogram!("ktbroker_directory_duration_seconds").record(elapsed.as_secs_f64());
 }

@@ -667,3 +667,77 @@ fn connections_that_never_speak_are_closed_and_do_not_hold_up_a_stop() {
     // Well inside the unit's TimeoutStopSec=45s (the silent connection is closed after 5 s).
     assert!(stopping.elapsed() < Duration::from_secs(30), "{:?}", stopping.elapsed());
 }
+
+/// A tmpfs of `size` mounted on `dir` for one test; unmounted on drop.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &std::path::Path, size: &str) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(mounted.success(), "mount tmpfs on {}", dir.display());
+        Self(dir.to_owned())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_audit_disk_refuses_grants_and_logins_come_back_with_the_space() {
+    let sandbox = sandbox();
+    let disk = sandbox.root.join("small-audit");
+    let _disk = SmallDisk::mount(&disk, "64k");
+    let audit = disk.join("audit.jsonl");
+    let broker = sandbox
+        .extra_broker("broker-small-audit", |c| {
+            c.lines()
+                .map(|l| {
+                    if l.starts_with("file = ") {
+                        format!("file = \"{}\"", audit.display())
+                    } else {
+                        l.to_owned()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap();
+    let mut endpoint = sandbox.endpoint();
+    endpoint.url = broker.url.clone();
+    assert_eq!(raw_fetch(&endpoint, "alice", b"alicepw", None).status, None);
+    // Fill the disk to the last byte.
+    let filler = disk.join("filler");
+    let mut file = std::fs::File::create(&filler).unwrap();
+    let chunk = vec![0u8; 4096];
+    while std::io::Write::write_all(&mut file, &chunk).is_ok() {}
+    while std::io::Write::write_all(&mut file, &chunk[..1]).is_ok() {}
+    drop(file);
+    // The audit file's last page still has room for a few lines; then no grant without its audit
+    // record: refused, and the broker says why.
+    let mut granted = 1;
+    loop {
+        let answer = raw_fetch(&endpoint, "alice", b"alicepw", None);
+        if answer == refused(RefusalCode::AuditUnavailable) {
+            break;
+        }
+        assert_eq!(answer.status, None, "{answer:?}");
+        granted += 1;
+        assert!(granted < 40, "the audit never filled the disk");
+    }
+    broker.wait_for_log("cannot write the audit file", 1).unwrap();
+    // Space returns: logins work again by themselves, and the file is one unbroken chain holding
+    // exactly the grants that happened.
+    std::fs::remove_file(&filler).unwrap();
+    assert_eq!(raw_fetch(&endpoint, "alice", b"alicepw", None).status, None);
+    assert_eq!(audit_reasons(&audit), vec!["granted"; granted + 1]);
+    let verified = broker.command().args(["audit-verify"]).arg(&audit).output().unwrap();
+    assert!(verified.status.success(), "{}", stderr(&verified));
+}

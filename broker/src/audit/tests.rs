@@ -125,3 +125,40 @@ fn a_rotated_file_verifies_from_its_anchor() {
     assert_eq!(tail.head, whole.head);
     assert_ne!(tail.anchor, "0".repeat(64));
 }
+
+#[test]
+fn long_values_from_the_caller_are_capped_with_a_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let auditor = Auditor::with_file(&path).unwrap();
+    let long_a = "a".repeat(8000);
+    let long_b = format!("{}b", "a".repeat(7999));
+    auditor.record(&attempt(&long_a, Outcome::InvalidUsername)).unwrap();
+    auditor.record(&attempt(&long_b, Outcome::InvalidUsername)).unwrap();
+    auditor
+        .record(&attempt("é".repeat(200).as_str(), Outcome::InvalidUsername))
+        .unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let names: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["username"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(text.lines().all(|l| l.len() < 1024), "lines stay short");
+    assert!(
+        names[0].starts_with(&"a".repeat(128)) && names[0].contains("(8000 bytes, sha256 "),
+        "{}",
+        names[0]
+    );
+    assert_ne!(names[0], names[1], "the digest tells long values apart");
+    assert!(
+        names[2].contains("(400 bytes"),
+        "cut on a character boundary: {}",
+        names[2]
+    );
+    assert!(verify_chain(std::io::BufReader::new(File::open(&path).unwrap())).is_ok());
+}
