@@ -165,9 +165,26 @@ impl Auditor {
 
     /// Audit to tracing and to `path` (created 0600 if missing; an existing chain is continued).
     pub fn with_file(path: &Path) -> io::Result<Self> {
+        Self::with_keyed_file(path, None)
+    }
+
+    /// As [`Auditor::with_file`], and with `key` every line also carries `mac`, an HMAC-SHA256
+    /// of the line: a chain recomputed after an edit then fails `audit-verify --key`.
+    pub fn with_keyed_file(path: &Path, key: Option<&[u8]>) -> io::Result<Self> {
+        let mut file = ChainedFile::open(path)?;
+        file.key = key.map(|k| ring::hmac::Key::new(ring::hmac::HMAC_SHA256, k));
         Ok(Self {
-            file: Some(Mutex::new(ChainedFile::open(path)?)),
+            file: Some(Mutex::new(file)),
         })
+    }
+
+    /// Logs the chain's head (the SHA-256 of the last line), a copy of it outside the file for
+    /// `audit-verify --expect-head`. The broker logs it every [`HEAD_EVERY`] records and at stop.
+    pub fn log_head(&self) {
+        let Some(file) = &self.file else { return };
+        let file = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        tracing::info!(target: "ktbroker::audit", head = %hex(&file.prev), written = file.written,
+            "audit chain head");
     }
 
     /// Records one attempt. `Err` only when the file write failed: the caller must then not hand
@@ -207,18 +224,35 @@ impl Auditor {
             cancelled: attempt.cancelled,
             prev: hex(&file.prev),
         };
-        let text = serde_json::to_string(&line).map_err(io::Error::other)?;
+        let mut text = serde_json::to_string(&line).map_err(io::Error::other)?;
+        if let Some(key) = &file.key {
+            // The last field, so that a verifier strips exactly it to recompute it.
+            let mac = hex(ring::hmac::sign(key, text.as_bytes()).as_ref());
+            text.pop(); // the closing brace
+            text.push_str(&format!(",\"mac\":\"{mac}\"}}"));
+        }
         file.append(&text).inspect_err(|e| {
             crate::metrics::audit_write_failed();
             tracing::error!(error = %e, "cannot write the audit file: grants are refused until it can be written");
-        })
+        })?;
+        if file.written % HEAD_EVERY == 0 {
+            tracing::info!(target: "ktbroker::audit", head = %hex(&file.prev), written = file.written,
+                "audit chain head");
+        }
+        Ok(())
     }
 }
+
+/// How many records between two `audit chain head` log lines.
+pub const HEAD_EVERY: u64 = 100;
 
 /// The audit file and the hash of its last line.
 struct ChainedFile {
     file: File,
     prev: [u8; 32],
+    key: Option<ring::hmac::Key>,
+    /// Lines written since the broker started.
+    written: u64,
 }
 
 impl ChainedFile {
@@ -234,7 +268,12 @@ impl ChainedFile {
             Some(line) => sha256(line.as_bytes()),
             None => [0; 32],
         };
-        Ok(Self { file, prev })
+        Ok(Self {
+            file,
+            prev,
+            key: None,
+            written: 0,
+        })
     }
 
     /// Appends one line whole or not at all: a write cut short (a full disk) is cut back off, so
@@ -249,6 +288,7 @@ impl ChainedFile {
             return Err(e);
         }
         self.prev = sha256(line.as_bytes());
+        self.written += 1;
         Ok(())
     }
 }
@@ -272,6 +312,25 @@ pub enum ChainError {
     Broken { line: usize, previous: usize },
     #[error("cannot read the audit file: {0}")]
     Io(String),
+    #[error("line {line}: its mac does not match (edited, or the chain recomputed without the key)")]
+    BadMac { line: usize },
+    #[error("line {line}: no mac, but a key was given")]
+    NoMac { line: usize },
+    #[error("no line has the expected head {head} (lines cut off the end, or the last ones edited)")]
+    HeadNotFound { head: String },
+    #[error("the chain starts from {found}, not from the expected anchor {expected} (lines cut off the start)")]
+    AnchorMismatch { found: String, expected: String },
+}
+
+/// What `audit-verify` checks beyond the chain itself.
+#[derive(Default)]
+pub struct VerifyOptions {
+    /// The HMAC key the broker wrote with (`[audit] key_file`).
+    pub key: Option<zeroize::Zeroizing<Vec<u8>>>,
+    /// Heads logged by the broker (`audit chain head`): each must be the hash of some line.
+    pub expect_heads: Vec<String>,
+    /// The anchor the file must start from: zeros for the first file of a chain.
+    pub expect_anchor: Option<String>,
 }
 
 /// What a verified file holds.
@@ -287,6 +346,16 @@ pub struct ChainSummary {
 
 /// Checks every line's `prev` against the SHA-256 of the line before it.
 pub fn verify_chain(reader: impl BufRead) -> Result<ChainSummary, ChainError> {
+    verify_chain_with(reader, &VerifyOptions::default())
+}
+
+/// [`verify_chain`], and the mac of every line, the expected heads and the expected anchor.
+pub fn verify_chain_with(reader: impl BufRead, options: &VerifyOptions) -> Result<ChainSummary, ChainError> {
+    let key = options
+        .key
+        .as_ref()
+        .map(|k| ring::hmac::Key::new(ring::hmac::HMAC_SHA256, k));
+    let mut unseen: Vec<&String> = options.expect_heads.iter().collect();
     let mut expected: Option<[u8; 32]> = None;
     let mut anchor = String::new();
     let mut lines = 0;
@@ -314,14 +383,53 @@ pub fn verify_chain(reader: impl BufRead) -> Result<ChainSummary, ChainError> {
                 });
             }
         }
-        expected = Some(sha256(line.as_bytes()));
+        if let Some(key) = &key {
+            check_mac(key, &line, number)?;
+        }
+        let hash = sha256(line.as_bytes());
+        let hash_hex = hex(&hash);
+        unseen.retain(|head| **head != hash_hex);
+        expected = Some(hash);
         lines = number;
+    }
+    if let Some(head) = unseen.first() {
+        return Err(ChainError::HeadNotFound { head: (*head).clone() });
+    }
+    if let Some(want) = &options.expect_anchor
+        && *want != anchor
+    {
+        return Err(ChainError::AnchorMismatch {
+            found: anchor,
+            expected: want.clone(),
+        });
     }
     Ok(ChainSummary {
         lines,
         anchor,
         head: expected.map(|h| hex(&h)).unwrap_or_else(|| hex(&[0; 32])),
     })
+}
+
+/// A keyed line ends in `,"mac":"<64 hex>"}`; the mac is over the line without that field.
+fn check_mac(key: &ring::hmac::Key, line: &str, number: usize) -> Result<(), ChainError> {
+    const SUFFIX_LEN: usize = ",\"mac\":\"\"}".len() + 64;
+    let split = line
+        .len()
+        .checked_sub(SUFFIX_LEN)
+        .filter(|at| line.is_char_boundary(*at));
+    let Some((body, suffix)) = split.map(|at| line.split_at(at)) else {
+        return Err(ChainError::NoMac { line: number });
+    };
+    let Some(mac) = suffix.strip_prefix(",\"mac\":\"").and_then(|m| m.strip_suffix("\"}")) else {
+        return Err(ChainError::NoMac { line: number });
+    };
+    let unsigned = format!("{body}}}");
+    let mac = (0..mac.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(mac.get(i..i + 2).unwrap_or("zz"), 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| ChainError::BadMac { line: number })?;
+    ring::hmac::verify(key, unsigned.as_bytes(), &mac).map_err(|_| ChainError::BadMac { line: number })
 }
 
 /// Longest value the caller sent that an audit line holds as it is.

@@ -34,5 +34,14 @@ pub enum Command {
     AuditVerify {
         /// The audit file (`[audit] file` in the configuration).
         file: PathBuf,
+        /// A head the broker logged ("audit chain head"); some line must have it. Repeatable.
+        #[arg(long = "expect-head")]
+        expect_heads: Vec<String>,
+        /// The anchor the file must start from (64 zeros for the first file of a chain).
+        #[arg(long)]
+        expect_anchor: Option<String>,
+        /// The chain's HMAC key file (`[audit] key_file`): every line's mac must verify.
+        #[arg(long)]
+        key: Option<PathBuf>,
     },
 }

@@ -12,7 +12,28 @@ fn main() -> ExitCode {
     let result = match args.command.unwrap_or(Command::Run) {
         Command::Run => run(&args.config),
         Command::CheckConfig => check_config(&args.config),
-        Command::AuditVerify { file } => audit_verify(&file),
+        Command::AuditVerify {
+            file,
+            expect_heads,
+            expect_anchor,
+            key,
+        } => {
+            let key = key
+                .map(|path| {
+                    std::fs::read(&path)
+                        .map(zeroize::Zeroizing::new)
+                        .with_context(|| format!("reading {}", path.display()))
+                })
+                .transpose();
+            key.and_then(|key| {
+                let options = ktbroker_broker::audit::VerifyOptions {
+                    key,
+                    expect_heads,
+                    expect_anchor,
+                };
+                audit_verify(&file, &options)
+            })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -50,11 +71,11 @@ fn check_config(config_path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn audit_verify(file: &std::path::Path) -> anyhow::Result<()> {
+fn audit_verify(file: &std::path::Path, options: &ktbroker_broker::audit::VerifyOptions) -> anyhow::Result<()> {
     let reader =
         std::io::BufReader::new(std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?);
-    let summary =
-        ktbroker_broker::audit::verify_chain(reader).with_context(|| format!("{} is not intact", file.display()))?;
+    let summary = ktbroker_broker::audit::verify_chain_with(reader, options)
+        .with_context(|| format!("{} is not intact", file.display()))?;
     println!(
         "{}: {} lines, chain intact\n  anchor (prev of line 1): {}\n  head (hash of last line): {}",
         file.display(),

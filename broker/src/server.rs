@@ -49,10 +49,16 @@ pub async fn serve(
     let tls_config = Arc::new(tls::server_config(cert.clone(), config.client_ca.as_deref())?);
 
     let table = build_table(&config, None).await?;
+    let audit_key = match &config.audit_key_file {
+        Some(path) => Some(crate::config::read_private_file(path, "audit.key_file")?),
+        None => None,
+    };
     let auditor = match &config.audit_file {
-        Some(path) => Auditor::with_file(path).with_context(|| format!("opening audit file {}", path.display()))?,
+        Some(path) => Auditor::with_keyed_file(path, audit_key.as_deref().map(Vec::as_slice))
+            .with_context(|| format!("opening audit file {}", path.display()))?,
         None => Auditor::tracing_only(),
     };
+    drop(audit_key);
     let service = Arc::new(BrokerService::new(table, auditor, config.max_concurrent_requests));
     let broker = KeytabBrokerServer::from_arc(service.clone()).max_decoding_message_size(MAX_REQUEST_SIZE);
 
@@ -68,6 +74,7 @@ pub async fn serve(
     // Registered before serving: SIGHUP's default action would otherwise end the process.
     let hangup =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("listening for SIGHUP")?;
+    let stopped_service = service.clone();
     let reloader = Reloader {
         path: config_path,
         running: config.clone(),
@@ -118,6 +125,7 @@ pub async fn serve(
         served = serving => served.with_context(|| format!("serving on {}", config.listen))?,
         () = drained => tracing::warn!(?drain, "drain deadline passed; exiting with connections still open"),
     }
+    stopped_service.log_audit_head();
     tracing::info!("ktbrokerd stopped");
     Ok(())
 }

@@ -485,6 +485,11 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
     fn conclude(&self, attempt: &Attempt, code: Option<RefusalCode>) -> std::io::Result<()> {
         conclude(&self.auditor, attempt, code)
     }
+
+    /// Logs the audit chain's head (at stop: the last copy outside the file).
+    pub fn log_audit_head(&self) {
+        self.auditor.log_head();
+    }
 }
 
 /// The one place an attempt is audited and counted. `Err` when the audit file could not be

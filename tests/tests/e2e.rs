@@ -1007,3 +1007,105 @@ fn a_shared_login_host_is_limited_apart_from_its_users_and_a_trusted_one_not_at_
         );
     }
 }
+
+#[test]
+fn a_keyed_audit_chain_and_the_logged_head_catch_what_a_plain_chain_cannot() {
+    let sandbox = sandbox();
+    let key = sandbox.broker.credentials.join("audit-key");
+    std::fs::write(&key, b"0123456789abcdef0123456789abcdef").unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    // `[audit] key_file` may name a credential (check-config of the sandbox's own configuration).
+    let config = std::fs::read_to_string(&sandbox.broker.config).unwrap();
+    let keyed_config = sandbox.root.join("keyed-broker.toml");
+    std::fs::write(
+        &keyed_config,
+        config.replacen("[audit]\n", "[audit]\nkey_file = \"credential:audit-key\"\n", 1),
+    )
+    .unwrap();
+    let check = sandbox
+        .broker
+        .command_for(&keyed_config)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", stderr(&check));
+    assert!(
+        String::from_utf8_lossy(&check.stdout).contains("key_file = "),
+        "printed by path"
+    );
+    let audit = sandbox.root.join("keyed-audit.jsonl");
+    let broker = sandbox
+        .extra_broker("broker-keyed-audit", |c| {
+            c.lines()
+                .map(|l| {
+                    if l.starts_with("file = ") {
+                        format!("file = \"{}\"\nkey_file = \"{}\"", audit.display(), key.display())
+                    } else {
+                        l.to_owned()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap();
+    let out = sandbox.login_via(&broker.url, "alice", "alicepw", &sandbox.ccache("keyed"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut broker = broker;
+    broker.terminate().unwrap();
+    // At stop the broker logged the chain's head: a copy outside the file.
+    let log = broker.log_text();
+    let head = log
+        .lines()
+        .filter(|l| l.contains("audit chain head"))
+        .filter_map(|l| l.split("head=").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .last()
+        .expect("the head logged at stop")
+        .to_owned();
+    let verify = |file: &Path, extra: &[&str]| {
+        sandbox
+            .broker
+            .command()
+            .arg("audit-verify")
+            .arg(file)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let key_arg = key.display().to_string();
+    let good = verify(
+        &audit,
+        &[
+            "--key",
+            &key_arg,
+            "--expect-head",
+            &head,
+            "--expect-anchor",
+            &"0".repeat(64),
+        ],
+    );
+    assert!(good.status.success(), "{}", stderr(&good));
+    // Recomputing the chain after an edit fools the plain check, not the keyed one.
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let mut value: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    value["username"] = serde_json::json!("mallory");
+    let forged = sandbox.root.join("forged.jsonl");
+    std::fs::write(&forged, format!("{}\n", serde_json::to_string(&value).unwrap())).unwrap();
+    assert!(
+        verify(&forged, &[]).status.success(),
+        "a one-line plain chain cannot tell"
+    );
+    let caught = verify(&forged, &["--key", &key_arg]);
+    assert_eq!(caught.status.code(), Some(1));
+    // (the forger cannot make a mac: this one is misplaced by the re-serialisation, or wrong)
+    assert!(
+        stderr(&caught).contains("not intact") && stderr(&caught).contains("mac"),
+        "{}",
+        stderr(&caught)
+    );
+    // Cutting the file short loses the logged head.
+    std::fs::write(&forged, "").unwrap();
+    let cut = verify(&forged, &["--expect-head", &head]);
+    assert_eq!(cut.status.code(), Some(1));
+    assert!(stderr(&cut).contains("expected head"), "{}", stderr(&cut));
+}

@@ -162,3 +162,92 @@ fn long_values_from_the_caller_are_capped_with_a_digest() {
     );
     assert!(verify_chain(std::io::BufReader::new(File::open(&path).unwrap())).is_ok());
 }
+
+/// Five keyed records; returns their lines.
+fn keyed_chain(path: &Path, key: &[u8]) -> Vec<String> {
+    let auditor = Auditor::with_keyed_file(path, Some(key)).unwrap();
+    for user in ["alice", "bob", "carol", "dave", "erin"] {
+        auditor.record(&attempt(user, Outcome::InvalidCredentials)).unwrap();
+    }
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn check(lines: &[String], options: &VerifyOptions) -> Result<ChainSummary, ChainError> {
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    verify_chain_with(std::io::Cursor::new(text), options)
+}
+
+#[test]
+fn each_kind_of_tampering_is_caught_by_the_check_the_admin_guide_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = b"a key from a systemd credential".to_vec();
+    let lines = keyed_chain(&dir.path().join("audit.log"), &key);
+    let head_of = |line: &str| hex(&sha256(line.as_bytes()));
+    let zeros = "0".repeat(64);
+    let full = VerifyOptions {
+        key: Some(zeroize::Zeroizing::new(key.clone())),
+        expect_heads: vec![head_of(&lines[4])],
+        expect_anchor: Some(zeros.clone()),
+    };
+    assert_eq!(check(&lines, &full).unwrap().lines, 5, "intact");
+    assert!(lines.iter().all(|l| l.contains("\"mac\":\"")));
+
+    // Delete the first line: the chain still links, but no longer starts from the zero anchor.
+    assert!(matches!(
+        check(&lines[1..], &full),
+        Err(ChainError::AnchorMismatch { .. })
+    ));
+    // Delete a middle line: the next line's prev no longer matches.
+    let mut middle = lines.clone();
+    middle.remove(2);
+    assert!(matches!(check(&middle, &full), Err(ChainError::Broken { line: 3, .. })));
+    // Cut the tail (delete the last line, or truncate): the logged head is missing.
+    assert!(matches!(
+        check(&lines[..4], &full),
+        Err(ChainError::HeadNotFound { .. })
+    ));
+    // Edit the last line: its mac fails (and its hash is no longer the logged head).
+    let mut edited = lines.clone();
+    edited[4] = edited[4].replace("\"erin\"", "\"evil\"");
+    assert!(matches!(check(&edited, &full), Err(ChainError::BadMac { line: 5 })));
+    let unkeyed_head = VerifyOptions {
+        expect_heads: full.expect_heads.clone(),
+        ..VerifyOptions::default()
+    };
+    assert!(matches!(
+        check(&edited, &unkeyed_head),
+        Err(ChainError::HeadNotFound { .. })
+    ));
+    // Edit a line and recompute the whole chain after it: the plain chain is fooled, the key is not.
+    let mut recomputed = lines.clone();
+    recomputed[1] = recomputed[1].replace("\"bob\"", "\"eve\"");
+    for n in 2..recomputed.len() {
+        let mut value: serde_json::Value = serde_json::from_str(&recomputed[n]).unwrap();
+        value["prev"] = serde_json::json!(head_of(&recomputed[n - 1]));
+        recomputed[n] = serde_json::to_string(&value).unwrap();
+    }
+    assert!(
+        check(&recomputed, &VerifyOptions::default()).is_ok(),
+        "the blind spot of a plain chain"
+    );
+    assert!(matches!(check(&recomputed, &full), Err(ChainError::BadMac { .. })));
+    // And a key that is not the broker's fails every line.
+    let wrong = VerifyOptions {
+        key: Some(zeroize::Zeroizing::new(b"another key".to_vec())),
+        ..VerifyOptions::default()
+    };
+    assert!(matches!(check(&lines, &wrong), Err(ChainError::BadMac { line: 1 })));
+    // An unkeyed file checked with a key: every line lacks its mac.
+    let plain_path = dir.path().join("plain.log");
+    write_three(&plain_path);
+    let plain: Vec<String> = std::fs::read_to_string(&plain_path)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(matches!(check(&plain, &full), Err(ChainError::NoMac { line: 1 })));
+}

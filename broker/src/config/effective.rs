@@ -44,6 +44,9 @@ impl Config {
         if let Some(file) = &self.audit_file {
             audit.insert("file".into(), path(file));
         }
+        if let Some(key) = &self.audit_key_file {
+            audit.insert("key_file".into(), redacted(key));
+        }
         root.insert("audit".into(), audit.into());
         let mut limits = Table::new();
         limits.insert("max_failures".into(), integer(u64::from(self.limits.max_failures)));
@@ -194,7 +197,7 @@ fn redacted(p: &Path) -> Value {
 }
 
 /// The keys whose value is a file holding a secret.
-const SECRET_FILE_KEYS: [&str; 3] = ["tls_key", "bind_password_file", "admin_keytab"];
+const SECRET_FILE_KEYS: [&str; 4] = ["tls_key", "bind_password_file", "admin_keytab", "key_file"];
 
 /// Appends `# contents redacted` to each line that names a secret file, so a reader sees that
 /// only the path is shown (TOML comments keep the text a valid configuration).

@@ -163,6 +163,8 @@ pub struct Config {
     pub failure_delay: Duration,
     /// Hash-chained JSON audit file; `None` audits to the log only.
     pub audit_file: Option<PathBuf>,
+    /// The audit chain's HMAC key (a secret file), if the chain is keyed.
+    pub audit_key_file: Option<PathBuf>,
     /// Failed-authentication limits per username and per source address.
     pub limits: LimitPolicy,
     /// Where Prometheus scrapes `/metrics` (plain HTTP, its own port); `None` disables metrics.
@@ -216,6 +218,17 @@ impl Paths<'_> {
         let listen = parse_address(&raw.server.listen, "server.listen")?;
         let tls_key = self.secret(raw.server.tls_key, "server.tls_key")?;
         check_private(&tls_key, "server.tls_key")?;
+        let audit_key_file = match raw.audit.key_file {
+            Some(path) => {
+                let path = self.secret(path, "audit.key_file")?;
+                check_private(&path, "audit.key_file")?;
+                Some(path)
+            }
+            None => None,
+        };
+        if audit_key_file.is_some() && raw.audit.file.is_none() {
+            return Err(invalid("audit.key_file", "needs audit.file"));
+        }
         let max_concurrent_requests = raw.server.max_concurrent_requests.unwrap_or(256);
         if !(1..=100_000).contains(&max_concurrent_requests) {
             return Err(invalid(
@@ -297,6 +310,7 @@ impl Paths<'_> {
             krb5_config: raw.kerberos.krb5_config.map(|p| self.path(p)),
             failure_delay,
             audit_file: raw.audit.file.map(|p| self.path(p)),
+            audit_key_file,
             limits: limit_policy(&raw.limits)?,
             metrics_listen,
             admin_identities: raw.admin.identities,

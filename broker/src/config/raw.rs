@@ -56,6 +56,8 @@ pub(super) struct RawAuth {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAudit {
     pub file: Option<PathBuf>,
+    /// A secret key: with it every audit line carries an HMAC (a keyed chain).
+    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Default)]
