@@ -1059,7 +1059,7 @@ fn a_keyed_audit_chain_and_the_logged_head_catch_what_a_plain_chain_cannot() {
         .filter(|l| l.contains("audit chain head"))
         .filter_map(|l| l.split("head=").nth(1))
         .filter_map(|rest| rest.split_whitespace().next())
-        .last()
+        .next_back()
         .expect("the head logged at stop")
         .to_owned();
     let verify = |file: &Path, extra: &[&str]| {
