@@ -36,6 +36,10 @@ pub enum Outcome {
     NoUsableEnctype,
     /// The directory's password policy (ppolicy) reports the account locked.
     AccountLocked,
+    /// The right password, reset by an administrator: ppolicy wants it changed first.
+    PasswordMustChange,
+    /// The right password, expired (or on a grace login).
+    PasswordExpired,
     UnknownTenant,
     HostNotAllowed,
     Busy,
@@ -70,6 +74,8 @@ impl Outcome {
             Self::SourceLocked => "source_locked",
             Self::NoUsableEnctype => "no_usable_enctype",
             Self::AccountLocked => "account_locked",
+            Self::PasswordMustChange => "password_must_change",
+            Self::PasswordExpired => "password_expired",
             Self::UnknownTenant => "unknown_tenant",
             Self::HostNotAllowed => "host_not_allowed",
             Self::Busy => "busy",

@@ -247,6 +247,15 @@ async fn authenticate<D: Directory>(directory: &D, user: &Username, password: &[
         Err(AuthError::UnknownUser) => Err(auth_failed(Outcome::UnknownUser)),
         Err(AuthError::NotInGroup) => Err(auth_failed(Outcome::NotInGroup)),
         Err(AuthError::AccountLocked) => Err(auth_failed(Outcome::AccountLocked)),
+        // Only a right password gets here, so telling it apart reveals nothing to a guesser.
+        Err(AuthError::PasswordMustChange) => Err(Refusal::new(
+            Outcome::PasswordMustChange,
+            RefusalCode::PasswordChangeRequired,
+        )),
+        Err(AuthError::PasswordExpired) => Err(Refusal::new(
+            Outcome::PasswordExpired,
+            RefusalCode::PasswordChangeRequired,
+        )),
         Err(AuthError::Unavailable(why)) => {
             tracing::error!(error = %why, "directory unavailable");
             Err(Refusal::new(

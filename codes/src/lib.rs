@@ -26,6 +26,8 @@ pub enum RefusalCode {
     HostNotRegistered = 107,
     NotAdmin = 108,
     CannotRotate = 109,
+    /// The right directory password, but one that must be changed first (reset, expired, grace).
+    PasswordChangeRequired = 110,
     DirectoryUnavailable = 201,
     KeysUnavailable = 202,
     AuditUnavailable = 203,
@@ -35,7 +37,7 @@ pub enum RefusalCode {
 }
 
 impl RefusalCode {
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 16] = [
         Self::AuthFailed,
         Self::InvalidUsername,
         Self::PrincipalNotAllowed,
@@ -45,6 +47,7 @@ impl RefusalCode {
         Self::HostNotRegistered,
         Self::NotAdmin,
         Self::CannotRotate,
+        Self::PasswordChangeRequired,
         Self::DirectoryUnavailable,
         Self::KeysUnavailable,
         Self::AuditUnavailable,
@@ -80,6 +83,7 @@ impl RefusalCode {
             Self::HostNotRegistered => "KTB-107 client host not registered for this tenant",
             Self::NotAdmin => "KTB-108 not an admin identity",
             Self::CannotRotate => "KTB-109 this tenant's key source cannot rotate keys",
+            Self::PasswordChangeRequired => "KTB-110 the directory password must be changed first",
             Self::DirectoryUnavailable => "KTB-201 directory unavailable",
             Self::KeysUnavailable => "KTB-202 key source unavailable",
             Self::AuditUnavailable => "KTB-203 audit unavailable",

@@ -80,6 +80,7 @@ impl HelperError {
             Self::Refused(RefusalCode::NoUsableEnctype) => "no-usable-enctype",
             Self::Refused(RefusalCode::UnknownTenant) => "unknown-tenant",
             Self::Refused(RefusalCode::HostNotRegistered) => "host-not-registered",
+            Self::Refused(RefusalCode::PasswordChangeRequired) => "password-change-required",
             Self::Refused(_) => "refused",
             Self::UntrustedBroker(_) => "tls-trust",
             Self::Unreachable(_) => "broker-unreachable",
@@ -114,6 +115,9 @@ impl HelperError {
                 "this host is not registered for the tenant: use --client-cert/--client-key, or ask to register it"
             }
             "refused" => "the broker's policy does not allow this request",
+            "password-change-required" => {
+                "your directory password was reset or has expired: change it where you change it for the company directory (its password portal, or passwd on a domain host), then log in again"
+            }
             "tls-trust" => {
                 "the broker's certificate does not chain to --ca-file (or its name differs: see --tls-server-name)"
             }

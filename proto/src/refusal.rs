@@ -19,7 +19,7 @@ pub fn grpc_code(code: RefusalCode) -> tonic::Code {
         InvalidUsername | UnknownTenant => Code::InvalidArgument,
         PrincipalNotAllowed | HostNotRegistered | NotAdmin => Code::PermissionDenied,
         NoPrincipal => Code::NotFound,
-        NoUsableEnctype | CannotRotate => Code::FailedPrecondition,
+        NoUsableEnctype | CannotRotate | PasswordChangeRequired => Code::FailedPrecondition,
         DirectoryUnavailable | KeysUnavailable | AuditUnavailable => Code::Unavailable,
         DeadlineExceeded => Code::DeadlineExceeded,
         Busy => Code::ResourceExhausted,

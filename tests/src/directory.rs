@@ -36,6 +36,8 @@ pub struct DirectoryUser {
     pub scheme: PasswordScheme,
     pub in_group: bool,
     pub in_posix_group: bool,
+    /// ppolicy `pwdReset: TRUE`: the directory accepts the password only to change it.
+    pub must_change_password: bool,
 }
 
 pub struct Directory {
@@ -224,14 +226,21 @@ fn data_ldif(users: &[DirectoryUser], service_password: &str) -> anyhow::Result<
         ],
     )?;
     for (n, user) in users.iter().enumerate() {
-        ldif.push_str(&render(
+        let person = render(
             "person.ldif.in",
             &[
                 ("UID", &user.uid),
                 ("UID_NUMBER", &(10001 + n).to_string()),
                 ("PASSWORD_HASH", &hash_password(&user.password, user.scheme)?),
             ],
-        )?);
+        )?;
+        if user.must_change_password {
+            // An operational attribute slapadd loads as it would restore it from a backup.
+            ldif.push_str(person.trim_end());
+            ldif.push_str("\npwdReset: TRUE\n\n");
+        } else {
+            ldif.push_str(&person);
+        }
     }
     let lines = |select: fn(&DirectoryUser) -> Option<String>| -> String {
         users.iter().filter_map(select).collect::<Vec<_>>().join("\n")

@@ -25,10 +25,13 @@ pub struct DemoUser {
     pub in_group: bool,
     /// Member (by memberUid) of the posixGroup `directory::POSIX_GROUP_DN`.
     pub in_posix_group: bool,
+    /// An administrator reset the password (ppolicy `pwdReset`): it must be changed first.
+    pub must_change_password: bool,
 }
 
 /// alice and bob may log in ({SSHA} and {ARGON2} passwords); carol is not in the group; dave is in
-/// the group but has no Kerberos principal. Only bob is in the posixGroup.
+/// the group but has no Kerberos principal; erin is in the group but an administrator reset her
+/// directory password (she must change it first). Only bob is in the posixGroup.
 pub const DEMO_USERS: &[DemoUser] = &[
     DemoUser {
         name: "alice",
@@ -37,6 +40,7 @@ pub const DEMO_USERS: &[DemoUser] = &[
         scheme: PasswordScheme::Ssha,
         in_group: true,
         in_posix_group: false,
+        must_change_password: false,
     },
     DemoUser {
         name: "bob",
@@ -45,6 +49,7 @@ pub const DEMO_USERS: &[DemoUser] = &[
         scheme: PasswordScheme::Argon2,
         in_group: true,
         in_posix_group: true,
+        must_change_password: false,
     },
     DemoUser {
         name: "carol",
@@ -53,6 +58,7 @@ pub const DEMO_USERS: &[DemoUser] = &[
         scheme: PasswordScheme::Ssha,
         in_group: false,
         in_posix_group: false,
+        must_change_password: false,
     },
     DemoUser {
         name: "dave",
@@ -61,6 +67,16 @@ pub const DEMO_USERS: &[DemoUser] = &[
         scheme: PasswordScheme::Ssha,
         in_group: true,
         in_posix_group: false,
+        must_change_password: false,
+    },
+    DemoUser {
+        name: "erin",
+        directory_password: "erinpw",
+        kerberos_password: Some("erin-kdc-pw"),
+        scheme: PasswordScheme::Ssha,
+        in_group: true,
+        in_posix_group: false,
+        must_change_password: true,
     },
 ];
 
@@ -98,6 +114,7 @@ impl Sandbox {
                 scheme: u.scheme,
                 in_group: u.in_group,
                 in_posix_group: u.in_posix_group,
+                must_change_password: u.must_change_password,
             })
             .collect();
         let directory = Directory::start(&root.join("ldap"), &pki, &directory_users)?;

@@ -63,6 +63,7 @@ fn two_tenants_reach_only_their_own_directory_and_realm() {
         scheme: PasswordScheme::Ssha,
         in_group: true,
         in_posix_group: false,
+        must_change_password: false,
     };
     let lab_directory = Directory::start(&sandbox.root.join("ldap-lab"), &sandbox.pki, &[lena]).unwrap();
     let both = sandbox.root.join("both-realms.krb5.conf");
@@ -740,4 +741,29 @@ fn a_full_audit_disk_refuses_grants_and_logins_come_back_with_the_space() {
     assert_eq!(audit_reasons(&audit), vec!["granted"; granted + 1]);
     let verified = broker.command().args(["audit-verify"]).arg(&audit).output().unwrap();
     assert!(verified.status.success(), "{}", stderr(&verified));
+}
+
+#[test]
+fn a_password_the_directory_wants_changed_never_yields_keys() {
+    let sandbox = sandbox();
+    // erin's password was reset by an administrator (ppolicy pwdReset, pwdMustChange): slapd
+    // accepts it, but only to change it. She has a Kerberos principal, so only the check stops her.
+    assert_eq!(
+        raw_fetch(&sandbox.endpoint(), "erin", b"erinpw", None),
+        refused(RefusalCode::PasswordChangeRequired)
+    );
+    assert_eq!(last_audit(&sandbox.broker.audit_file)["reason"], "password_must_change");
+    // A wrong password still gets the one answer for every failure: nothing to learn from it.
+    assert_eq!(
+        raw_fetch(&sandbox.endpoint(), "erin", b"Wr0ng", None),
+        refused(RefusalCode::AuthFailed)
+    );
+    let out = sandbox.login("erin", "erinpw", &sandbox.ccache("erin"));
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("[password-change-required]") && stderr(&out).contains("hint: your directory password"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(sandbox.klist(&sandbox.ccache("erin")).is_none());
 }

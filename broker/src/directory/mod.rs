@@ -38,6 +38,12 @@ pub enum AuthError {
     NotInGroup,
     #[error("the directory's password policy has locked the account")]
     AccountLocked,
+    /// The right password, which an administrator reset: it must be changed first.
+    #[error("the password must be changed (reset by an administrator)")]
+    PasswordMustChange,
+    /// The right password, past its maximum age (no grace logins left, or this was one).
+    #[error("the password has expired")]
+    PasswordExpired,
     #[error("directory unavailable: {0}")]
     Unavailable(String),
 }
@@ -125,14 +131,19 @@ impl LdapDirectory {
             .simple_bind(dn, password)
             .await
             .map_err(|e| AuthError::Unavailable(format!("bind: {e}")))?;
-        let policy_error = result
+        let policy = result
             .ctrls
             .iter()
             .filter(|c| c.1.ctype == ppolicy::OID)
-            .find_map(|c| ppolicy::response_error(c.1.val.as_deref()?));
+            .find_map(|c| c.1.val.as_deref());
+        let policy_error = policy.and_then(ppolicy::response_error);
+        // A temporary or expired password never yields keys, even though the directory let it bind.
         match (result.rc, policy_error) {
+            (0, Some(ppolicy::PolicyError::ChangeAfterReset)) => Err(AuthError::PasswordMustChange),
+            (0, _) if policy.is_some_and(ppolicy::grace_login) => Err(AuthError::PasswordExpired),
             (0, _) => Ok(()),
             (RC_INVALID_CREDENTIALS, Some(ppolicy::PolicyError::AccountLocked)) => Err(AuthError::AccountLocked),
+            (RC_INVALID_CREDENTIALS, Some(ppolicy::PolicyError::PasswordExpired)) => Err(AuthError::PasswordExpired),
             (RC_INVALID_CREDENTIALS, _) => Err(AuthError::InvalidCredentials),
             (rc, _) => Err(AuthError::Unavailable(format!("bind answered rc={rc} {}", result.text))),
         }
