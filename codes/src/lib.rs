@@ -152,6 +152,23 @@ impl HelperExit {
     }
 }
 
+/// Default deadlines, nested: each is shorter than the one around it, so that the inner one's
+/// error (a KTB-204 from the broker, a directory timeout as KTB-201) reaches the caller instead of
+/// the outer one firing first. All are configurable; docs/admin-guide.md lists them together.
+pub mod timeouts {
+    use std::time::Duration;
+
+    /// `ktbroker-kinit`: each broker call (TCP, TLS, HTTP/2, the call and its stream) and the KDC
+    /// exchange (`--timeout`, client.toml's `broker_timeout_secs` / `kdc_timeout_secs`).
+    pub const CLIENT_CALL: Duration = Duration::from_secs(15);
+    /// `ktbrokerd`: one whole request (`[server] request_timeout_secs`).
+    pub const BROKER_REQUEST: Duration = Duration::from_secs(12);
+    /// `ktbrokerd`: one call to the key source (`[tenants.X.keys] timeout_secs`).
+    pub const KEY_SOURCE: Duration = Duration::from_secs(10);
+    /// `ktbrokerd`: each directory operation (`[tenants.X.directory] timeout_secs`).
+    pub const DIRECTORY: Duration = Duration::from_secs(5);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +200,12 @@ mod tests {
                 RefusalCode::Busy
             ]
         );
+    }
+
+    #[test]
+    fn default_deadlines_nest() {
+        use timeouts::*;
+        assert!(DIRECTORY < KEY_SOURCE && KEY_SOURCE < BROKER_REQUEST && BROKER_REQUEST < CLIENT_CALL);
     }
 
     #[test]

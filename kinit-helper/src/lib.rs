@@ -77,7 +77,7 @@ pub fn unix_now() -> i64 {
 }
 
 /// Default per-call timeout for the broker and for the KDC exchange.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+pub const DEFAULT_TIMEOUT: Duration = ktbroker_codes::timeouts::CLIENT_CALL;
 
 /// Client tools log warnings and errors to stderr, terse and without timestamps; `env_var` (e.g.
 /// `KTBROKER_LOG=debug`) raises the level.

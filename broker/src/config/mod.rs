@@ -238,7 +238,7 @@ impl Paths<'_> {
         }
         let request_timeout = secs_in(
             raw.server.request_timeout_secs,
-            30,
+            ktbroker_codes::timeouts::BROKER_REQUEST.as_secs(),
             1..=600,
             "server.request_timeout_secs",
         )?;
@@ -452,7 +452,12 @@ impl Paths<'_> {
             lookup,
             service_connections,
             group_dn: d.group_dn,
-            timeout: secs_in(d.timeout_secs, 5, 1..=120, &key("timeout_secs"))?,
+            timeout: secs_in(
+                d.timeout_secs,
+                ktbroker_codes::timeouts::DIRECTORY.as_secs(),
+                1..=120,
+                &key("timeout_secs"),
+            )?,
         })
     }
 
@@ -480,7 +485,14 @@ impl Paths<'_> {
             ));
         }
         let raw = RawKeys::deserialize(table).map_err(|e| invalid(format!("tenants.{tenant}.keys"), e.to_string()))?;
-        let timeout = |secs| secs_in(secs, 10, 1..=300, &key("timeout_secs"));
+        let timeout = |secs| {
+            secs_in(
+                secs,
+                ktbroker_codes::timeouts::KEY_SOURCE.as_secs(),
+                1..=300,
+                &key("timeout_secs"),
+            )
+        };
         let required = |value: String, field: &str| {
             Some(value)
                 .filter(|v| !v.trim().is_empty())

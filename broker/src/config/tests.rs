@@ -92,7 +92,7 @@ fn unknown_keys_and_wrong_versions_are_refused() {
         "the only tenant is the default"
     );
     assert_eq!(config.max_concurrent_requests, 256);
-    assert_eq!(config.request_timeout, Duration::from_secs(30));
+    assert_eq!(config.request_timeout, Duration::from_secs(12));
 }
 
 #[test]
@@ -288,7 +288,7 @@ fn effective_config_is_toml_with_defaults_and_no_secret_contents() {
     let config = load(&dir, VALID).unwrap();
     let text = config.effective_toml();
     let parsed: toml::Table = toml::from_str(&text).unwrap();
-    assert_eq!(parsed["server"]["request_timeout_secs"].as_integer(), Some(30));
+    assert_eq!(parsed["server"]["request_timeout_secs"].as_integer(), Some(12));
     assert_eq!(parsed["tenants"]["corp"]["principal"].as_str(), Some("{user}@{realm}"));
     assert_eq!(
         parsed["tenants"]["corp"]["enctypes"].as_array().unwrap()[0].as_str(),
