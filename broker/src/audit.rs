@@ -51,6 +51,9 @@ pub enum Outcome {
     Abandoned,
     /// Admin RPC: a key was randomized.
     Rotated,
+    /// A summary: this many RotateKey calls without an admin certificate were refused in the last
+    /// window beyond those audited one by one (see `suppressed`).
+    NotAdminSuppressed,
     RotateRefused,
     RotateFailed,
 }
@@ -84,6 +87,7 @@ impl Outcome {
             Self::Abandoned => "abandoned",
             Self::ProvisionFailed => "provision_failed",
             Self::Rotated => "rotated",
+            Self::NotAdminSuppressed => "not_admin_suppressed",
             Self::RotateRefused => "rotate_refused",
             Self::RotateFailed => "rotate_failed",
         }
@@ -138,6 +142,8 @@ pub struct Attempt<'a> {
     pub latency: Duration,
     /// The caller hung up before it got the answer (the outcome is still the real one).
     pub cancelled: bool,
+    /// For a summary line: how many refusals it stands for.
+    pub suppressed: u64,
 }
 
 /// The JSON line. Field order is fixed by the struct, so lines are reproducible.
@@ -155,7 +161,13 @@ struct AuditLine<'a> {
     kvno: Option<u32>,
     latency_ms: f64,
     cancelled: bool,
+    #[serde(skip_serializing_if = "is_zero")]
+    suppressed: u64,
     prev: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Records attempts to tracing and, if configured, to the hash-chained file.
@@ -228,6 +240,7 @@ impl Auditor {
             kvno: attempt.kvno,
             latency_ms,
             cancelled: attempt.cancelled,
+            suppressed: attempt.suppressed,
             prev: hex(&file.prev),
         };
         let mut text = serde_json::to_string(&line).map_err(io::Error::other)?;

@@ -81,6 +81,8 @@ pub struct BrokerService<D, K> {
     limiter: FailureLimiter,
     permits: Arc<tokio::sync::Semaphore>,
     next_request_id: AtomicU64,
+    /// RotateKey calls without an admin certificate: audited one by one only up to a rate.
+    not_admin: std::sync::Mutex<RefusalFlood>,
 }
 
 /// Who called, as far as the transport tells.
@@ -127,6 +129,7 @@ impl Caller {
             kvno,
             latency: started.elapsed(),
             cancelled: false,
+            suppressed: 0,
         }
     }
 }
@@ -139,6 +142,7 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
             auditor: Arc::new(auditor),
             permits: Arc::new(tokio::sync::Semaphore::new(max_concurrent_requests)),
             next_request_id: AtomicU64::new(1),
+            not_admin: std::sync::Mutex::new(RefusalFlood::default()),
         }
     }
 
@@ -454,7 +458,28 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
                     None,
                     started,
                 );
-                let _ = self.conclude(&attempt, Some(refusal.code));
+                if refusal.code != RefusalCode::NotAdmin {
+                    let _ = self.conclude(&attempt, Some(refusal.code));
+                    return Err(refusal.status());
+                }
+                // Anyone can call RotateKey: a flood of them must not flood the audit (and fill
+                // the disk that grants need). Beyond a rate they are counted, then summarised.
+                let (audit_this, summarised) = self
+                    .not_admin
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .admit(Instant::now());
+                if summarised > 0 {
+                    let mut summary =
+                        caller.attempt(tenant_name, "-", None, Outcome::NotAdminSuppressed, None, started);
+                    summary.suppressed = summarised;
+                    let _ = self.auditor.record(&summary);
+                }
+                if audit_this {
+                    let _ = self.conclude(&attempt, Some(refusal.code));
+                } else {
+                    metrics::attempt(attempt.tenant, attempt.outcome, Some(refusal.code), attempt.latency);
+                }
                 return Err(refusal.status());
             }
         };
@@ -509,6 +534,41 @@ fn conclude(auditor: &Auditor, attempt: &Attempt, code: Option<RefusalCode>) -> 
         metrics::attempt(attempt.tenant, attempt.outcome, code, attempt.latency);
     }
     audited
+}
+
+/// RotateKey refusals without an admin certificate audited one by one per window; the rest of the
+/// window's are summarised in one line when the next window starts.
+const NOT_ADMIN_AUDITED_PER_WINDOW: u32 = 10;
+const NOT_ADMIN_WINDOW: Duration = Duration::from_secs(60);
+
+#[derive(Default)]
+struct RefusalFlood {
+    window_start: Option<Instant>,
+    audited: u32,
+    suppressed: u64,
+}
+
+impl RefusalFlood {
+    /// Whether to audit this refusal on its own, and how many the window that just ended held
+    /// beyond those (to be summarised now; 0 for none).
+    fn admit(&mut self, now: Instant) -> (bool, u64) {
+        let mut ended = 0;
+        if self
+            .window_start
+            .is_none_or(|start| now.duration_since(start) >= NOT_ADMIN_WINDOW)
+        {
+            ended = std::mem::take(&mut self.suppressed);
+            self.window_start = Some(now);
+            self.audited = 0;
+        }
+        if self.audited < NOT_ADMIN_AUDITED_PER_WINDOW {
+            self.audited += 1;
+            (true, ended)
+        } else {
+            self.suppressed += 1;
+            (false, ended)
+        }
+    }
 }
 
 /// Set when the handler that owns it is dropped: its caller hung up before the answer.

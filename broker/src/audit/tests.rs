@@ -12,6 +12,7 @@ fn attempt(username: &str, outcome: Outcome) -> Attempt<'_> {
         kvno: (outcome == Outcome::Granted).then_some(3),
         latency: Duration::from_micros(12_345),
         cancelled: false,
+        suppressed: 0,
     }
 }
 

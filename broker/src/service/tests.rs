@@ -2,7 +2,7 @@
 //! sleeps), and the real stream framing.
 
 use super::*;
-use crate::audit::Auditor;
+use crate::audit::{Auditor, verify_chain};
 use crate::directory::VerifiedUser;
 use crate::limits::LimitPolicy;
 use crate::policy::{PrincipalPolicy, Username};
@@ -688,4 +688,53 @@ async fn a_rotation_is_audited_even_when_its_caller_is_gone() {
             &serde_json::json!("ops-admin")
         )
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flood_of_rotate_calls_without_an_admin_certificate_is_summarised_not_written_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let service = BrokerService::new(
+        table(corp_policy(crate::policy::default_enctypes())),
+        Auditor::with_file(&path).unwrap(),
+        64,
+    );
+    let rotate = || {
+        service.rotate_key(Request::new(RotateKeyRequest {
+            tenant: None,
+            principal: "alice@EXAMPLE.COM".into(),
+        }))
+    };
+    for _ in 0..25 {
+        assert_eq!(
+            typed(&rotate().await.unwrap_err()).1,
+            RefusalCode::NotAdmin,
+            "every caller is refused"
+        );
+    }
+    let reasons = |path: &std::path::Path| -> Vec<(String, u64)> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let r: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    r["reason"].as_str().unwrap().to_owned(),
+                    r["suppressed"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(reasons(&path).len(), 10, "ten a minute are audited one by one");
+    tokio::time::advance(Duration::from_secs(61)).await;
+    assert!(rotate().await.is_err());
+    let lines = reasons(&path);
+    assert_eq!(lines.len(), 12);
+    assert_eq!(
+        lines[10],
+        ("not_admin_suppressed".to_owned(), 15),
+        "the rest in one line"
+    );
+    assert_eq!(lines[11], ("rotate_refused".to_owned(), 0));
+    assert!(verify_chain(std::io::BufReader::new(std::fs::File::open(&path).unwrap())).is_ok());
 }
