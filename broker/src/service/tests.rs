@@ -189,6 +189,14 @@ fn service() -> Service {
     service_with_enctypes(crate::policy::default_enctypes())
 }
 
+/// The standard service, auditing to `audit.log` in the returned directory.
+fn service_with_audit_file() -> (tempfile::TempDir, Service) {
+    let dir = tempfile::tempdir().unwrap();
+    let auditor = Auditor::with_file(&dir.path().join("audit.log")).unwrap();
+    let service = BrokerService::new(table(corp_policy(crate::policy::default_enctypes())), auditor, 64);
+    (dir, service)
+}
+
 fn service_with_enctypes(enctypes: Vec<u16>) -> Service {
     BrokerService::new(table(corp_policy(enctypes)), Auditor::tracing_only(), 64)
 }
@@ -614,13 +622,8 @@ async fn server_info_tells_the_time_and_version() {
 
 #[tokio::test(start_paused = true)]
 async fn a_caller_that_hangs_up_is_audited_once_with_what_was_decided() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, service) = service_with_audit_file();
     let path = dir.path().join("audit.log");
-    let service = BrokerService::new(
-        table(corp_policy(crate::policy::default_enctypes())),
-        Auditor::with_file(&path).unwrap(),
-        64,
-    );
     // Hangs up during the failure delay: the verdict was reached, so its real reason is recorded.
     let early = tokio::time::timeout(DELAY / 2, service.fetch_keytab(request("alice", "wrong", None))).await;
     assert!(early.is_err(), "the caller gave up before the answer");
@@ -692,13 +695,8 @@ async fn a_rotation_is_audited_even_when_its_caller_is_gone() {
 
 #[tokio::test(start_paused = true)]
 async fn a_flood_of_rotate_calls_without_an_admin_certificate_is_summarised_not_written_out() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, service) = service_with_audit_file();
     let path = dir.path().join("audit.log");
-    let service = BrokerService::new(
-        table(corp_policy(crate::policy::default_enctypes())),
-        Auditor::with_file(&path).unwrap(),
-        64,
-    );
     let rotate = || {
         service.rotate_key(Request::new(RotateKeyRequest {
             tenant: None,
