@@ -7,6 +7,13 @@
 //!   scraper tell them apart attempt by attempt. Tenant names come from the configuration only.
 //! - `ktbroker_request_duration_seconds{outcome}`: whole requests, failure floor included.
 //! - `ktbroker_directory_duration_seconds`, `ktbroker_key_source_duration_seconds`: the two parts.
+//! - `ktbroker_audit_write_failures_total`: audit records that could not be written (full disk).
+//! - `ktbroker_connections_open`: TLS connections open now (accepted, within the caps).
+//! - `ktbroker_connections_refused_total{cap}`: connections closed at accept because a cap was
+//!   reached (`max_connections` or `max_connections_per_source`).
+//! - `ktbroker_connections_closed_total{reason}`: connections the broker closed: `no_preface`,
+//!   `idle`, `handshake_failed`, `handshake_timeout`. Connections that end normally are not counted.
+//! - `ktbroker_accept_failures_total`: failed accepts (EMFILE: out of descriptors).
 //!
 //! Without an installed exporter every call here is a no-op (unit tests, metrics disabled).
 
@@ -50,4 +57,20 @@ pub fn directory_time(elapsed: Duration) {
 
 pub fn key_source_time(elapsed: Duration) {
     metrics::histogram!("ktbroker_key_source_duration_seconds").record(elapsed.as_secs_f64());
+}
+
+pub fn connections_open(open: usize) {
+    metrics::gauge!("ktbroker_connections_open").set(open as f64);
+}
+
+pub fn connection_refused(cap: crate::connections::CapReached) {
+    metrics::counter!("ktbroker_connections_refused_total", "cap" => cap.as_str()).increment(1);
+}
+
+pub fn connection_closed(reason: &'static str) {
+    metrics::counter!("ktbroker_connections_closed_total", "reason" => reason).increment(1);
+}
+
+pub fn accept_failed() {
+    metrics::counter!("ktbroker_accept_failures_total").increment(1);
 }

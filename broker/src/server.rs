@@ -3,6 +3,7 @@
 
 use crate::audit::Auditor;
 use crate::config::{Config, TenantConfig};
+use crate::connections::{ConnectionLimits, OpenConnections, TrackActivityLayer};
 use crate::directory::LdapDirectory;
 use crate::keysource::ConfiguredKeySource;
 use crate::service::{BrokerService, ServiceSettings, Tenant, TenantTable};
@@ -104,6 +105,7 @@ pub async fn serve(
         let _ = stop_sender.send(true);
     };
     let drain = config.request_timeout + DRAIN_GRACE;
+    let open = OpenConnections::new(connection_limits(&config));
     let serving = Server::builder()
         // The service enforces its own, configurable deadline; this is the transport's backstop.
         .timeout(config.request_timeout * 2)
@@ -112,9 +114,10 @@ pub async fn serve(
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .max_connection_age(CONNECTION_LIFETIME)
         .max_connection_age_grace(config.request_timeout)
+        .layer(TrackActivityLayer)
         .add_service(health_service)
         .add_service(broker)
-        .serve_with_incoming_shutdown(tls::incoming(listener, tls_config), shutdown);
+        .serve_with_incoming_shutdown(tls::incoming(listener, tls_config, open), shutdown);
     // Graceful shutdown waits for every connection; a bounded drain keeps a stop inside systemd's.
     let drained = async move {
         let mut stop = stop_receiver;
@@ -128,6 +131,26 @@ pub async fn serve(
     stopped_service.log_audit_head();
     tracing::info!("ktbrokerd stopped");
     Ok(())
+}
+
+/// The configured connection limits, the total lowered to fit the open-files limit if need be.
+fn connection_limits(config: &Config) -> ConnectionLimits {
+    let open_files = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX);
+    let configured = config.connections;
+    match configured.within_open_files(open_files) {
+        Some(lowered) => {
+            tracing::warn!(
+                open_files,
+                configured = configured.max_total,
+                max_connections = lowered.max_total,
+                "server.max_connections lowered to fit the open files limit (raise LimitNOFILE=)"
+            );
+            lowered
+        }
+        None => configured,
+    }
 }
 
 /// The tenants of `config`. A tenant whose directory and key settings did not change keeps its
@@ -183,7 +206,8 @@ async fn build_tenant(
 /// Re-reads the configuration on SIGHUP. A configuration that does not load or validate is
 /// refused as a whole and the running one keeps serving; requests in flight finish on the table
 /// they started with. Settings bound at start (listen addresses, audit file, client CA,
-/// concurrency limit, krb5 profile) need a restart; a change to them is logged and ignored.
+/// concurrency limit, connection caps, krb5 profile) need a restart; a change to them is logged
+/// and ignored.
 struct Reloader {
     path: PathBuf,
     running: Config,
@@ -229,6 +253,10 @@ impl Reloader {
             ("server.listen", old.listen != fresh.listen),
             ("metrics.listen", old.metrics_listen != fresh.metrics_listen),
             ("audit.file", old.audit_file != fresh.audit_file),
+            (
+                "server.max_connections*, idle_timeout_secs",
+                old.connections != fresh.connections,
+            ),
             ("server.client_ca_file", old.client_ca != fresh.client_ca),
             (
                 "server.max_concurrent_requests",

@@ -3,6 +3,7 @@
 //! slow or silent client never holds up anyone else's connection.
 
 use crate::config::{ConfigError, read_private_file};
+use crate::connections::{BoundedConnection, LogThrottle, OpenConnections};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -15,13 +16,9 @@ use tokio_rustls::server::TlsStream;
 /// How long a client may take to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long a client may take, after the handshake, to send the 24-byte HTTP/2 preface (a real
-/// client sends it at once). Until then the server cannot tell the connection apart from one that
-/// is being opened, and would keep it, and wait for it at shutdown, for ever.
-pub const PREFACE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The length of the HTTP/2 client connection preface (RFC 9113 section 3.4).
-const PREFACE_LEN: usize = 24;
+/// Accept errors back off from this, doubling, up to the maximum.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// The served certificate and key, swappable at run time.
 #[derive(Debug)]
@@ -105,122 +102,66 @@ pub fn server_config(cert: Arc<ReloadableCert>, client_ca: Option<&Path>) -> Res
     Ok(config)
 }
 
-/// Accepts TCP connections on `listener` and yields completed TLS streams. Failed or slow
-/// handshakes are logged and dropped; they never reach gRPC.
-/// A connection that must start speaking within [`PREFACE_TIMEOUT`]: reads fail with `TimedOut`
-/// (which closes it) if the first [`PREFACE_LEN`] bytes have not arrived by then. Afterwards it is
-/// the plain stream.
-pub struct PrefaceDeadline<S> {
-    inner: S,
-    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
-    awaited: usize,
-}
-
-impl<S> PrefaceDeadline<S> {
-    pub fn new(inner: S) -> Self {
-        Self {
-            inner,
-            deadline: Some(Box::pin(tokio::time::sleep(PREFACE_TIMEOUT))),
-            awaited: PREFACE_LEN,
-        }
-    }
-}
-
-impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for PrefaceDeadline<S> {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        use std::task::Poll;
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let polled = std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
-        let Some(deadline) = &mut this.deadline else {
-            return polled;
-        };
-        match polled {
-            Poll::Ready(Ok(())) => {
-                let read = buf.filled().len() - before;
-                this.awaited = this.awaited.saturating_sub(read);
-                if this.awaited == 0 || read == 0 {
-                    this.deadline = None; // the preface is in (or the peer is gone)
-                }
-                Poll::Ready(Ok(()))
-            }
-            Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
-                tracing::info!("closing a connection that sent no HTTP/2 preface in time");
-                Poll::Ready(Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "no HTTP/2 preface in time",
-                )))
-            }
-            other => other,
-        }
-    }
-}
-
-impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for PrefaceDeadline<S> {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        data: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
-impl<S: tonic::transport::server::Connected> tonic::transport::server::Connected for PrefaceDeadline<S> {
-    type ConnectInfo = S::ConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.inner.connect_info()
-    }
-}
-
+/// Accepts TCP connections on `listener` and yields completed TLS streams, each under the
+/// bounds of `open` (see [`crate::connections`]). A connection beyond a cap is closed at once,
+/// before any TLS work; failed or slow handshakes are logged and dropped and never reach gRPC.
+/// Accept errors (EMFILE when descriptors run out) back off up to a second instead of spinning.
 pub fn incoming(
     listener: TcpListener,
     config: Arc<rustls::ServerConfig>,
-) -> tokio_stream::wrappers::ReceiverStream<Result<PrefaceDeadline<TlsStream<TcpStream>>, std::io::Error>> {
+    open: Arc<OpenConnections>,
+) -> tokio_stream::wrappers::ReceiverStream<Result<BoundedConnection<TlsStream<TcpStream>>, std::io::Error>> {
+    static ACCEPT_FAILED: LogThrottle = LogThrottle::new(Duration::from_secs(10));
+    static REFUSED: LogThrottle = LogThrottle::new(Duration::from_secs(10));
     let (sender, receiver) = tokio::sync::mpsc::channel(64);
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let idle_timeout = open.limits().idle_timeout;
     tokio::spawn(async move {
+        let mut backoff = Duration::ZERO;
         loop {
             let (tcp, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    backoff = (backoff * 2).clamp(ACCEPT_BACKOFF_MIN, ACCEPT_BACKOFF_MAX);
+                    crate::metrics::accept_failed();
+                    if let Some(suppressed) = ACCEPT_FAILED.admit() {
+                        tracing::warn!(error = %e, suppressed, retry_in = ?backoff, "accept failed");
+                    }
+                    tokio::time::sleep(backoff).await;
                     continue;
                 }
             };
-            let _ = tcp.set_nodelay(true);
+            backoff = Duration::ZERO;
             if sender.is_closed() {
                 break; // the server has shut down
             }
+            let slot = match open.admit(peer.ip()) {
+                Ok(slot) => slot,
+                Err(cap) => {
+                    crate::metrics::connection_refused(cap);
+                    if let Some(suppressed) = REFUSED.admit() {
+                        tracing::warn!(peer = %peer, cap = cap.as_str(), suppressed, "connection refused at a cap");
+                    }
+                    continue; // dropping `tcp` closes it
+                }
+            };
+            let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let handshake_sender = sender.clone();
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => {
-                        let _ = handshake_sender.send(Ok(PrefaceDeadline::new(tls))).await;
+                        let connection = BoundedConnection::new(tls, slot, idle_timeout);
+                        let _ = handshake_sender.send(Ok(connection)).await;
                     }
-                    Ok(Err(e)) => tracing::info!(peer = %peer, error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::info!(peer = %peer, "TLS handshake timed out"),
+                    Ok(Err(e)) => {
+                        crate::metrics::connection_closed("handshake_failed");
+                        tracing::info!(peer = %peer, error = %e, "TLS handshake failed");
+                    }
+                    Err(_) => {
+                        crate::metrics::connection_closed("handshake_timeout");
+                        tracing::info!(peer = %peer, "TLS handshake timed out");
+                    }
                 }
             });
         }

@@ -122,9 +122,17 @@ pub fn audit_reasons(audit_file: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
-/// A TLS connection to the broker (verified against the endpoint's CA, ALPN h2) that, once the
-/// handshake is done, never says anything: what a hostile client holds open.
-pub fn silent_tls(endpoint: &BrokerEndpoint) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+/// A TLS connection (ALPN h2) to the broker that then says nothing.
+pub fn silent_tls(endpoint: &BrokerEndpoint) -> TlsConnection {
+    tls_from(endpoint, None).expect("a TLS connection to the broker")
+}
+
+/// A client's TLS connection, blocking.
+pub type TlsConnection = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
+
+/// A TLS connection to the broker from `source` (any loopback address: 127.0.0.0/8 is all
+/// local), or the error that ended it: a broker at a connection cap closes it before the handshake.
+pub fn tls_from(endpoint: &BrokerEndpoint, source: Option<std::net::IpAddr>) -> std::io::Result<TlsConnection> {
     use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&endpoint.ca_pem) {
@@ -141,11 +149,78 @@ pub fn silent_tls(endpoint: &BrokerEndpoint) -> rustls::StreamOwned<rustls::Clie
     let name =
         ServerName::try_from(endpoint.tls_server_name.clone().unwrap_or_else(|| url.0.clone())).expect("a server name");
     let mut connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("a TLS client");
-    let mut socket = std::net::TcpStream::connect((url.0.as_str(), url.1)).expect("TCP to the broker");
+    let address: std::net::SocketAddr = format!("{}:{}", url.0, url.1)
+        .parse()
+        .expect("an IP address in the URL");
+    let mut socket = match source {
+        None => std::net::TcpStream::connect(address)?,
+        Some(source) => block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(std::net::SocketAddr::new(source, 0))?;
+            socket.connect(address).await?.into_std()
+        })?,
+    };
+    socket.set_nonblocking(false)?;
+    socket.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
     while connection.is_handshaking() {
-        connection.complete_io(&mut socket).expect("the TLS handshake");
+        connection.complete_io(&mut socket)?;
     }
-    rustls::StreamOwned::new(connection, socket)
+    Ok(rustls::StreamOwned::new(connection, socket))
+}
+
+/// A TLS connection from `source` that has sent the HTTP/2 preface and an empty SETTINGS frame
+/// and then idles: an HTTP/2 connection with no request.
+pub fn idle_h2_from(endpoint: &BrokerEndpoint, source: std::net::IpAddr) -> std::io::Result<TlsConnection> {
+    let mut connection = tls_from(endpoint, Some(source))?;
+    std::io::Write::write_all(&mut connection, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")?;
+    std::io::Write::flush(&mut connection)?;
+    Ok(connection)
+}
+
+/// Reads until the broker closes `connection` or `within` passes; whether it was closed.
+pub fn closed_within(connection: &mut TlsConnection, within: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    let mut buffer = [0u8; 512];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        connection.sock.set_read_timeout(Some(left)).expect("a read timeout");
+        match std::io::Read::read(connection, &mut buffer) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// GET /metrics over plain HTTP/1.0 from 127.0.0.1:port; the body.
+pub fn scrape_metrics(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics listener");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .expect("a read timeout");
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .expect("a metrics request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("a metrics response");
+    assert!(
+        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+        "{response}"
+    );
+    response
+}
+
+/// The value of the metric line `name` (with its labels, exactly as exported), if present.
+pub fn metric(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// ("host", port) of `https://host:port`.

@@ -801,23 +801,6 @@ fn membership_of_a_posix_group_by_member_uid_authorizes() {
     );
 }
 
-/// GET /metrics over plain HTTP/1.0 from 127.0.0.1:port; the body.
-fn scrape_metrics(port: u16) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics listener");
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    assert!(
-        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
-        "{response}"
-    );
-    response
-}
-
 #[test]
 fn metrics_count_outcomes_and_time_each_part_on_their_own_listener() {
     let sandbox = sandbox();
@@ -831,7 +814,7 @@ fn metrics_count_outcomes_and_time_each_part_on_their_own_listener() {
     raw_fetch(&endpoint, "alice", b"Wr0ng-Passw0rd", None);
     raw_fetch(&endpoint, "no-such-user", b"Wr0ng-Passw0rd", None);
 
-    let body = scrape_metrics(metrics_port);
+    let body = ktbroker_tests::client::scrape_metrics(metrics_port);
     for line in [
         "ktbroker_requests_total{tenant=\"sandbox\",outcome=\"granted\",code=\"none\"} 1",
         "ktbroker_requests_total{tenant=\"sandbox\",outcome=\"refused\",code=\"KTB-101\"} 2",

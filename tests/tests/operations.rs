@@ -767,3 +767,69 @@ fn a_password_the_directory_wants_changed_never_yields_keys() {
     );
     assert!(sandbox.klist(&sandbox.ccache("erin")).is_none());
 }
+
+#[test]
+fn a_client_holding_connections_gets_its_cap_and_loses_them_when_idle() {
+    use ktbroker_tests::client::{closed_within, idle_h2_from, metric, scrape_metrics};
+    let sandbox = sandbox();
+    let metrics_port = ktbroker_tests::daemon::free_port();
+    let broker = sandbox
+        .extra_broker("broker-capped", |c| {
+            c.replace(
+                "[server]\n",
+                "[server]\nmax_connections = 24\nmax_connections_per_source = 16\nidle_timeout_secs = 3\n",
+            ) + &format!("\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n")
+        })
+        .unwrap();
+    let mut endpoint = sandbox.endpoint();
+    endpoint.url = broker.url.clone();
+    let open_now = || metric(&scrape_metrics(metrics_port), "ktbroker_connections_open").unwrap_or(0.0);
+
+    // One hostile source opens all it can: it keeps its 16, the rest are closed before TLS.
+    let hostile: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let mut held: Vec<_> = (0..40).filter_map(|_| idle_h2_from(&endpoint, hostile).ok()).collect();
+    assert_eq!(held.len(), 16);
+    let opened = std::time::Instant::now();
+
+    // A person logging in from another address meanwhile is served.
+    let login_started = std::time::Instant::now();
+    let out = sandbox.login_via(&broker.url, "alice", "alicepw", &sandbox.ccache("beside-hostile"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    eprintln!("login beside 16 held connections: {:?}", login_started.elapsed());
+
+    // A second source fills the total (24); its ninth connection is refused.
+    let wait_until = std::time::Instant::now() + Duration::from_secs(5);
+    while open_now() > 16.0 && std::time::Instant::now() < wait_until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let second: std::net::IpAddr = "127.0.0.3".parse().unwrap();
+    held.extend((0..12).filter_map(|_| idle_h2_from(&endpoint, second).ok()));
+    assert_eq!(held.len(), 24);
+    let body = scrape_metrics(metrics_port);
+    assert_eq!(metric(&body, "ktbroker_connections_open"), Some(24.0), "{body}");
+    for (cap, count) in [("max_connections_per_source", 24.0), ("max_connections", 4.0)] {
+        let name = format!("ktbroker_connections_refused_total{{cap=\"{cap}\"}}");
+        assert_eq!(metric(&body, &name), Some(count), "{name} in:\n{body}");
+    }
+
+    // Every held connection is closed within the idle timeout (3 s) of its last use.
+    for connection in &mut held {
+        let left = (opened + Duration::from_secs(3) + Duration::from_secs(5))
+            .saturating_duration_since(std::time::Instant::now());
+        assert!(
+            closed_within(connection, left),
+            "still open {:?} after it idled",
+            opened.elapsed()
+        );
+    }
+    let body = scrape_metrics(metrics_port);
+    assert_eq!(metric(&body, "ktbroker_connections_open"), Some(0.0), "{body}");
+    assert_eq!(
+        metric(&body, "ktbroker_connections_closed_total{reason=\"idle\"}"),
+        Some(24.0),
+        "{body}"
+    );
+    // And the broker serves again.
+    let out = sandbox.login_via(&broker.url, "alice", "alicepw", &sandbox.ccache("after-hostile"));
+    assert!(out.status.success(), "{}", stderr(&out));
+}

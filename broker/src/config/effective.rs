@@ -27,6 +27,15 @@ impl Config {
             integer(self.max_concurrent_requests as u64),
         );
         server.insert("request_timeout_secs".into(), integer(self.request_timeout.as_secs()));
+        server.insert("max_connections".into(), integer(self.connections.max_total as u64));
+        server.insert(
+            "max_connections_per_source".into(),
+            integer(self.connections.max_per_source as u64),
+        );
+        server.insert(
+            "idle_timeout_secs".into(),
+            integer(self.connections.idle_timeout.as_secs()),
+        );
         root.insert("server".into(), server.into());
 
         let mut kerberos = Table::new();

@@ -9,6 +9,7 @@
 mod effective;
 mod raw;
 
+use crate::connections::ConnectionLimits;
 use crate::hosts::{Cidr, ClientRule};
 use crate::limits::LimitPolicy;
 use crate::policy::PrincipalPolicy;
@@ -156,6 +157,8 @@ pub struct Config {
     pub max_concurrent_requests: usize,
     /// A request that has not finished after this long is abandoned (DEADLINE_EXCEEDED).
     pub request_timeout: Duration,
+    /// Caps on open connections (all, per source) and their idle timeout.
+    pub connections: ConnectionLimits,
     /// The krb5 profile libkrb5 and kadm5 read (all tenants' realms); `None` keeps the default.
     pub krb5_config: Option<PathBuf>,
     /// Every refused authentication answers no sooner than this after the request arrived, so
@@ -216,6 +219,7 @@ impl Paths<'_> {
             ));
         }
         let listen = parse_address(&raw.server.listen, "server.listen")?;
+        let connections = connection_limits(&raw.server)?;
         let tls_key = self.secret(raw.server.tls_key, "server.tls_key")?;
         check_private(&tls_key, "server.tls_key")?;
         let audit_key_file = match raw.audit.key_file {
@@ -307,6 +311,7 @@ impl Paths<'_> {
             client_ca,
             max_concurrent_requests,
             request_timeout,
+            connections,
             krb5_config: raw.kerberos.krb5_config.map(|p| self.path(p)),
             failure_delay,
             audit_file: raw.audit.file.map(|p| self.path(p)),
@@ -548,6 +553,33 @@ fn parse_address(text: &str, key: &str) -> Result<SocketAddr, ConfigError> {
 }
 
 /// `value` seconds (or `default`) within `range`.
+fn connection_limits(server: &raw::RawServer) -> Result<ConnectionLimits, ConfigError> {
+    let max_total = server.max_connections.unwrap_or(ConnectionLimits::DEFAULT_MAX_TOTAL);
+    if !(1..=1_000_000).contains(&max_total) {
+        return Err(invalid("server.max_connections", "must be between 1 and 1000000"));
+    }
+    let max_per_source = server
+        .max_connections_per_source
+        .unwrap_or(ConnectionLimits::DEFAULT_MAX_PER_SOURCE.min(max_total));
+    if !(1..=max_total).contains(&max_per_source) {
+        return Err(invalid(
+            "server.max_connections_per_source",
+            "must be between 1 and server.max_connections",
+        ));
+    }
+    let idle_timeout = secs_in(
+        server.idle_timeout_secs,
+        ConnectionLimits::DEFAULT_IDLE_TIMEOUT.as_secs(),
+        1..=3600,
+        "server.idle_timeout_secs",
+    )?;
+    Ok(ConnectionLimits {
+        max_total,
+        max_per_source,
+        idle_timeout,
+    })
+}
+
 fn secs_in(
     value: Option<u64>,
     default: u64,

@@ -37,6 +37,9 @@ pub(super) struct RawServer {
     pub client_ca_file: Option<PathBuf>,
     pub max_concurrent_requests: Option<usize>,
     pub request_timeout_secs: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_source: Option<usize>,
+    pub idle_timeout_secs: Option<u64>,
 }
 
 /// Process-wide Kerberos settings (libkrb5 reads one profile per process).

@@ -93,6 +93,35 @@ fn unknown_keys_and_wrong_versions_are_refused() {
     );
     assert_eq!(config.max_concurrent_requests, 256);
     assert_eq!(config.request_timeout, Duration::from_secs(12));
+    assert_eq!(config.connections, ConnectionLimits::default());
+}
+
+#[test]
+fn connection_caps_are_checked_against_each_other() {
+    let dir = fixture();
+    let with = |keys: &str| VALID.replacen("[server]\n", &format!("[server]\n{keys}\n"), 1);
+    let config = load(&dir, &with("max_connections = 100\nidle_timeout_secs = 5")).unwrap();
+    assert_eq!(
+        config.connections,
+        ConnectionLimits {
+            max_total: 100,
+            max_per_source: 100,
+            idle_timeout: Duration::from_secs(5),
+        },
+        "the per-source default never exceeds the total"
+    );
+    for (keys, key) in [
+        (
+            "max_connections = 10\nmax_connections_per_source = 11",
+            "server.max_connections_per_source",
+        ),
+        ("max_connections = 0", "server.max_connections"),
+        ("max_connections_per_source = 0", "server.max_connections_per_source"),
+        ("idle_timeout_secs = 0", "server.idle_timeout_secs"),
+    ] {
+        let err = error(&dir, &with(keys));
+        assert!(err.contains(key), "{keys}: {err}");
+    }
 }
 
 #[test]
