@@ -833,3 +833,41 @@ fn a_client_holding_connections_gets_its_cap_and_loses_them_when_idle() {
     let out = sandbox.login_via(&broker.url, "alice", "alicepw", &sandbox.ccache("after-hostile"));
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn under_a_frozen_directory_every_concurrent_login_gets_its_refusal_within_the_directory_timeout() {
+    let sandbox = sandbox();
+    let broker = sandbox
+        .extra_broker("broker-outage", |c| c.replace("timeout_secs = 5", "timeout_secs = 2"))
+        .unwrap();
+    let mut endpoint = sandbox.endpoint();
+    endpoint.url = broker.url.clone();
+    // Two logins open the four pooled service connections, which the freeze then leaves hanging.
+    for _ in 0..2 {
+        assert_eq!(raw_fetch(&endpoint, "alice", b"alicepw", None).status, None);
+    }
+    sandbox.directory.pause().unwrap();
+    let answers: Vec<_> = (0..20)
+        .map(|_| {
+            let endpoint = endpoint.clone();
+            std::thread::spawn(move || {
+                let started = std::time::Instant::now();
+                let answer = raw_fetch(&endpoint, "alice", b"alicepw", None);
+                (answer, started.elapsed())
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    sandbox.directory.resume().unwrap();
+    let slowest = answers.iter().map(|(_, took)| *took).max().unwrap();
+    eprintln!("20 logins under a frozen directory: slowest answer after {slowest:?}");
+    for (answer, took) in &answers {
+        assert_eq!(*answer, refused(RefusalCode::DirectoryUnavailable));
+        // The directory timeout (2 s) for the whole check, plus the trip; no queueing behind a
+        // reconnect (before, a slot's lock was held across it: 4-10 s).
+        assert!(*took < Duration::from_millis(3500), "answered after {took:?}");
+    }
+    assert_eq!(raw_fetch(&endpoint, "alice", b"alicepw", None).status, None);
+}

@@ -13,6 +13,11 @@
 //! then looks like a wrong password to the broker too (the directory answers 49 for both).
 //!
 //! Empty passwords are refused before any connection (an empty simple bind is an anonymous bind).
+//!
+//! One password check gets one deadline, the directory timeout, for all of its steps (connects,
+//! TLS, binds, searches, waiting for a pool slot): every step is given what is left of it, so a
+//! hung directory costs a request that timeout and no more. No lock is held across a network
+//! step: a slot whose connection failed is reopened by whoever needs it, outside the lock.
 
 mod ppolicy;
 
@@ -22,6 +27,8 @@ use ldap3::controls::RawControl;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry, StdStream, dn_escape, ldap_escape};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// LDAP result code for a failed simple bind (RFC 4511).
 const RC_INVALID_CREDENTIALS: u32 = 49;
@@ -65,8 +72,40 @@ pub struct LdapDirectory {
     /// `host:port` from the URL, for connecting the socket ourselves.
     address: String,
     /// The service-account connection pool: slots opened on first use, taken in turn.
-    service: Vec<tokio::sync::Mutex<Option<Ldap>>>,
+    service: Vec<std::sync::Mutex<Option<Pooled>>>,
     next_slot: std::sync::atomic::AtomicUsize,
+    /// Numbers the pooled connections, so a failed one is cleared and not its replacement.
+    opened: std::sync::atomic::AtomicU64,
+}
+
+/// A bound service-account connection in a pool slot.
+#[derive(Clone)]
+struct Pooled {
+    id: u64,
+    ldap: Ldap,
+}
+
+/// What is left of one password check's time (see the module documentation).
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    deadline: Instant,
+}
+
+impl Budget {
+    fn of(timeout: Duration) -> Self {
+        Self {
+            deadline: Instant::now() + timeout,
+        }
+    }
+
+    /// The time left, or `Unavailable` when none is.
+    fn left(&self) -> Result<Duration, AuthError> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(AuthError::Unavailable("the directory timeout passed".into()));
+        }
+        Ok(left)
+    }
 }
 
 impl LdapDirectory {
@@ -82,30 +121,31 @@ impl LdapDirectory {
             config,
             tls,
             address,
-            service: (0..pool_size).map(|_| tokio::sync::Mutex::new(None)).collect(),
+            service: (0..pool_size).map(|_| std::sync::Mutex::new(None)).collect(),
             next_slot: std::sync::atomic::AtomicUsize::new(0),
+            opened: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
-    async fn connect(&self) -> Result<Ldap, AuthError> {
+    async fn connect(&self, budget: Budget) -> Result<Ldap, AuthError> {
         let unavailable = |what: &str| AuthError::Unavailable(format!("connect to {}: {what}", self.config.url));
         // We open the socket ourselves: ldap3 leaves Nagle's algorithm on, and on an LDAP exchange
         // of small writes that costs a delayed-ACK stall (~40 ms) per round trip.
-        let tcp = tokio::time::timeout(self.config.timeout, tokio::net::TcpStream::connect(&self.address))
+        let tcp = tokio::time::timeout(budget.left()?, tokio::net::TcpStream::connect(&self.address))
             .await
             .map_err(|_| unavailable("timed out"))?
             .map_err(|e| unavailable(&e.to_string()))?;
         tcp.set_nodelay(true).map_err(|e| unavailable(&e.to_string()))?;
         let tcp = tcp.into_std().map_err(|e| unavailable(&e.to_string()))?;
         let mut settings = LdapConnSettings::new()
-            .set_conn_timeout(self.config.timeout)
+            .set_conn_timeout(budget.left()?)
             .set_starttls(self.config.transport == LdapTransport::StartTls)
             .set_std_stream(StdStream::Tcp(tcp));
         if let Some(tls) = &self.tls {
             settings = settings.set_config(tls.clone());
         }
         let connecting = LdapConnAsync::with_settings(settings, &self.config.url);
-        let (conn, ldap) = tokio::time::timeout(self.config.timeout, connecting)
+        let (conn, ldap) = tokio::time::timeout(budget.left()?, connecting)
             .await
             .map_err(|_| unavailable("TLS or StartTLS timed out"))?
             .map_err(|e| unavailable(&e.to_string()))?;
@@ -119,7 +159,7 @@ impl LdapDirectory {
 
     /// Binds as a user with the password policy request control; distinguishes a locked account
     /// (ppolicy response `accountLocked`) from a wrong password.
-    async fn bind_user(&self, ldap: &mut Ldap, dn: &str, password: &str) -> Result<(), AuthError> {
+    async fn bind_user(&self, ldap: &mut Ldap, dn: &str, password: &str, budget: Budget) -> Result<(), AuthError> {
         let request = RawControl {
             ctype: ppolicy::OID.into(),
             crit: false,
@@ -127,7 +167,7 @@ impl LdapDirectory {
         };
         let result = ldap
             .with_controls(request)
-            .with_timeout(self.config.timeout)
+            .with_timeout(budget.left()?)
             .simple_bind(dn, password)
             .await
             .map_err(|e| AuthError::Unavailable(format!("bind: {e}")))?;
@@ -150,9 +190,9 @@ impl LdapDirectory {
     }
 
     /// Binds; `Ok(false)` means the directory said "invalid credentials".
-    async fn bind(&self, ldap: &mut Ldap, dn: &str, password: &str) -> Result<bool, AuthError> {
+    async fn bind(&self, ldap: &mut Ldap, dn: &str, password: &str, budget: Budget) -> Result<bool, AuthError> {
         let result = ldap
-            .with_timeout(self.config.timeout)
+            .with_timeout(budget.left()?)
             .simple_bind(dn, password)
             .await
             .map_err(|e| AuthError::Unavailable(format!("bind: {e}")))?;
@@ -170,9 +210,10 @@ impl LdapDirectory {
         base: &str,
         scope: Scope,
         filter: &str,
+        budget: Budget,
     ) -> Result<Vec<String>, AuthError> {
         let (entries, _) = ldap
-            .with_timeout(self.config.timeout)
+            .with_timeout(budget.left()?)
             .search(base, scope, filter, vec!["1.1"])
             .await
             .and_then(|r| r.success())
@@ -181,13 +222,11 @@ impl LdapDirectory {
     }
 
     /// The bound service-account connection in pool slot `index`, opened on first use and again
-    /// after it failed.
-    async fn service_connection(&self, index: usize) -> Result<Ldap, AuthError> {
-        let mut slot = self.service[index].lock().await;
-        if let Some(ldap) = slot.as_mut()
-            && !ldap.is_closed()
-        {
-            return Ok(ldap.clone());
+    /// after it failed. The slot is locked only to look and to store, never across the reconnect,
+    /// so a hung directory holds up no one else's request (each waits only on its own budget).
+    async fn service_connection(&self, index: usize, budget: Budget) -> Result<Pooled, AuthError> {
+        if let Some(pooled) = self.healthy(index) {
+            return Ok(pooled);
         }
         let UserLookup::Search {
             bind_dn, bind_password, ..
@@ -195,25 +234,61 @@ impl LdapDirectory {
         else {
             return Err(AuthError::Unavailable("no service account is configured".into()));
         };
-        let mut ldap = self.connect().await?;
-        if !self.bind(&mut ldap, bind_dn, &bind_password.0).await? {
+        let mut ldap = self.connect(budget).await?;
+        if !self.bind(&mut ldap, bind_dn, &bind_password.0, budget).await? {
             return Err(AuthError::Unavailable("the service account's bind was refused".into()));
         }
-        *slot = Some(ldap.clone());
-        Ok(ldap)
+        let fresh = Pooled {
+            id: self.opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            ldap,
+        };
+        let mut slot = self.slot(index);
+        match still_open(&mut slot) {
+            // Another request reopened the slot meanwhile: use its connection, let ours go.
+            Some(theirs) => Ok(theirs),
+            None => {
+                *slot = Some(fresh.clone());
+                Ok(fresh)
+            }
+        }
+    }
+
+    /// The connection in slot `index`, if it has one that is still open.
+    fn healthy(&self, index: usize) -> Option<Pooled> {
+        still_open(&mut self.slot(index))
+    }
+
+    /// Empties slot `index` if it still holds the connection numbered `id`.
+    fn clear(&self, index: usize, id: u64) {
+        let mut slot = self.slot(index);
+        if slot.as_ref().is_some_and(|p| p.id == id) {
+            *slot = None;
+        }
+    }
+
+    fn slot(&self, index: usize) -> std::sync::MutexGuard<'_, Option<Pooled>> {
+        self.service[index]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// A search as the service account; on failure retried once on a fresh connection (the shared
-    /// one may have been closed by the directory's idle timeout or a restart).
-    async fn service_search(&self, base: &str, scope: Scope, filter: &str) -> Result<Vec<String>, AuthError> {
+    /// one may have been closed by the directory's idle timeout or a restart), within the budget.
+    async fn service_search(
+        &self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        budget: Budget,
+    ) -> Result<Vec<String>, AuthError> {
         let index = self.next_slot.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.service.len();
-        let mut ldap = self.service_connection(index).await?;
-        match self.search_dns(&mut ldap, base, scope, filter).await {
+        let mut pooled = self.service_connection(index, budget).await?;
+        match self.search_dns(&mut pooled.ldap, base, scope, filter, budget).await {
             Err(AuthError::Unavailable(why)) => {
                 tracing::debug!(error = %why, slot = index, "service connection failed; retrying on a fresh one");
-                *self.service[index].lock().await = None;
-                let mut ldap = self.service_connection(index).await?;
-                self.search_dns(&mut ldap, base, scope, filter).await
+                self.clear(index, pooled.id);
+                let mut pooled = self.service_connection(index, budget).await?;
+                self.search_dns(&mut pooled.ldap, base, scope, filter, budget).await
             }
             result => result,
         }
@@ -225,10 +300,17 @@ impl Directory for LdapDirectory {
         if password.trim().is_empty() {
             return Err(AuthError::EmptyPassword);
         }
-        match &self.config.lookup {
-            UserLookup::Search { user_base, .. } => self.search_then_bind(user_base, user, password).await,
-            UserLookup::Template { template } => self.template_bind(template, user, password).await,
-        }
+        let budget = Budget::of(self.config.timeout);
+        let check = async {
+            match &self.config.lookup {
+                UserLookup::Search { user_base, .. } => self.search_then_bind(user_base, user, password, budget).await,
+                UserLookup::Template { template } => self.template_bind(template, user, password, budget).await,
+            }
+        };
+        // The steps stop at the deadline themselves; this is the backstop for any wait between them.
+        tokio::time::timeout_at(budget.deadline, check)
+            .await
+            .unwrap_or_else(|_| Err(AuthError::Unavailable("the directory timeout passed".into())))
     }
 }
 
@@ -238,9 +320,10 @@ impl LdapDirectory {
         user_base: &str,
         user: &Username,
         password: &str,
+        budget: Budget,
     ) -> Result<VerifiedUser, AuthError> {
         let mut dns = self
-            .service_search(user_base, Scope::Subtree, &user_filter(user))
+            .service_search(user_base, Scope::Subtree, &user_filter(user), budget)
             .await?;
         let dn = match dns.len() {
             1 => dns.remove(0),
@@ -252,13 +335,13 @@ impl LdapDirectory {
         };
 
         // The user's bind always happens on a connection of its own, never the shared one.
-        let mut as_user = self.connect().await?;
-        let accepted = self.bind_user(&mut as_user, &dn, password).await;
+        let mut as_user = self.connect(budget).await?;
+        let accepted = self.bind_user(&mut as_user, &dn, password, budget).await;
         let _ = as_user.unbind().await;
         accepted?;
 
         let in_group = self
-            .service_search(&self.config.group_dn, Scope::Base, &group_filter(&dn, user))
+            .service_search(&self.config.group_dn, Scope::Base, &group_filter(&dn, user), budget)
             .await?;
         if in_group.is_empty() {
             return Err(AuthError::NotInGroup);
@@ -266,13 +349,19 @@ impl LdapDirectory {
         Ok(VerifiedUser { dn })
     }
 
-    async fn template_bind(&self, template: &str, user: &Username, password: &str) -> Result<VerifiedUser, AuthError> {
+    async fn template_bind(
+        &self,
+        template: &str,
+        user: &Username,
+        password: &str,
+        budget: Budget,
+    ) -> Result<VerifiedUser, AuthError> {
         let dn = template_dn(template, user);
-        let mut as_user = self.connect().await?;
+        let mut as_user = self.connect(budget).await?;
         let result = async {
-            self.bind_user(&mut as_user, &dn, password).await?;
+            self.bind_user(&mut as_user, &dn, password, budget).await?;
             let filter = group_filter(&dn, user);
-            self.search_dns(&mut as_user, &self.config.group_dn, Scope::Base, &filter)
+            self.search_dns(&mut as_user, &self.config.group_dn, Scope::Base, &filter, budget)
                 .await
         }
         .await;
@@ -282,6 +371,11 @@ impl LdapDirectory {
         }
         Ok(VerifiedUser { dn })
     }
+}
+
+fn still_open(slot: &mut Option<Pooled>) -> Option<Pooled> {
+    let pooled = slot.as_mut()?;
+    (!pooled.ldap.is_closed()).then(|| pooled.clone())
 }
 
 /// The user's DN from a template, the username escaped per RFC 4514 (it is also charset-checked).
