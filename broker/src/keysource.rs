@@ -3,7 +3,8 @@
 //!
 //! - [`Kadm5KeySource`] (`source = "kadmin"`, the default): the kadm5 client library talks to the
 //!   remote kadmind as the broker's admin principal (`e` privilege to read keys; `a` to provision,
-//!   `c` to rotate), over one admin session reused across requests and re-established on failure.
+//!   `c` to rotate), over a few admin sessions reused across requests; a session is checked out
+//!   for one call, so a call that hangs holds only its own (see [`kadm5_source`]).
 //! - [`KadminProcessKeySource`] (`source = "kadmin-cli"` or `"kadmin-local"`): runs MIT `kadmin`
 //!   (remote, authenticated with the admin keytab) or `kadmin.local` (on the KDC host, reading the
 //!   database directly) per request, with `ktadd -norandkey` writing into a memfd the child
@@ -13,8 +14,11 @@
 //!   principal, for sites that do not let the broker talk to kadmind. Cannot provision or rotate.
 
 use crate::config::KeysConfig;
-use crate::kadm5::{Kadm5Session, Kadm5Verdict, KeyData};
+use crate::kadm5::KeyData;
+mod kadm5_source;
 mod memfd;
+
+pub use kadm5_source::Kadm5KeySource;
 
 use ktbroker_keytab::Keytab;
 use ktbroker_keytab::{Entry, Key, Principal};
@@ -22,7 +26,6 @@ use memfd::{KEYTAB_NAME_IN_CHILD, KeytabMemfd};
 use std::future::Future;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use zeroize::Zeroizing;
 
@@ -228,126 +231,8 @@ fn last_line(text: &str) -> String {
         .to_owned()
 }
 
-/// Keys through the kadm5 client library, one admin session shared by all requests.
-#[derive(Clone)]
-pub struct Kadm5KeySource {
-    admin_principal: String,
-    admin_keytab: PathBuf,
-    realm: String,
-    timeout: Duration,
-    session: Arc<Mutex<Option<Kadm5Session>>>,
-}
-
-impl Kadm5KeySource {
-    pub fn new(admin_principal: String, admin_keytab: PathBuf, realm: String, timeout: Duration) -> Self {
-        Self {
-            admin_principal,
-            admin_keytab,
-            realm,
-            timeout,
-            session: Arc::new(Mutex::new(None)),
-        }
-    }
-
-    /// Opens the admin session ahead of the first request; a failure is only logged (the next
-    /// request tries again), so a broker can start while kadmind is briefly down.
-    pub async fn warm_up(&self) {
-        let this = self.clone();
-        let opened = tokio::task::spawn_blocking(move || {
-            let mut session = this.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            this.ensure_open(&mut session).map(drop)
-        })
-        .await;
-        match opened {
-            Ok(Ok(())) => tracing::info!(admin = %self.admin_principal, "kadm5 admin session open"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "cannot open the kadm5 admin session yet"),
-            Err(e) => tracing::error!(error = %e, "kadm5 warm-up task failed"),
-        }
-    }
-
-    fn ensure_open<'a>(&self, session: &'a mut Option<Kadm5Session>) -> Result<&'a mut Kadm5Session, KeySourceError> {
-        if session.is_none() {
-            let opened = Kadm5Session::open(&self.admin_principal, &self.admin_keytab, &self.realm)
-                .map_err(|e| KeySourceError::Unavailable(e.to_string()))?;
-            *session = Some(opened);
-        }
-        Ok(session.as_mut().expect("just opened"))
-    }
-
-    /// Blocking: runs `op` on the session, re-establishing it once if the call failed for a reason
-    /// other than "no such principal", "already exists" or "not authorized" (expired ticket,
-    /// kadmind restarted).
-    fn with_session<T>(
-        &self,
-        principal: &str,
-        op: impl Fn(&mut Kadm5Session) -> Result<T, crate::kadm5::Kadm5Error>,
-    ) -> Result<T, KeySourceError> {
-        let mut session = self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut last_error = None;
-        for _attempt in 0..2 {
-            match op(self.ensure_open(&mut session)?) {
-                Ok(value) => return Ok(value),
-                Err(e) if e.is_unknown_principal() => {
-                    return Err(KeySourceError::NoSuchPrincipal(principal.to_owned()));
-                }
-                Err(e) if e.is_not_authorized() || e.is_duplicate() => {
-                    return Err(KeySourceError::Refused(e.to_string()));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "kadm5 call failed; re-establishing the admin session");
-                    *session = None;
-                    last_error = Some(e);
-                }
-            }
-        }
-        Err(KeySourceError::Unavailable(
-            last_error.map(|e| e.to_string()).unwrap_or_default(),
-        ))
-    }
-
-    /// Runs a blocking kadm5 operation off the async threads, under the timeout.
-    async fn blocking<T: Send + 'static>(
-        &self,
-        principal: &str,
-        op: impl Fn(&mut Kadm5Session, &str) -> Result<T, crate::kadm5::Kadm5Error> + Send + 'static,
-    ) -> Result<T, KeySourceError> {
-        let this = self.clone();
-        let name = principal.to_owned();
-        let task = tokio::task::spawn_blocking(move || this.with_session(&name, |session| op(session, &name)));
-        tokio::time::timeout(self.timeout, task)
-            .await
-            .map_err(|_| KeySourceError::Unavailable(format!("kadmind did not answer within {:?}", self.timeout)))?
-            .map_err(|e| KeySourceError::Unavailable(format!("kadm5 task failed: {e}")))?
-    }
-}
-
-impl KeySource for Kadm5KeySource {
-    async fn fetch(&self, principal: &str) -> Result<Keytab, KeySourceError> {
-        let keys = self
-            .blocking(principal, |session, name| session.principal_keys(name))
-            .await?;
-        keytab_from_keys(principal, keys)
-    }
-
-    async fn create(&self, principal: &str) -> Result<(), KeySourceError> {
-        self.blocking(principal, |session, name| session.create_principal(name))
-            .await
-    }
-
-    async fn rotate(&self, principal: &str) -> Result<u32, KeySourceError> {
-        // Two calls, so a retry after a failed key read can never randomize the key twice.
-        self.blocking(principal, |session, name| session.randomize_key(name))
-            .await?;
-        // The new kvno, from the keys themselves (dropped, and so wiped, right here).
-        self.blocking(principal, |session, name| {
-            Ok(session.principal_keys(name)?.iter().map(|k| k.kvno).max().unwrap_or(0))
-        })
-        .await
-    }
-}
-
 /// Builds keytab entries (timestamped now, name type KRB5_NT_PRINCIPAL) from keys read from the KDC.
-fn keytab_from_keys(principal: &str, keys: Vec<KeyData>) -> Result<Keytab, KeySourceError> {
+pub(crate) fn keytab_from_keys(principal: &str, keys: Vec<KeyData>) -> Result<Keytab, KeySourceError> {
     let (name, realm) = principal
         .rsplit_once('@')
         .ok_or_else(|| KeySourceError::Refused(format!("principal {principal} has no realm")))?;

@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod directory;
 pub mod hdfs;
 pub mod pki;
+pub mod proxy;
 pub mod realm;
 pub mod sandbox;
 pub mod templates;

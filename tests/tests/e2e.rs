@@ -424,7 +424,7 @@ fn admin_session_is_re_established_after_kadmind_restarts() {
     let second = sandbox.login("alice", "alicepw", &sandbox.ccache("after"));
     assert!(second.status.success(), "{}", stderr(&second));
     assert!(
-        sandbox.broker.log_text().contains("re-establishing the admin session"),
+        sandbox.broker.log_text().contains("retrying on a fresh admin session"),
         "the broker should have noticed the broken session:\n{}",
         sandbox.broker.log_text()
     );

@@ -871,3 +871,50 @@ fn under_a_frozen_directory_every_concurrent_login_gets_its_refusal_within_the_d
     }
     assert_eq!(raw_fetch(&endpoint, "alice", b"alicepw", None).status, None);
 }
+
+#[test]
+fn a_kadm5_call_hung_on_a_dark_connection_holds_up_only_its_own_request() {
+    let sandbox = sandbox();
+    let relay = ktbroker_tests::proxy::DarkeningRelay::start(sandbox.realm.kadmin_port).unwrap();
+    let krb5_conf = sandbox.root.join("krb5-via-relay.conf");
+    let direct = format!("admin_server = 127.0.0.1:{}", sandbox.realm.kadmin_port);
+    let profile = std::fs::read_to_string(&sandbox.realm.krb5_conf).unwrap();
+    assert!(profile.contains(&direct), "{profile}");
+    std::fs::write(
+        &krb5_conf,
+        profile.replace(&direct, &format!("admin_server = 127.0.0.1:{}", relay.port)),
+    )
+    .unwrap();
+    let broker = sandbox
+        .extra_broker("broker-dark-kadmind", |c| {
+            c.replace(
+                &format!("krb5_config = \"{}\"", sandbox.realm.krb5_conf.display()),
+                &format!("krb5_config = \"{}\"", krb5_conf.display()),
+            )
+            .replace("timeout_secs = 10", "timeout_secs = 2")
+        })
+        .unwrap();
+    let mut endpoint = sandbox.endpoint();
+    endpoint.url = broker.url.clone();
+    assert_eq!(raw_fetch(&endpoint, "alice", b"alicepw", None).status, None);
+
+    // The admin session's connection goes dark (a firewall dropped its state): the next call on
+    // it hangs inside libkadm5 until its RPC timeout, far past the request's deadline.
+    assert!(relay.darken_open_connections() >= 1);
+    let started = std::time::Instant::now();
+    assert_eq!(
+        raw_fetch(&endpoint, "alice", b"alicepw", None),
+        refused(RefusalCode::KeysUnavailable)
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    // The hung call still holds its session; the next requests open a fresh one and are served.
+    for user in ["bob", "alice"] {
+        let password = format!("{user}pw");
+        let answer = raw_fetch(&endpoint, user, password.as_bytes(), None);
+        assert_eq!(answer.status, None, "{user}: {answer:?}");
+    }
+    assert_eq!(
+        audit_reasons(&broker.audit_file),
+        ["granted", "key_source_failed", "granted", "granted"]
+    );
+}
