@@ -36,8 +36,37 @@ pub struct DirectoryUser {
     pub scheme: PasswordScheme,
     pub in_group: bool,
     pub in_posix_group: bool,
-    /// ppolicy `pwdReset: TRUE`: the directory accepts the password only to change it.
-    pub must_change_password: bool,
+    /// What the directory's password policy says of the password.
+    pub password_state: PasswordState,
+}
+
+/// A password's state under the directory's password policy (ppolicy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordState {
+    Current,
+    /// `pwdReset: TRUE`: an administrator set it; the directory accepts it only to change it.
+    ResetByAdmin,
+    /// Past its maximum age, no grace logins (`cn=expiring`): binds fail with `passwordExpired`.
+    Expired,
+    /// Past its maximum age with grace logins left (`cn=expiring-grace`): binds succeed with a
+    /// `graceAuthNsRemaining` warning.
+    ExpiredWithGrace,
+}
+
+impl PasswordState {
+    /// The operational attributes slapadd loads for this state, as restoring them from a backup.
+    fn ldif_lines(self) -> &'static str {
+        match self {
+            Self::Current => "",
+            Self::ResetByAdmin => "pwdReset: TRUE\n",
+            Self::Expired => {
+                "pwdPolicySubentry: cn=expiring,ou=policies,dc=example,dc=com\npwdChangedTime: 20200101000000Z\n"
+            }
+            Self::ExpiredWithGrace => {
+                "pwdPolicySubentry: cn=expiring-grace,ou=policies,dc=example,dc=com\npwdChangedTime: 20200101000000Z\n"
+            }
+        }
+    }
 }
 
 pub struct Directory {
@@ -101,6 +130,32 @@ impl Directory {
     /// SIGCONT after [`Self::pause`].
     pub fn resume(&self) -> anyhow::Result<()> {
         self.slapd.signal(rustix::process::Signal::CONT)
+    }
+
+    /// What the directory itself says to a bind as `uid` with `password` and the password policy
+    /// control (ldapwhoami -e ppolicy): its output, for checking a fixture's state.
+    pub fn ppolicy_bind(&self, uid: &str, password: &str) -> anyhow::Result<String> {
+        let out = Command::new("ldapwhoami")
+            .env("LDAPTLS_CACERT", &self.ca_cert)
+            .env("LDAPTLS_REQCERT", "demand")
+            .env("LC_ALL", "C")
+            .args([
+                "-x",
+                "-e",
+                "ppolicy",
+                "-H",
+                &self.url,
+                "-D",
+                &Directory::user_dn(uid),
+                "-w",
+                password,
+            ])
+            .output()?;
+        Ok(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 
     /// Fails `uid`'s password at the directory itself (ldapwhoami, not through the broker) `n` times.
@@ -234,13 +289,10 @@ fn data_ldif(users: &[DirectoryUser], service_password: &str) -> anyhow::Result<
                 ("PASSWORD_HASH", &hash_password(&user.password, user.scheme)?),
             ],
         )?;
-        if user.must_change_password {
-            // An operational attribute slapadd loads as it would restore it from a backup.
-            ldif.push_str(person.trim_end());
-            ldif.push_str("\npwdReset: TRUE\n\n");
-        } else {
-            ldif.push_str(&person);
-        }
+        ldif.push_str(person.trim_end());
+        ldif.push('\n');
+        ldif.push_str(user.password_state.ldif_lines());
+        ldif.push('\n');
     }
     let lines = |select: fn(&DirectoryUser) -> Option<String>| -> String {
         users.iter().filter_map(select).collect::<Vec<_>>().join("\n")

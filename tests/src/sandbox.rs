@@ -6,7 +6,7 @@
 
 use crate::bins::project_binary;
 use crate::broker::Broker;
-use crate::directory::{Directory, DirectoryUser, PasswordScheme};
+use crate::directory::{Directory, DirectoryUser, PasswordScheme, PasswordState};
 use crate::pki::TestPki;
 use crate::realm::Realm;
 use ktbroker_kinit::fetch::BrokerEndpoint;
@@ -25,13 +25,14 @@ pub struct DemoUser {
     pub in_group: bool,
     /// Member (by memberUid) of the posixGroup `directory::POSIX_GROUP_DN`.
     pub in_posix_group: bool,
-    /// An administrator reset the password (ppolicy `pwdReset`): it must be changed first.
-    pub must_change_password: bool,
+    /// What the directory's password policy says of the directory password.
+    pub password_state: PasswordState,
 }
 
 /// alice and bob may log in ({SSHA} and {ARGON2} passwords); carol is not in the group; dave is in
 /// the group but has no Kerberos principal; erin is in the group but an administrator reset her
-/// directory password (she must change it first). Only bob is in the posixGroup.
+/// directory password (she must change it first); frank's password has expired, and gina's too,
+/// with grace logins left. Only bob is in the posixGroup.
 pub const DEMO_USERS: &[DemoUser] = &[
     DemoUser {
         name: "alice",
@@ -40,7 +41,7 @@ pub const DEMO_USERS: &[DemoUser] = &[
         scheme: PasswordScheme::Ssha,
         in_group: true,
         in_posix_group: false,
-        must_change_password: false,
+        password_state: PasswordState::Current,
     },
     DemoUser {
         name: "bob",
@@ -49,7 +50,7 @@ pub const DEMO_USERS: &[DemoUser] = &[
         scheme: PasswordScheme::Argon2,
         in_group: true,
         in_posix_group: true,
-        must_change_password: false,
+        password_state: PasswordState::Current,
     },
     DemoUser {
         name: "carol",
@@ -58,7 +59,7 @@ pub const DEMO_USERS: &[DemoUser] = &[
         scheme: PasswordScheme::Ssha,
         in_group: false,
         in_posix_group: false,
-        must_change_password: false,
+        password_state: PasswordState::Current,
     },
     DemoUser {
         name: "dave",
@@ -67,7 +68,7 @@ pub const DEMO_USERS: &[DemoUser] = &[
         scheme: PasswordScheme::Ssha,
         in_group: true,
         in_posix_group: false,
-        must_change_password: false,
+        password_state: PasswordState::Current,
     },
     DemoUser {
         name: "erin",
@@ -76,7 +77,25 @@ pub const DEMO_USERS: &[DemoUser] = &[
         scheme: PasswordScheme::Ssha,
         in_group: true,
         in_posix_group: false,
-        must_change_password: true,
+        password_state: PasswordState::ResetByAdmin,
+    },
+    DemoUser {
+        name: "frank",
+        directory_password: "frankpw",
+        kerberos_password: Some("frank-kdc-pw"),
+        scheme: PasswordScheme::Ssha,
+        in_group: true,
+        in_posix_group: false,
+        password_state: PasswordState::Expired,
+    },
+    DemoUser {
+        name: "gina",
+        directory_password: "ginapw",
+        kerberos_password: Some("gina-kdc-pw"),
+        scheme: PasswordScheme::Ssha,
+        in_group: true,
+        in_posix_group: false,
+        password_state: PasswordState::ExpiredWithGrace,
     },
 ];
 
@@ -114,7 +133,7 @@ impl Sandbox {
                 scheme: u.scheme,
                 in_group: u.in_group,
                 in_posix_group: u.in_posix_group,
-                must_change_password: u.must_change_password,
+                password_state: u.password_state,
             })
             .collect();
         let directory = Directory::start(&root.join("ldap"), &pki, &directory_users)?;

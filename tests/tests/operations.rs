@@ -12,8 +12,8 @@ use ktbroker_tests::Sandbox;
 use ktbroker_tests::broker::tenant_text;
 use ktbroker_tests::client::{audit_reasons, block_on, key_list, raw_fetch, raw_request, refused, stderr};
 use ktbroker_tests::directory::{
-    Directory, DirectoryUser, GROUP_DN, PEOPLE, POSIX_GROUP_DN, PPOLICY_MAX_FAILURES, PasswordScheme, SERVICE_DN,
-    USER_DN_TEMPLATE,
+    Directory, DirectoryUser, GROUP_DN, PEOPLE, POSIX_GROUP_DN, PPOLICY_MAX_FAILURES, PasswordScheme, PasswordState,
+    SERVICE_DN, USER_DN_TEMPLATE,
 };
 use ktbroker_tests::pki::ClientCert;
 use ktbroker_tests::realm::{BROKER_ADMIN, BROKER_WRITER, Realm};
@@ -63,7 +63,7 @@ fn two_tenants_reach_only_their_own_directory_and_realm() {
         scheme: PasswordScheme::Ssha,
         in_group: true,
         in_posix_group: false,
-        must_change_password: false,
+        password_state: PasswordState::Current,
     };
     let lab_directory = Directory::start(&sandbox.root.join("ldap-lab"), &sandbox.pki, &[lena]).unwrap();
     let both = sandbox.root.join("both-realms.krb5.conf");
@@ -747,25 +747,46 @@ fn a_full_audit_disk_refuses_grants_and_logins_come_back_with_the_space() {
 fn a_password_the_directory_wants_changed_never_yields_keys() {
     let sandbox = sandbox();
     // erin's password was reset by an administrator (ppolicy pwdReset, pwdMustChange): slapd
-    // accepts it, but only to change it. She has a Kerberos principal, so only the check stops her.
-    assert_eq!(
-        raw_fetch(&sandbox.endpoint(), "erin", b"erinpw", None),
-        refused(RefusalCode::PasswordChangeRequired)
-    );
-    assert_eq!(last_audit(&sandbox.broker.audit_file)["reason"], "password_must_change");
-    // A wrong password still gets the one answer for every failure: nothing to learn from it.
-    assert_eq!(
-        raw_fetch(&sandbox.endpoint(), "erin", b"Wr0ng", None),
-        refused(RefusalCode::AuthFailed)
-    );
-    let out = sandbox.login("erin", "erinpw", &sandbox.ccache("erin"));
-    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    // accepts it, but only to change it. frank's has expired (no grace logins: slapd refuses the
+    // bind with passwordExpired); gina's has expired with grace logins left (slapd lets her bind,
+    // with graceAuthNsRemaining). All three have a Kerberos principal, so only the check stops them.
+    let gina = sandbox.directory.ppolicy_bind("gina", "ginapw").unwrap();
+    assert!(gina.contains("grace"), "gina's fixture: {gina}");
+    let frank = sandbox.directory.ppolicy_bind("frank", "frankpw").unwrap();
     assert!(
-        stderr(&out).contains("[password-change-required]") && stderr(&out).contains("hint: your directory password"),
-        "{}",
-        stderr(&out)
+        frank.contains("(49)") && frank.contains("expired"),
+        "frank's fixture: {frank}"
     );
-    assert!(sandbox.klist(&sandbox.ccache("erin")).is_none());
+    for (user, reason) in [
+        ("erin", "password_must_change"),
+        ("frank", "password_expired"),
+        ("gina", "password_expired"),
+    ] {
+        let password = format!("{user}pw");
+        assert_eq!(
+            raw_fetch(&sandbox.endpoint(), user, password.as_bytes(), None),
+            refused(RefusalCode::PasswordChangeRequired),
+            "{user}"
+        );
+        assert_eq!(last_audit(&sandbox.broker.audit_file)["reason"], reason, "{user}");
+        // A wrong password still gets the one answer for every failure: nothing to learn from it.
+        assert_eq!(
+            raw_fetch(&sandbox.endpoint(), user, b"Wr0ng", None),
+            refused(RefusalCode::AuthFailed),
+            "{user}"
+        );
+        assert_eq!(last_audit(&sandbox.broker.audit_file)["reason"], "invalid_credentials");
+        let ccache = sandbox.ccache(user);
+        let out = sandbox.login(user, &password, &ccache);
+        assert_eq!(out.status.code(), Some(4), "{user}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("[password-change-required]")
+                && stderr(&out).contains("hint: your directory password"),
+            "{user}: {}",
+            stderr(&out)
+        );
+        assert!(sandbox.klist(&ccache).is_none(), "{user}");
+    }
 }
 
 #[test]
