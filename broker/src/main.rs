@@ -8,7 +8,13 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let serving = matches!(args.command, None | Some(Command::Run));
+    // Before anything else: this may re-execute the program (see ktbroker_harden).
+    let freed_memory = serving.then(ktbroker_harden::wipe_freed_memory);
     init_logging(args.log_format);
+    if let Some(freed_memory) = freed_memory {
+        log_freed_memory(&freed_memory);
+    }
     let result = match args.command.unwrap_or(Command::Run) {
         Command::Run => run(&args.config),
         Command::CheckConfig => check_config(&args.config),
@@ -41,6 +47,19 @@ fn main() -> ExitCode {
             tracing::error!("{e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn log_freed_memory(freed_memory: &std::io::Result<ktbroker_harden::FreedMemory>) {
+    use ktbroker_harden::FreedMemory;
+    match freed_memory {
+        Ok(FreedMemory::Wiped) => tracing::info!("freed heap memory is overwritten (glibc malloc tunables)"),
+        Ok(FreedMemory::AsConfigured | FreedMemory::Kept) => tracing::warn!(
+            "GLIBC_TUNABLES sets glibc.malloc.perturb: freed heap memory is left as configured and may keep \
+             copies of passwords and keys"
+        ),
+        Err(e) => tracing::warn!(error = %e,
+            "cannot re-execute with malloc tunables that wipe freed memory; it may keep copies of passwords and keys"),
     }
 }
 

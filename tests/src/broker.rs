@@ -85,6 +85,11 @@ impl Broker {
     }
 
     /// `ktbrokerd --config CONFIG` with the environment the running broker has; add a subcommand.
+    /// The broker's process id.
+    pub fn pid(&self) -> u32 {
+        self.daemon.pid()
+    }
+
     pub fn command(&self) -> Command {
         self.command_for(&self.config)
     }

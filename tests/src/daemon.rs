@@ -49,6 +49,11 @@ impl Daemon {
         })
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `Err` with the log's tail if the daemon is no longer running (unless stopped on purpose).
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
         if self.stopped {

@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod daemon;
 pub mod directory;
 pub mod hdfs;
+pub mod memscan;
 pub mod pki;
 pub mod proxy;
 pub mod realm;

@@ -939,3 +939,56 @@ fn a_kadm5_call_hung_on_a_dark_connection_holds_up_only_its_own_request() {
         ["granted", "key_source_failed", "granted", "granted"]
     );
 }
+
+/// A password no other process or file has: 24 random bytes, hex.
+fn unique_password() -> String {
+    let mut bytes = [0u8; 24];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).unwrap();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn after_fifty_logins_the_broker_keeps_almost_no_copy_of_a_password_or_key() {
+    let sandbox = sandbox();
+    let password = unique_password();
+    sandbox.realm.add_user("zed", "zed-kdc-pw").unwrap();
+    let zed = DirectoryUser {
+        uid: "zed".into(),
+        password: password.clone(),
+        scheme: PasswordScheme::Ssha,
+        in_group: true,
+        in_posix_group: false,
+        password_state: PasswordState::Current,
+    };
+    let directory = Directory::start(&sandbox.root.join("ldap-zed"), &sandbox.pki, &[zed]).unwrap();
+    // Started like any test broker: without GLIBC_TUNABLES, which it sets for itself.
+    let broker = ktbroker_tests::broker::Broker::start(
+        &sandbox.root.join("broker-zed"),
+        &sandbox.pki,
+        &sandbox.realm,
+        &directory,
+    )
+    .unwrap();
+    let mut endpoint = sandbox.endpoint();
+    endpoint.url = broker.url.clone();
+    let mut keys = Vec::new();
+    for _ in 0..50 {
+        let fetched = block_on(fetch_keytab(&endpoint, "zed", password.as_bytes(), None)).unwrap();
+        keys = key_list(&fetched.bytes).into_iter().map(|(_, _, key)| key).collect();
+    }
+    assert!(keys.len() >= 2, "{keys:?}");
+    let mut needles: Vec<&[u8]> = vec![password.as_bytes()];
+    needles.extend(keys.iter().map(Vec::as_slice));
+    let copies = ktbroker_tests::memscan::count_copies(broker.pid(), &needles).unwrap();
+    eprintln!(
+        "after 50 logins the broker holds: password {} copies, keys {:?}",
+        copies[0],
+        &copies[1..]
+    );
+    // Before the broker had glibc wipe freed memory: 27 copies of the password, 8 and 9 of the keys.
+    assert!(copies.iter().all(|&n| n <= 1), "copies left: {copies:?}");
+    assert!(
+        broker.log_text().contains("freed heap memory is overwritten"),
+        "the broker re-executed itself with the wiping tunables"
+    );
+}

@@ -3,7 +3,9 @@
 //!       the broker reading keys through the kadm5 library (and, for comparison, through one
 //!       `kadmin` process per request), and
 //!   (b) a plain `kinit` with alice's Kerberos password against the same KDC,
-//! then prints p50/p95 of each and the ratios a/b. Not a test: a measurement to report.
+//!   (c) the login of (a) against a broker that lets freed heap memory be (GLIBC_TUNABLES with
+//!       `glibc.malloc.perturb=0`), for the cost of wiping it,
+//! then prints p50/p95 of each and the ratios a/b and a/c. Not a test: a measurement to report.
 
 use anyhow::Context;
 use clap::Parser;
@@ -23,6 +25,14 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let sandbox = Sandbox::start().context("starting the sandbox")?;
     let cli_broker = sandbox.kadmin_cli_broker()?;
+    let unwiped_broker = ktbroker_tests::broker::Broker::start_with_env(
+        &sandbox.root.join("broker-unwiped"),
+        &sandbox.pki,
+        &sandbox.realm,
+        &sandbox.directory,
+        |config| config,
+        &[("GLIBC_TUNABLES", "glibc.malloc.perturb=0".to_owned())],
+    )?;
 
     let mut n = 0;
     let mut ccache = || {
@@ -42,6 +52,7 @@ fn main() -> anyhow::Result<()> {
     let kadm5 = measure(args.iterations, || broker_login(&sandbox.broker.url, &ccache()))?;
     let cli = measure(args.iterations, || broker_login(&cli_broker.url, &ccache()))?;
     let kinit = measure(args.iterations, || password_kinit(&ccache()))?;
+    let unwiped = measure(args.iterations, || broker_login(&unwiped_broker.url, &ccache()))?;
 
     println!(
         "login latency over {} runs each (ms)       p50      p95",
@@ -51,6 +62,7 @@ fn main() -> anyhow::Result<()> {
         ("(a) ktbroker-kinit, key source kadm5", &kadm5),
         ("(a') ktbroker-kinit, key source kadmin-cli", &cli),
         ("(b) kinit with the Kerberos password", &kinit),
+        ("(c) as (a), freed heap memory not wiped", &unwiped),
     ] {
         println!(
             "{name:<44} {:>7.1}  {:>7.1}",
@@ -59,9 +71,10 @@ fn main() -> anyhow::Result<()> {
         );
     }
     println!(
-        "ratio a/b  (p50): {:.2}   (goal <= 1.0)\nratio a'/b (p50): {:.2}",
+        "ratio a/b  (p50): {:.2}   (goal <= 1.0)\nratio a'/b (p50): {:.2}\nratio a/c  (p50): {:.2}   (the cost of wiping freed memory)",
         ms(percentile(&kadm5, 50)) / ms(percentile(&kinit, 50)),
         ms(percentile(&cli, 50)) / ms(percentile(&kinit, 50)),
+        ms(percentile(&kadm5, 50)) / ms(percentile(&unwiped, 50)),
     );
     Ok(())
 }
