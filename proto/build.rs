@@ -7,6 +7,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let descriptors = protox::compile(protos, ["."])?;
     tonic_prost_build::configure()
+        // prost's encoding, and every encoded message wiped afterwards (src/codec.rs).
+        .codec_path("crate::codec::WipingCodec")
         // Messages that carry a password or keytab bytes must never be printable.
         .skip_debug([
             ".ktbroker.v1.FetchKeytabRequest",

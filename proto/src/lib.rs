@@ -16,6 +16,7 @@ pub mod google_rpc {
     tonic::include_proto!("google.rpc");
 }
 
+pub mod codec;
 pub mod refusal;
 
 /// Size of the chunks the broker splits a keytab into.
