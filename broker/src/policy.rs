@@ -9,12 +9,14 @@ use std::fmt;
 /// exceed 64).
 pub const MAX_USERNAME_LEN: usize = 64;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
     #[error("invalid username")]
     InvalidUsername,
     #[error("principal not allowed by policy")]
     PrincipalNotAllowed,
+    #[error("the username's @tenant and the tenant field differ")]
+    TenantMismatch,
 }
 
 /// A username that passed [`validate_username`]: lowercase-led, `[a-z0-9._-]`, at most 64 bytes.
@@ -57,6 +59,17 @@ pub fn validate_username(raw: &str) -> Result<Username, PolicyError> {
         Ok(Username(raw.to_owned()))
     } else {
         Err(PolicyError::InvalidUsername)
+    }
+}
+
+/// Which tenant a request means: its `tenant` field, or the `@tenant` suffix of the username (both
+/// may be given only if they agree). Returns the bare username and the tenant name, if any.
+pub fn split_tenant<'a>(username: &'a str, field: Option<&'a str>) -> Result<(&'a str, Option<&'a str>), PolicyError> {
+    match (username.rsplit_once('@'), field) {
+        (None, field) => Ok((username, field)),
+        (Some((user, suffix)), None) => Ok((user, Some(suffix))),
+        (Some((user, suffix)), Some(field)) if suffix == field => Ok((user, Some(field))),
+        (Some(_), Some(_)) => Err(PolicyError::TenantMismatch),
     }
 }
 

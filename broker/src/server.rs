@@ -128,7 +128,7 @@ pub async fn serve(
         served = serving => served.with_context(|| format!("serving on {}", config.listen))?,
         () = drained => tracing::warn!(?drain, "drain deadline passed; exiting with connections still open"),
     }
-    stopped_service.log_audit_head();
+    stopped_service.finish();
     tracing::info!("ktbrokerd stopped");
     Ok(())
 }

@@ -219,17 +219,6 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
     }
 }
 
-/// Which tenant a request means: its `tenant` field, or the `@tenant` suffix of the username (both
-/// may be given only if they agree). Returns the bare username and the tenant name, if any.
-fn split_tenant<'a>(username: &'a str, field: Option<&'a str>) -> Result<(&'a str, Option<&'a str>), ()> {
-    match (username.rsplit_once('@'), field) {
-        (None, field) => Ok((username, field)),
-        (Some((user, suffix)), None) => Ok((user, Some(suffix))),
-        (Some((user, suffix)), Some(field)) if suffix == field => Ok((user, Some(field))),
-        (Some(_), Some(_)) => Err(()),
-    }
-}
-
 /// The password check: bounds, then the directory. Every failure has one external answer.
 async fn authenticate<D: Directory>(directory: &D, user: &Username, password: &[u8]) -> Result<(), Refusal> {
     let auth_failed = Refusal::auth_failed;
@@ -358,7 +347,7 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
         let started = Instant::now();
         let password = Zeroizing::new(std::mem::take(&mut message.password));
         let table = self.current();
-        let split = split_tenant(&message.username, message.tenant.as_deref());
+        let split = policy::split_tenant(&message.username, message.tenant.as_deref());
         // Audit and metrics name only configured tenants: a client's made-up name is not a label.
         let tenant = split.ok().and_then(|(_, asked)| table.tenant(asked));
         let tenant_name = tenant.map_or("-", |t| t.policy.name.as_str());
@@ -367,7 +356,7 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
         let mut audit = AuditOnce::new(&self.auditor, &caller, tenant_name, &message.username, started);
         let result = async {
             let _permit = self.admit()?;
-            let (user, _) = split.map_err(|()| unknown_tenant())?;
+            let (user, _) = split.map_err(|_| unknown_tenant())?;
             let tenant = tenant.ok_or_else(unknown_tenant)?;
             let user = policy::validate_username(user)
                 .map_err(|_| Refusal::new(Outcome::InvalidUsername, RefusalCode::InvalidUsername))?;
@@ -520,8 +509,27 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
         conclude(&self.auditor, attempt, code)
     }
 
-    /// Logs the audit chain's head (at stop: the last copy outside the file).
-    pub fn log_audit_head(&self) {
+    /// At stop: writes what is still pending (the summary of a RotateKey flood whose window has
+    /// not been closed by a later call), then logs the audit chain's head, the last copy outside
+    /// the file.
+    pub fn finish(&self) {
+        let pending = std::mem::take(
+            &mut self
+                .not_admin
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .suppressed,
+        );
+        if pending > 0 {
+            let nobody = Caller {
+                request_id: self.next_id(),
+                peer: None,
+                host: ClientHost::default(),
+            };
+            let mut summary = nobody.attempt("-", "-", None, Outcome::NotAdminSuppressed, None, Instant::now());
+            summary.suppressed = pending;
+            let _ = self.auditor.record(&summary);
+        }
         self.auditor.log_head();
     }
 }

@@ -7,7 +7,7 @@
 //! and export KRB5CCNAME; `close_session` removes it. Every hook is wrapped in `catch_unwind`: no
 //! panic reaches C. All `unsafe` is in [`ffi`].
 
-mod args;
+pub mod args;
 mod child;
 // All FFI with libpam and libc; `unsafe` is denied everywhere else in the module.
 #[allow(unsafe_code)]

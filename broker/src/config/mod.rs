@@ -194,7 +194,12 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        let raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        Self::from_text(&text, path, credentials)
+    }
+
+    /// Parses and validates `text` as if read from `path` (relative paths resolve beside it).
+    pub fn from_text(text: &str, path: &Path, credentials: Option<&Path>) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.to_string(),
         })?;

@@ -734,5 +734,14 @@ async fn a_flood_of_rotate_calls_without_an_admin_certificate_is_summarised_not_
         "the rest in one line"
     );
     assert_eq!(lines[11], ("rotate_refused".to_owned(), 0));
+    // A flood still counting when the broker stops is summarised at the stop.
+    for _ in 0..12 {
+        assert!(rotate().await.is_err());
+    }
+    assert_eq!(reasons(&path).len(), 21);
+    service.finish();
+    assert_eq!(reasons(&path)[21], ("not_admin_suppressed".to_owned(), 3));
+    service.finish();
+    assert_eq!(reasons(&path).len(), 22, "and only once");
     assert!(verify_chain(std::io::BufReader::new(std::fs::File::open(&path).unwrap())).is_ok());
 }
