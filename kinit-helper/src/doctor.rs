@@ -8,8 +8,15 @@ use ktbroker_proto::v1::{ServerInfoRequest, keytab_broker_client::KeytabBrokerCl
 /// Beyond this difference from the broker's clock (which runs next to the KDC) Kerberos fails.
 pub const MAX_SKEW_SECS: i64 = 300;
 
-/// TLS trust, gRPC health, and the clock against the broker's.
+/// TLS trust, gRPC health, and the clock against the broker's, all within the broker timeout (a
+/// frozen broker costs that, and no more).
 pub async fn check_broker(endpoint: &BrokerEndpoint) -> Result<String, HelperError> {
+    tokio::time::timeout(endpoint.timeout, check_broker_unbounded(endpoint))
+        .await
+        .unwrap_or_else(|_| Err(crate::fetch::timed_out(endpoint)))
+}
+
+async fn check_broker_unbounded(endpoint: &BrokerEndpoint) -> Result<String, HelperError> {
     use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
     let channel = connect(endpoint).await?;
     let health = HealthClient::new(channel.clone())

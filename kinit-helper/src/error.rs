@@ -19,6 +19,9 @@ pub enum HelperError {
     UntrustedBroker(String),
     #[error("the broker is unavailable: {0}")]
     Unavailable(String),
+    /// At its concurrency limit (after the retries, every broker was).
+    #[error("the broker is busy: {0}")]
+    Busy(String),
     #[error("the broker's answer is invalid: {0}")]
     Protocol(String),
     #[error("getting the ticket from the KDC failed: {message}")]
@@ -58,7 +61,9 @@ impl HelperError {
         match self {
             Self::AuthFailed => HelperExit::AuthFailed,
             Self::Refused(_) => HelperExit::Refused,
-            Self::Unreachable(_) | Self::UntrustedBroker(_) | Self::Unavailable(_) => HelperExit::BrokerUnavailable,
+            Self::Unreachable(_) | Self::UntrustedBroker(_) | Self::Unavailable(_) | Self::Busy(_) => {
+                HelperExit::BrokerUnavailable
+            }
             Self::Protocol(_) => HelperExit::Protocol,
             Self::Kerberos { .. } | Self::NoTicket(_) => HelperExit::Kerberos,
             Self::Password(_) => HelperExit::Password,
@@ -85,6 +90,7 @@ impl HelperError {
             Self::UntrustedBroker(_) => "tls-trust",
             Self::Unreachable(_) => "broker-unreachable",
             Self::Unavailable(_) => "broker-unavailable",
+            Self::Busy(_) => "broker-busy",
             Self::Protocol(_) => "protocol",
             Self::Kerberos { kind, .. } => match kind {
                 FailureKind::ClockSkew => "clock-skew",
@@ -98,6 +104,15 @@ impl HelperError {
             Self::Config(_) => "config",
             Self::Ccache(_) => "ccache-not-yours",
         }
+    }
+
+    /// Whether another broker may be asked: this one gave no authentication answer (it was not
+    /// reached, timed out, lost the connection, was busy or unavailable). Never after a verdict.
+    pub fn tries_elsewhere(&self) -> bool {
+        matches!(
+            self,
+            Self::Unreachable(_) | Self::UntrustedBroker(_) | Self::Unavailable(_) | Self::Busy(_)
+        )
     }
 
     /// One line on what to do about it.
@@ -123,9 +138,12 @@ impl HelperError {
             }
             "broker-unreachable" => "check the broker URL, that ktbrokerd runs, and the network path to it",
             "broker-unavailable" => {
-                "the broker cannot reach its directory or KDC right now: retry, or use another broker"
+                "the broker gave no complete answer (restarting, or cannot reach its directory or KDC right now): retry, or use another broker"
             }
-            "protocol" => "the broker and this client disagree: check that their versions match",
+            "broker-busy" => "every broker is at its concurrency limit: retry in a moment, or add a replica",
+            "protocol" => {
+                "the broker's answer broke the protocol: check that client and broker versions match, and that nothing in between alters TLS"
+            }
             "clock-skew" => "this host's clock is off by more than the KDC allows: synchronize it (chrony or ntp)",
             "kdc-unreachable" => "the KDC does not answer: check krb5.conf [realms] and that port 88 is open",
             "realm-unknown" => "krb5.conf does not say where the realm's KDCs are: check [libdefaults] and [realms]",
@@ -168,6 +186,8 @@ mod tests {
             (HelperError::Refused(RefusalCode::PrincipalNotAllowed), "refused", 4),
             (HelperError::UntrustedBroker("any".into()), "tls-trust", 5),
             (HelperError::Unreachable("any".into()), "broker-unreachable", 5),
+            (HelperError::Unavailable("any".into()), "broker-unavailable", 5),
+            (HelperError::Busy("any".into()), "broker-busy", 5),
             // KRB5KRB_AP_ERR_SKEW, KRB5_KDC_UNREACH, KRB5_REALM_UNKNOWN: by code, whatever the text.
             (krb5(-1_765_328_347), "clock-skew", 7),
             (krb5(-1_765_328_228), "kdc-unreachable", 7),

@@ -114,27 +114,81 @@ pub async fn fetch_keytab(
     fetch_keytab_as(endpoint, &who, password).await
 }
 
-/// Tries the brokers in order. Moves on only when one cannot be reached or answers
-/// "unavailable"; an authentication failure or a refusal ends the attempt at once, so a wrong
-/// password is never replayed to the other replicas.
+/// After a round in which every broker answered "busy", the next starts after this, doubling
+/// up to the maximum, each pause jittered (50-150 %) so that clients turned away together do not
+/// come back together.
+const BUSY_BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BUSY_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// Tries the brokers in order, each under one deadline of its own ([`attempt`]). Moves on only
+/// when one gave no authentication answer: it could not be reached, did not answer in time, lost
+/// the connection, was busy or unavailable. An authentication failure or a refusal ends the
+/// attempt at once, so a wrong password is never replayed to the other replicas. When every broker
+/// was busy, the round is repeated after a jittered backoff, for as long as the brokers' timeouts
+/// together allow.
 pub async fn fetch_from_any(
     endpoints: &[BrokerEndpoint],
     who: &Who,
     password: &[u8],
 ) -> Result<FetchedKeytab, HelperError> {
-    let mut last = HelperError::Config("no broker configured (--broker or `brokers` in client.toml)".into());
-    for (n, endpoint) in endpoints.iter().enumerate() {
-        match fetch_keytab_as(endpoint, who, password).await {
-            Err(e @ (HelperError::Unreachable(_) | HelperError::UntrustedBroker(_) | HelperError::Unavailable(_))) => {
-                if n + 1 < endpoints.len() {
-                    tracing::warn!(broker = %endpoint.url, error = %e, "broker failed; trying the next one");
-                }
-                last = e;
-            }
-            result => return result,
-        }
+    if endpoints.is_empty() {
+        return Err(HelperError::Config(
+            "no broker configured (--broker or `brokers` in client.toml)".into(),
+        ));
     }
-    Err(last)
+    let deadline = tokio::time::Instant::now() + endpoints.iter().map(|e| e.timeout).sum::<Duration>();
+    let mut backoff = BUSY_BACKOFF_FIRST;
+    loop {
+        let mut all_busy = true;
+        let mut last = None;
+        for (n, endpoint) in endpoints.iter().enumerate() {
+            match attempt(endpoint, who, password).await {
+                Err(e) if e.tries_elsewhere() => {
+                    all_busy &= matches!(e, HelperError::Busy(_));
+                    if n + 1 < endpoints.len() {
+                        tracing::warn!(broker = %endpoint.url, error = %e, "broker failed; trying the next one");
+                    }
+                    last = Some(e);
+                }
+                result => return result,
+            }
+        }
+        let last = last.unwrap_or_else(|| HelperError::Internal("no broker was tried".into()));
+        let pause = jittered(backoff);
+        if !all_busy || tokio::time::Instant::now() + pause >= deadline {
+            return Err(last);
+        }
+        tracing::info!(retry_in = ?pause, "every broker is busy; trying again");
+        tokio::time::sleep(pause).await;
+        backoff = (backoff * 2).min(BUSY_BACKOFF_MAX);
+    }
+}
+
+/// One broker under one deadline for all of it: the TCP connect, the TLS handshake, HTTP/2's
+/// setup, the call and the whole stream. A broker that is frozen, or accepts and says nothing,
+/// costs its timeout and no more.
+async fn attempt(endpoint: &BrokerEndpoint, who: &Who, password: &[u8]) -> Result<FetchedKeytab, HelperError> {
+    tokio::time::timeout(endpoint.timeout, fetch_keytab_as(endpoint, who, password))
+        .await
+        .unwrap_or_else(|_| Err(timed_out(endpoint)))
+}
+
+/// The error of a broker that gave no complete answer within its timeout.
+pub(crate) fn timed_out(endpoint: &BrokerEndpoint) -> HelperError {
+    HelperError::Unreachable(format!(
+        "{}: no complete answer within {:?}",
+        endpoint.url, endpoint.timeout
+    ))
+}
+
+/// `base` scaled by a random factor between 0.5 and 1.5.
+fn jittered(base: Duration) -> Duration {
+    let mut byte = [0u8; 1];
+    let factor = match ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut byte) {
+        Ok(()) => 0.5 + f64::from(byte[0]) / 255.0,
+        Err(_) => 1.0,
+    };
+    base.mul_f64(factor)
 }
 
 /// [`fetch_keytab`] with a full [`Who`].
@@ -231,19 +285,23 @@ fn status_error(status: tonic::Status) -> HelperError {
     use tonic::Code;
     match ktbroker_proto::refusal::code_of(&status) {
         Some(RefusalCode::AuthFailed) => HelperError::AuthFailed,
+        Some(RefusalCode::Busy) => HelperError::Busy(RefusalCode::Busy.message().to_owned()),
         Some(code) if code.is_transient() => HelperError::Unavailable(code.message().to_owned()),
         Some(code) => HelperError::Refused(code),
-        None => match status.code() {
-            Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Cancelled => {
-                let detail = format!("{}{}", status.message(), source_chain(&status));
-                if tls_trust_in_status(&status) {
-                    HelperError::UntrustedBroker(detail)
-                } else {
+        None => {
+            let detail = format!("{}{}", status.message(), source_chain(&status));
+            // A transport error underneath (hyper, h2, io): the connection was lost mid-call.
+            let lost = std::error::Error::source(&status).is_some();
+            match status.code() {
+                _ if tls_trust_in_status(&status) => HelperError::UntrustedBroker(detail),
+                Code::ResourceExhausted => HelperError::Busy(detail),
+                Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted => {
                     HelperError::Unavailable(detail)
                 }
+                _ if lost => HelperError::Unavailable(detail),
+                code => HelperError::Protocol(format!("{code:?} without a refusal code: {detail}")),
             }
-            code => HelperError::Protocol(format!("{code:?} without a refusal code: {}", status.message())),
-        },
+        }
     }
 }
 

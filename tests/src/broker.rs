@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+/// What ktbrokerd logs (debug) when a request's directory check begins: a request is in flight.
+pub const DIRECTORY_ASKED: &str = "directory check started";
+
 pub struct Broker {
     pub port: u16,
     pub url: String,
@@ -85,6 +88,17 @@ impl Broker {
     }
 
     /// `ktbrokerd --config CONFIG` with the environment the running broker has; add a subcommand.
+    /// SIGSTOP: the broker stops answering, its connections and listener stay open (a wedged
+    /// process, not a dead one).
+    pub fn pause(&self) -> anyhow::Result<()> {
+        self.daemon.signal(rustix::process::Signal::STOP)
+    }
+
+    /// SIGCONT after [`Self::pause`].
+    pub fn resume(&self) -> anyhow::Result<()> {
+        self.daemon.signal(rustix::process::Signal::CONT)
+    }
+
     /// The broker's process id.
     pub fn pid(&self) -> u32 {
         self.daemon.pid()

@@ -17,6 +17,7 @@ pub mod pki;
 pub mod proxy;
 pub mod realm;
 pub mod sandbox;
+pub mod standin;
 pub mod templates;
 
 pub use sandbox::{DemoUser, Sandbox, start_sandbox};

@@ -1,17 +1,30 @@
-//! A TCP relay on loopback whose open connections can be made to go dark: bytes stop flowing both
-//! ways but neither side is closed, as when a firewall or NAT drops a connection's state. New
-//! connections still pass. For testing what a long-lived session does when its peer vanishes
-//! without a word.
+//! A TCP relay on loopback whose connections can be made to go dark (bytes stop flowing both ways
+//! but neither side is closed, as when a firewall or NAT drops a connection's state) or be cut
+//! (both sides closed at once, as when a peer dies). For testing what a long-lived session or a
+//! call in flight does when its peer vanishes.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub struct DarkeningRelay {
     pub port: u16,
-    connections: Arc<Mutex<Vec<Arc<AtomicBool>>>>,
+    shared: Arc<Shared>,
+}
+
+#[derive(Default)]
+struct Shared {
+    /// Every connection from now on is dark too.
+    all_dark: AtomicBool,
+    connections: Mutex<Vec<Relayed>>,
+}
+
+struct Relayed {
+    dark: Arc<AtomicBool>,
+    client: TcpStream,
+    server: TcpStream,
 }
 
 impl DarkeningRelay {
@@ -19,16 +32,23 @@ impl DarkeningRelay {
     pub fn start(target: u16) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let port = listener.local_addr()?.port();
-        let connections: Arc<Mutex<Vec<Arc<AtomicBool>>>> = Arc::default();
-        let registry = connections.clone();
+        let shared = Arc::new(Shared::default());
+        let relay = shared.clone();
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
                 let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
                     continue;
                 };
-                let dark = Arc::new(AtomicBool::new(false));
-                registry.lock().expect("relay registry").push(dark.clone());
+                let dark = Arc::new(AtomicBool::new(relay.all_dark.load(Ordering::SeqCst)));
+                let (Ok(client_copy), Ok(server_copy)) = (client.try_clone(), server.try_clone()) else {
+                    continue;
+                };
+                relay.connections.lock().expect("relay registry").push(Relayed {
+                    dark: dark.clone(),
+                    client: client_copy,
+                    server: server_copy,
+                });
                 for (from, to) in [(client.try_clone(), server.try_clone()), (Ok(server), Ok(client))] {
                     if let (Ok(from), Ok(to)) = (from, to) {
                         let dark = dark.clone();
@@ -37,16 +57,34 @@ impl DarkeningRelay {
                 }
             }
         });
-        Ok(Self { port, connections })
+        Ok(Self { port, shared })
     }
 
     /// Every connection open now goes dark, for good; later connections are relayed as before.
     pub fn darken_open_connections(&self) -> usize {
-        let connections = self.connections.lock().expect("relay registry");
-        for dark in connections.iter() {
-            dark.store(true, Ordering::SeqCst);
+        let connections = self.shared.connections.lock().expect("relay registry");
+        for relayed in connections.iter() {
+            relayed.dark.store(true, Ordering::SeqCst);
         }
         connections.len()
+    }
+
+    /// Every connection, open now or opened later, is dark.
+    pub fn go_dark(&self) {
+        self.shared.all_dark.store(true, Ordering::SeqCst);
+        self.darken_open_connections();
+    }
+
+    /// Closes both sides of every connection open now (the client sees its peer vanish mid-call).
+    pub fn cut_open_connections(&self) -> usize {
+        let mut connections = self.shared.connections.lock().expect("relay registry");
+        for relayed in connections.iter() {
+            let _ = relayed.client.shutdown(Shutdown::Both);
+            let _ = relayed.server.shutdown(Shutdown::Both);
+        }
+        let cut = connections.len();
+        connections.clear();
+        cut
     }
 }
 
@@ -56,12 +94,12 @@ fn pump(mut from: TcpStream, mut to: TcpStream, dark: &AtomicBool) {
     let mut buffer = [0u8; 16 * 1024];
     loop {
         if dark.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_secs(1));
+            std::thread::sleep(Duration::from_millis(200));
             continue;
         }
         match from.read(&mut buffer) {
             Ok(0) => {
-                let _ = to.shutdown(std::net::Shutdown::Write);
+                let _ = to.shutdown(Shutdown::Write);
                 return;
             }
             Ok(n) if !dark.load(Ordering::SeqCst) => {

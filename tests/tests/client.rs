@@ -26,6 +26,20 @@ fn helper(sandbox: &Sandbox, args: &[&str]) -> Command {
     command
 }
 
+/// [`helper`] killed by coreutils' `timeout` after `limit` seconds: for tests of a hang, which
+/// must fail rather than hang themselves when the hang comes back.
+fn bounded_helper(sandbox: &Sandbox, limit_secs: u32, args: &[&str]) -> Command {
+    let mut command = Command::new("timeout");
+    command
+        .args(["-k", "1", &limit_secs.to_string()])
+        .arg(project_binary("ktbroker-kinit"))
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("KRB5_CONFIG", &sandbox.realm.krb5_conf);
+    command
+}
+
 /// Fails unless the command's stderr contains every needle (and shows it when not).
 fn expect_stderr(out: &std::process::Output, needles: &[&str]) {
     let text = stderr(out);
@@ -747,4 +761,245 @@ fn doctor_names_a_skewed_clock() {
         "{report}"
     );
     assert!(report.contains("hint: this host's clock is off"), "{report}");
+}
+
+/// A broker whose directory never answers (its LDAP goes through a relay that has gone dark), in
+/// front of a relay of its own: a request to it stays in flight until the test cuts or darkens it.
+struct StuckBroker {
+    broker: ktbroker_tests::broker::Broker,
+    front: ktbroker_tests::proxy::DarkeningRelay,
+    _directory: ktbroker_tests::proxy::DarkeningRelay,
+}
+
+impl StuckBroker {
+    fn start(sandbox: &Sandbox, name: &str) -> Self {
+        let directory = ktbroker_tests::proxy::DarkeningRelay::start(sandbox.directory.port).unwrap();
+        directory.go_dark();
+        let broker = sandbox
+            .extra_broker(name, |c| {
+                c.replace(
+                    &sandbox.directory.url,
+                    &format!("ldaps://127.0.0.1:{}/", directory.port),
+                )
+            })
+            .unwrap();
+        let port: u16 = broker
+            .url
+            .rsplit_once(':')
+            .unwrap()
+            .1
+            .trim_end_matches('/')
+            .parse()
+            .unwrap();
+        let front = ktbroker_tests::proxy::DarkeningRelay::start(port).unwrap();
+        Self {
+            broker,
+            front,
+            _directory: directory,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.front.port)
+    }
+}
+
+#[test]
+fn a_frozen_silent_cut_off_or_withholding_broker_costs_its_timeout_and_the_next_one_logs_in() {
+    let sandbox = sandbox();
+    let frozen = sandbox.extra_broker("broker-frozen", |c| c).unwrap();
+    frozen.pause().unwrap();
+    // Accepts TCP (the kernel's backlog does) and never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("https://127.0.0.1:{}", silent.local_addr().unwrap().port());
+    let cut = StuckBroker::start(&sandbox, "broker-cut");
+    let withheld = StuckBroker::start(&sandbox, "broker-withheld");
+
+    let login_through_first = |name: &str, first: &str, during: &dyn Fn()| {
+        let config = write_client_toml(
+            &sandbox,
+            &format!("{name}.toml"),
+            &format!(
+                "brokers = [\"{first}\", \"{}\"]\nbroker_timeout_secs = 3\n",
+                sandbox.broker.url
+            ),
+        );
+        let command = bounded_helper(
+            &sandbox,
+            30,
+            &["--config", &config, "-c", &sandbox.ccache(name), "alice"],
+        );
+        let started = std::time::Instant::now();
+        let login = std::thread::spawn(move || run_with_password(command, "alicepw"));
+        during();
+        let out = login.join().unwrap();
+        let took = started.elapsed();
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        eprintln!("{name}: logged in through the second broker after {took:?}");
+        // The first broker's 3 s, then the login itself (well under a second here).
+        assert!(took < std::time::Duration::from_secs(6), "{name}: {took:?}");
+    };
+    login_through_first("frozen", &frozen.url, &|| {});
+    login_through_first("silent", &silent_url, &|| {});
+    login_through_first("cut", &cut.url(), &|| {
+        cut.broker
+            .wait_for_log(ktbroker_tests::broker::DIRECTORY_ASKED, 1)
+            .unwrap();
+        assert!(cut.front.cut_open_connections() >= 1);
+    });
+    login_through_first("withheld", &withheld.url(), &|| {
+        withheld
+            .broker
+            .wait_for_log(ktbroker_tests::broker::DIRECTORY_ASKED, 1)
+            .unwrap();
+        withheld.front.darken_open_connections();
+    });
+    assert_eq!(
+        audit_reasons(&sandbox.broker.audit_file),
+        ["granted"; 4],
+        "every login ended at the second broker"
+    );
+    frozen.resume().unwrap();
+}
+
+/// A keytab of one made-up AES256 key for `name@KRBTEST.COM`.
+fn made_up_keytab(name: &str) -> Vec<u8> {
+    use ktbroker_keytab::{Entry, Key, Keytab, Principal};
+    let keytab = Keytab {
+        entries: vec![Entry {
+            principal: Principal::new(vec![name.to_owned()], "KRBTEST.COM"),
+            timestamp: 0,
+            kvno: 1,
+            key: Key {
+                enctype: 18,
+                contents: zeroize::Zeroizing::new(vec![7; 32]),
+            },
+        }],
+    };
+    keytab.encode().unwrap().to_vec()
+}
+
+#[test]
+fn a_malformed_answer_is_a_protocol_error_and_yields_no_ticket() {
+    use ktbroker_proto::v1::{KeytabHeader, KeytabTrailer, fetch_keytab_response::Part};
+    use ktbroker_tests::standin::{StandIn, well_formed};
+    let sandbox = sandbox();
+    let keytab = made_up_keytab("alice");
+    let good = well_formed("alice@KRBTEST.COM", &keytab, 16);
+    let (header, chunks, trailer) = (&good[0], &good[1..good.len() - 1], &good[good.len() - 1]);
+    let with_header = |total_size: u64| {
+        Part::Header(KeytabHeader {
+            principal: "alice@KRBTEST.COM".into(),
+            kvno: 1,
+            enctypes: vec![18],
+            total_size,
+        })
+    };
+    let join = |parts: &[&[Part]]| parts.concat();
+    let (h, t) = (std::slice::from_ref(header), std::slice::from_ref(trailer));
+    let cases: Vec<(&str, Vec<Part>)> = vec![
+        (
+            "chunks before the header",
+            join(&[chunks, &[header.clone(), trailer.clone()]]),
+        ),
+        ("a second header", join(&[h, &good])),
+        ("a size of zero", join(&[&[with_header(0)], chunks, t])),
+        (
+            "a size past the limit",
+            join(&[&[with_header(ktbroker_codes::MAX_KEYTAB_SIZE + 1)], chunks, t]),
+        ),
+        (
+            "a chunk past the announced size",
+            join(&[&[with_header(keytab.len() as u64 - 1)], chunks, t]),
+        ),
+        ("fewer bytes than announced", join(&[h, &chunks[..chunks.len() - 1], t])),
+        (
+            "a wrong SHA-256",
+            join(&[h, chunks, &[Part::Trailer(KeytabTrailer { sha256: vec![0; 32] })]]),
+        ),
+        ("no trailer", join(&[h, chunks])),
+        (
+            "another principal's keys",
+            well_formed("alice@KRBTEST.COM", &made_up_keytab("bob"), 16),
+        ),
+    ];
+    // The client check each case meets, in order.
+    let checks = [
+        "did not start with a header",
+        "a second header",
+        "keytab size 0 is out of bounds",
+        "is out of bounds",
+        "more keytab bytes than the header announced",
+        "fewer keytab bytes than the header announced",
+        "SHA-256 of the keytab does not match",
+        "ended before the trailer",
+        "keys of another principal",
+    ];
+    assert_eq!(checks.len(), cases.len());
+    let ca = sandbox.pki.ca_cert.display().to_string();
+    for (n, (what, parts)) in cases.into_iter().enumerate() {
+        let standin = StandIn::start(&sandbox.pki, parts).unwrap();
+        let ccache = sandbox.ccache(&format!("malformed-{n}"));
+        let out = run_with_password(
+            helper(
+                &sandbox,
+                &["--broker", &standin.url, "--ca-file", &ca, "-c", &ccache, "alice"],
+            ),
+            "alicepw",
+        );
+        assert_eq!(out.status.code(), Some(6), "{what}: {}", stderr(&out));
+        expect_stderr(&out, &["[protocol]", checks[n]]);
+        assert_eq!(standin.asked(), 1, "{what}");
+        assert!(sandbox.klist(&ccache).is_none(), "{what}: no ticket");
+    }
+}
+
+#[test]
+fn when_every_broker_is_busy_the_login_waits_its_turn_instead_of_failing() {
+    let sandbox = sandbox();
+    let one_at_a_time = sandbox
+        .extra_broker("broker-one-slot", |c| {
+            c.replacen("[server]\n", "[server]\nmax_concurrent_requests = 1\n", 1)
+        })
+        .unwrap();
+    let config = write_client_toml(
+        &sandbox,
+        "busy.toml",
+        &format!("brokers = [\"{}\"]\nbroker_timeout_secs = 10\n", one_at_a_time.url),
+    );
+    // The one slot is taken by a login that waits on the frozen directory.
+    sandbox.directory.pause().unwrap();
+    let first = {
+        let command = bounded_helper(
+            &sandbox,
+            30,
+            &["--config", &config, "-c", &sandbox.ccache("first"), "bob"],
+        );
+        std::thread::spawn(move || run_with_password(command, "bobpw"))
+    };
+    one_at_a_time
+        .wait_for_log(ktbroker_tests::broker::DIRECTORY_ASKED, 1)
+        .unwrap();
+    let second = {
+        let command = bounded_helper(
+            &sandbox,
+            30,
+            &["--config", &config, "-c", &sandbox.ccache("second"), "alice"],
+        );
+        std::thread::spawn(move || run_with_password(command, "alicepw"))
+    };
+    // alice is turned away (busy) at least once, then the directory comes back.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !audit_reasons(&one_at_a_time.audit_file).iter().any(|r| r == "busy") {
+        assert!(std::time::Instant::now() < deadline, "alice was never turned away");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    sandbox.directory.resume().unwrap();
+    let first = first.join().unwrap();
+    assert!(first.status.success(), "bob: {}", stderr(&first));
+    let second = second.join().unwrap();
+    assert!(second.status.success(), "alice: {}", stderr(&second));
+    let reasons = audit_reasons(&one_at_a_time.audit_file);
+    assert_eq!(reasons.iter().filter(|r| *r == "granted").count(), 2, "{reasons:?}");
+    assert!(reasons.iter().filter(|r| *r == "busy").count() >= 1, "{reasons:?}");
 }

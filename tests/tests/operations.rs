@@ -49,7 +49,7 @@ fn identity(cert: &ClientCert) -> ClientIdentity {
 
 /// What the broker logs (at debug) when a request reaches the directory: the sign that it is in
 /// flight, instead of a guess at how long that takes.
-const DIRECTORY_ASKED: &str = "directory check started";
+use ktbroker_tests::broker::DIRECTORY_ASKED;
 
 #[test]
 fn two_tenants_reach_only_their_own_directory_and_realm() {
