@@ -4,7 +4,7 @@
 use clap::Parser;
 use ktbroker_kinit::cli::{Cli, Command, CommonArgs, LoginArgs};
 use ktbroker_kinit::config::{ClientConfig, DEFAULT_PATH, expand_ccache};
-use ktbroker_kinit::request::{chosen_ccache, login_blocking, runtime};
+use ktbroker_kinit::request::{chosen_ccache, login_blocking, run_async, runtime};
 use ktbroker_kinit::{HelperError, LoginOutcome, unix_now};
 use std::path::Path;
 use std::process::ExitCode;
@@ -170,8 +170,7 @@ fn keep_renewed_loop(common: &CommonArgs) -> Result<(), HelperError> {
     let config = load_config(common)?;
     let cache = ccache(common, &config);
     let kdc_timeout = config.kdc_timeout.unwrap_or(ktbroker_kinit::DEFAULT_TIMEOUT);
-    let runtime = runtime()?;
-    runtime.block_on(async {
+    run_async(async {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate()).map_err(|e| HelperError::Internal(e.to_string()))?;
         let mut backoff = RENEW_BACKOFF_START;
@@ -259,6 +258,7 @@ fn doctor(args: &LoginArgs) -> Result<(), HelperError> {
                 let checked = runtime.block_on(ktbroker_kinit::doctor::check_broker(endpoint));
                 report(&format!("broker {}", endpoint.url), checked);
             }
+            runtime.shutdown_background();
         }
     }
     let realm = args

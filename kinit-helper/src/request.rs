@@ -122,7 +122,7 @@ impl LoginOptions {
 /// Logs in on a runtime of its own, with core dumps off first (the keytab passes through memory).
 pub fn login_blocking(request: &LoginRequest, password: &[u8]) -> Result<LoginOutcome, HelperError> {
     ktbroker_harden::forbid_core_dumps().map_err(|e| HelperError::Internal(format!("disabling core dumps: {e}")))?;
-    runtime()?.block_on(crate::login(request, password))
+    run_async(crate::login(request, password))
 }
 
 /// A single-threaded async runtime for one command's network work.
@@ -133,9 +133,19 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, HelperError> {
         .map_err(|e| HelperError::Internal(format!("async runtime: {e}")))
 }
 
+/// Runs `work` to its end on a fresh [`runtime`], then leaves without waiting for blocking
+/// tasks: a KDC exchange abandoned at its deadline (libkrb5 cannot be interrupted) would
+/// otherwise hold up the exit until libkrb5 gives up by itself, long past the deadline.
+pub fn run_async<T>(work: impl std::future::Future<Output = Result<T, HelperError>>) -> Result<T, HelperError> {
+    let runtime = runtime()?;
+    let result = runtime.block_on(work);
+    runtime.shutdown_background();
+    result
+}
+
 /// Brokers from DNS SRV records, when none are configured.
 fn discover(config: &ClientConfig, timeout: Duration) -> Result<Vec<String>, HelperError> {
-    let urls = runtime()?.block_on(crate::discovery::discover_brokers(
+    let urls = run_async(crate::discovery::discover_brokers(
         config.srv_domain.as_deref(),
         config.dns_server,
         timeout,

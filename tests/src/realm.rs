@@ -158,6 +158,16 @@ impl Realm {
         Ok(child.wait()?.success())
     }
 
+    /// SIGSTOP: the KDC stops answering (its sockets stay open), as a wedged KDC would.
+    pub fn pause_kdc(&self) -> anyhow::Result<()> {
+        self.kdc.signal(rustix::process::Signal::STOP)
+    }
+
+    /// SIGCONT after [`Self::pause_kdc`].
+    pub fn resume_kdc(&self) -> anyhow::Result<()> {
+        self.kdc.signal(rustix::process::Signal::CONT)
+    }
+
     /// Stops kadmind and starts it again on the same port (clients' sessions break).
     pub fn restart_kadmind(&mut self) -> anyhow::Result<()> {
         self.kadmind.stop()?;

@@ -1003,3 +1003,31 @@ fn when_every_broker_is_busy_the_login_waits_its_turn_instead_of_failing() {
     assert_eq!(reasons.iter().filter(|r| *r == "granted").count(), 2, "{reasons:?}");
     assert!(reasons.iter().filter(|r| *r == "busy").count() >= 1, "{reasons:?}");
 }
+
+#[test]
+fn a_frozen_kdc_costs_the_kdc_timeout_and_not_a_second_more() {
+    let sandbox = sandbox();
+    let config = write_client_toml(
+        &sandbox,
+        "kdc-timeout.toml",
+        &format!("brokers = [\"{}\"]\nkdc_timeout_secs = 2\n", sandbox.broker.url),
+    );
+    sandbox.realm.pause_kdc().unwrap();
+    let started = std::time::Instant::now();
+    let out = run_with_password(
+        bounded_helper(
+            &sandbox,
+            60,
+            &["--config", &config, "-c", &sandbox.ccache("frozen-kdc"), "alice"],
+        ),
+        "alicepw",
+    );
+    let took = started.elapsed();
+    sandbox.realm.resume_kdc().unwrap();
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    expect_stderr(&out, &["[kdc-unreachable]", "within 2s"]);
+    eprintln!("frozen KDC: the helper gave up after {took:?} (kdc_timeout_secs = 2)");
+    // The broker's part (well under a second) and the 2 s; before, libkrb5's own retries held the
+    // exit up (27 s with a 5 s timeout).
+    assert!(took < std::time::Duration::from_secs(4), "{took:?}");
+}
