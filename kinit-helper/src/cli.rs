@@ -14,7 +14,6 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(
     version,
-    args_conflicts_with_subcommands = true,
     after_help = "Exit codes: 0 success; 1 internal error; 2 usage or configuration error; 3 authentication \
 failed; 4 refused by policy; 5 broker unreachable or unavailable (includes TLS trust failures); 6 invalid \
 answer from the broker; 7 the KDC exchange failed, or no valid ticket (status, renew); 8 cannot read the \
@@ -24,31 +23,28 @@ listed in the README."
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Options of every subcommand; accepted before or after its name.
     #[command(flatten)]
-    pub login: LoginArgs,
+    pub common: CommonArgs,
+    /// The default command's (login) own options.
+    #[command(flatten)]
+    pub login: LoginFields,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Log in (the default): password to ticket.
-    Login(Box<LoginArgs>),
+    Login(Box<LoginFields>),
     /// Show the cache's principal and its ticket's expiry and renew-till; exit 7 without a valid ticket.
     Status {
-        #[command(flatten)]
-        common: CommonArgs,
         /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Destroy the credential cache.
-    Logout {
-        #[command(flatten)]
-        common: CommonArgs,
-    },
+    Logout,
     /// Renew the ticket in the cache (no password needed while it is renewable).
     Renew {
-        #[command(flatten)]
-        common: CommonArgs,
         /// Keep running: renew at about half of the remaining lifetime until the renewable lifetime
         /// ends, backing off while the KDC is unreachable; SIGTERM ends it cleanly.
         #[arg(long)]
@@ -58,40 +54,98 @@ pub enum Command {
     /// cache; print what is wrong and what to do. Exit code of the first failure, 0 if none.
     Doctor {
         #[command(flatten)]
-        login: Box<LoginArgs>,
+        login: Box<LoginFields>,
     },
     /// Log in unless the cache already holds a valid ticket, then run CMD with KRB5CCNAME set.
     /// Java/Hadoop read only FILE caches, so this uses one unless -c or client.toml says otherwise.
     Run {
         #[command(flatten)]
-        login: Box<LoginArgs>,
+        login: Box<LoginFields>,
         /// The command and its arguments (after `--`); run directly, never through a shell.
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
 }
 
-/// Options every subcommand takes.
+/// Options every subcommand takes, before or after its name (`--config F status` and
+/// `status --config F` are the same).
 #[derive(Debug, Args, Clone)]
 pub struct CommonArgs {
     /// Client configuration file.
-    #[arg(long, default_value = DEFAULT_PATH)]
+    #[arg(long, global = true, default_value = DEFAULT_PATH)]
     pub config: PathBuf,
     /// Credential cache (default: client.toml's `ccache`, else KRB5CCNAME, else krb5.conf's default).
-    #[arg(short = 'c', long)]
+    #[arg(short = 'c', long, global = true)]
     pub ccache: Option<String>,
     /// Print nothing on success.
-    #[arg(short, long)]
+    #[arg(short, long, global = true)]
     pub quiet: bool,
 }
 
+/// What a login takes beyond [`CommonArgs`].
 #[derive(Debug, Args, Clone)]
-pub struct LoginArgs {
-    #[command(flatten)]
-    pub common: CommonArgs,
+pub struct LoginFields {
     #[command(flatten)]
     pub login: LoginOptions,
     /// Read the password from this file descriptor (a pipe) instead of the terminal or stdin.
     #[arg(long)]
     pub password_fd: Option<i32>,
+}
+
+/// A login's whole command line: the common options and the login's own.
+#[derive(Debug, Clone)]
+pub struct LoginArgs {
+    pub common: CommonArgs,
+    pub login: LoginOptions,
+    pub password_fd: Option<i32>,
+}
+
+impl LoginArgs {
+    pub fn new(common: CommonArgs, fields: LoginFields) -> Self {
+        Self {
+            common,
+            login: fields.login,
+            password_fd: fields.password_fd,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("ktbroker-kinit").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    #[test]
+    fn subcommands_parse_the_same_with_common_options_before_or_after_them() {
+        for args in [["--config", "/x.toml", "status"], ["status", "--config", "/x.toml"]] {
+            let cli = parse(&args);
+            assert!(matches!(cli.command, Some(Command::Status { json: false })), "{args:?}");
+            assert_eq!(cli.common.config, PathBuf::from("/x.toml"), "{args:?}");
+        }
+        for args in [
+            vec!["--config", "/x.toml", "-c", "FILE:/tmp/cc", "run", "alice", "--", "id"],
+            vec!["run", "--config", "/x.toml", "-c", "FILE:/tmp/cc", "alice", "--", "id"],
+        ] {
+            let cli = parse(&args);
+            let Some(Command::Run { login, command }) = cli.command else {
+                panic!("{args:?}: not run");
+            };
+            assert_eq!(login.login.user.as_deref(), Some("alice"), "{args:?}");
+            assert_eq!(command, ["id"]);
+            assert_eq!(cli.common.ccache.as_deref(), Some("FILE:/tmp/cc"));
+        }
+    }
+
+    #[test]
+    fn without_a_subcommand_the_words_are_a_login() {
+        let cli = parse(&["--config", "/x.toml", "--broker", "https://b:1", "alice"]);
+        assert!(cli.command.is_none());
+        assert_eq!(cli.login.login.user.as_deref(), Some("alice"));
+        assert_eq!(cli.login.login.brokers, ["https://b:1"]);
+        assert_eq!(cli.common.config, PathBuf::from("/x.toml"));
+    }
 }

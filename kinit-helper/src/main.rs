@@ -14,26 +14,30 @@ fn main() -> ExitCode {
     ktbroker_krb5::use_environment_locale();
     let cli = Cli::parse();
     ktbroker_kinit::init_client_logging("KTBROKER_LOG");
+    let common = cli.common;
     let result = match cli.command.unwrap_or(Command::Login(Box::new(cli.login))) {
-        Command::Login(args) => login(&args).map(|outcome| {
-            if !args.common.quiet {
-                eprintln!(
-                    "ktbroker-kinit: ticket for {} obtained (key version {})",
-                    outcome.principal, outcome.kvno
-                );
-            }
-        }),
-        Command::Status { common, json } => status(&common, json),
-        Command::Logout { common } => logout(&common),
-        Command::Renew { common, keep_renewed } => {
+        Command::Login(fields) => {
+            let args = LoginArgs::new(common, *fields);
+            login(&args).map(|outcome| {
+                if !args.common.quiet {
+                    eprintln!(
+                        "ktbroker-kinit: ticket for {} obtained (key version {})",
+                        outcome.principal, outcome.kvno
+                    );
+                }
+            })
+        }
+        Command::Status { json } => status(&common, json),
+        Command::Logout => logout(&common),
+        Command::Renew { keep_renewed } => {
             if keep_renewed {
                 keep_renewed_loop(&common)
             } else {
                 renew(&common)
             }
         }
-        Command::Run { login, command } => run(&login, &command),
-        Command::Doctor { login } => doctor(&login),
+        Command::Run { login, command } => run(&LoginArgs::new(common, *login), &command),
+        Command::Doctor { login } => doctor(&LoginArgs::new(common, *login)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

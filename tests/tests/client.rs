@@ -1031,3 +1031,56 @@ fn a_frozen_kdc_costs_the_kdc_timeout_and_not_a_second_more() {
     // exit up (27 s with a 5 s timeout).
     assert!(took < std::time::Duration::from_secs(4), "{took:?}");
 }
+
+#[test]
+fn an_empty_password_is_refused_by_the_client_and_never_sent() {
+    let sandbox = sandbox();
+    let ca = sandbox.pki.ca_cert.display().to_string();
+    let out = run_with_password(
+        helper(
+            &sandbox,
+            &[
+                "--broker",
+                &sandbox.broker.url,
+                "--ca-file",
+                &ca,
+                "-c",
+                &sandbox.ccache("empty"),
+                "alice",
+            ],
+        ),
+        "",
+    );
+    assert_eq!(out.status.code(), Some(8), "{}", stderr(&out));
+    expect_stderr(&out, &["[password]", "empty"]);
+    assert!(
+        audit_reasons(&sandbox.broker.audit_file).is_empty(),
+        "nothing reached the broker"
+    );
+}
+
+#[test]
+fn common_options_may_come_before_the_subcommand() {
+    let sandbox = sandbox();
+    let config = write_client_toml(
+        &sandbox,
+        "order.toml",
+        &format!("brokers = [\"{}\"]\n", sandbox.broker.url),
+    );
+    let ccache = sandbox.ccache("order");
+    let out = run_with_password(
+        helper(&sandbox, &["--config", &config, "-c", &ccache, "alice"]),
+        "alicepw",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Before, `--config F status` logged in a user named "status".
+    for args in [
+        ["--config", config.as_str(), "-c", ccache.as_str(), "status"],
+        ["status", "--config", config.as_str(), "-c", ccache.as_str()],
+    ] {
+        let out = helper(&sandbox, &args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("alice@KRBTEST.COM"), "{args:?}: {text}");
+    }
+}
