@@ -11,6 +11,8 @@
 //! ccache = "FILE:/tmp/krb5cc_{uid}"    # optional: KRB5CCNAME, else krb5.conf's default
 //! broker_timeout_secs = 10             # per broker, then the next one is tried
 //! kdc_timeout_secs = 15
+//! ticket_lifetime = "10h"              # optional, as kinit -l: else krb5.conf's, else libkrb5's
+//! renew_lifetime = "7d"                # as kinit -r: else krb5.conf's, else 7d (the KDC may cap both)
 //! client_cert = "/etc/ktbroker/host.pem"   # optional mTLS host identity
 //! client_key = "/etc/ktbroker/host.key"
 //! # Without `brokers`: DNS SRV _ktbroker._tcp.<srv_domain, else the resolv.conf search domain>
@@ -37,6 +39,8 @@ struct RawClientConfig {
     ccache: Option<String>,
     broker_timeout_secs: Option<u64>,
     kdc_timeout_secs: Option<u64>,
+    ticket_lifetime: Option<String>,
+    renew_lifetime: Option<String>,
     client_cert: Option<PathBuf>,
     client_key: Option<PathBuf>,
     srv_domain: Option<String>,
@@ -53,6 +57,8 @@ pub struct ClientConfig {
     pub ccache: Option<String>,
     pub broker_timeout: Option<Duration>,
     pub kdc_timeout: Option<Duration>,
+    /// Ticket lifetimes to request (`ticket_lifetime`, `renew_lifetime`).
+    pub lifetimes: ktbroker_krb5::Lifetimes,
     pub client_cert: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
     /// Domain for `_ktbroker._tcp` SRV discovery when `brokers` is empty.
@@ -91,6 +97,19 @@ impl ClientConfig {
             Some(secs @ 1..=300) => Ok(Some(Duration::from_secs(secs))),
             Some(_) => Err(bad(format!("`{key}` must be between 1 and 300"))),
         };
+        let duration = |value: &Option<String>, key: &str| match value {
+            None => Ok(None),
+            Some(text) => match ktbroker_krb5::parse_duration(text) {
+                Ok(d) if !d.is_zero() => Ok(Some(d)),
+                _ => Err(bad(format!(
+                    "`{key}` {text:?} is not a duration as kinit -l takes (10h, 7d, 1h30m)"
+                ))),
+            },
+        };
+        let lifetimes = ktbroker_krb5::Lifetimes {
+            ticket: duration(&raw.ticket_lifetime, "ticket_lifetime")?,
+            renewable: duration(&raw.renew_lifetime, "renew_lifetime")?,
+        };
         let dns_server = match &raw.dns_server {
             Some(text) => Some(
                 text.parse()
@@ -108,6 +127,7 @@ impl ClientConfig {
             ccache: raw.ccache,
             broker_timeout: seconds(raw.broker_timeout_secs, "broker_timeout_secs")?,
             kdc_timeout: seconds(raw.kdc_timeout_secs, "kdc_timeout_secs")?,
+            lifetimes,
             client_cert: raw.client_cert.map(resolve),
             client_key: raw.client_key.map(resolve),
             srv_domain: raw.srv_domain,
@@ -154,6 +174,8 @@ mod tests {
             ("version = 1\nbroker = [\"https://a\"]\n", "unknown field"),
             ("version = 1\nclient_cert = \"c.pem\"\n", "go together"),
             ("version = 1\nkdc_timeout_secs = 0\n", "kdc_timeout_secs"),
+            ("version = 1\nticket_lifetime = \"soon\"\n", "ticket_lifetime"),
+            ("version = 1\nrenew_lifetime = \"0\"\n", "renew_lifetime"),
         ] {
             let err = load_text(text).unwrap_err().to_string();
             assert!(err.contains(needle), "{text}: {err}");
@@ -178,6 +200,13 @@ mod tests {
             .expect("the README's client.toml example");
         let config = load_text(example).unwrap();
         assert_eq!(config.brokers.len(), 2);
+        assert_eq!(
+            config.lifetimes,
+            ktbroker_krb5::Lifetimes {
+                ticket: Some(Duration::from_secs(36_000)),
+                renewable: Some(Duration::from_secs(604_800)),
+            }
+        );
     }
 
     #[test]

@@ -75,6 +75,7 @@ impl LoginOptions {
             kerberos: KerberosTarget {
                 ccache: chosen_ccache(ccache, config),
                 timeout: self.timeout().or(config.kdc_timeout).unwrap_or(DEFAULT_TIMEOUT),
+                lifetimes: config.lifetimes,
             },
         })
     }

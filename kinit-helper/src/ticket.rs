@@ -8,12 +8,13 @@ use ktbroker_keytab::Keytab;
 use ktbroker_krb5::KeyEntry;
 use std::time::Duration;
 
-/// Where the ticket goes and how long the KDC exchange may take.
+/// Where the ticket goes, how long the KDC exchange may take, and the lifetimes to ask for.
 #[derive(Debug, Clone)]
 pub struct KerberosTarget {
     /// The ccache for the ticket; `None` is KRB5CCNAME, else krb5.conf's default.
     pub ccache: Option<String>,
     pub timeout: Duration,
+    pub lifetimes: ktbroker_krb5::Lifetimes,
 }
 
 impl Default for KerberosTarget {
@@ -21,7 +22,26 @@ impl Default for KerberosTarget {
         Self {
             ccache: None,
             timeout: crate::DEFAULT_TIMEOUT,
+            lifetimes: ktbroker_krb5::Lifetimes::default(),
         }
+    }
+}
+
+/// The renewable lifetime asked for when neither client.toml nor krb5.conf names one: without
+/// it the KDC issues tickets that `renew` cannot renew. The KDC caps it at its own maximum.
+pub const DEFAULT_RENEW_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// `lifetimes` with the default renewable lifetime filled in unless krb5.conf sets one.
+fn with_default_renewal(
+    context: &ktbroker_krb5::Context,
+    lifetimes: ktbroker_krb5::Lifetimes,
+) -> ktbroker_krb5::Lifetimes {
+    if lifetimes.renewable.is_some() || context.libdefault("renew_lifetime").ok().flatten().is_some() {
+        return lifetimes;
+    }
+    ktbroker_krb5::Lifetimes {
+        renewable: Some(DEFAULT_RENEW_LIFETIME),
+        ..lifetimes
     }
 }
 
@@ -44,7 +64,8 @@ pub fn kinit_from_memory(
         })
         .collect();
     let context = ktbroker_krb5::Context::new()?;
-    let times = context.kinit_with_keys(principal, &keys, target.ccache.as_deref())?;
+    let lifetimes = with_default_renewal(&context, target.lifetimes);
+    let times = context.kinit_with_keys(principal, &keys, target.ccache.as_deref(), lifetimes)?;
     crate::ccache::require_valid_tgt(&context, principal, target, times)?;
     Ok(times)
 }

@@ -28,8 +28,14 @@ crate::opaque!(
     _krb5_ccache,
     krb5_get_init_creds_opt,
     _krb5_cc_cursor,
-    _krb5_kt_cursor
+    _krb5_kt_cursor,
+    _profile_t
 );
+
+/// A relative time in seconds (`krb5_deltat`).
+pub type krb5_deltat = i32;
+/// libkrb5's configuration profile (`profile_t`).
+pub type profile_t = *mut _profile_t;
 
 pub type krb5_context = *mut _krb5_context;
 pub type krb5_principal = *mut krb5_principal_data;
@@ -237,6 +243,20 @@ unsafe extern "C" {
         opt: *mut *mut krb5_get_init_creds_opt,
     ) -> krb5_error_code;
     pub fn krb5_get_init_creds_opt_free(context: krb5_context, opt: *mut krb5_get_init_creds_opt);
+    pub fn krb5_get_init_creds_opt_set_tkt_life(opt: *mut krb5_get_init_creds_opt, tkt_life: krb5_deltat);
+    pub fn krb5_get_init_creds_opt_set_renew_life(opt: *mut krb5_get_init_creds_opt, renew_life: krb5_deltat);
+    pub fn krb5_string_to_deltat(string: *mut c_char, deltat: *mut krb5_deltat) -> krb5_error_code;
+    pub fn krb5_get_profile(context: krb5_context, profile: *mut profile_t) -> krb5_error_code;
+    pub fn profile_get_string(
+        profile: profile_t,
+        name: *const c_char,
+        subname: *const c_char,
+        subsubname: *const c_char,
+        def_val: *const c_char,
+        ret_string: *mut *mut c_char,
+    ) -> std::os::raw::c_long;
+    pub fn profile_release_string(string: *mut c_char);
+    pub fn profile_release(profile: profile_t);
     pub fn krb5_get_init_creds_opt_set_out_ccache(
         context: krb5_context,
         opt: *mut krb5_get_init_creds_opt,

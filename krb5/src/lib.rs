@@ -93,6 +93,36 @@ impl std::fmt::Debug for KeytabEntry {
     }
 }
 
+/// Ticket lifetimes to ask the KDC for (it grants at most its own limits); `None` leaves the
+/// choice to krb5.conf's `[libdefaults]` and libkrb5's defaults, as a plain `kinit` does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lifetimes {
+    /// `kinit -l`.
+    pub ticket: Option<std::time::Duration>,
+    /// `kinit -r`: the ticket is renewable until this long after it starts.
+    pub renewable: Option<std::time::Duration>,
+}
+
+/// A duration as `kinit -l`/`-r` and krb5.conf write them ("10h", "7d", "1h30m", "3600"), read by
+/// libkrb5's own `krb5_string_to_deltat`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, Krb5Error> {
+    let text = c_string(text, "duration")?;
+    let mut seconds: ffi::krb5_deltat = 0;
+    // SAFETY: text is a NUL-terminated string libkrb5 only reads (the parameter is not const in
+    // the prototype); seconds is ours to write.
+    let code = unsafe { ffi::krb5_string_to_deltat(text.as_ptr().cast_mut(), &mut seconds) };
+    if code != 0 {
+        return Err(Krb5Error {
+            code,
+            message: "not a duration (write it as kinit -l does: 10h, 7d, 1h30m, or seconds)".into(),
+            during: "krb5_string_to_deltat",
+        });
+    }
+    u64::try_from(seconds)
+        .map(std::time::Duration::from_secs)
+        .map_err(|_| Krb5Error::local("krb5_string_to_deltat", "a negative duration"))
+}
+
 /// One key for [`Context::kinit_with_keys`]. The caller owns (and wipes) the bytes; libkrb5
 /// copies them into its memory keytab for the length of one exchange.
 pub struct KeyEntry<'a> {
@@ -231,6 +261,7 @@ impl Context {
         principal: &str,
         keys: &[KeyEntry<'_>],
         ccache: Option<&str>,
+        lifetimes: Lifetimes,
     ) -> Result<TicketTimes, Krb5Error> {
         let client = self.parse_name(principal)?;
         let keytab = self.resolve_keytab(&memory_keytab_name())?;
@@ -242,7 +273,7 @@ impl Context {
         for key in keys {
             loaded.add(key)?;
         }
-        let times = self.initial_creds(&client, &keytab, ccache);
+        let times = self.initial_creds(&client, &keytab, ccache, lifetimes);
         drop(loaded);
         times
     }
@@ -254,10 +285,11 @@ impl Context {
         client: &Principal<'_>,
         keytab: &Keytab<'_>,
         ccache: Option<&str>,
+        lifetimes: Lifetimes,
     ) -> Result<TicketTimes, Krb5Error> {
         let cache = self.resolve_ccache(ccache)?;
         let staged = self.new_memory_ccache()?;
-        let times = self.initial_creds_into(client, keytab, &staged);
+        let times = self.initial_creds_into(client, keytab, &staged, lifetimes);
         match times {
             Ok(times) => self.move_into(staged, &cache, "storing the ticket").map(|()| times),
             Err(e) => {
@@ -282,8 +314,18 @@ impl Context {
         client: &Principal<'_>,
         keytab: &Keytab<'_>,
         cache: &Ccache<'_>,
+        lifetimes: Lifetimes,
     ) -> Result<TicketTimes, Krb5Error> {
         let options = self.init_creds_options()?;
+        let seconds = |d: std::time::Duration| ffi::krb5_deltat::try_from(d.as_secs()).unwrap_or(ffi::krb5_deltat::MAX);
+        if let Some(ticket) = lifetimes.ticket {
+            // SAFETY: options is live; the setter only records the value.
+            unsafe { ffi::krb5_get_init_creds_opt_set_tkt_life(options.raw, seconds(ticket)) };
+        }
+        if let Some(renewable) = lifetimes.renewable {
+            // SAFETY: as above.
+            unsafe { ffi::krb5_get_init_creds_opt_set_renew_life(options.raw, seconds(renewable)) };
+        }
         // SAFETY: context, options and cache are live; the option only records the cache.
         let code = unsafe { ffi::krb5_get_init_creds_opt_set_out_ccache(self.raw, options.raw, cache.raw) };
         self.check(code, "krb5_get_init_creds_opt_set_out_ccache")?;
@@ -601,6 +643,40 @@ impl Context {
         Ok(Ccache { context: self, raw })
     }
 
+    /// The value of `[libdefaults] name` in the profile this context read, if it sets one.
+    pub fn libdefault(&self, name: &str) -> Result<Option<String>, Krb5Error> {
+        let name = c_string(name, "libdefaults name")?;
+        let mut profile: ffi::profile_t = std::ptr::null_mut();
+        // SAFETY: context is live; profile receives a copy of its profile, released below.
+        let code = unsafe { ffi::krb5_get_profile(self.raw, &mut profile) };
+        self.check(code, "krb5_get_profile")?;
+        let mut value: *mut std::os::raw::c_char = std::ptr::null_mut();
+        // SAFETY: profile is live; the names are NUL-terminated; a NULL default yields NULL when
+        // the relation is absent; value receives a string released below.
+        let code = unsafe {
+            ffi::profile_get_string(
+                profile,
+                c"libdefaults".as_ptr(),
+                name.as_ptr(),
+                std::ptr::null(),
+                std::ptr::null(),
+                &mut value,
+            )
+        };
+        let found = if code == 0 && !value.is_null() {
+            // SAFETY: on success value is a NUL-terminated string owned by us until released.
+            let text = unsafe { CStr::from_ptr(value) }.to_string_lossy().into_owned();
+            // SAFETY: value came from profile_get_string and is released once.
+            unsafe { ffi::profile_release_string(value) };
+            Some(text)
+        } else {
+            None
+        };
+        // SAFETY: profile came from krb5_get_profile and is released once.
+        unsafe { ffi::profile_release(profile) };
+        Ok(found)
+    }
+
     fn init_creds_options(&self) -> Result<InitCredsOptions<'_>, Krb5Error> {
         let mut raw: *mut ffi::krb5_get_init_creds_opt = std::ptr::null_mut();
         // SAFETY: context is live; raw receives an options object we free on drop. Allocated
@@ -732,6 +808,19 @@ fn c_string(text: &str, what: &'static str) -> Result<CString, Krb5Error> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn durations_are_read_as_kinit_reads_them() {
+        for (text, secs) in [("10h", 36_000), ("7d", 604_800), ("1h30m", 5_400), ("3600", 3_600)] {
+            assert_eq!(
+                parse_duration(text).unwrap(),
+                std::time::Duration::from_secs(secs),
+                "{text}"
+            );
+        }
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("1h\0").is_err());
+    }
+
     const KEY: [u8; 32] = [7; 32];
 
     fn keys() -> [KeyEntry<'static>; 2] {
@@ -753,7 +842,7 @@ mod tests {
     fn names_with_nul_bytes_are_refused_before_libkrb5() {
         let context = Context::new().unwrap();
         let err = context
-            .kinit_with_keys("alice\0@R", &keys(), Some("MEMORY:x"))
+            .kinit_with_keys("alice\0@R", &keys(), Some("MEMORY:x"), Lifetimes::default())
             .unwrap_err();
         assert_eq!(err.code, -1);
         assert!(err.message.contains("NUL"), "{err}");
@@ -763,7 +852,12 @@ mod tests {
     fn a_failed_exchange_is_an_error_with_its_code() {
         let context = Context::new().unwrap();
         let err = context
-            .kinit_with_keys("alice@EXAMPLE.COM", &keys(), Some("NO-SUCH-TYPE:x"))
+            .kinit_with_keys(
+                "alice@EXAMPLE.COM",
+                &keys(),
+                Some("NO-SUCH-TYPE:x"),
+                Lifetimes::default(),
+            )
             .unwrap_err();
         assert_ne!(err.code, 0);
         assert!(!err.message.is_empty());

@@ -1084,3 +1084,54 @@ fn common_options_may_come_before_the_subcommand() {
         assert!(text.contains("alice@KRBTEST.COM"), "{args:?}: {text}");
     }
 }
+
+#[test]
+fn tickets_are_renewable_and_lifetimes_come_from_client_toml_on_a_host_whose_krb5_conf_is_silent() {
+    let sandbox = sandbox();
+    // The sandbox's krb5.conf names no ticket_lifetime or renew_lifetime (as many hosts' don't).
+    let profile = std::fs::read_to_string(&sandbox.realm.krb5_conf).unwrap();
+    assert!(!profile.contains("renew_lifetime") && !profile.contains("ticket_lifetime"));
+    let status = |ccache: &str| -> serde_json::Value {
+        let out = helper(&sandbox, &["status", "--json", "-c", ccache]).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let login = |name: &str, body: &str| {
+        let config = write_client_toml(
+            &sandbox,
+            &format!("{name}.toml"),
+            &format!("brokers = [\"{}\"]\n{body}", sandbox.broker.url),
+        );
+        let ccache = sandbox.ccache(name);
+        let out = run_with_password(
+            helper(&sandbox, &["--config", &config, "-c", &ccache, "alice"]),
+            "alicepw",
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        (config, ccache)
+    };
+
+    // By default: renewable for the default 7 days (the KDC allows 7d), so renew works.
+    let (config, ccache) = login("renewable", "");
+    let before = status(&ccache);
+    let (expires, renew_till) = (
+        before["expires"].as_i64().unwrap(),
+        before["renew_till"].as_i64().unwrap(),
+    );
+    assert!(renew_till >= expires + 6 * 24 * 3600, "{before}");
+    let out = helper(&sandbox, &["--config", &config, "-c", &ccache, "renew"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "renew: {}", stderr(&out));
+
+    // client.toml's lifetimes are asked for explicitly.
+    let (_, ccache) = login("short", "ticket_lifetime = \"1h\"\nrenew_lifetime = \"2h\"\n");
+    let short = status(&ccache);
+    let now = ktbroker_kinit::unix_now();
+    let (expires, renew_till) = (
+        short["expires"].as_i64().unwrap(),
+        short["renew_till"].as_i64().unwrap(),
+    );
+    assert!((expires - now - 3600).abs() < 120, "{short}");
+    assert!((renew_till - now - 7200).abs() < 120, "{short}");
+}
