@@ -44,6 +44,19 @@ pub fn refuse_foreign_cache(ccache: Option<&str>) -> Result<(), HelperError> {
     Ok(())
 }
 
+/// Whether a cached ticket's `principal` belongs to the directory user `user` (`name` or
+/// `name@tenant`): exactly `expected` when the principal to expect is known, otherwise a principal
+/// whose first component is the name (`name@REALM`, `name/netdisk@REALM`). Someone else's ticket
+/// in the cache is never taken for the user's.
+pub fn principal_is_users(principal: &str, user: &str, expected: Option<&str>) -> bool {
+    if let Some(expected) = expected {
+        return principal == expected;
+    }
+    let name = user.split('@').next().unwrap_or(user);
+    let first = principal.split(['/', '@']).next().unwrap_or_default();
+    !name.is_empty() && first == name && principal.contains('@')
+}
+
 pub fn require_valid_tgt(
     context: &ktbroker_krb5::Context,
     principal: &str,
@@ -64,4 +77,27 @@ pub fn require_valid_tgt(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::principal_is_users;
+
+    #[test]
+    fn only_the_users_own_principal_counts() {
+        assert!(principal_is_users("alice@EXAMPLE.COM", "alice", None));
+        assert!(principal_is_users("alice/netdisk@EXAMPLE.COM", "alice@corp", None));
+        assert!(!principal_is_users("bob@EXAMPLE.COM", "alice", None));
+        assert!(!principal_is_users("alicex@EXAMPLE.COM", "alice", None));
+        assert!(!principal_is_users(
+            "alice@EXAMPLE.COM",
+            "alice",
+            Some("alice/netdisk@EXAMPLE.COM")
+        ));
+        assert!(principal_is_users(
+            "alice/netdisk@EXAMPLE.COM",
+            "alice",
+            Some("alice/netdisk@EXAMPLE.COM")
+        ));
+    }
 }

@@ -56,15 +56,24 @@ pub enum Command {
         #[command(flatten)]
         login: Box<LoginFields>,
     },
-    /// Log in unless the cache already holds a valid ticket, then run CMD with KRB5CCNAME set.
-    /// Java/Hadoop read only FILE caches, so this uses one unless -c or client.toml says otherwise.
+    /// Log in unless the cache already holds USER's ticket with at least --min-lifetime left, then
+    /// run CMD with KRB5CCNAME set. Java/Hadoop read only FILE caches, so this uses one unless -c
+    /// or client.toml says otherwise.
     Run {
         #[command(flatten)]
         login: Box<LoginFields>,
+        /// Least lifetime a cached ticket must have left to be used, as kinit -l writes it (30m,
+        /// 4h); default: client.toml's `min_lifetime`, else 2h.
+        #[arg(long, value_parser = parse_lifetime)]
+        min_lifetime: Option<std::time::Duration>,
         /// The command and its arguments (after `--`); run directly, never through a shell.
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+}
+
+fn parse_lifetime(text: &str) -> Result<std::time::Duration, String> {
+    ktbroker_krb5::parse_duration(text).map_err(|e| e.to_string())
 }
 
 /// Options every subcommand takes, before or after its name (`--config F status` and
@@ -131,7 +140,7 @@ mod tests {
             vec!["run", "--config", "/x.toml", "-c", "FILE:/tmp/cc", "alice", "--", "id"],
         ] {
             let cli = parse(&args);
-            let Some(Command::Run { login, command }) = cli.command else {
+            let Some(Command::Run { login, command, .. }) = cli.command else {
                 panic!("{args:?}: not run");
             };
             assert_eq!(login.login.user.as_deref(), Some("alice"), "{args:?}");

@@ -13,6 +13,7 @@
 //! kdc_timeout_secs = 15
 //! ticket_lifetime = "10h"              # optional, as kinit -l: else krb5.conf's, else libkrb5's
 //! renew_lifetime = "7d"                # as kinit -r: else krb5.conf's, else 7d (the KDC may cap both)
+//! min_lifetime = "2h"                  # `run`: a cached ticket with less left is replaced first
 //! client_cert = "/etc/ktbroker/host.pem"   # optional mTLS host identity
 //! client_key = "/etc/ktbroker/host.key"
 //! # Without `brokers`: DNS SRV _ktbroker._tcp.<srv_domain, else the resolv.conf search domain>
@@ -26,6 +27,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const DEFAULT_PATH: &str = "/etc/ktbroker/client.toml";
+
+/// `run`'s least lifetime left on a cached ticket: enough for a long Hadoop command.
+pub const DEFAULT_MIN_LIFETIME: Duration = Duration::from_secs(2 * 3600);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,6 +45,7 @@ struct RawClientConfig {
     kdc_timeout_secs: Option<u64>,
     ticket_lifetime: Option<String>,
     renew_lifetime: Option<String>,
+    min_lifetime: Option<String>,
     client_cert: Option<PathBuf>,
     client_key: Option<PathBuf>,
     srv_domain: Option<String>,
@@ -59,6 +64,8 @@ pub struct ClientConfig {
     pub kdc_timeout: Option<Duration>,
     /// Ticket lifetimes to request (`ticket_lifetime`, `renew_lifetime`).
     pub lifetimes: ktbroker_krb5::Lifetimes,
+    /// `run` logs in again when the cached ticket has less than this left (`min_lifetime`).
+    pub min_lifetime: Option<Duration>,
     pub client_cert: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
     /// Domain for `_ktbroker._tcp` SRV discovery when `brokers` is empty.
@@ -128,6 +135,7 @@ impl ClientConfig {
             broker_timeout: seconds(raw.broker_timeout_secs, "broker_timeout_secs")?,
             kdc_timeout: seconds(raw.kdc_timeout_secs, "kdc_timeout_secs")?,
             lifetimes,
+            min_lifetime: duration(&raw.min_lifetime, "min_lifetime")?,
             client_cert: raw.client_cert.map(resolve),
             client_key: raw.client_key.map(resolve),
             srv_domain: raw.srv_domain,

@@ -36,7 +36,11 @@ fn main() -> ExitCode {
                 renew(&common)
             }
         }
-        Command::Run { login, command } => run(&LoginArgs::new(common, *login), &command),
+        Command::Run {
+            login,
+            min_lifetime,
+            command,
+        } => run(&LoginArgs::new(common, *login), min_lifetime, &command),
         Command::Doctor { login } => doctor(&LoginArgs::new(common, *login)),
     };
     match result {
@@ -146,14 +150,22 @@ fn run_ccache(common: &CommonArgs, config: &ClientConfig) -> String {
     }
 }
 
-fn run(args: &LoginArgs, command: &[String]) -> Result<(), HelperError> {
+fn run(args: &LoginArgs, min_lifetime: Option<Duration>, command: &[String]) -> Result<(), HelperError> {
     use std::os::unix::process::CommandExt;
     let config = load_config(&args.common)?;
     let cache = run_ccache(&args.common, &config);
-    let valid = krb5_context()?
-        .cache_status(Some(&cache))
-        .is_ok_and(|status| status.tgt.is_some_and(|t| t.end > unix_now()));
-    if !valid {
+    let user = args.login.user()?;
+    let min_left = min_lifetime
+        .or(config.min_lifetime)
+        .unwrap_or(ktbroker_kinit::config::DEFAULT_MIN_LIFETIME);
+    let status = krb5_context()?.cache_status(Some(&cache)).ok();
+    let reusable = status.as_ref().is_some_and(|status| {
+        ktbroker_kinit::ccache::principal_is_users(&status.principal, &user, args.login.principal.as_deref())
+            && status
+                .tgt
+                .is_some_and(|t| t.end - unix_now() >= i64::try_from(min_left.as_secs()).unwrap_or(i64::MAX))
+    });
+    if !reusable {
         let mut login_args = args.clone();
         login_args.common.ccache = Some(cache.clone());
         login_args.common.quiet = true;

@@ -1135,3 +1135,45 @@ fn tickets_are_renewable_and_lifetimes_come_from_client_toml_on_a_host_whose_krb
     assert!((expires - now - 3600).abs() < 120, "{short}");
     assert!((renew_till - now - 7200).abs() < 120, "{short}");
 }
+
+#[test]
+fn run_uses_a_cached_ticket_only_if_it_is_the_users_and_has_enough_left() {
+    let sandbox = sandbox();
+    let config = write_client_toml(
+        &sandbox,
+        "run.toml",
+        &format!("brokers = [\"{}\"]\nticket_lifetime = \"1h\"\n", sandbox.broker.url),
+    );
+    let ccache = sandbox.ccache("run");
+    let run = |user: &str, extra: &[&str], password: &str| {
+        let mut args = vec!["run", "--config", &config, "-c", &ccache];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[user, "--", "true"]);
+        run_with_password(helper(&sandbox, &args), password)
+    };
+    let principal = || {
+        let out = helper(&sandbox, &["status", "--json", "-c", &ccache]).output().unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["principal"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let out = run("bob", &[], "bobpw");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(principal(), "bob@KRBTEST.COM");
+    // bob's ticket is not alice's: she logs in, and the cache is hers afterwards.
+    let out = run("alice", &[], "alicepw");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(principal(), "alice@KRBTEST.COM");
+    assert_eq!(audit_reasons(&sandbox.broker.audit_file), ["granted", "granted"]);
+    // Her 1 h ticket serves a command that needs 30 min (an empty password would fail a login)...
+    let out = run("alice", &["--min-lifetime", "30m"], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(audit_reasons(&sandbox.broker.audit_file).len(), 2, "no login");
+    // ...but not one that needs more than it has left (the default: 2 h).
+    let out = run("alice", &[], "");
+    assert_eq!(out.status.code(), Some(8), "a login was needed: {}", stderr(&out));
+    let out = run("alice", &["--min-lifetime", "2h"], "alicepw");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(audit_reasons(&sandbox.broker.audit_file).len(), 3);
+}
