@@ -13,7 +13,7 @@ use std::path::Path;
 /// Fails if `ccache` (or the default cache) is a FILE or DIR cache whose file or directory exists
 /// and is a symlink or belongs to another user.
 pub fn refuse_foreign_cache(ccache: Option<&str>) -> Result<(), HelperError> {
-    let context = ktbroker_krb5::Context::new()?;
+    let context = crate::krb5_context()?;
     let name = context
         .cache_full_name(ccache)
         .map_err(|e| HelperError::Ccache(e.to_string()))?;

@@ -57,7 +57,7 @@ pub fn clock_skew(broker_time: i64, local_time: i64) -> Result<i64, HelperError>
 /// Whether the realm's KDC answers (see [`ktbroker_krb5::Context::probe_kdc`]). `realm` `None`
 /// is krb5.conf's default realm.
 pub fn check_kdc(realm: Option<&str>) -> Result<String, HelperError> {
-    let context = ktbroker_krb5::Context::new()?;
+    let context = crate::krb5_context()?;
     let realm = match realm {
         Some(realm) => realm.to_owned(),
         None => context

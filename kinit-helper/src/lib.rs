@@ -68,6 +68,37 @@ pub async fn login(request: &LoginRequest, password: &[u8]) -> Result<LoginOutco
     Ok(LoginOutcome { principal, kvno })
 }
 
+/// A libkrb5 context. When the Kerberos profile cannot be read (a syntax error, a directory, no
+/// permission) that is a configuration error naming the file, not a fault of this program.
+pub fn krb5_context() -> Result<ktbroker_krb5::Context, HelperError> {
+    ktbroker_krb5::Context::new().map_err(|e| {
+        let profile = std::env::var("KRB5_CONFIG").unwrap_or_else(|_| "/etc/krb5.conf".into());
+        HelperError::Config(format!("cannot read the Kerberos configuration {profile}: {e}"))
+    })
+}
+
+/// A ticket time for people: local date and time, and how far off it is ("in 9h 59m", "2m ago").
+pub fn describe_time(timestamp: i64) -> String {
+    let delta = timestamp - unix_now();
+    let when = if delta >= 0 {
+        format!("in {}", span(delta))
+    } else {
+        format!("{} ago", span(-delta))
+    };
+    format!("{} ({when})", ktbroker_krb5::local_time(timestamp))
+}
+
+/// A non-negative number of seconds, as coarsely as people read it.
+fn span(secs: i64) -> String {
+    let (hours, minutes) = (secs / 3600, (secs % 3600) / 60);
+    match (hours, minutes) {
+        (0, 0) => format!("{secs}s"),
+        (0, m) => format!("{m}m"),
+        (h, _) if h >= 48 => format!("{}d {}h", h / 24, h % 24),
+        (h, m) => format!("{h}h {m}m"),
+    }
+}
+
 /// Seconds since the Unix epoch, the unit of ticket times.
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
@@ -89,4 +120,20 @@ pub fn init_client_logging(env_var: &str) {
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+#[cfg(test)]
+mod time_tests {
+    #[test]
+    fn spans_read_as_people_read_them() {
+        assert_eq!(super::span(42), "42s");
+        assert_eq!(super::span(90), "1m");
+        assert_eq!(super::span(9 * 3600 + 59 * 60), "9h 59m");
+        assert_eq!(super::span(7 * 24 * 3600), "7d 0h");
+        let described = super::describe_time(super::unix_now() + 3600);
+        assert!(
+            described.ends_with("(in 1h 0m)") || described.ends_with("(in 59m)"),
+            "{described}"
+        );
+    }
 }

@@ -5,7 +5,7 @@ use clap::Parser;
 use ktbroker_kinit::cli::{Cli, Command, CommonArgs, LoginArgs};
 use ktbroker_kinit::config::{ClientConfig, DEFAULT_PATH, expand_ccache};
 use ktbroker_kinit::request::{chosen_ccache, login_blocking, run_async, runtime};
-use ktbroker_kinit::{HelperError, LoginOutcome, unix_now};
+use ktbroker_kinit::{HelperError, LoginOutcome, describe_time, unix_now};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -75,7 +75,7 @@ fn login(args: &LoginArgs) -> Result<LoginOutcome, HelperError> {
 }
 
 fn krb5_context() -> Result<ktbroker_krb5::Context, HelperError> {
-    ktbroker_krb5::Context::new().map_err(|e| HelperError::Internal(e.to_string()))
+    ktbroker_kinit::krb5_context()
 }
 
 fn status(common: &CommonArgs, json: bool) -> Result<(), HelperError> {
@@ -99,9 +99,13 @@ fn status(common: &CommonArgs, json: bool) -> Result<(), HelperError> {
         println!("principal:  {}", status.principal);
         match status.tgt {
             Some(t) => {
-                println!("expires:    {} ({})", t.end, if valid { "valid" } else { "expired" });
+                println!(
+                    "expires:    {}{}",
+                    describe_time(t.end),
+                    if valid { "" } else { ", expired" }
+                );
                 if t.renew_till > 0 {
-                    println!("renew till: {}", t.renew_till);
+                    println!("renew till: {}", describe_time(t.renew_till));
                 }
             }
             None => println!("no ticket-granting ticket"),
@@ -133,7 +137,10 @@ fn renew(common: &CommonArgs) -> Result<(), HelperError> {
     let cache = ccache(common, &config);
     let times = krb5_context()?.renew(cache.as_deref())?;
     if !common.quiet {
-        eprintln!("ktbroker-kinit: ticket renewed, now valid until {}", times.end);
+        eprintln!(
+            "ktbroker-kinit: ticket renewed, now valid until {}",
+            describe_time(times.end)
+        );
     }
     Ok(())
 }
@@ -221,7 +228,10 @@ fn keep_renewed_loop(common: &CommonArgs) -> Result<(), HelperError> {
                 Ok(Ok(Ok(times))) => {
                     backoff = RENEW_BACKOFF_START;
                     if !common.quiet {
-                        eprintln!("ktbroker-kinit: ticket renewed, now valid until {}", times.end);
+                        eprintln!(
+                            "ktbroker-kinit: ticket renewed, now valid until {}",
+                            describe_time(times.end)
+                        );
                     }
                 }
                 outcome => {
@@ -289,7 +299,9 @@ fn doctor(args: &LoginArgs) -> Result<(), HelperError> {
         Ok(status) => match status.tgt {
             Some(t) if t.end > unix_now() => format!(
                 "{} holds a ticket for {} until {}",
-                status.cache, status.principal, t.end
+                status.cache,
+                status.principal,
+                describe_time(t.end)
             ),
             _ => format!("{} holds no valid ticket (log in)", status.cache),
         },

@@ -63,7 +63,7 @@ pub fn kinit_from_memory(
             contents: &entry.key.contents,
         })
         .collect();
-    let context = ktbroker_krb5::Context::new()?;
+    let context = crate::krb5_context()?;
     let lifetimes = with_default_renewal(&context, target.lifetimes);
     let times = context.kinit_with_keys(principal, &keys, target.ccache.as_deref(), lifetimes)?;
     crate::ccache::require_valid_tgt(&context, principal, target, times)?;

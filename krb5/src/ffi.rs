@@ -245,6 +245,12 @@ unsafe extern "C" {
     pub fn krb5_get_init_creds_opt_free(context: krb5_context, opt: *mut krb5_get_init_creds_opt);
     pub fn krb5_get_init_creds_opt_set_tkt_life(opt: *mut krb5_get_init_creds_opt, tkt_life: krb5_deltat);
     pub fn krb5_get_init_creds_opt_set_renew_life(opt: *mut krb5_get_init_creds_opt, renew_life: krb5_deltat);
+    pub fn krb5_timestamp_to_sfstring(
+        timestamp: i32,
+        buffer: *mut c_char,
+        buflen: usize,
+        pad: *mut c_char,
+    ) -> krb5_error_code;
     pub fn krb5_string_to_deltat(string: *mut c_char, deltat: *mut krb5_deltat) -> krb5_error_code;
     pub fn krb5_get_profile(context: krb5_context, profile: *mut profile_t) -> krb5_error_code;
     pub fn profile_get_string(

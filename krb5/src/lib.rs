@@ -103,6 +103,23 @@ pub struct Lifetimes {
     pub renewable: Option<std::time::Duration>,
 }
 
+/// A ticket time (seconds since the epoch) in local time, formatted as klist prints it (libkrb5's
+/// `krb5_timestamp_to_sfstring`, in the locale's short date format).
+pub fn local_time(timestamp: i64) -> String {
+    let mut buffer = [0 as std::os::raw::c_char; 64];
+    // Kerberos timestamps are 32-bit; libkrb5 reads values past 2038 as unsigned.
+    let raw = timestamp as u32 as i32;
+    // SAFETY: buffer is writable for its whole length, which is passed; a NULL pad means no padding.
+    let code = unsafe { ffi::krb5_timestamp_to_sfstring(raw, buffer.as_mut_ptr(), buffer.len(), std::ptr::null_mut()) };
+    if code != 0 {
+        return timestamp.to_string();
+    }
+    // SAFETY: on success the buffer holds a NUL-terminated string within its length.
+    unsafe { CStr::from_ptr(buffer.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// A duration as `kinit -l`/`-r` and krb5.conf write them ("10h", "7d", "1h30m", "3600"), read by
 /// libkrb5's own `krb5_string_to_deltat`.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, Krb5Error> {

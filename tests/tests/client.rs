@@ -40,6 +40,12 @@ fn bounded_helper(sandbox: &Sandbox, limit_secs: u32, args: &[&str]) -> Command 
     command
 }
 
+/// `ktbroker-kinit --broker URL --ca-file CA -c CCACHE USER` (see [`helper`]).
+fn login_command(sandbox: &Sandbox, url: &str, ccache: &str, user: &str) -> Command {
+    let ca = sandbox.pki.ca_cert.display().to_string();
+    helper(sandbox, &["--broker", url, "--ca-file", &ca, "-c", ccache, user])
+}
+
 /// Fails unless the command's stderr contains every needle (and shows it when not).
 fn expect_stderr(out: &std::process::Output, needles: &[&str]) {
     let text = stderr(out);
@@ -1035,20 +1041,8 @@ fn a_frozen_kdc_costs_the_kdc_timeout_and_not_a_second_more() {
 #[test]
 fn an_empty_password_is_refused_by_the_client_and_never_sent() {
     let sandbox = sandbox();
-    let ca = sandbox.pki.ca_cert.display().to_string();
     let out = run_with_password(
-        helper(
-            &sandbox,
-            &[
-                "--broker",
-                &sandbox.broker.url,
-                "--ca-file",
-                &ca,
-                "-c",
-                &sandbox.ccache("empty"),
-                "alice",
-            ],
-        ),
+        login_command(&sandbox, &sandbox.broker.url, &sandbox.ccache("empty"), "alice"),
         "",
     );
     assert_eq!(out.status.code(), Some(8), "{}", stderr(&out));
@@ -1082,6 +1076,15 @@ fn common_options_may_come_before_the_subcommand() {
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("alice@KRBTEST.COM"), "{args:?}: {text}");
+        // Local date-time and the time left, not epoch seconds (--json keeps those).
+        assert!(
+            text.contains(" 2026 (in ") || text.contains(" (in "),
+            "{args:?}: {text}"
+        );
+        assert!(
+            text.contains("renew till:") && !text.contains("expires:    1"),
+            "{args:?}: {text}"
+        );
     }
 }
 
@@ -1176,4 +1179,18 @@ fn run_uses_a_cached_ticket_only_if_it_is_the_users_and_has_enough_left() {
     let out = run("alice", &["--min-lifetime", "2h"], "alicepw");
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(audit_reasons(&sandbox.broker.audit_file).len(), 3);
+}
+
+#[test]
+fn an_unreadable_kerberos_profile_is_a_configuration_error_naming_it() {
+    let sandbox = sandbox();
+    let broken = sandbox.root.join("client").join("broken-krb5.conf");
+    std::fs::write(&broken, "[libdefaults\n    default_realm = KRBTEST.COM\n").unwrap();
+    let mut command = login_command(&sandbox, &sandbox.broker.url, &sandbox.ccache("broken"), "alice");
+    command.env("KRB5_CONFIG", &broken);
+    let out = run_with_password(command, "alicepw");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    expect_stderr(&out, &["[config]", &broken.display().to_string()]);
+    assert!(!stderr(&out).contains("bug"), "{}", stderr(&out));
+    assert!(audit_reasons(&sandbox.broker.audit_file).is_empty(), "nothing was sent");
 }
