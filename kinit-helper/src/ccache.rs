@@ -4,6 +4,11 @@
 //! already expired (a badly skewed clock). FILE and DIR caches are created by libkrb5 with mode
 //! 0600 (0700 for a DIR collection); KEYRING and KCM caches are guarded by the kernel and the KCM
 //! daemon.
+//!
+//! libkrb5 replaces a FILE cache by writing `NAME.XXXXXX` beside it and renaming that over it. A
+//! login killed (SIGKILL) between the two strands that file, a ticket in it. It cannot be created
+//! anywhere else, so the next login sweeps such leftovers: files of that exact shape, ours, not
+//! symlinks, and older than [`STRANDED_AFTER`] (a concurrent login's is seconds old at most).
 
 use crate::HelperError;
 use crate::ticket::KerberosTarget;
@@ -42,6 +47,54 @@ pub fn refuse_foreign_cache(ccache: Option<&str>) -> Result<(), HelperError> {
         }
     }
     Ok(())
+}
+
+/// A temporary of libkrb5's this old is no concurrent login's any more.
+pub const STRANDED_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Removes the `NAME.XXXXXX` temporaries that killed logins left beside the FILE cache `ccache`
+/// (see the module documentation); returns how many.
+pub fn sweep_stranded_temporaries(ccache: Option<&str>) -> usize {
+    let Ok(context) = crate::krb5_context() else {
+        return 0;
+    };
+    let Ok(name) = context.cache_full_name(ccache) else {
+        return 0;
+    };
+    let Some(path) = name.strip_prefix("FILE:").map(Path::new) else {
+        return 0;
+    };
+    let (Some(dir), Some(base)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return 0;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let euid = rustix::process::geteuid().as_raw();
+    let now = std::time::SystemTime::now();
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(suffix) = file_name.to_str().and_then(|n| n.strip_prefix(base)?.strip_prefix('.')) else {
+            continue;
+        };
+        if suffix.len() != 6 || !suffix.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            continue;
+        }
+        let Ok(meta) = entry.path().symlink_metadata() else {
+            continue;
+        };
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .is_some_and(|age| age >= STRANDED_AFTER);
+        if meta.file_type().is_file() && meta.uid() == euid && old && std::fs::remove_file(entry.path()).is_ok() {
+            tracing::info!(file = %entry.path().display(), "removed a temporary cache a killed login left");
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// Whether a cached ticket's `principal` belongs to the directory user `user` (`name` or

@@ -1194,3 +1194,35 @@ fn an_unreadable_kerberos_profile_is_a_configuration_error_naming_it() {
     assert!(!stderr(&out).contains("bug"), "{}", stderr(&out));
     assert!(audit_reasons(&sandbox.broker.audit_file).is_empty(), "nothing was sent");
 }
+
+#[test]
+fn temporaries_a_killed_login_stranded_beside_the_cache_are_swept_by_the_next_one() {
+    let sandbox = sandbox();
+    let dir = sandbox.root.join("client");
+    let ccache = format!("FILE:{}", dir.join("swept").display());
+    // What libkrb5 writes before renaming over the cache, left by logins killed at that moment.
+    let file = |name: &str, age: &str, owner: Option<u32>| {
+        let path = dir.join(name);
+        std::fs::write(&path, b"a stranded ticket").unwrap();
+        let touched = Command::new("touch").args(["-d", age]).arg(&path).status().unwrap();
+        assert!(touched.success());
+        if let Some(uid) = owner {
+            std::os::unix::fs::chown(&path, Some(uid), None).unwrap();
+        }
+        path
+    };
+    let stranded = file("swept.AbC123", "2 hours ago", None);
+    let in_progress = file("swept.Xy9876", "now", None);
+    let not_that_shape = file("swept.keep", "2 hours ago", None);
+    let someone_elses = file("swept.Old456", "2 hours ago", Some(65534));
+    let another_cache = file("sweptx.Qw1234", "2 hours ago", None);
+    let out = run_with_password(
+        login_command(&sandbox, &sandbox.broker.url, &ccache, "alice"),
+        "alicepw",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stranded.exists(), "the stranded temporary is gone");
+    for kept in [&in_progress, &not_that_shape, &someone_elses, &another_cache] {
+        assert!(kept.exists(), "{} was kept", kept.display());
+    }
+}
