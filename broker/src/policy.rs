@@ -131,6 +131,10 @@ impl PrincipalPolicy {
         Self::new(realm, "{user}@{realm}", Vec::new()).expect("the plain template is valid")
     }
 
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
     pub fn template(&self) -> &str {
         &self.template
     }

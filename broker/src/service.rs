@@ -318,7 +318,12 @@ impl<D: Directory, K: KeySource> KeytabBroker for BrokerService<D, K> {
         self.handle_fetch(caller, request.into_inner()).instrument(span).await
     }
 
-    async fn server_info(&self, _request: Request<ServerInfoRequest>) -> Result<Response<ServerInfoResponse>, Status> {
+    async fn server_info(&self, request: Request<ServerInfoRequest>) -> Result<Response<ServerInfoResponse>, Status> {
+        let table = self.current();
+        let realm = table
+            .tenant(request.get_ref().tenant.as_deref())
+            .map(|t| t.policy.principals.realm().to_owned())
+            .unwrap_or_default();
         let unix_time = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
@@ -326,6 +331,7 @@ impl<D: Directory, K: KeySource> KeytabBroker for BrokerService<D, K> {
         Ok(Response::new(ServerInfoResponse {
             unix_time,
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            realm,
         }))
     }
 

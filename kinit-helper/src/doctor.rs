@@ -31,7 +31,7 @@ async fn check_broker_unbounded(endpoint: &BrokerEndpoint) -> Result<String, Hel
         )));
     }
     let info = KeytabBrokerClient::new(channel)
-        .server_info(ServerInfoRequest {})
+        .server_info(ServerInfoRequest { tenant: None })
         .await
         .map_err(|s| HelperError::Protocol(format!("server info: {}", s.message())))?
         .into_inner();

@@ -4,7 +4,9 @@
 use crate::HelperError;
 use ktbroker_codes::RefusalCode;
 use ktbroker_keytab::Keytab;
-use ktbroker_proto::v1::{FetchKeytabRequest, fetch_keytab_response::Part, keytab_broker_client::KeytabBrokerClient};
+use ktbroker_proto::v1::{
+    FetchKeytabRequest, ServerInfoRequest, fetch_keytab_response::Part, keytab_broker_client::KeytabBrokerClient,
+};
 use std::time::Duration;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use zeroize::{Zeroize, Zeroizing};
@@ -199,6 +201,18 @@ pub async fn fetch_keytab_as(
 ) -> Result<FetchedKeytab, HelperError> {
     let channel = connect(endpoint).await?;
     let mut client = KeytabBrokerClient::new(channel);
+    // Before the password goes out: a realm this host's krb5 profile cannot reach would make the
+    // keytab useless. A broker too old to say, or that has no such tenant, answers no realm; the
+    // fetch then says what it says.
+    let tenant = who
+        .tenant
+        .clone()
+        .or_else(|| who.username.rsplit_once('@').map(|(_, t)| t.to_owned()));
+    if let Ok(info) = client.server_info(ServerInfoRequest { tenant }).await
+        && !info.get_ref().realm.is_empty()
+    {
+        crate::require_known_realm(&info.get_ref().realm)?;
+    }
     // tonic owns and frees this copy after encoding it; prost offers no zeroizing bytes type.
     let request = FetchKeytabRequest {
         username: who.username.clone(),

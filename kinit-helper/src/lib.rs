@@ -69,13 +69,34 @@ pub async fn login(request: &LoginRequest, password: &[u8]) -> Result<LoginOutco
     Ok(LoginOutcome { principal, kvno })
 }
 
+/// The Kerberos profile libkrb5 reads: KRB5_CONFIG, else /etc/krb5.conf.
+fn profile_path() -> String {
+    std::env::var("KRB5_CONFIG").unwrap_or_else(|_| "/etc/krb5.conf".into())
+}
+
 /// A libkrb5 context. When the Kerberos profile cannot be read (a syntax error, a directory, no
 /// permission) that is a configuration error naming the file, not a fault of this program.
 pub fn krb5_context() -> Result<ktbroker_krb5::Context, HelperError> {
     ktbroker_krb5::Context::new().map_err(|e| {
-        let profile = std::env::var("KRB5_CONFIG").unwrap_or_else(|_| "/etc/krb5.conf".into());
-        HelperError::Config(format!("cannot read the Kerberos configuration {profile}: {e}"))
+        HelperError::Config(format!(
+            "cannot read the Kerberos configuration {}: {e}",
+            profile_path()
+        ))
     })
+}
+
+/// Fails (a configuration error, exit 2) when this host's krb5 profile cannot say where the KDCs
+/// of `realm` are: neither `[realms] REALM kdc` nor DNS lookups.
+pub fn require_known_realm(realm: &str) -> Result<(), HelperError> {
+    let context = krb5_context()?;
+    if context.knows_kdcs_of(realm).unwrap_or(true) {
+        return Ok(());
+    }
+    let profile = profile_path();
+    Err(HelperError::Config(format!(
+        "the Kerberos configuration {profile} does not say where the KDCs of {realm} are \
+         (no [realms] {realm} kdc, and dns_lookup_kdc is off); nothing was sent"
+    )))
 }
 
 /// A ticket time for people: local date and time, and how far off it is ("in 9h 59m", "2m ago").

@@ -662,24 +662,36 @@ impl Context {
 
     /// The value of `[libdefaults] name` in the profile this context read, if it sets one.
     pub fn libdefault(&self, name: &str) -> Result<Option<String>, Krb5Error> {
-        let name = c_string(name, "libdefaults name")?;
+        self.profile_value(&["libdefaults", name])
+    }
+
+    /// Whether the profile names KDCs for `realm` (`[realms] REALM kdc`), or lets libkrb5 look them
+    /// up in DNS (`dns_lookup_kdc`, on unless set to false): whether a login to `realm` can know
+    /// where to go.
+    pub fn knows_kdcs_of(&self, realm: &str) -> Result<bool, Krb5Error> {
+        if self.profile_value(&["realms", realm, "kdc"])?.is_some() {
+            return Ok(true);
+        }
+        let dns = self.libdefault("dns_lookup_kdc")?;
+        Ok(!dns.is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "false" | "no" | "off" | "0" | "nil")))
+    }
+
+    /// The first value of the relation at `path` (section, then names; at most three parts) in
+    /// the profile this context read.
+    fn profile_value(&self, path: &[&str]) -> Result<Option<String>, Krb5Error> {
+        let parts = path
+            .iter()
+            .map(|part| c_string(part, "profile path"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let part = |n: usize| parts.get(n).map_or(std::ptr::null(), |p| p.as_ptr());
         let mut profile: ffi::profile_t = std::ptr::null_mut();
         // SAFETY: context is live; profile receives a copy of its profile, released below.
         let code = unsafe { ffi::krb5_get_profile(self.raw, &mut profile) };
         self.check(code, "krb5_get_profile")?;
         let mut value: *mut std::os::raw::c_char = std::ptr::null_mut();
-        // SAFETY: profile is live; the names are NUL-terminated; a NULL default yields NULL when
-        // the relation is absent; value receives a string released below.
-        let code = unsafe {
-            ffi::profile_get_string(
-                profile,
-                c"libdefaults".as_ptr(),
-                name.as_ptr(),
-                std::ptr::null(),
-                std::ptr::null(),
-                &mut value,
-            )
-        };
+        // SAFETY: profile is live; the names are NUL-terminated or NULL (unused levels); a NULL
+        // default yields NULL when the relation is absent; value receives a string released below.
+        let code = unsafe { ffi::profile_get_string(profile, part(0), part(1), part(2), std::ptr::null(), &mut value) };
         let found = if code == 0 && !value.is_null() {
             // SAFETY: on success value is a NUL-terminated string owned by us until released.
             let text = unsafe { CStr::from_ptr(value) }.to_string_lossy().into_owned();

@@ -1226,3 +1226,22 @@ fn temporaries_a_killed_login_stranded_beside_the_cache_are_swept_by_the_next_on
         assert!(kept.exists(), "{} was kept", kept.display());
     }
 }
+
+#[test]
+fn a_realm_the_hosts_krb5_conf_does_not_know_is_named_before_the_password_is_sent() {
+    let sandbox = sandbox();
+    let profile = std::fs::read_to_string(&sandbox.realm.krb5_conf).unwrap();
+    let kdc_line = format!("kdc = 127.0.0.1:{}", sandbox.realm.kdc_port);
+    assert!(profile.contains(&kdc_line) && profile.contains("dns_lookup_kdc = false"));
+    let without = sandbox.root.join("client").join("no-realm-krb5.conf");
+    std::fs::write(&without, profile.replace(&kdc_line, "")).unwrap();
+    let mut command = login_command(&sandbox, &sandbox.broker.url, &sandbox.ccache("no-realm"), "alice");
+    command.env("KRB5_CONFIG", &without);
+    let out = run_with_password(command, "alicepw");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    expect_stderr(&out, &["[config]", "KRBTEST.COM", &without.display().to_string()]);
+    assert!(
+        audit_reasons(&sandbox.broker.audit_file).is_empty(),
+        "the password was not sent"
+    );
+}

@@ -13,6 +13,7 @@ use ktbroker_tests::Sandbox;
 use ktbroker_tests::client::{block_on, key_list, raw_fetch, refused, stderr};
 use ktbroker_tests::directory::Directory;
 use ktbroker_tests::pki::TestPki;
+use ktbroker_tests::sandbox::run_with_password;
 use ktbroker_tests::start_sandbox as sandbox;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -122,8 +123,9 @@ fn empty_password_is_refused_before_any_bind() {
             refused(RefusalCode::AuthFailed)
         );
     }
+    // The client does not even send one: exit 8 [password].
     let out = sandbox.login("alice", "", &sandbox.ccache("empty"));
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(8), "{}", stderr(&out));
 
     // A wrong password does reach the directory: proof that the bind counter sees binds.
     assert_eq!(
@@ -207,12 +209,9 @@ fn principal_overrides_outside_policy_are_refused() {
     assert_eq!(own.status, None, "alice may ask for her own principal");
     assert!(own.keytab_bytes > 0);
 
-    let out = sandbox
-        .kinit_command("alice", &sandbox.ccache("x"))
-        .arg("--principal")
-        .arg("krbtgt/KRBTEST.COM")
-        .output()
-        .unwrap();
+    let mut command = sandbox.kinit_command("alice", &sandbox.ccache("x"));
+    command.arg("--principal").arg("krbtgt/KRBTEST.COM");
+    let out = run_with_password(command, "alicepw");
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
 }
 
@@ -259,10 +258,10 @@ fn clients_without_tls_or_without_trust_get_no_connection() {
 
     // The helper says so, with the "unreachable" exit code, and leaves no ccache.
     let ccache = sandbox.ccache("untrusted");
-    let out = sandbox
-        .kinit_command_via(&sandbox.broker.url, &rogue.ca_cert, "alice", &ccache)
-        .output()
-        .unwrap();
+    let out = run_with_password(
+        sandbox.kinit_command_via(&sandbox.broker.url, &rogue.ca_cert, "alice", &ccache),
+        "alicepw",
+    );
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("[tls-trust]") && stderr(&out).contains("hint: the broker's certificate"),
@@ -270,10 +269,10 @@ fn clients_without_tls_or_without_trust_get_no_connection() {
         stderr(&out)
     );
     let http_url = format!("http://127.0.0.1:{}", sandbox.broker.port);
-    let http = sandbox
-        .kinit_command_via(&http_url, &sandbox.pki.ca_cert, "alice", &ccache)
-        .output()
-        .unwrap();
+    let http = run_with_password(
+        sandbox.kinit_command_via(&http_url, &sandbox.pki.ca_cert, "alice", &ccache),
+        "alicepw",
+    );
     assert_eq!(http.status.code(), Some(5), "{}", stderr(&http));
     assert!(sandbox.klist(&ccache).is_none());
 }

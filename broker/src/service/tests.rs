@@ -606,12 +606,22 @@ async fn rotation_needs_an_admin_certificate() {
 }
 
 #[tokio::test]
-async fn server_info_tells_the_time_and_version() {
-    let info = service()
-        .server_info(Request::new(ServerInfoRequest {}))
+async fn server_info_tells_the_time_version_and_realm() {
+    let service = service();
+    let info = service
+        .server_info(Request::new(ServerInfoRequest { tenant: None }))
         .await
         .unwrap()
         .into_inner();
+    assert_eq!(info.realm, "EXAMPLE.COM", "the default tenant's");
+    let unknown = service
+        .server_info(Request::new(ServerInfoRequest {
+            tenant: Some("no-such-tenant".into()),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(unknown.realm, "");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
