@@ -134,9 +134,16 @@ pub const DEFAULT_TIMEOUT: Duration = ktbroker_codes::timeouts::CLIENT_CALL;
 
 /// Client tools log warnings and errors to stderr, terse and without timestamps; `env_var` (e.g.
 /// `KTBROKER_LOG=debug`) raises the level.
-pub fn init_client_logging(env_var: &str) {
+pub fn init_client_logging(env_var: &str, verbose: bool) {
+    // Without `env_var`: this program's own warnings only; the libraries' (hyper, h2, the HDFS
+    // client retrying) are noise to a person unless asked for with -v.
+    let default = if verbose {
+        "info"
+    } else {
+        "off,ktbroker_kinit=warn,ktbroker_netdisk=warn,netdisk=warn"
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env(env_var).unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env(env_var).unwrap_or_else(|_| default.into()))
         .with_writer(std::io::stderr)
         .without_time()
         .with_target(false)

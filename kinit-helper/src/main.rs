@@ -13,7 +13,7 @@ use std::time::Duration;
 fn main() -> ExitCode {
     ktbroker_krb5::use_environment_locale();
     let cli = Cli::parse();
-    ktbroker_kinit::init_client_logging("KTBROKER_LOG");
+    ktbroker_kinit::init_client_logging("KTBROKER_LOG", false);
     let common = cli.common;
     let result = match cli.command.unwrap_or(Command::Login(Box::new(cli.login))) {
         Command::Login(fields) => {

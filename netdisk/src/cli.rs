@@ -53,6 +53,10 @@ pub struct Global {
     /// No progress bars.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Also show what the HDFS and HTTP libraries log (retries, connection errors); NETDISK_LOG
+    /// chooses finer.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Subcommand)]

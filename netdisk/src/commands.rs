@@ -495,15 +495,21 @@ pub fn parse_mode(text: &str) -> Result<u16> {
     u16::from_str_radix(text, 8).map_err(|e| NetdiskError::usage(format!("mode {text:?}: {e}")))
 }
 
-/// Runs `work` unless SIGINT or SIGTERM comes first.
+/// Runs `work` unless SIGINT, SIGTERM or SIGHUP (the ssh session dropped) comes first; the caller
+/// then cleans up (a partial upload is removed) instead of dying with the default action.
 async fn until_interrupted<T>(work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).map_err(|e| NetdiskError::new(Kind::Other, e.to_string()))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| NetdiskError::new(Kind::Other, e.to_string()))?;
+    let listen = |kind| signal(kind).map_err(|e| NetdiskError::new(Kind::Other, e.to_string()));
+    let (mut term, mut int, mut hup) = (
+        listen(SignalKind::terminate())?,
+        listen(SignalKind::interrupt())?,
+        listen(SignalKind::hangup())?,
+    );
     tokio::select! {
         result = work => result,
         _ = term.recv() => Err(NetdiskError::new(Kind::Interrupted, "interrupted (SIGTERM)")),
         _ = int.recv() => Err(NetdiskError::new(Kind::Interrupted, "interrupted (SIGINT)")),
+        _ = hup.recv() => Err(NetdiskError::new(Kind::Interrupted, "interrupted (SIGHUP)")),
     }
 }
 

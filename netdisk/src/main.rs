@@ -17,7 +17,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     ktbroker_krb5::use_environment_locale();
     let cli = Cli::parse();
-    ktbroker_kinit::init_client_logging("NETDISK_LOG");
+    ktbroker_kinit::init_client_logging("NETDISK_LOG", cli.global.verbose);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

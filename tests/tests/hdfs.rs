@@ -326,7 +326,8 @@ fn interrupted_put(alice: &NetdiskClient, name: &str, signal: rustix::process::S
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let listing = ok(alice.run(&["ls", "uploads"]));
-        if listing.contains(".part") {
+        // This upload's own temporary (an earlier killed one may still lie there).
+        if listing.contains(&format!(".{name}.netdisk-")) {
             break;
         }
         assert!(Instant::now() < deadline, "no temporary upload appeared: {listing}");
@@ -358,13 +359,20 @@ fn an_interrupted_put_leaves_nothing_under_the_final_name() {
     assert!(!killed.status.success());
     fails_with(alice.run(&["stat", "uploads/killed.bin"]), 5);
 
-    // Asked to stop: exit 130, and the temporary is removed too.
-    let stopped = interrupted_put(&alice, "stopped.bin", rustix::process::Signal::TERM);
-    let message = fails_with(stopped, 130);
-    assert!(message.contains("interrupted"), "{message}");
-    fails_with(alice.run(&["stat", "uploads/stopped.bin"]), 5);
-    let listing = ok(alice.run(&["ls", "uploads"]));
-    assert!(!listing.contains("stopped.bin"), "{listing}");
+    // Asked to stop (SIGTERM, Ctrl-C, or the ssh session dropping: SIGHUP): exit 130, and the
+    // temporary is removed too.
+    for (name, signal) in [
+        ("stopped.bin", rustix::process::Signal::TERM),
+        ("interrupted.bin", rustix::process::Signal::INT),
+        ("hung-up.bin", rustix::process::Signal::HUP),
+    ] {
+        let stopped = interrupted_put(&alice, name, signal);
+        let message = fails_with(stopped, 130);
+        assert!(message.contains("interrupted"), "{signal:?}: {message}");
+        fails_with(alice.run(&["stat", &format!("uploads/{name}")]), 5);
+        let listing = ok(alice.run(&["ls", "uploads"]));
+        assert!(!listing.contains(name), "{signal:?}: {listing}");
+    }
 
     // An upload that completes appears under its name, and only then.
     let local = alice.dir.join("whole.bin");
