@@ -16,6 +16,7 @@ pub mod login;
 pub mod native;
 pub mod paths;
 pub mod progress;
+pub mod reach;
 pub mod webhdfs;
 
 pub use error::{Kind, NetdiskError};

@@ -50,6 +50,9 @@ fn run(cli: Cli) -> Result<()> {
         Transport::Native => cluster_url(&global.namenode, &config.namenode, &["hdfs"], "namenode", global)?,
         Transport::Webhdfs => cluster_url(&global.webhdfs, &config.webhdfs, &["https", "http"], "webhdfs", global)?,
     };
+    // A cluster that refuses or ignores connections is named now, in a moment, and before any
+    // password is asked for (the HDFS client would retry for the whole call timeout).
+    ktbroker_netdisk::reach::probe(&url)?;
     let session = ensure_ticket(&settings)?;
     tracing::debug!(principal = %session.principal, cache = %session.cache, "running with this ticket");
     let home = ktbroker_netdisk::paths::home(&config.home, &session.user)?;

@@ -566,3 +566,19 @@ fn a_configuration_error_comes_before_any_password_prompt() {
     assert!(message.contains("no namenode URL: set `namenode`"), "{message}");
     assert!(!message.contains("login"), "{message}");
 }
+
+#[test]
+fn a_namenode_that_refuses_connections_is_named_at_once_without_library_noise() {
+    let cluster = shared_cluster();
+    let alice = logged_in(cluster, "refused", "alice", "alicepw");
+    let dead = format!("hdfs://127.0.0.1:{}", ktbroker_tests::daemon::free_port());
+    let started = Instant::now();
+    let out = alice.run(&["--namenode", &dead, "ls"]);
+    let took = started.elapsed();
+    let message = fails_with(out, 7);
+    assert!(message.contains("refuses connections"), "{message}");
+    // No raw WARN lines from the HDFS client's retries (those come with -v only).
+    assert!(!message.contains("WARN"), "{message}");
+    // Before: a minute of retries (the call timeout), then "did not answer within 60s".
+    assert!(took < Duration::from_secs(10), "{took:?}");
+}
