@@ -71,6 +71,7 @@ fn login(args: &LoginArgs) -> Result<LoginOutcome, HelperError> {
         Some(fd) => ktbroker_kinit::password::read_password_from_fd(fd)?,
         None => ktbroker_kinit::password::read_password(&format!("Password for {}: ", request.who.username))?,
     };
+    let password = ktbroker_kinit::password::require_non_empty(password)?;
     login_blocking(&request, &password)
 }
 

@@ -21,12 +21,13 @@ pub fn read_password(prompt: &str) -> Result<Zeroizing<Vec<u8>>, HelperError> {
     if password.len() > MAX_PASSWORD_LEN {
         return Err(HelperError::Password(format!("longer than {MAX_PASSWORD_LEN} bytes")));
     }
-    non_empty(password)
+    Ok(password)
 }
 
-/// An empty password is refused here, before anything is sent: the directory would take an empty
-/// simple bind for an anonymous one, and the broker would count it as a failed login.
-fn non_empty(password: Zeroizing<Vec<u8>>) -> Result<Zeroizing<Vec<u8>>, HelperError> {
+/// An empty password is refused before anything is sent: the directory would take an empty
+/// simple bind for an anonymous one, and the broker would count it as a failed login. (The
+/// readers return it: netdisk tells "no password given" apart as "login required".)
+pub fn require_non_empty(password: Zeroizing<Vec<u8>>) -> Result<Zeroizing<Vec<u8>>, HelperError> {
     if password.is_empty() {
         return Err(HelperError::Password(
             "the password is empty (nothing was sent to the broker)".into(),
@@ -46,7 +47,7 @@ pub fn read_password_from_fd(fd: i32) -> Result<Zeroizing<Vec<u8>>, HelperError>
         std::io::ErrorKind::NotFound => HelperError::Password(format!("file descriptor {fd} is not open")),
         _ => HelperError::Password(format!("file descriptor {fd}: {e} (give a pipe or a file)")),
     })?;
-    read_line_from_fd(&file).and_then(non_empty)
+    read_line_from_fd(&file)
 }
 
 /// Reads up to the first `\n` (or EOF) straight from the fd into a buffer that is never
@@ -107,7 +108,8 @@ mod tests {
         let path = dir.path().join("pw");
         std::fs::write(&path, "\n").unwrap();
         let file = std::fs::File::open(&path).unwrap();
-        let error = read_password_from_fd(file.as_raw_fd()).unwrap_err();
+        let read = read_password_from_fd(file.as_raw_fd()).unwrap();
+        let error = require_non_empty(read).unwrap_err();
         assert_eq!(error.code(), "password");
         assert!(error.to_string().contains("empty"), "{error}");
     }

@@ -411,6 +411,9 @@ impl RedirectingNameNode {
                     }
                     head.push_str(&line);
                 }
+                if head.is_empty() {
+                    continue; // netdisk's reachability probe: a connect that sends nothing
+                }
                 let first = head.lines().next().unwrap_or_default().to_owned();
                 seen.lock().unwrap().push(head.clone());
                 let json = |status: &str, body: &str| {
