@@ -1245,3 +1245,108 @@ fn a_realm_the_hosts_krb5_conf_does_not_know_is_named_before_the_password_is_sen
         "the password was not sent"
     );
 }
+
+#[test]
+fn doctor_and_a_broker_killed_mid_login_are_bounded_too() {
+    let sandbox = sandbox();
+    // doctor against a frozen broker: the broker check costs its timeout, then doctor goes on.
+    let frozen = sandbox.extra_broker("broker-frozen-doctor", |c| c).unwrap();
+    frozen.pause().unwrap();
+    let config = write_client_toml(
+        &sandbox,
+        "doctor-frozen.toml",
+        &format!("brokers = [\"{}\"]\nbroker_timeout_secs = 2\n", frozen.url),
+    );
+    let started = std::time::Instant::now();
+    let out = bounded_helper(&sandbox, 30, &["doctor", "--config", &config])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    frozen.resume().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(5), "{report}{}", stderr(&out));
+    assert!(
+        report.contains("[broker-unreachable]") && report.contains("within 2s"),
+        "{report}"
+    );
+    assert!(report.contains("kdc"), "doctor went on to the KDC check: {report}");
+    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+
+    // A broker killed (SIGKILL) while the login is in flight: the next one logs the person in.
+    let mut doomed = StuckBroker::start(&sandbox, "broker-killed");
+    let config = write_client_toml(
+        &sandbox,
+        "killed.toml",
+        &format!(
+            "brokers = [\"{}\", \"{}\"]\nbroker_timeout_secs = 10\n",
+            doomed.broker.url, sandbox.broker.url
+        ),
+    );
+    let command = bounded_helper(
+        &sandbox,
+        30,
+        &["--config", &config, "-c", &sandbox.ccache("killed"), "alice"],
+    );
+    let login = std::thread::spawn(move || run_with_password(command, "alicepw"));
+    doomed
+        .broker
+        .wait_for_log(ktbroker_tests::broker::DIRECTORY_ASKED, 1)
+        .unwrap();
+    let _ = doomed.broker.stop(); // SIGKILL
+    let out = login.join().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(audit_reasons(&sandbox.broker.audit_file), ["granted"]);
+}
+
+#[test]
+fn a_client_killed_at_any_point_strands_nothing_the_next_login_does_not_sweep() {
+    let sandbox = sandbox();
+    let dir = sandbox.root.join("client").join("kills");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ccache = format!("FILE:{}", dir.join("cc").display());
+    // Kill logins at spread-out moments: before, during and after the broker call and the KDC
+    // exchange (a login takes a few tens of milliseconds here).
+    for n in 0..30u64 {
+        let mut child = login_command(&sandbox, &sandbox.broker.url, &ccache, "alice")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"alicepw\n").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(n * 3));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    // Nothing but the cache and libkrb5's NAME.XXXXXX temporaries can be there: no keytab, ever.
+    let leftovers: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap() != "cc")
+        .collect();
+    for path in &leftovers {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let suffix = name.strip_prefix("cc.").unwrap_or_default();
+        assert!(
+            suffix.len() == 6 && suffix.bytes().all(|b| b.is_ascii_alphanumeric()),
+            "an unexpected leftover: {name}"
+        );
+        let aged = Command::new("touch")
+            .args(["-d", "2 hours ago"])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(aged.success());
+    }
+    eprintln!("30 killed logins stranded {} temporaries", leftovers.len());
+    let out = run_with_password(
+        login_command(&sandbox, &sandbox.broker.url, &ccache, "alice"),
+        "alicepw",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let after: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(after, ["cc"], "only the cache is left");
+}
