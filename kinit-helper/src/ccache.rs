@@ -16,8 +16,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// Fails if `ccache` (or the default cache) is a FILE or DIR cache whose file or directory exists
-/// and is a symlink or belongs to another user.
-pub fn refuse_foreign_cache(ccache: Option<&str>) -> Result<(), HelperError> {
+/// and is a symlink or belongs to another user; returns the cache's full name (`TYPE:residual`).
+pub fn refuse_foreign_cache(ccache: Option<&str>) -> Result<String, HelperError> {
     let context = crate::krb5_context()?;
     let name = context
         .cache_full_name(ccache)
@@ -46,22 +46,16 @@ pub fn refuse_foreign_cache(ccache: Option<&str>) -> Result<(), HelperError> {
             )));
         }
     }
-    Ok(())
+    Ok(name)
 }
 
 /// A temporary of libkrb5's this old is no concurrent login's any more.
 pub const STRANDED_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Removes the `NAME.XXXXXX` temporaries that killed logins left beside the FILE cache `ccache`
-/// (see the module documentation); returns how many.
-pub fn sweep_stranded_temporaries(ccache: Option<&str>) -> usize {
-    let Ok(context) = crate::krb5_context() else {
-        return 0;
-    };
-    let Ok(name) = context.cache_full_name(ccache) else {
-        return 0;
-    };
-    let Some(path) = name.strip_prefix("FILE:").map(Path::new) else {
+/// Removes the `NAME.XXXXXX` temporaries that killed logins left beside the cache named
+/// `full_name` when it is a FILE cache (see the module documentation); returns how many.
+pub fn sweep_stranded_temporaries(full_name: &str) -> usize {
+    let Some(path) = full_name.strip_prefix("FILE:").map(Path::new) else {
         return 0;
     };
     let (Some(dir), Some(base)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {

@@ -42,8 +42,8 @@ pub struct LoginOutcome {
 /// Fetches the keytab, gets the ticket with it in memory, wipes it, and checks the ticket.
 pub async fn login(request: &LoginRequest, password: &[u8]) -> Result<LoginOutcome, HelperError> {
     // Before any network traffic: never overwrite a cache that belongs to someone else.
-    ccache::refuse_foreign_cache(request.kerberos.ccache.as_deref())?;
-    ccache::sweep_stranded_temporaries(request.kerberos.ccache.as_deref());
+    let cache = ccache::refuse_foreign_cache(request.kerberos.ccache.as_deref())?;
+    ccache::sweep_stranded_temporaries(&cache);
     let keytab = fetch::fetch_from_any(&request.endpoints, &request.who, password).await?;
     let principal = keytab.principal.clone();
     let kvno = keytab.kvno;

@@ -8,7 +8,7 @@
 use prost::Message;
 use std::marker::PhantomData;
 use tonic::Status;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codec::{Codec, EncodeBuf, Encoder};
 use zeroize::Zeroize;
 
 /// Overwrites what in a message is secret; nothing for messages without secrets.
@@ -34,14 +34,15 @@ where
     type Encode = T;
     type Decode = U;
     type Encoder = WipingEncoder<T>;
-    type Decoder = ProstDecoder<U>;
+    // Decoding is prost's own, unchanged.
+    type Decoder = tonic_prost::ProstDecoder<U>;
 
     fn encoder(&mut self) -> Self::Encoder {
         WipingEncoder(PhantomData)
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        ProstDecoder(PhantomData)
+        tonic_prost::ProstCodec::<T, U>::raw_decoder(tonic::codec::BufferSettings::default())
     }
 }
 
@@ -57,20 +58,6 @@ impl<T: Message + Wipe> Encoder for WipingEncoder<T> {
         item.wipe();
         // The buffer grows as needed: encoding into it cannot run out of room.
         encoded.map_err(|e| Status::internal(format!("encoding a message: {e}")))
-    }
-}
-
-#[derive(Debug)]
-pub struct ProstDecoder<U>(PhantomData<U>);
-
-impl<U: Message + Default> Decoder for ProstDecoder<U> {
-    type Item = U;
-    type Error = Status;
-
-    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
-        Message::decode(buf)
-            .map(Some)
-            .map_err(|e| Status::internal(format!("decoding a message: {e}")))
     }
 }
 
