@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what ktbroker needs to build, run its sandbox and run its tests on Debian 12:
-# MIT Kerberos (KDC, kadmind, client tools, headers), OpenLDAP (slapd, client tools), pamtester.
+# MIT Kerberos (KDC, kadmind, client tools, headers), OpenLDAP (slapd, client tools), Samba's AD DC, pamtester.
 # Idempotent: does nothing when everything is present. Needs root (or sudo) only to install.
 set -euo pipefail
 
@@ -12,6 +12,8 @@ packages=(krb5-kdc krb5-admin-server krb5-user libkrb5-dev slapd ldap-utils pamt
   python3-venv
   # a KCM credential-cache daemon for the KCM ccache tests (MIT ships none)
   heimdal-kcm
+  # a real Active Directory for the AD tests: Samba's AD DC (provisioned by the tests, never as a service)
+  samba samba-ad-dc samba-ad-provision python3-samba winbind
   # a real DNS server for the SRV discovery tests
   dnsmasq-base
   # libfaketime, to run the client with a skewed clock in the diagnostics tests

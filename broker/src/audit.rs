@@ -36,7 +36,13 @@ pub enum Outcome {
     NoUsableEnctype,
     /// The directory's password policy (ppolicy) reports the account locked.
     AccountLocked,
-    /// The right password, reset by an administrator: ppolicy wants it changed first.
+    /// The directory disabled the account (AD `userAccountControl`, bind data 533).
+    AccountDisabled,
+    /// The account itself is past its expiry date (AD `accountExpires`, bind data 701).
+    AccountExpired,
+    /// Not at this hour or from this workstation (AD logon hours or workstations, data 530/531).
+    LogonRestricted,
+    /// The right password, reset by an administrator: the directory wants it changed first.
     PasswordMustChange,
     /// The right password, expired (or on a grace login).
     PasswordExpired,
@@ -77,6 +83,9 @@ impl Outcome {
             Self::SourceLocked => "source_locked",
             Self::NoUsableEnctype => "no_usable_enctype",
             Self::AccountLocked => "account_locked",
+            Self::AccountDisabled => "account_disabled",
+            Self::AccountExpired => "account_expired",
+            Self::LogonRestricted => "logon_restricted",
             Self::PasswordMustChange => "password_must_change",
             Self::PasswordExpired => "password_expired",
             Self::UnknownTenant => "unknown_tenant",

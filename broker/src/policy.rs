@@ -161,6 +161,23 @@ impl PrincipalPolicy {
         }
     }
 
+    /// A principal the user's directory entry names (e.g. `userPrincipalName`): it must be in the
+    /// tenant's realm, compared case-insensitively because AD writes UPN suffixes in lowercase,
+    /// and is then spelt with the realm as configured; it must pass [`Self::allows`], and equal
+    /// the caller's choice, if any.
+    pub fn accept_from_directory(&self, named: &str, requested: Option<&str>) -> Result<String, PolicyError> {
+        let (name, realm) = named.rsplit_once('@').ok_or(PolicyError::PrincipalNotAllowed)?;
+        let plain = |b: u8| b.is_ascii_graphic() && !matches!(b, b'@' | b'\\');
+        if name.is_empty() || !name.bytes().all(plain) || !realm.eq_ignore_ascii_case(&self.realm) {
+            return Err(PolicyError::PrincipalNotAllowed);
+        }
+        let principal = format!("{name}@{}", self.realm);
+        if !self.allows(&principal) || requested.is_some_and(|asked| asked != principal) {
+            return Err(PolicyError::PrincipalNotAllowed);
+        }
+        Ok(principal)
+    }
+
     /// May this principal be served at all?
     pub fn allows(&self, principal: &str) -> bool {
         let Some((name, realm)) = principal.rsplit_once('@') else {
@@ -193,6 +210,39 @@ fn glob_matches(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_principal_from_the_directory_must_be_in_the_realm_and_allowed() {
+        let policy = PrincipalPolicy::plain("AD.TEST");
+        // AD's lowercase UPN suffix is the realm; the answer is spelt with the configured realm.
+        assert_eq!(
+            policy.accept_from_directory("alice.smith@ad.test", None).unwrap(),
+            "alice.smith@AD.TEST"
+        );
+        assert_eq!(
+            policy
+                .accept_from_directory("alice@AD.TEST", Some("alice@AD.TEST"))
+                .unwrap(),
+            "alice@AD.TEST"
+        );
+        for (named, requested) in [
+            ("alice@AD.TEST", Some("bob@AD.TEST")),
+            ("alice@OTHER.TEST", None),
+            ("alice", None),
+            ("@AD.TEST", None),
+            ("krbtgt/AD.TEST@AD.TEST", None),
+            ("kadmin/admin@AD.TEST", None),
+            ("K@AD.TEST", None),
+            ("al ice@AD.TEST", None),
+            ("al\\@ice@AD.TEST", None),
+        ] {
+            assert_eq!(
+                policy.accept_from_directory(named, requested),
+                Err(PolicyError::PrincipalNotAllowed),
+                "{named}"
+            );
+        }
+    }
 
     #[test]
     fn ordinary_usernames_pass() {

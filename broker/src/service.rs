@@ -14,7 +14,7 @@ mod stream;
 
 use crate::audit::{Attempt, Auditor, Outcome, OutcomeClass};
 pub use crate::config::TenantPolicy;
-use crate::directory::{AuthError, Directory};
+use crate::directory::{AuthError, Directory, EntryPrincipal, VerifiedUser};
 use crate::hosts::{ClientHost, host_allowed, host_trusted};
 use crate::keysource::{KeySource, KeySourceError};
 use crate::limits::{FailureLimiter, LimitPolicy, Locked};
@@ -180,11 +180,16 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
         requested: Option<&str>,
         source: Option<IpAddr>,
     ) -> Result<(String, Keytab, Outcome), Refusal> {
-        let principal = tenant
-            .policy
-            .principals
-            .principal_for(user, requested)
-            .map_err(|_| Refusal::new(Outcome::PrincipalNotAllowed, RefusalCode::PrincipalNotAllowed))?;
+        let not_allowed = || Refusal::new(Outcome::PrincipalNotAllowed, RefusalCode::PrincipalNotAllowed);
+        let principals = &tenant.policy.principals;
+        // With a template the principal is known, and checked, before the password; from the
+        // user's entry only after it (the caller's choice is then checked against that).
+        let mapped = if tenant.directory.names_principals() {
+            principals.principal_for(user, None)
+        } else {
+            principals.principal_for(user, requested)
+        };
+        let mut principal = mapped.map_err(|_| not_allowed())?;
         // Failure counters are per tenant: the same name in two directories is two people.
         let limit_key = format!("{}/{user}", tenant.policy.name);
         let now = || Instant::now().into_std();
@@ -195,13 +200,30 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
             };
             return Err(Refusal::auth_failed(outcome));
         }
-        match authenticate(tenant.directory.as_ref(), user, password).await {
-            Ok(()) => self.limiter.record_success(&limit_key),
+        let verified = match authenticate(tenant.directory.as_ref(), user, password).await {
+            Ok(verified) => {
+                self.limiter.record_success(&limit_key);
+                verified
+            }
             Err(refusal) => {
                 if refusal.is_authentication_failure() {
                     self.limiter.record_failure(&limit_key, source, now());
                 }
                 return Err(refusal);
+            }
+        };
+        match &verified.principal {
+            EntryPrincipal::NotAsked => {}
+            EntryPrincipal::Found(named) => {
+                principal = principals.accept_from_directory(named, requested).map_err(|_| {
+                    tracing::warn!(user = %user, named = %named, "the principal the user's entry names is not allowed");
+                    not_allowed()
+                })?;
+            }
+            EntryPrincipal::Unusable { values } => {
+                tracing::warn!(user = %user, dn = %verified.dn, values,
+                    "the user's entry has no single principal attribute value");
+                return Err(not_allowed());
             }
         }
         match read_keys(tenant, &principal).await {
@@ -220,7 +242,7 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
 }
 
 /// The password check: bounds, then the directory. Every failure has one external answer.
-async fn authenticate<D: Directory>(directory: &D, user: &Username, password: &[u8]) -> Result<(), Refusal> {
+async fn authenticate<D: Directory>(directory: &D, user: &Username, password: &[u8]) -> Result<VerifiedUser, Refusal> {
     let auth_failed = Refusal::auth_failed;
     if password.len() > MAX_PASSWORD_LEN {
         return Err(auth_failed(Outcome::PasswordTooLong));
@@ -234,12 +256,15 @@ async fn authenticate<D: Directory>(directory: &D, user: &Username, password: &[
     metrics::directory_time(elapsed);
     tracing::debug!(elapsed_ms = elapsed.as_secs_f64() * 1e3, "directory check done");
     match verified {
-        Ok(_) => Ok(()),
+        Ok(verified) => Ok(verified),
         Err(AuthError::EmptyPassword) => Err(auth_failed(Outcome::EmptyPassword)),
         Err(AuthError::InvalidCredentials) => Err(auth_failed(Outcome::InvalidCredentials)),
         Err(AuthError::UnknownUser) => Err(auth_failed(Outcome::UnknownUser)),
         Err(AuthError::NotInGroup) => Err(auth_failed(Outcome::NotInGroup)),
         Err(AuthError::AccountLocked) => Err(auth_failed(Outcome::AccountLocked)),
+        Err(AuthError::AccountDisabled) => Err(auth_failed(Outcome::AccountDisabled)),
+        Err(AuthError::AccountExpired) => Err(auth_failed(Outcome::AccountExpired)),
+        Err(AuthError::LogonRestricted) => Err(auth_failed(Outcome::LogonRestricted)),
         // Only a right password gets here, so telling it apart reveals nothing to a guesser.
         Err(AuthError::PasswordMustChange) => Err(Refusal::new(
             Outcome::PasswordMustChange,

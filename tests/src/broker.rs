@@ -53,6 +53,21 @@ impl Broker {
         edit: impl FnOnce(String) -> String,
         env: &[(&str, String)],
     ) -> anyhow::Result<Self> {
+        let audit_file = dir.join("audit.log");
+        let edit =
+            |port: u16| -> anyhow::Result<String> { Ok(edit(config_text(port, pki, realm, directory, &audit_file)?)) };
+        Self::launch(dir, pki, &directory.service_password, edit, env)
+    }
+
+    /// A broker in `dir` whose configuration is `config(port)`; the directory's service password
+    /// is the credential `ldap-password`, the audit file `dir/audit.log`.
+    pub fn launch(
+        dir: &Path,
+        pki: &TestPki,
+        service_password: &str,
+        config_for_port: impl FnOnce(u16) -> anyhow::Result<String>,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let port = free_port();
         // Secrets reach the broker as systemd credentials would: a private directory named by
@@ -60,14 +75,10 @@ impl Broker {
         let credentials = dir.join("credentials");
         std::fs::create_dir_all(&credentials)?;
         std::fs::set_permissions(&credentials, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-        write_private(
-            &credentials.join("ldap-password"),
-            format!("{}\n", directory.service_password),
-        )?;
+        write_private(&credentials.join("ldap-password"), format!("{service_password}\n"))?;
         let config = dir.join("broker.toml");
         let audit_file = dir.join("audit.log");
-        let text = config_text(port, pki, realm, directory, &audit_file)?;
-        std::fs::write(&config, edit(text))?;
+        std::fs::write(&config, config_for_port(port)?)?;
 
         let log = dir.join("ktbrokerd.log");
         let mut command = ktbrokerd_command(&config, &credentials);
@@ -161,6 +172,17 @@ fn config_text(
     directory: &Directory,
     audit_file: &Path,
 ) -> anyhow::Result<String> {
+    broker_text(port, pki, realm, audit_file, &tenant_text(TENANT, realm, directory))
+}
+
+/// templates/broker.toml.in with the given `[tenants.*]` tables.
+pub fn broker_text(
+    port: u16,
+    pki: &TestPki,
+    realm: &Realm,
+    audit_file: &Path,
+    tenants: &str,
+) -> anyhow::Result<String> {
     render(
         "broker.toml.in",
         &[
@@ -169,7 +191,7 @@ fn config_text(
             ("TLS_KEY", &pki.server_key.display().to_string()),
             ("AUDIT_FILE", &audit_file.display().to_string()),
             ("KRB5_CONFIG", &realm.krb5_conf.display().to_string()),
-            ("TENANTS", &tenant_text(TENANT, realm, directory)),
+            ("TENANTS", tenants),
         ],
     )
 }

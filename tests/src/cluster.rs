@@ -22,34 +22,7 @@ static CLUSTER: OnceLock<&'static SharedCluster> = OnceLock::new();
 /// The process-wide cluster, started on first call: alice's and bob's homes exist, each owned
 /// by its user with mode 700, and bob's holds `secret.txt`.
 pub fn shared_cluster() -> &'static SharedCluster {
-    CLUSTER.get_or_init(|| {
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("shared-cluster".into())
-            .spawn(move || {
-                let started = start().map(|cluster| &*Box::leak(Box::new(cluster)));
-                let ok = started.is_ok();
-                let _ = sender.send(started);
-                // Keep the daemons' parent thread alive for the rest of the run.
-                if ok {
-                    loop {
-                        std::thread::park();
-                    }
-                }
-            })
-            .expect("spawning the cluster thread");
-        let cluster = receiver
-            .recv()
-            .expect("the cluster thread answers")
-            .unwrap_or_else(|e| panic!("starting the shared sandbox and HDFS: {e:#}"));
-        // SAFETY: atexit(3) takes a plain extern "C" function; `stop_at_exit` only reads the
-        // static, which is initialized by then.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::atexit(stop_at_exit)
-        };
-        cluster
-    })
+    crate::shared::start_once(&CLUSTER, "the shared sandbox and HDFS", start, stop_at_exit)
 }
 
 fn start() -> anyhow::Result<SharedCluster> {

@@ -5,6 +5,7 @@
 //! end-to-end tests use this same code.
 
 pub mod accounts;
+pub mod active_directory;
 pub mod bins;
 pub mod broker;
 pub mod client;
@@ -17,6 +18,7 @@ pub mod pki;
 pub mod proxy;
 pub mod realm;
 pub mod sandbox;
+pub mod shared;
 pub mod standin;
 pub mod templates;
 

@@ -3,7 +3,7 @@
 //! never their contents. It is a valid configuration itself: loaded again, it is the same
 //! configuration (tested).
 
-use super::{Config, KeysConfig, LdapTransport, TenantConfig, UserLookup};
+use super::{Config, GroupCheck, KeysConfig, LdapTransport, TenantConfig, UserLookup};
 use std::path::Path;
 use toml::{Table, Value};
 
@@ -125,11 +125,14 @@ fn tenant_table(tenant: &TenantConfig) -> Table {
 
     let d = &tenant.directory;
     let mut directory = Table::new();
-    directory.insert("url".into(), d.url.as_str().into());
-    directory.insert("starttls".into(), (d.transport == LdapTransport::StartTls).into());
+    directory.insert("schema".into(), d.schema.name().into());
+    let urls: Vec<String> = d.servers.iter().map(|s| s.url.clone()).collect();
+    directory.insert("urls".into(), strings(&urls));
+    let transports = |t: LdapTransport| d.servers.iter().any(|s| s.transport == t);
+    directory.insert("starttls".into(), transports(LdapTransport::StartTls).into());
     directory.insert(
         "allow_plaintext_loopback".into(),
-        (d.transport == LdapTransport::PlaintextLoopback).into(),
+        transports(LdapTransport::PlaintextLoopback).into(),
     );
     if let Some(ca) = &d.ca_file {
         directory.insert("ca_file".into(), path(ca));
@@ -144,13 +147,23 @@ fn tenant_table(tenant: &TenantConfig) -> Table {
             directory.insert("bind_dn".into(), bind_dn.as_str().into());
             directory.insert("bind_password_file".into(), redacted(bind_password_file));
             directory.insert("user_base".into(), user_base.as_str().into());
+            directory.insert("user_filter".into(), d.user_filter.as_str().into());
             directory.insert("service_connections".into(), integer(d.service_connections as u64));
         }
         UserLookup::Template { template } => {
             directory.insert("user_dn_template".into(), template.as_str().into());
         }
     }
-    directory.insert("group_dn".into(), d.group_dn.as_str().into());
+    if let Some(attribute) = &d.principal_attribute {
+        directory.insert("principal_attribute".into(), attribute.as_str().into());
+    }
+    directory.insert("groups".into(), strings(&d.groups));
+    let nested = matches!(d.group_check, GroupCheck::InChain | GroupCheck::Recursive { .. });
+    directory.insert("nested_groups".into(), nested.into());
+    if let GroupCheck::Recursive { base, depth } = &d.group_check {
+        directory.insert("group_base".into(), base.as_str().into());
+        directory.insert("group_depth".into(), integer(u64::from(*depth)));
+    }
     directory.insert("timeout_secs".into(), integer(d.timeout.as_secs()));
     t.insert("directory".into(), directory.into());
 

@@ -6,14 +6,20 @@
 //! `[tenants.NAME]` table per tenant, each with its own realm, principal template, policy,
 //! `directory` and `keys`.
 
+mod directory;
 mod effective;
 mod raw;
+
+pub use directory::{
+    DirectoryConfig, DirectoryServer, GroupCheck, LdapTransport, Schema, UserLookup, check_attribute_name,
+    check_filter_template, normalized_dn, same_dn,
+};
 
 use crate::connections::ConnectionLimits;
 use crate::hosts::{Cidr, ClientRule};
 use crate::limits::LimitPolicy;
 use crate::policy::PrincipalPolicy;
-use raw::{RawConfig, RawDirectory, RawKeys, RawLimits, RawTenant, SourceKind, all_key_fields};
+use raw::{RawConfig, RawKeys, RawLimits, RawTenant, SourceKind, all_key_fields};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -41,14 +47,6 @@ fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     }
 }
 
-/// How the broker reaches the directory. Plaintext exists only as an explicit opt-in for loopback.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LdapTransport {
-    Ldaps,
-    StartTls,
-    PlaintextLoopback,
-}
-
 /// A secret read from a file; never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(pub Zeroizing<String>);
@@ -57,35 +55,6 @@ impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("<redacted>")
     }
-}
-
-/// How the user's DN is found before their bind.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UserLookup {
-    /// Search as the service account under `user_base` for exactly one `posixAccount` with the uid.
-    Search {
-        bind_dn: String,
-        bind_password: Secret,
-        bind_password_file: PathBuf,
-        user_base: String,
-    },
-    /// Bind straight to `template` with `{user}` replaced by the RFC 4514-escaped username; the
-    /// group check then runs on the user's own connection. No service account needed.
-    Template { template: String },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DirectoryConfig {
-    pub url: String,
-    pub transport: LdapTransport,
-    pub ca_file: Option<PathBuf>,
-    /// PEM bundle the directory's certificate must chain to (pinned; no system roots).
-    pub ca_pem: Option<Vec<u8>>,
-    pub lookup: UserLookup,
-    /// Size of the service account's connection pool (search-then-bind only).
-    pub service_connections: usize,
-    pub group_dn: String,
-    pub timeout: Duration,
 }
 
 /// Where a tenant's keys come from (see `keysource`).
@@ -386,91 +355,6 @@ impl Paths<'_> {
         })
     }
 
-    fn directory(self, tenant: &str, d: RawDirectory) -> Result<DirectoryConfig, ConfigError> {
-        let key = |field: &str| format!("tenants.{tenant}.directory.{field}");
-        let transport = ldap_transport(&d.url, d.starttls, d.allow_plaintext_loopback)
-            .map_err(|(field, problem)| invalid(key(field), problem))?;
-        let ca_file = d.ca_file.map(|p| self.path(p));
-        let ca_pem = match &ca_file {
-            Some(path) => {
-                Some(std::fs::read(path).map_err(|e| invalid(key("ca_file"), format!("{}: {e}", path.display())))?)
-            }
-            None if transport == LdapTransport::PlaintextLoopback => None,
-            None => return Err(invalid(key("ca_file"), "is required for LDAPS and StartTLS")),
-        };
-        let lookup = match (d.user_dn_template, d.bind_dn, d.bind_password_file, d.user_base) {
-            (Some(template), None, None, None) => {
-                if template.matches("{user}").count() != 1 || !template.contains('=') {
-                    return Err(invalid(
-                        key("user_dn_template"),
-                        "must be a DN with {user} once, e.g. uid={user},ou=people,dc=example,dc=com",
-                    ));
-                }
-                UserLookup::Template { template }
-            }
-            (None, Some(bind_dn), Some(password_file), Some(user_base)) => {
-                let password_key = key("bind_password_file");
-                let bind_password_file = self.secret(password_file, &password_key)?;
-                let bind_password = read_secret_file(&bind_password_file, &password_key)?;
-                for (field, value) in [("bind_dn", &bind_dn), ("user_base", &user_base)] {
-                    if value.trim().is_empty() {
-                        return Err(invalid(key(field), "must not be empty"));
-                    }
-                }
-                UserLookup::Search {
-                    bind_dn,
-                    bind_password,
-                    bind_password_file,
-                    user_base,
-                }
-            }
-            (Some(_), ..) => {
-                return Err(invalid(
-                    key("user_dn_template"),
-                    "excludes bind_dn, bind_password_file and user_base (DN-template bind needs no service account)",
-                ));
-            }
-            (None, ..) => {
-                return Err(invalid(
-                    key("bind_dn"),
-                    "bind_dn, bind_password_file and user_base are all required for search-then-bind \
-                     (or use user_dn_template)",
-                ));
-            }
-        };
-        if d.group_dn.trim().is_empty() {
-            return Err(invalid(key("group_dn"), "must not be empty"));
-        }
-        let service_connections = match (&lookup, d.service_connections) {
-            (_, None) => 4,
-            (UserLookup::Template { .. }, Some(_)) => {
-                return Err(invalid(
-                    key("service_connections"),
-                    "applies only to search-then-bind (bind_dn)",
-                ));
-            }
-            (UserLookup::Search { .. }, Some(n @ 1..=64)) => n,
-            (UserLookup::Search { .. }, Some(_)) => {
-                return Err(invalid(key("service_connections"), "must be between 1 and 64"));
-            }
-        };
-        Ok(DirectoryConfig {
-            url: d.url,
-            transport,
-            ca_file,
-            ca_pem,
-            lookup,
-            service_connections,
-            group_dn: d.group_dn,
-            timeout: secs_in(
-                d.timeout_secs,
-                ktbroker_codes::timeouts::DIRECTORY.as_secs(),
-                1..=120,
-                &key("timeout_secs"),
-            )?,
-        })
-    }
-
     fn keys(self, tenant: &str, mut table: toml::Table) -> Result<KeysConfig, ConfigError> {
         let key = |field: &str| format!("tenants.{tenant}.keys.{field}");
         let source_value = table
@@ -599,33 +483,6 @@ fn secs_in(
         ));
     }
     Ok(Duration::from_secs(secs))
-}
-
-/// Decides the LDAP transport from the URL: `ldaps://` is TLS; `ldap://` needs StartTLS, or the
-/// explicit plaintext opt-in together with a loopback host.
-/// An error is the offending field of `[directory]` and the problem.
-fn ldap_transport(
-    url: &str,
-    starttls: bool,
-    allow_plaintext_loopback: bool,
-) -> Result<LdapTransport, (&'static str, &'static str)> {
-    if url.starts_with("ldaps://") {
-        return Ok(LdapTransport::Ldaps);
-    }
-    let Some(rest) = url.strip_prefix("ldap://") else {
-        return Err(("url", "must start with ldaps:// or ldap://"));
-    };
-    if starttls {
-        return Ok(LdapTransport::StartTls);
-    }
-    let host = rest.split('/').next().unwrap_or_default();
-    let host = host.rsplit_once(':').map_or(host, |(h, _)| h).trim_matches(['[', ']']);
-    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    match (allow_plaintext_loopback, loopback) {
-        (true, true) => Ok(LdapTransport::PlaintextLoopback),
-        (true, false) => Err(("allow_plaintext_loopback", "applies only to a loopback address")),
-        (false, _) => Err(("url", "ldap:// needs starttls = true (plaintext LDAP is refused)")),
-    }
 }
 
 /// Each entry an address range (`10.0.0.0/8`, `2001:db8::/64`, an address) or else a

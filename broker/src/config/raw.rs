@@ -119,7 +119,11 @@ pub(super) struct RawClientRule {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDirectory {
-    pub url: String,
+    /// `rfc2307` (the default) or `active-directory`: where the defaults below come from.
+    pub schema: Option<super::Schema>,
+    /// One server; `urls` for several, tried in order.
+    pub url: Option<String>,
+    pub urls: Option<Vec<String>>,
     pub ca_file: Option<PathBuf>,
     #[serde(default)]
     pub starttls: bool,
@@ -129,8 +133,17 @@ pub(super) struct RawDirectory {
     pub bind_password_file: Option<PathBuf>,
     pub user_base: Option<String>,
     pub user_dn_template: Option<String>,
+    /// The person search, `{user}` standing for the escaped login name.
+    pub user_filter: Option<String>,
+    /// The attribute the schema's filter matches the login name against.
+    pub login_attribute: Option<String>,
+    pub principal_attribute: Option<String>,
     pub service_connections: Option<usize>,
-    pub group_dn: String,
+    pub group_dn: Option<String>,
+    pub groups: Option<Vec<String>>,
+    pub nested_groups: Option<bool>,
+    pub group_base: Option<String>,
+    pub group_depth: Option<u32>,
     pub timeout_secs: Option<u64>,
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use directory::ldap_transport;
 use std::os::unix::fs::PermissionsExt;
 
 #[test]
@@ -77,7 +78,7 @@ fn unknown_keys_and_wrong_versions_are_refused() {
     assert!(error(&dir, &VALID.replace("version = 1", "version = 2")).contains("`version`"));
     let config = load(&dir, VALID).unwrap();
     let corp = &config.tenants["corp"];
-    assert_eq!(corp.directory.transport, LdapTransport::PlaintextLoopback);
+    assert_eq!(corp.directory.servers[0].transport, LdapTransport::PlaintextLoopback);
     assert_eq!(
         corp.keys,
         KeysConfig::Kadmin {
@@ -364,12 +365,14 @@ group_dn = "cn=lab,dc=example,dc=com"
 [tenants.ad{n}]
 realm = "AD.TEST"
 [tenants.ad{n}.directory]
-url = "ldaps://ad.example.com"
+schema = "active-directory"
+urls = ["ldaps://dc1.ad.example.com", "ldaps://dc2.ad.example.com:3269/"]
 ca_file = "pw"
 bind_dn = "cn=svc,dc=ad"
 bind_password_file = "pw"
 user_base = "dc=ad"
-group_dn = "cn=g,dc=ad"
+principal_attribute = "userPrincipalName"
+groups = ["cn=g,dc=ad", "cn=h,dc=ad"]
 [tenants.ad{n}.keys]
 admin_principal = "ktbroker/admin@AD.TEST"
 admin_keytab = "admin.keytab"
@@ -554,4 +557,197 @@ fn the_failure_delay_has_a_floor() {
             Err(e) => assert!(!ok && e.to_string().contains("auth.failure_delay_ms"), "{delay}: {e}"),
         }
     }
+}
+
+/// VALID with its `[tenants.corp.directory]` lines changed: `(old, new)` replacements.
+fn directory_with(changes: &[(&str, &str)]) -> String {
+    let mut text = VALID.to_owned();
+    for (old, new) in changes {
+        assert!(text.contains(old), "{old}");
+        text = text.replacen(old, new, 1);
+    }
+    text
+}
+
+const GROUP_LINE: &str = "group_dn = \"cn=hadoop,dc=example,dc=com\"";
+
+#[test]
+fn schema_profiles_give_their_filter_and_group_check() {
+    let dir = fixture();
+    let directory = |text: &str| load(&dir, text).unwrap().tenants["corp"].directory.clone();
+    let rfc2307 = directory(VALID);
+    assert_eq!(rfc2307.schema, Schema::Rfc2307);
+    assert_eq!(rfc2307.user_filter, "(&(objectClass=posixAccount)(uid={user}))");
+    assert_eq!(rfc2307.group_check, GroupCheck::GroupEntries);
+    assert_eq!(rfc2307.groups, ["cn=hadoop,dc=example,dc=com"]);
+    assert_eq!(rfc2307.principal_attribute, None);
+
+    let ad = directory(&directory_with(&[(
+        GROUP_LINE,
+        &format!("schema = \"active-directory\"\n{GROUP_LINE}"),
+    )]));
+    assert_eq!(
+        ad.user_filter,
+        "(&(objectCategory=person)(objectClass=user)(sAMAccountName={user}))"
+    );
+    assert_eq!(ad.group_check, GroupCheck::InChain);
+    let flat = directory(&directory_with(&[(
+        GROUP_LINE,
+        &format!("schema = \"active-directory\"\nnested_groups = false\n{GROUP_LINE}"),
+    )]));
+    assert_eq!(flat.group_check, GroupCheck::MemberOf);
+
+    let by_mail = directory(&directory_with(&[(
+        GROUP_LINE,
+        &format!("login_attribute = \"mail\"\n{GROUP_LINE}"),
+    )]));
+    assert_eq!(by_mail.user_filter, "(&(objectClass=posixAccount)(mail={user}))");
+
+    let nested = directory(&directory_with(&[(
+        GROUP_LINE,
+        &format!(
+            "nested_groups = true\ngroups = [\"cn=ops, dc=example,dc=com\", \"CN=hadoop,dc=example,dc=com\"]\n{GROUP_LINE}"
+        ),
+    )]));
+    assert_eq!(
+        nested.group_check,
+        GroupCheck::Recursive {
+            base: "dc=example,dc=com".into(),
+            depth: 8
+        }
+    );
+    // group_dn and groups together, the same DN once.
+    assert_eq!(
+        nested.groups,
+        ["cn=hadoop,dc=example,dc=com", "cn=ops, dc=example,dc=com"]
+    );
+}
+
+#[test]
+fn several_servers_are_kept_in_order() {
+    let dir = fixture();
+    let text = directory_with(&[(
+        "url = \"ldap://127.0.0.1:389\"",
+        "urls = [\"ldap://127.0.0.1:389\", \"ldap://[::1]:1389/\"]",
+    )]);
+    let servers = load(&dir, &text).unwrap().tenants["corp"].directory.servers.clone();
+    let urls: Vec<&str> = servers.iter().map(|s| s.url.as_str()).collect();
+    assert_eq!(urls, ["ldap://127.0.0.1:389", "ldap://[::1]:1389/"]);
+    assert!(servers.iter().all(|s| s.transport == LdapTransport::PlaintextLoopback));
+}
+
+#[test]
+fn bad_directory_settings_name_their_key() {
+    let dir = fixture();
+    let url = "url = \"ldap://127.0.0.1:389\"";
+    for (changes, key, problem) in [
+        (vec![(url, "")], "directory.url", "is required"),
+        (vec![(url, "urls = []")], "directory.urls", "at least one"),
+        (
+            vec![(url, "urls = [\"ldap://127.0.0.1:389\", \"ldap://127.0.0.1:389\"]")],
+            "directory.urls",
+            "twice",
+        ),
+        (
+            vec![(url, "urls = [\"ldap://127.0.0.1:389\", \"ldap://10.1.1.1/\"]")],
+            "directory.allow_plaintext_loopback",
+            "loopback",
+        ),
+        (
+            vec![(
+                url,
+                "url = \"ldap://127.0.0.1:389\"\nurls = [\"ldap://127.0.0.1:1389\"]",
+            )],
+            "directory.urls",
+            "excludes url",
+        ),
+        (
+            vec![(GROUP_LINE, "user_filter = \"(uid=alice)\"")],
+            "directory.user_filter",
+            "{user}",
+        ),
+        (
+            vec![(
+                GROUP_LINE,
+                "user_filter = \"(uid={user})(cn=x)\"\ngroup_dn = \"cn=g,dc=x\"",
+            )],
+            "directory.user_filter",
+            "one parenthesized",
+        ),
+        (
+            vec![(GROUP_LINE, "user_filter = \"(&(uid={user})\"\ngroup_dn = \"cn=g,dc=x\"")],
+            "directory.user_filter",
+            "without its ')'",
+        ),
+        (
+            vec![(
+                GROUP_LINE,
+                "user_filter = \"(|(uid={user})(cn={login}))\"\ngroup_dn = \"cn=g,dc=x\"",
+            )],
+            "directory.user_filter",
+            "only {user}",
+        ),
+        (
+            vec![(
+                GROUP_LINE,
+                "user_filter = \"(uid={user})\"\nlogin_attribute = \"uid\"\ngroup_dn = \"cn=g,dc=x\"",
+            )],
+            "directory.login_attribute",
+            "excludes user_filter",
+        ),
+        (
+            vec![(GROUP_LINE, "login_attribute = \"uid)(x\"\ngroup_dn = \"cn=g,dc=x\"")],
+            "directory.login_attribute",
+            "not an attribute",
+        ),
+        (
+            vec![(GROUP_LINE, "principal_attribute = \"\"\ngroup_dn = \"cn=g,dc=x\"")],
+            "directory.principal_attribute",
+            "not an attribute",
+        ),
+        (vec![(GROUP_LINE, "")], "directory.groups", "at least one"),
+        (
+            vec![(GROUP_LINE, "groups = [\"hadoop\"]")],
+            "directory.groups",
+            "not a group DN",
+        ),
+        (
+            vec![(GROUP_LINE, "group_depth = 3\ngroup_dn = \"cn=g,dc=x\"")],
+            "directory.group_depth",
+            "nested_groups = true",
+        ),
+        (
+            vec![(
+                GROUP_LINE,
+                "nested_groups = true\ngroup_depth = 0\ngroup_dn = \"cn=g,dc=x\"",
+            )],
+            "directory.group_depth",
+            "between 1 and 32",
+        ),
+        (
+            vec![(
+                GROUP_LINE,
+                "schema = \"active-directory\"\ngroup_base = \"dc=x\"\ngroup_dn = \"cn=g,dc=x\"",
+            )],
+            "directory.group_base",
+            "rfc2307",
+        ),
+    ] {
+        let message = error(&dir, &directory_with(&changes));
+        assert!(
+            message.contains(&format!("tenants.corp.{key}")) && message.contains(problem),
+            "{changes:?}: {message}"
+        );
+    }
+    let template = directory_with(&[(
+        "bind_dn = \"cn=svc,dc=example,dc=com\"\nbind_password_file = \"pw\"\nuser_base = \"ou=people,dc=example,dc=com\"",
+        "user_dn_template = \"uid={user},ou=people,dc=example,dc=com\"\nschema = \"active-directory\"",
+    )]);
+    let message = error(&dir, &template);
+    assert!(
+        message.contains("directory.user_dn_template") && message.contains("service account"),
+        "{message}"
+    );
+    let unknown_schema = directory_with(&[(GROUP_LINE, "schema = \"novell\"\ngroup_dn = \"cn=g,dc=x\"")]);
+    assert!(matches!(load(&dir, &unknown_schema), Err(ConfigError::Parse { .. })));
 }

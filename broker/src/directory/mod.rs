@@ -2,29 +2,41 @@
 //!
 //! Search-then-bind (a service account):
 //! 1. as the service account (a small pool of bound connections, used in turn, each re-opened
-//!    when it fails; ldap3 multiplexes concurrent operations on each), search
-//!    `(&(objectClass=posixAccount)(uid=<escaped>))` under the user base, require exactly one entry;
-//! 2. on a fresh connection, simple-bind as that entry's DN with the given password;
-//! 3. as the service account, check the DN (groupOfNames `member`) or uid (posixGroup `memberUid`)
-//!    is in the configured group.
+//!    when it fails; ldap3 multiplexes concurrent operations on each), search the tenant's user
+//!    filter (by default the schema's, e.g. `(&(objectClass=posixAccount)(uid=<escaped>))`)
+//!    under the user base, require exactly one entry;
+//! 2. on a fresh connection, simple-bind as that entry's DN with the given password; why a bind
+//!    was refused comes from the password policy control (OpenLDAP's ppolicy) or from AD's bind
+//!    sub-code (see `ad`);
+//! 3. as the service account, check membership of the allowed groups (see `groups`).
 //!
 //! DN-template bind (no service account): bind as the template DN with the username RFC
-//! 4514-escaped into it, then check the group on that same, user-bound connection. An unknown user
-//! then looks like a wrong password to the broker too (the directory answers 49 for both).
+//! 4514-escaped into it, then check the groups on that same, user-bound connection. An unknown
+//! user then looks like a wrong password to the broker too (the directory answers 49 for both).
 //!
 //! Empty passwords are refused before any connection (an empty simple bind is an anonymous bind).
 //!
 //! One password check gets one deadline, the directory timeout, for all of its steps (connects,
 //! TLS, binds, searches, waiting for a pool slot): every step is given what is left of it, so a
-//! hung directory costs a request that timeout and no more. No lock is held across a network
-//! step: a slot whose connection failed is reopened by whoever needs it, outside the lock.
+//! hung directory costs a request that timeout and no more. With several servers a connect, and a
+//! search on a pooled connection, get only a share of it, so a frozen server leaves time for the
+//! next (see `servers`). No lock is held across a network step: a slot whose connection failed is
+//! reopened by whoever needs it, outside the lock.
+//!
+//! Referrals are never chased: a search's continuation references are dropped, and a referral
+//! result is an error.
 
+mod ad;
+mod groups;
 mod ppolicy;
+mod servers;
 
 use crate::config::{DirectoryConfig, LdapTransport, UserLookup};
 use crate::policy::Username;
+use ad::BindRefusal;
 use ldap3::controls::RawControl;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry, StdStream, dn_escape, ldap_escape};
+use servers::Servers;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,10 +53,16 @@ pub enum AuthError {
     InvalidCredentials,
     #[error("no such user in the directory")]
     UnknownUser,
-    #[error("user is not in the authorized group")]
+    #[error("user is not in an authorized group")]
     NotInGroup,
-    #[error("the directory's password policy has locked the account")]
+    #[error("the directory has locked the account")]
     AccountLocked,
+    #[error("the directory has disabled the account")]
+    AccountDisabled,
+    #[error("the account has expired")]
+    AccountExpired,
+    #[error("the account may not log in at this time or from here")]
+    LogonRestricted,
     /// The right password, which an administrator reset: it must be changed first.
     #[error("the password must be changed (reset by an administrator)")]
     PasswordMustChange,
@@ -55,22 +73,39 @@ pub enum AuthError {
     Unavailable(String),
 }
 
-/// A user whose password the directory accepted and who is in the authorized group.
+/// The principal the user's entry names, when the tenant takes it from an attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryPrincipal {
+    /// The tenant maps usernames through its template; the entry was not asked.
+    NotAsked,
+    Found(String),
+    /// The attribute is missing, or has several values.
+    Unusable {
+        values: usize,
+    },
+}
+
+/// A user whose password the directory accepted and who is in an authorized group.
 #[derive(Debug, Clone)]
 pub struct VerifiedUser {
     pub dn: String,
+    pub principal: EntryPrincipal,
 }
 
 /// Checks a username and password. A trait so the gRPC service can be unit-tested with a fake.
 pub trait Directory: Send + Sync + 'static {
     fn verify(&self, user: &Username, password: &str) -> impl Future<Output = Result<VerifiedUser, AuthError>> + Send;
+
+    /// Whether the principal comes from the user's entry (then it is known only after `verify`).
+    fn names_principals(&self) -> bool {
+        false
+    }
 }
 
 pub struct LdapDirectory {
     config: DirectoryConfig,
     tls: Option<Arc<rustls::ClientConfig>>,
-    /// `host:port` from the URL, for connecting the socket ourselves.
-    address: String,
+    servers: Servers,
     /// The service-account connection pool: slots opened on first use, taken in turn.
     service: Vec<std::sync::Mutex<Option<Pooled>>>,
     next_slot: std::sync::atomic::AtomicUsize,
@@ -78,11 +113,24 @@ pub struct LdapDirectory {
     opened: std::sync::atomic::AtomicU64,
 }
 
+/// An open connection and the server it goes to.
+struct Connection {
+    ldap: Ldap,
+    server: usize,
+}
+
 /// A bound service-account connection in a pool slot.
 #[derive(Clone)]
 struct Pooled {
     id: u64,
+    server: usize,
     ldap: Ldap,
+}
+
+/// Where a search runs: on the service account's pool, or on the user's own connection.
+enum Via<'a> {
+    Service,
+    User(&'a mut Ldap),
 }
 
 /// What is left of one password check's time (see the module documentation).
@@ -106,32 +154,81 @@ impl Budget {
         }
         Ok(left)
     }
+
+    /// What is left, but at most `share`.
+    fn at_most(&self, share: Duration) -> Result<Duration, AuthError> {
+        Ok(self.left()?.min(share))
+    }
 }
 
 impl LdapDirectory {
     pub fn new(config: DirectoryConfig) -> Result<Self, AuthError> {
-        let tls = match (&config.transport, &config.ca_pem) {
-            (LdapTransport::PlaintextLoopback, _) => None,
-            (_, Some(pem)) => Some(pinned_tls_config(pem)?),
-            (_, None) => return Err(AuthError::Unavailable("no CA configured for the directory".into())),
+        let plaintext = config
+            .servers
+            .iter()
+            .all(|s| s.transport == LdapTransport::PlaintextLoopback);
+        let tls = match (plaintext, &config.ca_pem) {
+            (true, _) => None,
+            (false, Some(pem)) => Some(pinned_tls_config(pem)?),
+            (false, None) => return Err(AuthError::Unavailable("no CA configured for the directory".into())),
         };
-        let address = socket_address(&config.url)?;
+        let servers = Servers::new(&config.servers)?;
         let pool_size = config.service_connections.max(1);
         Ok(Self {
             config,
             tls,
-            address,
+            servers,
             service: (0..pool_size).map(|_| std::sync::Mutex::new(None)).collect(),
             next_slot: std::sync::atomic::AtomicUsize::new(0),
             opened: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
-    async fn connect(&self, budget: Budget) -> Result<Ldap, AuthError> {
-        let unavailable = |what: &str| AuthError::Unavailable(format!("connect to {}: {what}", self.config.url));
+    /// The part of the timeout one server may take when there are others to fail over to.
+    fn share(&self) -> Duration {
+        let servers = u32::try_from(self.servers.len()).unwrap_or(u32::MAX).max(1);
+        if servers == 1 {
+            self.config.timeout
+        } else {
+            self.config.timeout / servers.saturating_add(1).min(4)
+        }
+    }
+
+    /// A connection to the first server that takes one, in [`Servers::order`].
+    async fn connect(&self, budget: Budget) -> Result<Connection, AuthError> {
+        let order = self.servers.order(Instant::now());
+        let mut last_error = None;
+        for (n, &index) in order.iter().enumerate() {
+            let last = n + 1 == order.len();
+            let attempt_time = if last {
+                budget.left()?
+            } else {
+                budget.at_most(self.share())?
+            };
+            match self.connect_to(index, Budget::of(attempt_time)).await {
+                Ok(ldap) => {
+                    self.servers.answered(index);
+                    return Ok(Connection { ldap, server: index });
+                }
+                Err(AuthError::Unavailable(why)) => {
+                    tracing::warn!(server = %self.servers.get(index).url, error = %why, "directory connect failed");
+                    self.servers.failed(index, Instant::now());
+                    last_error = Some(why);
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Err(AuthError::Unavailable(
+            last_error.unwrap_or_else(|| "no directory server is configured".into()),
+        ))
+    }
+
+    async fn connect_to(&self, index: usize, budget: Budget) -> Result<Ldap, AuthError> {
+        let server = self.servers.get(index);
+        let unavailable = |what: &str| AuthError::Unavailable(format!("connect to {}: {what}", server.url));
         // We open the socket ourselves: ldap3 leaves Nagle's algorithm on, and on an LDAP exchange
         // of small writes that costs a delayed-ACK stall (~40 ms) per round trip.
-        let tcp = tokio::time::timeout(budget.left()?, tokio::net::TcpStream::connect(&self.address))
+        let tcp = tokio::time::timeout(budget.left()?, tokio::net::TcpStream::connect(&server.address))
             .await
             .map_err(|_| unavailable("timed out"))?
             .map_err(|e| unavailable(&e.to_string()))?;
@@ -139,12 +236,12 @@ impl LdapDirectory {
         let tcp = tcp.into_std().map_err(|e| unavailable(&e.to_string()))?;
         let mut settings = LdapConnSettings::new()
             .set_conn_timeout(budget.left()?)
-            .set_starttls(self.config.transport == LdapTransport::StartTls)
+            .set_starttls(server.transport == LdapTransport::StartTls)
             .set_std_stream(StdStream::Tcp(tcp));
         if let Some(tls) = &self.tls {
             settings = settings.set_config(tls.clone());
         }
-        let connecting = LdapConnAsync::with_settings(settings, &self.config.url);
+        let connecting = LdapConnAsync::with_settings(settings, &server.url);
         let (conn, ldap) = tokio::time::timeout(budget.left()?, connecting)
             .await
             .map_err(|_| unavailable("TLS or StartTLS timed out"))?
@@ -157,8 +254,8 @@ impl LdapDirectory {
         Ok(ldap)
     }
 
-    /// Binds as a user with the password policy request control; distinguishes a locked account
-    /// (ppolicy response `accountLocked`) from a wrong password.
+    /// Binds as a user with the password policy request control, and says why a bind was
+    /// refused when the directory tells (ppolicy's response control, or AD's sub-code).
     async fn bind_user(&self, ldap: &mut Ldap, dn: &str, password: &str, budget: Budget) -> Result<(), AuthError> {
         let request = RawControl {
             ctype: ppolicy::OID.into(),
@@ -184,12 +281,21 @@ impl LdapDirectory {
             (0, _) => Ok(()),
             (RC_INVALID_CREDENTIALS, Some(ppolicy::PolicyError::AccountLocked)) => Err(AuthError::AccountLocked),
             (RC_INVALID_CREDENTIALS, Some(ppolicy::PolicyError::PasswordExpired)) => Err(AuthError::PasswordExpired),
-            (RC_INVALID_CREDENTIALS, _) => Err(AuthError::InvalidCredentials),
+            (RC_INVALID_CREDENTIALS, _) => Err(match ad::bind_refusal(&result.text) {
+                None | Some(BindRefusal::WrongPassword) => AuthError::InvalidCredentials,
+                Some(BindRefusal::NoSuchUser) => AuthError::UnknownUser,
+                Some(BindRefusal::LogonRestricted) => AuthError::LogonRestricted,
+                Some(BindRefusal::PasswordExpired) => AuthError::PasswordExpired,
+                Some(BindRefusal::AccountDisabled) => AuthError::AccountDisabled,
+                Some(BindRefusal::AccountExpired) => AuthError::AccountExpired,
+                Some(BindRefusal::PasswordMustChange) => AuthError::PasswordMustChange,
+                Some(BindRefusal::AccountLocked) => AuthError::AccountLocked,
+            }),
             (rc, _) => Err(AuthError::Unavailable(format!("bind answered rc={rc} {}", result.text))),
         }
     }
 
-    /// Binds; `Ok(false)` means the directory said "invalid credentials".
+    /// The service account's bind; `Ok(false)` means the directory said "invalid credentials".
     async fn bind(&self, ldap: &mut Ldap, dn: &str, password: &str, budget: Budget) -> Result<bool, AuthError> {
         let result = ldap
             .with_timeout(budget.left()?)
@@ -203,22 +309,56 @@ impl LdapDirectory {
         }
     }
 
-    /// Returns the DNs of the entries matching `filter` (attributes not fetched).
+    /// The entries matching `filter` with `attributes` (`1.1` for none). Continuation references
+    /// (AD sends them for its other partitions) are dropped, never followed.
+    async fn search_entries(
+        ldap: &mut Ldap,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attributes: &[&str],
+        time: Duration,
+    ) -> Result<Vec<SearchEntry>, AuthError> {
+        let (entries, _) = ldap
+            .with_timeout(time)
+            .search(base, scope, filter, attributes.to_vec())
+            .await
+            .and_then(|r| r.success())
+            .map_err(|e| AuthError::Unavailable(format!("search under {base}: {e}")))?;
+        Ok(entries
+            .into_iter()
+            .filter(|e| !e.is_ref() && !e.is_intermediate())
+            .map(SearchEntry::construct)
+            .collect())
+    }
+
+    /// A search wherever `via` says.
+    async fn search(
+        &self,
+        via: &mut Via<'_>,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attributes: &[&str],
+        budget: Budget,
+    ) -> Result<Vec<SearchEntry>, AuthError> {
+        match via {
+            Via::Service => self.service_search(base, scope, filter, attributes, budget).await,
+            Via::User(ldap) => Self::search_entries(ldap, base, scope, filter, attributes, budget.left()?).await,
+        }
+    }
+
+    /// The DNs of the entries matching `filter`.
     async fn search_dns(
         &self,
-        ldap: &mut Ldap,
+        via: &mut Via<'_>,
         base: &str,
         scope: Scope,
         filter: &str,
         budget: Budget,
     ) -> Result<Vec<String>, AuthError> {
-        let (entries, _) = ldap
-            .with_timeout(budget.left()?)
-            .search(base, scope, filter, vec!["1.1"])
-            .await
-            .and_then(|r| r.success())
-            .map_err(|e| AuthError::Unavailable(format!("search under {base}: {e}")))?;
-        Ok(entries.into_iter().map(|e| SearchEntry::construct(e).dn).collect())
+        let entries = self.search(via, base, scope, filter, &["1.1"], budget).await?;
+        Ok(entries.into_iter().map(|e| e.dn).collect())
     }
 
     /// The bound service-account connection in pool slot `index`, opened on first use and again
@@ -234,12 +374,13 @@ impl LdapDirectory {
         else {
             return Err(AuthError::Unavailable("no service account is configured".into()));
         };
-        let mut ldap = self.connect(budget).await?;
+        let Connection { mut ldap, server } = self.connect(budget).await?;
         if !self.bind(&mut ldap, bind_dn, &bind_password.0, budget).await? {
             return Err(AuthError::Unavailable("the service account's bind was refused".into()));
         }
         let fresh = Pooled {
             id: self.opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            server,
             ldap,
         };
         let mut slot = self.slot(index);
@@ -273,22 +414,28 @@ impl LdapDirectory {
     }
 
     /// A search as the service account; on failure retried once on a fresh connection (the shared
-    /// one may have been closed by the directory's idle timeout or a restart), within the budget.
+    /// one may have been closed by the directory's idle timeout or a restart, or its server may
+    /// have frozen: with several servers the first try gets only a share of the time).
     async fn service_search(
         &self,
         base: &str,
         scope: Scope,
         filter: &str,
+        attributes: &[&str],
         budget: Budget,
-    ) -> Result<Vec<String>, AuthError> {
+    ) -> Result<Vec<SearchEntry>, AuthError> {
         let index = self.next_slot.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.service.len();
         let mut pooled = self.service_connection(index, budget).await?;
-        match self.search_dns(&mut pooled.ldap, base, scope, filter, budget).await {
+        let first_try = budget.at_most(self.share())?;
+        match Self::search_entries(&mut pooled.ldap, base, scope, filter, attributes, first_try).await {
             Err(AuthError::Unavailable(why)) => {
                 tracing::debug!(error = %why, slot = index, "service connection failed; retrying on a fresh one");
                 self.clear(index, pooled.id);
+                if self.servers.len() > 1 {
+                    self.servers.failed(pooled.server, Instant::now());
+                }
                 let mut pooled = self.service_connection(index, budget).await?;
-                self.search_dns(&mut pooled.ldap, base, scope, filter, budget).await
+                Self::search_entries(&mut pooled.ldap, base, scope, filter, attributes, budget.left()?).await
             }
             result => result,
         }
@@ -312,6 +459,10 @@ impl Directory for LdapDirectory {
             .await
             .unwrap_or_else(|_| Err(AuthError::Unavailable("the directory timeout passed".into())))
     }
+
+    fn names_principals(&self) -> bool {
+        self.config.principal_attribute.is_some()
+    }
 }
 
 impl LdapDirectory {
@@ -322,11 +473,13 @@ impl LdapDirectory {
         password: &str,
         budget: Budget,
     ) -> Result<VerifiedUser, AuthError> {
-        let mut dns = self
-            .service_search(user_base, Scope::Subtree, &user_filter(user), budget)
+        let attributes = self.entry_attributes();
+        let filter = user_filter(&self.config.user_filter, user);
+        let mut entries = self
+            .service_search(user_base, Scope::Subtree, &filter, &attributes, budget)
             .await?;
-        let dn = match dns.len() {
-            1 => dns.remove(0),
+        let entry = match entries.len() {
+            1 => entries.remove(0),
             0 => return Err(AuthError::UnknownUser),
             n => {
                 tracing::error!(user = %user, entries = n, "username matches several directory entries; refusing");
@@ -335,18 +488,21 @@ impl LdapDirectory {
         };
 
         // The user's bind always happens on a connection of its own, never the shared one.
-        let mut as_user = self.connect(budget).await?;
-        let accepted = self.bind_user(&mut as_user, &dn, password, budget).await;
+        let mut as_user = self.connect(budget).await?.ldap;
+        let accepted = self.bind_user(&mut as_user, &entry.dn, password, budget).await;
         let _ = as_user.unbind().await;
         accepted?;
 
-        let in_group = self
-            .service_search(&self.config.group_dn, Scope::Base, &group_filter(&dn, user), budget)
-            .await?;
-        if in_group.is_empty() {
+        if !self
+            .in_allowed_group(&mut Via::Service, &entry.dn, user, budget)
+            .await?
+        {
             return Err(AuthError::NotInGroup);
         }
-        Ok(VerifiedUser { dn })
+        Ok(VerifiedUser {
+            principal: self.entry_principal(&entry),
+            dn: entry.dn,
+        })
     }
 
     async fn template_bind(
@@ -357,19 +513,53 @@ impl LdapDirectory {
         budget: Budget,
     ) -> Result<VerifiedUser, AuthError> {
         let dn = template_dn(template, user);
-        let mut as_user = self.connect(budget).await?;
+        let mut as_user = self.connect(budget).await?.ldap;
         let result = async {
             self.bind_user(&mut as_user, &dn, password, budget).await?;
-            let filter = group_filter(&dn, user);
-            self.search_dns(&mut as_user, &self.config.group_dn, Scope::Base, &filter, budget)
-                .await
+            let mut via = Via::User(&mut as_user);
+            if !self.in_allowed_group(&mut via, &dn, user, budget).await? {
+                return Err(AuthError::NotInGroup);
+            }
+            if self.config.principal_attribute.is_none() {
+                return Ok(EntryPrincipal::NotAsked);
+            }
+            let attributes = self.entry_attributes();
+            let mut entries = self
+                .search(&mut via, &dn, Scope::Base, "(objectClass=*)", &attributes, budget)
+                .await?;
+            Ok(match entries.pop() {
+                Some(entry) => self.entry_principal(&entry),
+                None => EntryPrincipal::Unusable { values: 0 },
+            })
         }
         .await;
         let _ = as_user.unbind().await;
-        if result?.is_empty() {
-            return Err(AuthError::NotInGroup);
+        Ok(VerifiedUser { dn, principal: result? })
+    }
+
+    /// What the user search asks for: the principal attribute, if the principal comes from it.
+    fn entry_attributes(&self) -> Vec<&str> {
+        match &self.config.principal_attribute {
+            Some(attribute) => vec![attribute.as_str()],
+            None => vec!["1.1"],
         }
-        Ok(VerifiedUser { dn })
+    }
+
+    fn entry_principal(&self, entry: &SearchEntry) -> EntryPrincipal {
+        let Some(attribute) = &self.config.principal_attribute else {
+            return EntryPrincipal::NotAsked;
+        };
+        // Attribute names are case-insensitive; the directory may spell it its own way.
+        let values: Vec<&String> = entry
+            .attrs
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case(attribute))
+            .flat_map(|(_, values)| values)
+            .collect();
+        match values.as_slice() {
+            [one] => EntryPrincipal::Found((*one).clone()),
+            _ => EntryPrincipal::Unusable { values: values.len() },
+        }
     }
 }
 
@@ -383,28 +573,9 @@ pub fn template_dn(template: &str, user: &Username) -> String {
     template.replace("{user}", &dn_escape(user.as_str()))
 }
 
-/// The fixed user filter, with the username escaped per RFC 4515 (it is also charset-checked).
-pub fn user_filter(user: &Username) -> String {
-    format!("(&(objectClass=posixAccount)(uid={}))", ldap_escape(user.as_str()))
-}
-
-/// Membership by DN (groupOfNames) or by uid (posixGroup); both values escaped per RFC 4515.
-pub fn group_filter(dn: &str, user: &Username) -> String {
-    format!(
-        "(|(member={})(memberUid={}))",
-        ldap_escape(dn),
-        ldap_escape(user.as_str())
-    )
-}
-
-/// `host:port` of an `ldap://` or `ldaps://` URL (default ports 389 and 636).
-fn socket_address(url: &str) -> Result<String, AuthError> {
-    let parsed = url::Url::parse(url).map_err(|e| AuthError::Unavailable(format!("directory URL {url}: {e}")))?;
-    let host = parsed.host_str().filter(|h| !h.is_empty()).unwrap_or("localhost");
-    let port = parsed
-        .port()
-        .unwrap_or(if parsed.scheme() == "ldaps" { 636 } else { 389 });
-    Ok(format!("{host}:{port}"))
+/// The tenant's user filter with the username escaped per RFC 4515 (it is also charset-checked).
+pub fn user_filter(template: &str, user: &Username) -> String {
+    template.replace("{user}", &ldap_escape(user.as_str()))
 }
 
 /// A rustls client config that trusts only the given CA bundle, TLS 1.2 and 1.3, ring provider.
@@ -429,27 +600,32 @@ fn pinned_tls_config(ca_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, AuthErr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Schema;
     use crate::policy::validate_username;
 
     #[test]
-    fn socket_address_comes_from_the_url_with_default_ports() {
-        assert_eq!(
-            socket_address("ldaps://dir.example.com/").unwrap(),
-            "dir.example.com:636"
-        );
-        assert_eq!(socket_address("ldap://dir.example.com").unwrap(), "dir.example.com:389");
-        assert_eq!(socket_address("ldaps://127.0.0.1:1636/").unwrap(), "127.0.0.1:1636");
-        assert_eq!(socket_address("ldap://[::1]:389").unwrap(), "[::1]:389");
-    }
-
-    #[test]
-    fn filters_have_a_fixed_shape_and_escaped_values() {
+    fn user_filters_put_the_escaped_name_into_the_template() {
         let alice = validate_username("alice").unwrap();
-        assert_eq!(user_filter(&alice), "(&(objectClass=posixAccount)(uid=alice))");
-        let dn = "uid=a*b,ou=people\\, x (y),dc=example,dc=com";
+        let rfc2307 = Schema::Rfc2307.user_filter("uid");
         assert_eq!(
-            group_filter(dn, &alice),
-            "(|(member=uid=a\\2ab,ou=people\\5c, x \\28y\\29,dc=example,dc=com)(memberUid=alice))"
+            user_filter(&rfc2307, &alice),
+            "(&(objectClass=posixAccount)(uid=alice))"
+        );
+        let ad = Schema::ActiveDirectory.user_filter("sAMAccountName");
+        assert_eq!(
+            user_filter(&ad, &alice),
+            "(&(objectCategory=person)(objectClass=user)(sAMAccountName=alice))"
+        );
+        let upn = "(&(objectClass=user)(userPrincipalName={user}@corp.example.com))";
+        assert_eq!(
+            user_filter(upn, &alice),
+            "(&(objectClass=user)(userPrincipalName=alice@corp.example.com))"
+        );
+        // Names the policy would refuse anyway still cannot change the filter's shape.
+        let hostile = Username::unchecked_for_tests("*)(uid=*");
+        assert_eq!(
+            user_filter(&rfc2307, &hostile),
+            "(&(objectClass=posixAccount)(uid=\\2a\\29\\28uid=\\2a))"
         );
     }
 

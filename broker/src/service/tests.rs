@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::audit::{Auditor, verify_chain};
-use crate::directory::VerifiedUser;
+use crate::directory::{EntryPrincipal, VerifiedUser};
 use crate::limits::LimitPolicy;
 use crate::policy::{PrincipalPolicy, Username};
 use ktbroker_keytab::{Entry, Key, Principal};
@@ -29,10 +29,14 @@ impl Directory for FakeDirectory {
             }
             ("alice" | "nokeys" | "big" | "legacy" | "fresh", "right-pw") => Ok(VerifiedUser {
                 dn: format!("uid={user}"),
+                principal: EntryPrincipal::NotAsked,
             }),
             ("alice", _) => Err(AuthError::InvalidCredentials),
             ("carol", _) => Err(AuthError::NotInGroup),
             ("locked", _) => Err(AuthError::AccountLocked),
+            ("disabled", _) => Err(AuthError::AccountDisabled),
+            ("expired-account", _) => Err(AuthError::AccountExpired),
+            ("restricted", _) => Err(AuthError::LogonRestricted),
             ("down", _) => Err(AuthError::Unavailable("connection refused".into())),
             _ => Err(AuthError::UnknownUser),
         }
@@ -51,6 +55,7 @@ impl Directory for LabDirectory {
         match (user.as_str(), password) {
             ("lab-user", "lab-pw") => Ok(VerifiedUser {
                 dn: "uid=lab-user".into(),
+                principal: EntryPrincipal::NotAsked,
             }),
             ("lab-user", _) => Err(AuthError::InvalidCredentials),
             _ => Err(AuthError::UnknownUser),
@@ -58,10 +63,39 @@ impl Directory for LabDirectory {
     }
 }
 
-/// Either tenant's directory, so one service type holds both.
+/// The third tenant's directory names each user's principal in their entry (as AD's
+/// userPrincipalName would): right for alice, unusable or not allowed for the others.
+#[derive(Default)]
+struct NamingDirectory {
+    seen: Mutex<Vec<String>>,
+}
+
+impl Directory for NamingDirectory {
+    async fn verify(&self, user: &Username, password: &str) -> Result<VerifiedUser, AuthError> {
+        self.seen.lock().unwrap().push(user.to_string());
+        let principal = match (user.as_str(), password) {
+            ("alice", "right-pw") => EntryPrincipal::Found("alice.smith@ad.test".into()),
+            ("kdc", "right-pw") => EntryPrincipal::Found("krbtgt/AD.TEST@AD.TEST".into()),
+            ("foreign", "right-pw") => EntryPrincipal::Found("foreign@OTHER.TEST".into()),
+            ("nameless", "right-pw") => EntryPrincipal::Unusable { values: 0 },
+            _ => return Err(AuthError::InvalidCredentials),
+        };
+        Ok(VerifiedUser {
+            dn: format!("CN={user}"),
+            principal,
+        })
+    }
+
+    fn names_principals(&self) -> bool {
+        true
+    }
+}
+
+/// Any tenant's directory, so one service type holds them all.
 enum AnyDirectory {
     Corp(FakeDirectory),
     Lab(LabDirectory),
+    Named(NamingDirectory),
 }
 
 impl AnyDirectory {
@@ -69,6 +103,7 @@ impl AnyDirectory {
         match self {
             Self::Corp(d) => d.seen.lock().unwrap().clone(),
             Self::Lab(d) => d.seen.lock().unwrap().clone(),
+            Self::Named(d) => d.seen.lock().unwrap().clone(),
         }
     }
 }
@@ -78,7 +113,12 @@ impl Directory for AnyDirectory {
         match self {
             Self::Corp(d) => d.verify(user, password).await,
             Self::Lab(d) => d.verify(user, password).await,
+            Self::Named(d) => d.verify(user, password).await,
         }
+    }
+
+    fn names_principals(&self) -> bool {
+        matches!(self, Self::Named(_))
     }
 }
 
@@ -147,6 +187,13 @@ fn corp_policy(enctypes: Vec<u16>) -> TenantPolicy {
     }
 }
 
+fn corp_policy_in(realm: &str) -> TenantPolicy {
+    TenantPolicy {
+        principals: PrincipalPolicy::plain(realm),
+        ..corp_policy(crate::policy::default_enctypes())
+    }
+}
+
 fn table(corp: TenantPolicy) -> TenantTable<AnyDirectory, FakeKeys> {
     let lab = TenantPolicy {
         name: "lab".into(),
@@ -155,6 +202,10 @@ fn table(corp: TenantPolicy) -> TenantTable<AnyDirectory, FakeKeys> {
         enctypes: crate::policy::default_enctypes(),
         clients: Vec::new(),
         provision: true,
+    };
+    let ad = TenantPolicy {
+        name: "ad".into(),
+        ..corp_policy_in("AD.TEST")
     };
     let tenant = |policy: TenantPolicy, directory| {
         Arc::new(Tenant {
@@ -180,6 +231,10 @@ fn table(corp: TenantPolicy) -> TenantTable<AnyDirectory, FakeKeys> {
             (
                 "lab".to_owned(),
                 tenant(lab, AnyDirectory::Lab(LabDirectory::default())),
+            ),
+            (
+                "ad".to_owned(),
+                tenant(ad, AnyDirectory::Named(NamingDirectory::default())),
             ),
         ]),
     }
@@ -257,6 +312,9 @@ async fn every_authentication_failure_has_one_status_after_the_floor() {
         ("alice", " "),
         ("alice", ""),
         ("locked", "right-pw"),
+        ("disabled", "right-pw"),
+        ("expired-account", "right-pw"),
+        ("restricted", "right-pw"),
     ] {
         let started = Instant::now();
         let status = service.fetch_keytab(request(user, password, None)).await.err().unwrap();
@@ -754,4 +812,43 @@ async fn a_flood_of_rotate_calls_without_an_admin_certificate_is_summarised_not_
     service.finish();
     assert_eq!(reasons(&path).len(), 22, "and only once");
     assert!(verify_chain(std::io::BufReader::new(std::fs::File::open(&path).unwrap())).is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_principal_named_by_the_users_entry_is_served_only_inside_policy() {
+    let service = service();
+    let in_ad = |user: &str, principal: Option<&str>| {
+        let mut request = request(user, "right-pw", principal);
+        request.get_mut().tenant = Some("ad".into());
+        request
+    };
+    // The UPN's lowercase suffix is the realm; the principal is spelt with the configured realm.
+    let stream = service.fetch_keytab(in_ad("alice", None)).await.unwrap().into_inner();
+    let parts: Vec<Part> = stream.map(|m| m.unwrap().part.unwrap()).collect().await;
+    let Some(Part::Header(header)) = parts.first() else {
+        panic!("the stream does not start with a header");
+    };
+    assert_eq!(header.principal, "alice.smith@AD.TEST");
+    assert!(
+        service
+            .fetch_keytab(in_ad("alice", Some("alice.smith@AD.TEST")))
+            .await
+            .is_ok()
+    );
+    // The caller's choice is checked against the entry's, after the password.
+    let not_allowed = (tonic::Code::PermissionDenied, RefusalCode::PrincipalNotAllowed);
+    assert_eq!(
+        refusal(&service, in_ad("alice", Some("alice@AD.TEST"))).await,
+        not_allowed
+    );
+    for user in ["kdc", "foreign", "nameless"] {
+        assert_eq!(refusal(&service, in_ad(user, None)).await, not_allowed, "{user}");
+    }
+    // A wrong password is still just that.
+    let mut wrong = request("alice", "wrong", None);
+    wrong.get_mut().tenant = Some("ad".into());
+    assert_eq!(
+        refusal(&service, wrong).await,
+        (tonic::Code::Unauthenticated, RefusalCode::AuthFailed)
+    );
 }

@@ -1,0 +1,142 @@
+//! The tenant's directory servers, in the configured order. A server that failed to connect, or
+//! stopped answering, is passed over for [`PASS_OVER`] so that each login does not wait on it
+//! again; when every server has failed recently they are all tried anyway, in order.
+
+use super::AuthError;
+use crate::config::{DirectoryServer, LdapTransport};
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How long a failed server is tried only after the others.
+pub const PASS_OVER: Duration = Duration::from_secs(30);
+
+pub struct Server {
+    pub url: String,
+    /// `host:port` from the URL, for connecting the socket ourselves.
+    pub address: String,
+    pub transport: LdapTransport,
+    failed_at: Mutex<Option<Instant>>,
+}
+
+pub struct Servers {
+    list: Vec<Server>,
+}
+
+impl Servers {
+    pub fn new(configured: &[DirectoryServer]) -> Result<Self, AuthError> {
+        let list = configured
+            .iter()
+            .map(|s| {
+                Ok(Server {
+                    url: s.url.clone(),
+                    address: socket_address(&s.url)?,
+                    transport: s.transport.clone(),
+                    failed_at: Mutex::new(None),
+                })
+            })
+            .collect::<Result<Vec<_>, AuthError>>()?;
+        Ok(Self { list })
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn get(&self, index: usize) -> &Server {
+        &self.list[index]
+    }
+
+    /// The order to try them in now: those without a recent failure first, each group in the
+    /// configured order.
+    pub fn order(&self, now: Instant) -> Vec<usize> {
+        let (mut fine, passed_over): (Vec<usize>, Vec<usize>) =
+            (0..self.list.len()).partition(|&i| !self.list[i].recently_failed(now));
+        fine.extend(passed_over);
+        fine
+    }
+
+    pub fn failed(&self, index: usize, now: Instant) {
+        let server = &self.list[index];
+        let mut failed_at = server.lock();
+        if failed_at.is_none() && self.list.len() > 1 {
+            tracing::warn!(server = %server.url, "directory server failed; trying the others first for {}s",
+                PASS_OVER.as_secs());
+        }
+        *failed_at = Some(now);
+    }
+
+    pub fn answered(&self, index: usize) {
+        let server = &self.list[index];
+        let mut failed_at = server.lock();
+        if failed_at.take().is_some() && self.list.len() > 1 {
+            tracing::info!(server = %server.url, "directory server answers again");
+        }
+    }
+}
+
+impl Server {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.failed_at.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn recently_failed(&self, now: Instant) -> bool {
+        self.lock()
+            .is_some_and(|at| now.saturating_duration_since(at) < PASS_OVER)
+    }
+}
+
+/// `host:port` of an `ldap://` or `ldaps://` URL (default ports 389 and 636).
+fn socket_address(url: &str) -> Result<String, AuthError> {
+    let parsed = url::Url::parse(url).map_err(|e| AuthError::Unavailable(format!("directory URL {url}: {e}")))?;
+    let host = parsed.host_str().filter(|h| !h.is_empty()).unwrap_or("localhost");
+    let port = parsed
+        .port()
+        .unwrap_or(if parsed.scheme() == "ldaps" { 636 } else { 389 });
+    Ok(format!("{host}:{port}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn servers(urls: &[&str]) -> Servers {
+        let configured: Vec<DirectoryServer> = urls
+            .iter()
+            .map(|url| DirectoryServer {
+                url: (*url).to_owned(),
+                transport: LdapTransport::Ldaps,
+            })
+            .collect();
+        Servers::new(&configured).unwrap()
+    }
+
+    #[test]
+    fn socket_address_comes_from_the_url_with_default_ports() {
+        assert_eq!(
+            socket_address("ldaps://dir.example.com/").unwrap(),
+            "dir.example.com:636"
+        );
+        assert_eq!(socket_address("ldap://dir.example.com").unwrap(), "dir.example.com:389");
+        assert_eq!(socket_address("ldaps://127.0.0.1:1636/").unwrap(), "127.0.0.1:1636");
+        assert_eq!(socket_address("ldap://[::1]:389").unwrap(), "[::1]:389");
+    }
+
+    #[test]
+    fn a_failed_server_is_tried_last_until_its_pass_over_ends() {
+        let list = servers(&["ldaps://a/", "ldaps://b/", "ldaps://c/"]);
+        let start = Instant::now();
+        assert_eq!(list.order(start), [0, 1, 2]);
+        list.failed(0, start);
+        assert_eq!(list.order(start), [1, 2, 0]);
+        list.failed(2, start);
+        assert_eq!(list.order(start + Duration::from_secs(1)), [1, 0, 2]);
+        // All failed: still all tried, in the configured order.
+        list.failed(1, start);
+        assert_eq!(list.order(start + Duration::from_secs(1)), [0, 1, 2]);
+        // A server that answers again is back in its place; the others once their time is up.
+        list.answered(2);
+        assert_eq!(list.order(start + Duration::from_secs(1)), [2, 0, 1]);
+        assert_eq!(list.order(start + PASS_OVER), [0, 1, 2]);
+    }
+}
