@@ -801,6 +801,63 @@ fn membership_of_a_posix_group_by_member_uid_authorizes() {
 }
 
 #[test]
+fn nested_groups_authorize_only_when_asked_for_within_the_depth_and_survive_loops() {
+    let sandbox = sandbox();
+    let group_line = format!("group_dn = \"{}\"", ktbroker_tests::directory::GROUP_DN);
+    let posix_line = format!("group_dn = \"{}\"", ktbroker_tests::directory::POSIX_GROUP_DN);
+    // carol is only in platform, which is in hadoop-users.
+    let carol = |broker: &ktbroker_tests::broker::Broker, name: &str| {
+        let out = sandbox.login_via(&broker.url, "carol", "carolpw", &sandbox.ccache(name));
+        let reason = std::fs::read_to_string(&broker.audit_file)
+            .unwrap()
+            .lines()
+            .last()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["reason"].clone())
+            .unwrap();
+        (out.status.code(), reason.as_str().unwrap().to_owned())
+    };
+    let refused = (Some(3), "not_in_group".to_owned());
+    assert_eq!(
+        carol(&sandbox.broker, "direct"),
+        refused,
+        "direct membership by default"
+    );
+    let broker = |name: &str, lines: &str, group: &str| {
+        sandbox
+            .extra_broker(name, |c| c.replace(&group_line, &format!("{lines}\n{group}")))
+            .unwrap()
+    };
+    let nested = broker("broker-nested", "nested_groups = true", &group_line);
+    assert_eq!(carol(&nested, "nested"), (Some(0), "granted".to_owned()));
+    // Two levels up is beyond a depth of one.
+    let shallow = broker("broker-shallow", "nested_groups = true\ngroup_depth = 1", &group_line);
+    assert_eq!(carol(&shallow, "shallow"), refused);
+    // Up from carol: platform and loop-a, then hadoop-users and loop-b, then loop-a again: none
+    // is the posixGroup, and the walk ends instead of going round.
+    let looped = broker("broker-looped", "nested_groups = true", &posix_line);
+    let started = Instant::now();
+    assert_eq!(carol(&looped, "looped"), refused);
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    // Without a service account the same walk runs on carol's own connection.
+    let template = format!(
+        "user_dn_template = \"{}\"\nnested_groups = true",
+        ktbroker_tests::directory::USER_DN_TEMPLATE
+    );
+    let own = sandbox
+        .extra_broker("broker-nested-template", |c| {
+            c.lines()
+                .filter(|l| {
+                    !l.starts_with("bind_dn") && !l.starts_with("bind_password_file") && !l.starts_with("user_base")
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+                .replace(&group_line, &format!("{template}\n{group_line}"))
+        })
+        .unwrap();
+    assert_eq!(carol(&own, "nested-template"), (Some(0), "granted".to_owned()));
+}
+
+#[test]
 fn metrics_count_outcomes_and_time_each_part_on_their_own_listener() {
     let sandbox = sandbox();
     let metrics_port = ktbroker_tests::daemon::free_port();
