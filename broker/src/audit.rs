@@ -46,6 +46,12 @@ pub enum Outcome {
     PasswordMustChange,
     /// The right password, expired (or on a grace login).
     PasswordExpired,
+    /// The password had to change: the directory took the new one and the login went on with it.
+    PasswordChanged,
+    /// The directory refused the new password (its policy).
+    NewPasswordRejected,
+    /// The password must change, but the directory gives the broker no way to change it.
+    PasswordChangeElsewhere,
     UnknownTenant,
     HostNotAllowed,
     Busy,
@@ -88,6 +94,9 @@ impl Outcome {
             Self::LogonRestricted => "logon_restricted",
             Self::PasswordMustChange => "password_must_change",
             Self::PasswordExpired => "password_expired",
+            Self::PasswordChanged => "password_changed",
+            Self::NewPasswordRejected => "new_password_rejected",
+            Self::PasswordChangeElsewhere => "password_change_elsewhere",
             Self::UnknownTenant => "unknown_tenant",
             Self::HostNotAllowed => "host_not_allowed",
             Self::Busy => "busy",
@@ -105,7 +114,7 @@ impl Outcome {
     /// Granted, refused (the caller was told no) or error (something on our side failed).
     pub fn class(self) -> OutcomeClass {
         match self {
-            Self::Granted | Self::Provisioned | Self::Rotated => OutcomeClass::Granted,
+            Self::Granted | Self::Provisioned | Self::Rotated | Self::PasswordChanged => OutcomeClass::Granted,
             Self::DirectoryUnavailable
             | Self::KeySourceFailed
             | Self::Busy

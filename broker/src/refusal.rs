@@ -3,17 +3,31 @@
 //! status, whether it counts towards lockout and waits out the failure delay) is derived here.
 
 use crate::audit::Outcome;
-use ktbroker_codes::RefusalCode;
+use ktbroker_codes::{PasswordRules, RefusalCode};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refusal {
     pub outcome: Outcome,
     pub code: RefusalCode,
+    /// The rules a refused new password broke (with NEW_PASSWORD_REJECTED).
+    pub rules: Option<PasswordRules>,
 }
 
 impl Refusal {
     pub fn new(outcome: Outcome, code: RefusalCode) -> Self {
-        Self { outcome, code }
+        Self {
+            outcome,
+            code,
+            rules: None,
+        }
+    }
+
+    /// The directory refused the new password.
+    pub fn new_password_rejected(rules: PasswordRules) -> Self {
+        Self {
+            rules: Some(rules),
+            ..Self::new(Outcome::NewPasswordRejected, RefusalCode::NewPasswordRejected)
+        }
     }
 
     /// An authentication failure: every reason gets the same answer.
@@ -23,7 +37,7 @@ impl Refusal {
 
     /// The status the caller gets: gRPC code, people's message and the typed code.
     pub fn status(&self) -> tonic::Status {
-        ktbroker_proto::refusal::status(self.code)
+        ktbroker_proto::refusal::status_with(self.code, self.rules)
     }
 
     /// Counts towards lockout and answers no sooner than the failure delay. A refusal because

@@ -177,6 +177,7 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
         tenant: &Tenant<D, K>,
         user: &Username,
         password: &[u8],
+        new_password: Option<&[u8]>,
         requested: Option<&str>,
         source: Option<IpAddr>,
     ) -> Result<(String, Keytab, Outcome), Refusal> {
@@ -200,7 +201,7 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
             };
             return Err(Refusal::auth_failed(outcome));
         }
-        let verified = match authenticate(tenant.directory.as_ref(), user, password).await {
+        let verified = match authenticate(tenant.directory.as_ref(), user, password, new_password).await {
             Ok(verified) => {
                 self.limiter.record_success(&limit_key);
                 verified
@@ -236,22 +237,44 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
                 Ok((principal, keytab, Outcome::Provisioned))
             }
             Err(refusal) => Err(refusal),
+            Ok(keytab) if verified.password_changed => Ok((principal, keytab, Outcome::PasswordChanged)),
             Ok(keytab) => Ok((principal, keytab, Outcome::Granted)),
         }
     }
 }
 
 /// The password check: bounds, then the directory. Every failure has one external answer.
-async fn authenticate<D: Directory>(directory: &D, user: &Username, password: &[u8]) -> Result<VerifiedUser, Refusal> {
+/// With `new_password` (sent after PASSWORD_CHANGE_REQUIRED) the directory changes the password
+/// first, and the check is made with the new one.
+async fn authenticate<D: Directory>(
+    directory: &D,
+    user: &Username,
+    password: &[u8],
+    new_password: Option<&[u8]>,
+) -> Result<VerifiedUser, Refusal> {
     let auth_failed = Refusal::auth_failed;
     if password.len() > MAX_PASSWORD_LEN {
         return Err(auth_failed(Outcome::PasswordTooLong));
     }
     // A password that is not UTF-8 cannot match a directory password; same answer as a wrong one.
     let password = std::str::from_utf8(password).map_err(|_| auth_failed(Outcome::InvalidCredentials))?;
+    let unusable = || {
+        Refusal::new_password_rejected(ktbroker_codes::PasswordRules {
+            problem: ktbroker_codes::PasswordProblem::Unspecified,
+            ..Default::default()
+        })
+    };
+    let new_password = match new_password {
+        None => None,
+        Some(new) if new.len() > MAX_PASSWORD_LEN => return Err(unusable()),
+        Some(new) => Some(std::str::from_utf8(new).map_err(|_| unusable())?),
+    };
     let ldap_started = Instant::now();
     tracing::debug!("directory check started");
-    let verified = directory.verify(user, password).await;
+    let verified = match new_password {
+        None => directory.verify(user, password).await,
+        Some(new) => directory.change_password(user, password, new).await,
+    };
     let elapsed = ldap_started.elapsed();
     metrics::directory_time(elapsed);
     tracing::debug!(elapsed_ms = elapsed.as_secs_f64() * 1e3, "directory check done");
@@ -270,10 +293,15 @@ async fn authenticate<D: Directory>(directory: &D, user: &Username, password: &[
             Outcome::PasswordMustChange,
             RefusalCode::PasswordChangeRequired,
         )),
-        Err(AuthError::PasswordExpired) => Err(Refusal::new(
+        Err(AuthError::PasswordExpired { changeable: true }) => Err(Refusal::new(
             Outcome::PasswordExpired,
             RefusalCode::PasswordChangeRequired,
         )),
+        Err(AuthError::PasswordExpired { changeable: false }) => Err(Refusal::new(
+            Outcome::PasswordExpired,
+            RefusalCode::PasswordChangeElsewhere,
+        )),
+        Err(AuthError::NewPasswordRejected(rules)) => Err(Refusal::new_password_rejected(rules)),
         Err(AuthError::Unavailable(why)) => {
             tracing::error!(error = %why, "directory unavailable");
             Err(Refusal::new(
@@ -377,6 +405,7 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
     ) -> Result<Response<KeytabStream>, Status> {
         let started = Instant::now();
         let password = Zeroizing::new(std::mem::take(&mut message.password));
+        let new_password = message.new_password.take().map(Zeroizing::new);
         let table = self.current();
         let split = policy::split_tenant(&message.username, message.tenant.as_deref());
         // Audit and metrics name only configured tenants: a client's made-up name is not a label.
@@ -398,13 +427,21 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
             let counted_source = (!host_trusted(&table.settings.trusted_sources, &caller.host))
                 .then_some(caller.host.address)
                 .flatten();
-            let work = self.obtain_keytab(tenant, &user, &password, message.principal.as_deref(), counted_source);
+            let work = self.obtain_keytab(
+                tenant,
+                &user,
+                &password,
+                new_password.as_deref().map(Vec::as_slice),
+                message.principal.as_deref(),
+                counted_source,
+            );
             tokio::time::timeout(table.settings.request_timeout, work)
                 .await
                 .map_err(|_| Refusal::new(Outcome::DeadlineExceeded, RefusalCode::DeadlineExceeded))?
         }
         .await;
         drop(password);
+        drop(new_password);
         match result {
             Ok((principal, keytab, outcome)) => {
                 let stream = match KeytabParts::new(&principal, &keytab) {

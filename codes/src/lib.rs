@@ -28,6 +28,11 @@ pub enum RefusalCode {
     CannotRotate = 109,
     /// The right directory password, but one that must be changed first (reset, expired, grace).
     PasswordChangeRequired = 110,
+    /// A new password the directory's policy refused (too short, too simple, reused, too soon).
+    NewPasswordRejected = 111,
+    /// The right password, one that must be changed, but not one the broker can change (e.g.
+    /// OpenLDAP's ppolicy: expired with no grace login left, so no bind to change it on).
+    PasswordChangeElsewhere = 112,
     DirectoryUnavailable = 201,
     KeysUnavailable = 202,
     AuditUnavailable = 203,
@@ -37,7 +42,7 @@ pub enum RefusalCode {
 }
 
 impl RefusalCode {
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 18] = [
         Self::AuthFailed,
         Self::InvalidUsername,
         Self::PrincipalNotAllowed,
@@ -48,6 +53,8 @@ impl RefusalCode {
         Self::NotAdmin,
         Self::CannotRotate,
         Self::PasswordChangeRequired,
+        Self::NewPasswordRejected,
+        Self::PasswordChangeElsewhere,
         Self::DirectoryUnavailable,
         Self::KeysUnavailable,
         Self::AuditUnavailable,
@@ -84,6 +91,8 @@ impl RefusalCode {
             Self::NotAdmin => "KTB-108 not an admin identity",
             Self::CannotRotate => "KTB-109 this tenant's key source cannot rotate keys",
             Self::PasswordChangeRequired => "KTB-110 the directory password must be changed first",
+            Self::NewPasswordRejected => "KTB-111 the directory refused the new password",
+            Self::PasswordChangeElsewhere => "KTB-112 the directory password must be changed elsewhere first",
             Self::DirectoryUnavailable => "KTB-201 directory unavailable",
             Self::KeysUnavailable => "KTB-202 key source unavailable",
             Self::AuditUnavailable => "KTB-203 audit unavailable",
@@ -109,6 +118,76 @@ impl RefusalCode {
 impl std::fmt::Display for RefusalCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.message())
+    }
+}
+
+/// Why the directory refused a new password, as far as it says by code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum PasswordProblem {
+    /// The directory said "against the policy" without saying which rule (Active Directory).
+    #[default]
+    Unspecified = 0,
+    TooShort = 1,
+    /// Not complex enough (character classes, or a quality check).
+    TooSimple = 2,
+    /// One of the last passwords.
+    InHistory = 3,
+    /// The current password is too young to be changed.
+    TooYoung = 4,
+}
+
+impl PasswordProblem {
+    pub fn from_number(number: i32) -> Self {
+        match number {
+            1 => Self::TooShort,
+            2 => Self::TooSimple,
+            3 => Self::InHistory,
+            4 => Self::TooYoung,
+            _ => Self::Unspecified,
+        }
+    }
+}
+
+/// A refused new password: the problem, and the directory's rules as far as the broker could
+/// read them (0 / false: not known).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct PasswordRules {
+    pub problem: PasswordProblem,
+    pub min_length: u32,
+    /// Must mix character classes (AD: three of upper case, lower case, digits, symbols).
+    pub complexity: bool,
+    /// How many earlier passwords may not be used again.
+    pub history: u32,
+}
+
+impl PasswordRules {
+    /// The refusal in plain words, for the person choosing the password.
+    pub fn describe(&self) -> String {
+        let problem = match self.problem {
+            PasswordProblem::TooShort => "it is too short",
+            PasswordProblem::TooSimple => "it is too simple",
+            PasswordProblem::InHistory => "it was used before",
+            PasswordProblem::TooYoung => "the current password is too new to be changed yet",
+            PasswordProblem::Unspecified => "it does not meet the directory's password rules",
+        };
+        let mut rules = Vec::new();
+        if self.min_length > 0 {
+            rules.push(format!("at least {} characters", self.min_length));
+        }
+        if self.complexity {
+            rules.push("three of: upper case, lower case, digits, symbols".to_owned());
+        }
+        if self.history > 0 {
+            rules.push(format!("none of the last {} passwords", self.history));
+        }
+        if rules.is_empty() {
+            format!("the new password was refused: {problem}")
+        } else {
+            format!(
+                "the new password was refused: {problem} (the rules: {})",
+                rules.join("; ")
+            )
+        }
     }
 }
 

@@ -12,6 +12,9 @@ pub enum HelperError {
     AuthFailed,
     #[error("refused by the broker: {0}")]
     Refused(RefusalCode),
+    /// The directory refused the new password; the rules say why in plain words.
+    #[error("{}", .0.describe())]
+    NewPasswordRejected(ktbroker_codes::PasswordRules),
     #[error("cannot reach the broker: {0}")]
     Unreachable(String),
     /// The TLS handshake failed because the broker's certificate is not trusted (or not its name).
@@ -60,7 +63,7 @@ impl HelperError {
     pub fn exit(&self) -> HelperExit {
         match self {
             Self::AuthFailed => HelperExit::AuthFailed,
-            Self::Refused(_) => HelperExit::Refused,
+            Self::Refused(_) | Self::NewPasswordRejected(_) => HelperExit::Refused,
             Self::Unreachable(_) | Self::UntrustedBroker(_) | Self::Unavailable(_) | Self::Busy(_) => {
                 HelperExit::BrokerUnavailable
             }
@@ -86,6 +89,8 @@ impl HelperError {
             Self::Refused(RefusalCode::UnknownTenant) => "unknown-tenant",
             Self::Refused(RefusalCode::HostNotRegistered) => "host-not-registered",
             Self::Refused(RefusalCode::PasswordChangeRequired) => "password-change-required",
+            Self::Refused(RefusalCode::PasswordChangeElsewhere) => "password-change-elsewhere",
+            Self::NewPasswordRejected(_) => "new-password-rejected",
             Self::Refused(_) => "refused",
             Self::UntrustedBroker(_) => "tls-trust",
             Self::Unreachable(_) => "broker-unreachable",
@@ -131,8 +136,12 @@ impl HelperError {
             }
             "refused" => "the broker's policy does not allow this request",
             "password-change-required" => {
-                "your directory password was reset or has expired: change it where you change it for the company directory (its password portal, or passwd on a domain host), then log in again"
+                "your directory password was reset or has expired: log in on a terminal to choose a new one (or give the new one twice on stdin, after the old)"
             }
+            "password-change-elsewhere" => {
+                "your directory password has expired and cannot be changed here: change it where you change it for the company directory (its password portal), then log in again"
+            }
+            "new-password-rejected" => "choose a password that meets the rules above, then try again",
             "tls-trust" => {
                 "the broker's certificate does not chain to --ca-file (or its name differs: see --tls-server-name)"
             }

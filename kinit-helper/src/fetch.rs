@@ -101,6 +101,23 @@ pub struct Who {
     pub tenant: Option<String>,
 }
 
+/// The passwords one request sends: the directory password, and after PASSWORD_CHANGE_REQUIRED
+/// the new one the directory should take.
+#[derive(Clone, Copy)]
+pub struct Credentials<'a> {
+    pub password: &'a [u8],
+    pub new_password: Option<&'a [u8]>,
+}
+
+impl<'a> Credentials<'a> {
+    pub fn password(password: &'a [u8]) -> Self {
+        Self {
+            password,
+            new_password: None,
+        }
+    }
+}
+
 /// Sends the credentials and receives the keytab. Returns only a complete, verified keytab.
 pub async fn fetch_keytab(
     endpoint: &BrokerEndpoint,
@@ -113,7 +130,7 @@ pub async fn fetch_keytab(
         principal: principal.map(str::to_owned),
         tenant: None,
     };
-    fetch_keytab_as(endpoint, &who, password).await
+    fetch_keytab_as(endpoint, &who, Credentials::password(password)).await
 }
 
 /// After a round in which every broker answered "busy", the next starts after this, doubling
@@ -131,7 +148,7 @@ const BUSY_BACKOFF_MAX: Duration = Duration::from_secs(2);
 pub async fn fetch_from_any(
     endpoints: &[BrokerEndpoint],
     who: &Who,
-    password: &[u8],
+    credentials: Credentials<'_>,
 ) -> Result<FetchedKeytab, HelperError> {
     if endpoints.is_empty() {
         return Err(HelperError::Config(
@@ -144,7 +161,7 @@ pub async fn fetch_from_any(
         let mut all_busy = true;
         let mut last = None;
         for (n, endpoint) in endpoints.iter().enumerate() {
-            match attempt(endpoint, who, password).await {
+            match attempt(endpoint, who, credentials).await {
                 Err(e) if e.tries_elsewhere() => {
                     all_busy &= matches!(e, HelperError::Busy(_));
                     if n + 1 < endpoints.len() {
@@ -169,8 +186,12 @@ pub async fn fetch_from_any(
 /// One broker under one deadline for all of it: the TCP connect, the TLS handshake, HTTP/2's
 /// setup, the call and the whole stream. A broker that is frozen, or accepts and says nothing,
 /// costs its timeout and no more.
-async fn attempt(endpoint: &BrokerEndpoint, who: &Who, password: &[u8]) -> Result<FetchedKeytab, HelperError> {
-    tokio::time::timeout(endpoint.timeout, fetch_keytab_as(endpoint, who, password))
+async fn attempt(
+    endpoint: &BrokerEndpoint,
+    who: &Who,
+    credentials: Credentials<'_>,
+) -> Result<FetchedKeytab, HelperError> {
+    tokio::time::timeout(endpoint.timeout, fetch_keytab_as(endpoint, who, credentials))
         .await
         .unwrap_or_else(|_| Err(timed_out(endpoint)))
 }
@@ -197,7 +218,7 @@ fn jittered(base: Duration) -> Duration {
 pub async fn fetch_keytab_as(
     endpoint: &BrokerEndpoint,
     who: &Who,
-    password: &[u8],
+    credentials: Credentials<'_>,
 ) -> Result<FetchedKeytab, HelperError> {
     let channel = connect(endpoint).await?;
     let mut client = KeytabBrokerClient::new(channel);
@@ -216,9 +237,10 @@ pub async fn fetch_keytab_as(
     // tonic owns and frees this copy after encoding it; prost offers no zeroizing bytes type.
     let request = FetchKeytabRequest {
         username: who.username.clone(),
-        password: password.to_vec(),
+        password: credentials.password.to_vec(),
         principal: who.principal.clone(),
         tenant: who.tenant.clone(),
+        new_password: credentials.new_password.map(<[u8]>::to_vec),
     };
     let mut stream = client.fetch_keytab(request).await.map_err(status_error)?.into_inner();
 
@@ -300,6 +322,9 @@ fn status_error(status: tonic::Status) -> HelperError {
     match ktbroker_proto::refusal::code_of(&status) {
         Some(RefusalCode::AuthFailed) => HelperError::AuthFailed,
         Some(RefusalCode::Busy) => HelperError::Busy(RefusalCode::Busy.message().to_owned()),
+        Some(RefusalCode::NewPasswordRejected) => {
+            HelperError::NewPasswordRejected(ktbroker_proto::refusal::rules_of(&status).unwrap_or_default())
+        }
         Some(code) if code.is_transient() => HelperError::Unavailable(code.message().to_owned()),
         Some(code) => HelperError::Refused(code),
         None => {

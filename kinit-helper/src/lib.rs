@@ -41,10 +41,18 @@ pub struct LoginOutcome {
 
 /// Fetches the keytab, gets the ticket with it in memory, wipes it, and checks the ticket.
 pub async fn login(request: &LoginRequest, password: &[u8]) -> Result<LoginOutcome, HelperError> {
+    login_with(request, fetch::Credentials::password(password)).await
+}
+
+/// [`login`], with a new directory password when the directory wants the old one changed.
+pub async fn login_with(
+    request: &LoginRequest,
+    credentials: fetch::Credentials<'_>,
+) -> Result<LoginOutcome, HelperError> {
     // Before any network traffic: never overwrite a cache that belongs to someone else.
     let cache = ccache::refuse_foreign_cache(request.kerberos.ccache.as_deref())?;
     ccache::sweep_stranded_temporaries(&cache);
-    let keytab = fetch::fetch_from_any(&request.endpoints, &request.who, password).await?;
+    let keytab = fetch::fetch_from_any(&request.endpoints, &request.who, credentials).await?;
     let principal = keytab.principal.clone();
     let kvno = keytab.kvno;
     let target = request.kerberos.clone();

@@ -40,28 +40,57 @@ pub fn require_non_empty(password: Zeroizing<Vec<u8>>) -> Result<Zeroizing<Vec<u
 /// set up), up to the first newline. The descriptor is opened afresh through `/proc/self/fd/N`,
 /// which needs no claim on a number this process did not open itself (and so no `unsafe`).
 pub fn read_password_from_fd(fd: i32) -> Result<Zeroizing<Vec<u8>>, HelperError> {
+    read_line_from_fd(&open_password_fd(fd)?)
+}
+
+/// Where a login's passwords come from: the terminal or stdin ([`read_password`]), or
+/// `--password-fd N`, opened once so that successive lines (old, new, new again) follow on.
+pub enum PasswordSource {
+    Stdin,
+    Fd(std::fs::File),
+}
+
+impl PasswordSource {
+    pub fn new(fd: Option<i32>) -> Result<Self, HelperError> {
+        Ok(match fd {
+            Some(fd) => Self::Fd(open_password_fd(fd)?),
+            None => Self::Stdin,
+        })
+    }
+
+    /// The next password (the prompt is shown only on a terminal).
+    pub fn read(&self, prompt: &str) -> Result<Zeroizing<Vec<u8>>, HelperError> {
+        match self {
+            Self::Stdin => read_password(prompt),
+            Self::Fd(file) => read_line_from_fd(file),
+        }
+    }
+}
+
+fn open_password_fd(fd: i32) -> Result<std::fs::File, HelperError> {
     if fd < 0 {
         return Err(HelperError::Password(format!("{fd} is not a file descriptor")));
     }
-    let file = std::fs::File::open(format!("/proc/self/fd/{fd}")).map_err(|e| match e.kind() {
+    std::fs::File::open(format!("/proc/self/fd/{fd}")).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => HelperError::Password(format!("file descriptor {fd} is not open")),
         _ => HelperError::Password(format!("file descriptor {fd}: {e} (give a pipe or a file)")),
-    })?;
-    read_line_from_fd(&file)
+    })
 }
 
 /// Reads up to the first `\n` (or EOF) straight from the fd into a buffer that is never
 /// reallocated, so no stray copy of the password is left in freed memory. `\r\n` is accepted.
+/// One byte at a time: nothing past the newline is consumed, so the next line (a new password,
+/// after the old) is still there for the next read.
 fn read_line_from_fd(fd: impl std::os::fd::AsFd) -> Result<Zeroizing<Vec<u8>>, HelperError> {
     let mut buf = Zeroizing::new(vec![0u8; MAX_PASSWORD_LEN + 2]);
     let mut len = 0;
     while len < buf.len() {
-        let n = rustix::io::read(&fd, &mut buf[len..]).map_err(|e| HelperError::Password(e.to_string()))?;
+        let n = rustix::io::read(&fd, &mut buf[len..=len]).map_err(|e| HelperError::Password(e.to_string()))?;
         if n == 0 {
             break;
         }
         len += n;
-        if buf[..len].contains(&b'\n') {
+        if buf[len - 1] == b'\n' {
             break;
         }
     }
@@ -112,6 +141,23 @@ mod tests {
         let error = require_non_empty(read).unwrap_err();
         assert_eq!(error.code(), "password");
         assert!(error.to_string().contains("empty"), "{error}");
+    }
+
+    #[test]
+    fn successive_lines_are_successive_passwords() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pw");
+        std::fs::write(&path, "old\nnew\nnew\n").unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let source = PasswordSource::Fd(file);
+        for expected in ["old", "new", "new", ""] {
+            assert_eq!(source.read("").unwrap().as_slice(), expected.as_bytes());
+        }
+        let (reader, mut writer) = std::io::pipe().unwrap();
+        writer.write_all(b"one\ntwo\n").unwrap();
+        drop(writer);
+        assert_eq!(read_line_from_fd(&reader).unwrap().as_slice(), b"one");
+        assert_eq!(read_line_from_fd(&reader).unwrap().as_slice(), b"two");
     }
 
     #[test]

@@ -122,8 +122,16 @@ impl LoginOptions {
 
 /// Logs in on a runtime of its own, with core dumps off first (the keytab passes through memory).
 pub fn login_blocking(request: &LoginRequest, password: &[u8]) -> Result<LoginOutcome, HelperError> {
+    login_blocking_with(request, crate::fetch::Credentials::password(password))
+}
+
+/// [`login_blocking`], with a new directory password when the old one must change.
+pub fn login_blocking_with(
+    request: &LoginRequest,
+    credentials: crate::fetch::Credentials<'_>,
+) -> Result<LoginOutcome, HelperError> {
     ktbroker_harden::forbid_core_dumps().map_err(|e| HelperError::Internal(format!("disabling core dumps: {e}")))?;
-    run_async(crate::login(request, password))
+    run_async(crate::login_with(request, credentials))
 }
 
 /// A single-threaded async runtime for one command's network work.

@@ -64,6 +64,9 @@ impl<T: Message + Wipe> Encoder for WipingEncoder<T> {
 impl Wipe for crate::v1::FetchKeytabRequest {
     fn wipe(&mut self) {
         self.password.zeroize();
+        if let Some(new_password) = &mut self.new_password {
+            new_password.zeroize();
+        }
     }
 }
 
@@ -103,9 +106,11 @@ mod tests {
             password: b"s3cret".to_vec(),
             principal: None,
             tenant: Some("corp".into()),
+            new_password: Some(b"n3w-s3cret".to_vec()),
         };
         request.wipe();
         assert!(request.password.is_empty());
+        assert_eq!(request.new_password.as_deref(), Some(&[][..]));
         assert_eq!(request.username, "alice");
         let mut response = FetchKeytabResponse {
             part: Some(Part::Chunk(vec![7; 64])),

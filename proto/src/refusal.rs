@@ -4,7 +4,7 @@
 
 use crate::google_rpc;
 use crate::v1;
-use ktbroker_codes::RefusalCode;
+use ktbroker_codes::{PasswordProblem, PasswordRules, RefusalCode};
 use prost::Message;
 
 /// The `Any` type URL of `ktbroker.v1.Refusal`.
@@ -19,7 +19,9 @@ pub fn grpc_code(code: RefusalCode) -> tonic::Code {
         InvalidUsername | UnknownTenant => Code::InvalidArgument,
         PrincipalNotAllowed | HostNotRegistered | NotAdmin => Code::PermissionDenied,
         NoPrincipal => Code::NotFound,
-        NoUsableEnctype | CannotRotate | PasswordChangeRequired => Code::FailedPrecondition,
+        NoUsableEnctype | CannotRotate | PasswordChangeRequired | NewPasswordRejected | PasswordChangeElsewhere => {
+            Code::FailedPrecondition
+        }
         DirectoryUnavailable | KeysUnavailable | AuditUnavailable => Code::Unavailable,
         DeadlineExceeded => Code::DeadlineExceeded,
         Busy => Code::ResourceExhausted,
@@ -29,13 +31,28 @@ pub fn grpc_code(code: RefusalCode) -> tonic::Code {
 
 /// The status the broker answers a refusal with: code, people's message, and the typed detail.
 pub fn status(code: RefusalCode) -> tonic::Status {
+    status_with(code, None)
+}
+
+/// [`status`], with the rules a new password broke (for NEW_PASSWORD_REJECTED).
+pub fn status_with(code: RefusalCode, rules: Option<PasswordRules>) -> tonic::Status {
     let grpc = grpc_code(code);
+    let rejection = rules.map(|r| v1::PasswordRejection {
+        problem: r.problem as i32,
+        min_length: r.min_length,
+        complexity: r.complexity,
+        history: r.history,
+    });
     let envelope = google_rpc::Status {
         code: grpc as i32,
         message: code.message().to_owned(),
         details: vec![prost_types::Any {
             type_url: TYPE_URL.to_owned(),
-            value: v1::Refusal { code: code.number() }.encode_to_vec(),
+            value: v1::Refusal {
+                code: code.number(),
+                rejection,
+            }
+            .encode_to_vec(),
         }],
     };
     tonic::Status::with_details(grpc, code.message(), envelope.encode_to_vec().into())
@@ -44,13 +61,27 @@ pub fn status(code: RefusalCode) -> tonic::Status {
 /// The refusal code a status carries, if it carries one (a transport failure, a proxy's answer or
 /// a foreign server's carries none).
 pub fn code_of(status: &tonic::Status) -> Option<RefusalCode> {
+    refusal_of(status).and_then(|refusal| RefusalCode::from_number(refusal.code))
+}
+
+/// The rules a refused new password broke, if the status says.
+pub fn rules_of(status: &tonic::Status) -> Option<PasswordRules> {
+    let rejection = refusal_of(status)?.rejection?;
+    Some(PasswordRules {
+        problem: PasswordProblem::from_number(rejection.problem),
+        min_length: rejection.min_length,
+        complexity: rejection.complexity,
+        history: rejection.history,
+    })
+}
+
+fn refusal_of(status: &tonic::Status) -> Option<v1::Refusal> {
     let envelope = google_rpc::Status::decode(status.details()).ok()?;
     envelope
         .details
         .iter()
         .filter(|any| any.type_url == TYPE_URL)
         .find_map(|any| v1::Refusal::decode(any.value.as_slice()).ok())
-        .and_then(|refusal| RefusalCode::from_number(refusal.code))
 }
 
 #[cfg(test)]
@@ -76,6 +107,25 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_new_password_carries_its_rules() {
+        let rules = PasswordRules {
+            problem: PasswordProblem::InHistory,
+            min_length: 7,
+            complexity: true,
+            history: 24,
+        };
+        let status = status_with(RefusalCode::NewPasswordRejected, Some(rules));
+        assert_eq!(code_of(&status), Some(RefusalCode::NewPasswordRejected));
+        assert_eq!(rules_of(&status), Some(rules));
+        assert_eq!(rules_of(&super::status(RefusalCode::AuthFailed)), None);
+        assert_eq!(
+            rules.describe(),
+            "the new password was refused: it was used before (the rules: at least 7 characters; \
+             three of: upper case, lower case, digits, symbols; none of the last 24 passwords)"
+        );
+    }
+
+    #[test]
     fn only_the_broker_detail_counts() {
         assert_eq!(
             code_of(&tonic::Status::unauthenticated("KTB-101 authentication failed")),
@@ -86,7 +136,11 @@ mod tests {
             message: String::new(),
             details: vec![prost_types::Any {
                 type_url: "type.googleapis.com/google.rpc.ErrorInfo".into(),
-                value: v1::Refusal { code: 101 }.encode_to_vec(),
+                value: v1::Refusal {
+                    code: 101,
+                    rejection: None,
+                }
+                .encode_to_vec(),
             }],
         };
         let status = tonic::Status::with_details(tonic::Code::Unavailable, "", foreign.encode_to_vec().into());
@@ -98,7 +152,11 @@ mod tests {
             message: String::new(),
             details: vec![prost_types::Any {
                 type_url: TYPE_URL.into(),
-                value: v1::Refusal { code: 777 }.encode_to_vec(),
+                value: v1::Refusal {
+                    code: 777,
+                    rejection: None,
+                }
+                .encode_to_vec(),
             }],
         };
         let status = tonic::Status::with_details(tonic::Code::Unavailable, "", unknown.encode_to_vec().into());

@@ -302,6 +302,8 @@ fn smb_conf(provisioned: &str, pki: &TestPki) -> anyhow::Result<String> {
         if line.trim_start().starts_with("server services") {
             out.push_str("\tserver services = ldap, cldap, kdc, rpc, drepl, kcc\n");
             out.push_str("\ttls enabled = yes\n");
+            // A changed password stops working at once (AD keeps the old one for an hour).
+            out.push_str("\told password allowed period = 0\n");
             out.push_str(&format!("\ttls keyfile = {}\n", pki.server_key.display()));
             out.push_str(&format!("\ttls certfile = {}\n", pki.server_cert.display()));
             out.push_str(&format!("\ttls cafile = {}\n", pki.ca_cert.display()));

@@ -36,6 +36,7 @@ pub fn raw_fetch(endpoint: &BrokerEndpoint, username: &str, password: &[u8], pri
             password: password.to_vec(),
             principal: principal.map(Into::into),
             tenant: None,
+            new_password: None,
         },
     )
 }

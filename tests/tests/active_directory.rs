@@ -68,6 +68,19 @@ const PEOPLE: &[AdPerson] = &[
         state: AccountState::AccountExpired,
         groups: &["hadoop-users"],
     },
+    // For the password changes (bob and frank keep their states for the other tests).
+    AdPerson {
+        name: "hank",
+        password: "H4nk-AD-pw!",
+        state: AccountState::MustChange,
+        groups: &["eng"],
+    },
+    AdPerson {
+        name: "ivy",
+        password: "1vy-AD-pw!x",
+        state: AccountState::PasswordExpired,
+        groups: &["hadoop-users"],
+    },
 ];
 
 /// The DC, the MIT realm Hadoop trusts (every person has a principal there, with a Kerberos
@@ -360,4 +373,56 @@ fn the_principal_can_come_from_the_entry_and_is_still_checked() {
         raw_fetch(&endpoint(&broker), "alice", b"Al1ce-AD-pw!", Some("bob@AD.CORP.TEST")),
         refused(RefusalCode::PrincipalNotAllowed)
     );
+}
+
+#[test]
+fn a_password_ad_wants_changed_is_changed_at_login_with_ads_rules_in_plain_words() {
+    let site = site();
+    let broker = broker("broker-change", &url_line(site));
+    for (user, old) in [("hank", "H4nk-AD-pw!"), ("ivy", "1vy-AD-pw!x")] {
+        let principal = format!("{user}@{}", site.realm.realm);
+        let kvno = site.realm.kvno(&principal).unwrap();
+        let ccache = site.root.join(format!("{user}.ccache"));
+        // Too short, too simple, the old one again: AD refuses each, the rules are named, and
+        // the password stays what it was.
+        for bad in ["Sh0rt!", "alllowercaseletters", old] {
+            let out = login(&broker, user, &format!("{old}\n{bad}\n{bad}"), &ccache);
+            assert_eq!(out.status.code(), Some(4), "{user} {bad}: {}", stderr(&out));
+            let said = stderr(&out);
+            assert!(
+                said.contains("[new-password-rejected]") && said.contains("at least 7 characters"),
+                "{user} {bad}: {said}"
+            );
+            assert_eq!(last_reason(&broker), "new_password_rejected");
+        }
+        assert!(
+            site.ad
+                .bind_as(user, old)
+                .unwrap()
+                .is_some_and(|a| a.contains("data 773") || a.contains("data 532"))
+        );
+        // A wrong old password with a good new one: like any wrong password.
+        let new = format!("N3w-{user}-AD-pw!");
+        let out = login(&broker, user, &format!("Wr0ng-old-pw!\n{new}\n{new}"), &ccache);
+        assert_eq!(out.status.code(), Some(3), "{user}: {}", stderr(&out));
+        // The change: AD takes it, the login completes with the new password, keys unchanged.
+        let out = login(&broker, user, &format!("{old}\n{new}\n{new}"), &ccache);
+        assert!(out.status.success(), "{user}: {}", stderr(&out));
+        assert!(klist(&ccache).unwrap().contains(&principal));
+        assert_eq!(last_reason(&broker), "password_changed");
+        assert_eq!(
+            site.realm.kvno(&principal).unwrap(),
+            kvno,
+            "Kerberos keys are not changed"
+        );
+        assert_eq!(
+            site.ad.bind_as(user, &new).unwrap(),
+            None,
+            "{user} binds with the new password"
+        );
+        assert!(site.ad.bind_as(user, old).unwrap().is_some());
+        let out = login(&broker, user, &new, &site.root.join(format!("{user}-after.ccache")));
+        assert!(out.status.success(), "{user}: {}", stderr(&out));
+        assert_eq!(last_reason(&broker), "granted");
+    }
 }

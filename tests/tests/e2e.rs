@@ -240,6 +240,7 @@ fn clients_without_tls_or_without_trust_get_no_connection() {
             password: b"alicepw".to_vec(),
             principal: None,
             tenant: None,
+            new_password: None,
         };
         KeytabBrokerClient::new(channel)
             .fetch_keytab(request)
@@ -946,6 +947,7 @@ fn a_client_that_hangs_up_before_the_failure_floor_is_audited_once_with_the_real
                 password: password.as_bytes().to_vec(),
                 principal: None,
                 tenant: None,
+                new_password: None,
             });
             tokio::pin!(call);
             // Wait for the broker's verdict (its directory check is done), then hang up: the

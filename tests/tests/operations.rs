@@ -99,6 +99,7 @@ fn two_tenants_reach_only_their_own_directory_and_realm() {
         password: b"alicepw".to_vec(),
         principal: None,
         tenant: Some("lab".into()),
+        new_password: None,
     };
     assert_eq!(
         raw_request(&endpoint, alice_in_lab.clone()),
@@ -757,15 +758,31 @@ fn a_password_the_directory_wants_changed_never_yields_keys() {
         frank.contains("(49)") && frank.contains("expired"),
         "frank's fixture: {frank}"
     );
-    for (user, reason) in [
-        ("erin", "password_must_change"),
-        ("frank", "password_expired"),
-        ("gina", "password_expired"),
+    for (user, reason, code, name) in [
+        (
+            "erin",
+            "password_must_change",
+            RefusalCode::PasswordChangeRequired,
+            "password-change-required",
+        ),
+        // No bind to change it on: slapd refuses frank's bind outright.
+        (
+            "frank",
+            "password_expired",
+            RefusalCode::PasswordChangeElsewhere,
+            "password-change-elsewhere",
+        ),
+        (
+            "gina",
+            "password_expired",
+            RefusalCode::PasswordChangeRequired,
+            "password-change-required",
+        ),
     ] {
         let password = format!("{user}pw");
         assert_eq!(
             raw_fetch(&sandbox.endpoint(), user, password.as_bytes(), None),
-            refused(RefusalCode::PasswordChangeRequired),
+            refused(code),
             "{user}"
         );
         assert_eq!(last_audit(&sandbox.broker.audit_file)["reason"], reason, "{user}");
@@ -776,16 +793,68 @@ fn a_password_the_directory_wants_changed_never_yields_keys() {
             "{user}"
         );
         assert_eq!(last_audit(&sandbox.broker.audit_file)["reason"], "invalid_credentials");
+        // Only the old password on stdin: no new one to change to, so no ticket.
         let ccache = sandbox.ccache(user);
         let out = sandbox.login(user, &password, &ccache);
         assert_eq!(out.status.code(), Some(4), "{user}: {}", stderr(&out));
         assert!(
-            stderr(&out).contains("[password-change-required]")
-                && stderr(&out).contains("hint: your directory password"),
+            stderr(&out).contains(&format!("[{name}]")) && stderr(&out).contains("hint: your directory password"),
             "{user}: {}",
             stderr(&out)
         );
         assert!(sandbox.klist(&ccache).is_none(), "{user}");
+    }
+}
+
+#[test]
+fn a_reset_or_grace_password_is_changed_at_login_by_password_modify_and_the_login_completes() {
+    let sandbox = sandbox();
+    for user in ["erin", "gina"] {
+        let old = format!("{user}pw");
+        let principal = sandbox.principal(user);
+        let kvno = sandbox.realm.kvno(&principal).unwrap();
+        // slapd's rules (pwdMinLength 8): refused in plain words, and nothing changes.
+        let ccache = sandbox.ccache(&format!("{user}-change"));
+        let input = format!("{old}\nshort\nshort");
+        let out = sandbox.login(user, &input, &ccache);
+        assert_eq!(out.status.code(), Some(4), "{user}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("[new-password-rejected]") && stderr(&out).contains("too short"),
+            "{user}: {}",
+            stderr(&out)
+        );
+        assert_eq!(
+            last_audit(&sandbox.broker.audit_file)["reason"],
+            "new_password_rejected"
+        );
+        // Two different new passwords: refused before anything is sent.
+        let out = sandbox.login(user, &format!("{old}\nN3w-{user}-pw\nN3w-other-pw"), &ccache);
+        assert_eq!(out.status.code(), Some(8), "{user}: {}", stderr(&out));
+        assert!(stderr(&out).contains("differ"), "{}", stderr(&out));
+        // Then a good one: changed in the directory, the login goes on with it.
+        let new = format!("N3w-{user}-pw");
+        let out = sandbox.login(user, &format!("{old}\n{new}\n{new}"), &ccache);
+        assert!(out.status.success(), "{user}: {}", stderr(&out));
+        assert!(stderr(&out).contains("password was changed"), "{}", stderr(&out));
+        assert!(sandbox.klist(&ccache).unwrap().contains(&principal));
+        assert_eq!(last_audit(&sandbox.broker.audit_file)["reason"], "password_changed");
+        assert_eq!(last_audit(&sandbox.broker.audit_file)["outcome"], "granted");
+        assert_eq!(
+            sandbox.realm.kvno(&principal).unwrap(),
+            kvno,
+            "Kerberos keys are not changed"
+        );
+        // The directory itself now takes the new password and no longer the old one.
+        let now = sandbox.directory.ppolicy_bind(user, &new).unwrap();
+        assert!(
+            !now.contains("(49)") && !now.contains("grace") && !now.contains("reset"),
+            "{user}: {now}"
+        );
+        assert!(sandbox.directory.ppolicy_bind(user, &old).unwrap().contains("(49)"));
+        // And the next login is an ordinary one.
+        let out = sandbox.login(user, &new, &sandbox.ccache(&format!("{user}-after")));
+        assert!(out.status.success(), "{user}: {}", stderr(&out));
+        assert_eq!(last_audit(&sandbox.broker.audit_file)["reason"], "granted");
     }
 }
 

@@ -27,6 +27,7 @@
 //! result is an error.
 
 mod ad;
+mod change;
 mod groups;
 mod ppolicy;
 mod servers;
@@ -67,8 +68,13 @@ pub enum AuthError {
     #[error("the password must be changed (reset by an administrator)")]
     PasswordMustChange,
     /// The right password, past its maximum age (no grace logins left, or this was one).
+    /// `changeable`: whether the broker can change it (OpenLDAP gives no bind to change an
+    /// expired password on once the grace logins are used up).
     #[error("the password has expired")]
-    PasswordExpired,
+    PasswordExpired { changeable: bool },
+    /// The directory refused a new password (its password policy).
+    #[error("the directory refused the new password")]
+    NewPasswordRejected(ktbroker_codes::PasswordRules),
     #[error("directory unavailable: {0}")]
     Unavailable(String),
 }
@@ -90,11 +96,23 @@ pub enum EntryPrincipal {
 pub struct VerifiedUser {
     pub dn: String,
     pub principal: EntryPrincipal,
+    /// The directory took a new password for this login (see [`Directory::change_password`]).
+    pub password_changed: bool,
 }
 
 /// Checks a username and password. A trait so the gRPC service can be unit-tested with a fake.
 pub trait Directory: Send + Sync + 'static {
     fn verify(&self, user: &Username, password: &str) -> impl Future<Output = Result<VerifiedUser, AuthError>> + Send;
+
+    /// For a password the directory wants changed (a `verify` answered PasswordMustChange or
+    /// PasswordExpired): changes it to `new` in the directory, then checks the user as `verify`
+    /// does with the new password. A password that needs no change is just verified.
+    fn change_password(
+        &self,
+        user: &Username,
+        old: &str,
+        new: &str,
+    ) -> impl Future<Output = Result<VerifiedUser, AuthError>> + Send;
 
     /// Whether the principal comes from the user's entry (then it is known only after `verify`).
     fn names_principals(&self) -> bool {
@@ -277,15 +295,18 @@ impl LdapDirectory {
         // A temporary or expired password never yields keys, even though the directory let it bind.
         match (result.rc, policy_error) {
             (0, Some(ppolicy::PolicyError::ChangeAfterReset)) => Err(AuthError::PasswordMustChange),
-            (0, _) if policy.is_some_and(ppolicy::grace_login) => Err(AuthError::PasswordExpired),
+            (0, _) if policy.is_some_and(ppolicy::grace_login) => Err(AuthError::PasswordExpired { changeable: true }),
             (0, _) => Ok(()),
             (RC_INVALID_CREDENTIALS, Some(ppolicy::PolicyError::AccountLocked)) => Err(AuthError::AccountLocked),
-            (RC_INVALID_CREDENTIALS, Some(ppolicy::PolicyError::PasswordExpired)) => Err(AuthError::PasswordExpired),
+            (RC_INVALID_CREDENTIALS, Some(ppolicy::PolicyError::PasswordExpired)) => {
+                Err(AuthError::PasswordExpired { changeable: false })
+            }
             (RC_INVALID_CREDENTIALS, _) => Err(match ad::bind_refusal(&result.text) {
                 None | Some(BindRefusal::WrongPassword) => AuthError::InvalidCredentials,
                 Some(BindRefusal::NoSuchUser) => AuthError::UnknownUser,
                 Some(BindRefusal::LogonRestricted) => AuthError::LogonRestricted,
-                Some(BindRefusal::PasswordExpired) => AuthError::PasswordExpired,
+                // AD lets another account change it with the old password (see `change`).
+                Some(BindRefusal::PasswordExpired) => AuthError::PasswordExpired { changeable: true },
                 Some(BindRefusal::AccountDisabled) => AuthError::AccountDisabled,
                 Some(BindRefusal::AccountExpired) => AuthError::AccountExpired,
                 Some(BindRefusal::PasswordMustChange) => AuthError::PasswordMustChange,
@@ -444,18 +465,16 @@ impl LdapDirectory {
 
 impl Directory for LdapDirectory {
     async fn verify(&self, user: &Username, password: &str) -> Result<VerifiedUser, AuthError> {
-        if password.trim().is_empty() {
-            return Err(AuthError::EmptyPassword);
-        }
         let budget = Budget::of(self.config.timeout);
-        let check = async {
-            match &self.config.lookup {
-                UserLookup::Search { user_base, .. } => self.search_then_bind(user_base, user, password, budget).await,
-                UserLookup::Template { template } => self.template_bind(template, user, password, budget).await,
-            }
-        };
         // The steps stop at the deadline themselves; this is the backstop for any wait between them.
-        tokio::time::timeout_at(budget.deadline, check)
+        tokio::time::timeout_at(budget.deadline, self.verify_within(user, password, budget))
+            .await
+            .unwrap_or_else(|_| Err(AuthError::Unavailable("the directory timeout passed".into())))
+    }
+
+    async fn change_password(&self, user: &Username, old: &str, new: &str) -> Result<VerifiedUser, AuthError> {
+        let budget = Budget::of(self.config.timeout);
+        tokio::time::timeout_at(budget.deadline, self.change_within(user, old, new, budget))
             .await
             .unwrap_or_else(|_| Err(AuthError::Unavailable("the directory timeout passed".into())))
     }
@@ -466,6 +485,17 @@ impl Directory for LdapDirectory {
 }
 
 impl LdapDirectory {
+    /// The whole password check within `budget`.
+    async fn verify_within(&self, user: &Username, password: &str, budget: Budget) -> Result<VerifiedUser, AuthError> {
+        if password.trim().is_empty() {
+            return Err(AuthError::EmptyPassword);
+        }
+        match &self.config.lookup {
+            UserLookup::Search { user_base, .. } => self.search_then_bind(user_base, user, password, budget).await,
+            UserLookup::Template { template } => self.template_bind(template, user, password, budget).await,
+        }
+    }
+
     async fn search_then_bind(
         &self,
         user_base: &str,
@@ -473,20 +503,7 @@ impl LdapDirectory {
         password: &str,
         budget: Budget,
     ) -> Result<VerifiedUser, AuthError> {
-        let attributes = self.entry_attributes();
-        let filter = user_filter(&self.config.user_filter, user);
-        let mut entries = self
-            .service_search(user_base, Scope::Subtree, &filter, &attributes, budget)
-            .await?;
-        let entry = match entries.len() {
-            1 => entries.remove(0),
-            0 => return Err(AuthError::UnknownUser),
-            n => {
-                tracing::error!(user = %user, entries = n, "username matches several directory entries; refusing");
-                return Err(AuthError::UnknownUser);
-            }
-        };
-
+        let entry = self.find_entry(user_base, user, budget).await?;
         // The user's bind always happens on a connection of its own, never the shared one.
         let mut as_user = self.connect(budget).await?.ldap;
         let accepted = self.bind_user(&mut as_user, &entry.dn, password, budget).await;
@@ -502,6 +519,7 @@ impl LdapDirectory {
         Ok(VerifiedUser {
             principal: self.entry_principal(&entry),
             dn: entry.dn,
+            password_changed: false,
         })
     }
 
@@ -534,7 +552,28 @@ impl LdapDirectory {
         }
         .await;
         let _ = as_user.unbind().await;
-        Ok(VerifiedUser { dn, principal: result? })
+        Ok(VerifiedUser {
+            dn,
+            principal: result?,
+            password_changed: false,
+        })
+    }
+
+    /// The one entry the user filter finds for `user` (search-then-bind).
+    async fn find_entry(&self, user_base: &str, user: &Username, budget: Budget) -> Result<SearchEntry, AuthError> {
+        let attributes = self.entry_attributes();
+        let filter = user_filter(&self.config.user_filter, user);
+        let mut entries = self
+            .service_search(user_base, Scope::Subtree, &filter, &attributes, budget)
+            .await?;
+        match entries.len() {
+            1 => Ok(entries.remove(0)),
+            0 => Err(AuthError::UnknownUser),
+            n => {
+                tracing::error!(user = %user, entries = n, "username matches several directory entries; refusing");
+                Err(AuthError::UnknownUser)
+            }
+        }
     }
 
     /// What the user search asks for: the principal attribute, if the principal comes from it.

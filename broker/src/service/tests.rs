@@ -30,6 +30,7 @@ impl Directory for FakeDirectory {
             ("alice" | "nokeys" | "big" | "legacy" | "fresh", "right-pw") => Ok(VerifiedUser {
                 dn: format!("uid={user}"),
                 principal: EntryPrincipal::NotAsked,
+                password_changed: false,
             }),
             ("alice", _) => Err(AuthError::InvalidCredentials),
             ("carol", _) => Err(AuthError::NotInGroup),
@@ -37,8 +38,28 @@ impl Directory for FakeDirectory {
             ("disabled", _) => Err(AuthError::AccountDisabled),
             ("expired-account", _) => Err(AuthError::AccountExpired),
             ("restricted", _) => Err(AuthError::LogonRestricted),
+            ("must-change", "right-pw") => Err(AuthError::PasswordMustChange),
+            ("expired", "right-pw") => Err(AuthError::PasswordExpired { changeable: false }),
             ("down", _) => Err(AuthError::Unavailable("connection refused".into())),
             _ => Err(AuthError::UnknownUser),
+        }
+    }
+
+    /// must-change/right-pw may change to anything but "weak"; the new password then works.
+    async fn change_password(&self, user: &Username, old: &str, new: &str) -> Result<VerifiedUser, AuthError> {
+        self.seen.lock().unwrap().push(format!("{user} changing"));
+        match (user.as_str(), old, new) {
+            ("must-change", "right-pw", "weak") => Err(AuthError::NewPasswordRejected(ktbroker_codes::PasswordRules {
+                problem: ktbroker_codes::PasswordProblem::TooShort,
+                min_length: 8,
+                ..Default::default()
+            })),
+            ("must-change", "right-pw", _) => Ok(VerifiedUser {
+                dn: "uid=must-change".into(),
+                principal: EntryPrincipal::NotAsked,
+                password_changed: true,
+            }),
+            _ => self.verify(user, old).await,
         }
     }
 }
@@ -56,10 +77,15 @@ impl Directory for LabDirectory {
             ("lab-user", "lab-pw") => Ok(VerifiedUser {
                 dn: "uid=lab-user".into(),
                 principal: EntryPrincipal::NotAsked,
+                password_changed: false,
             }),
             ("lab-user", _) => Err(AuthError::InvalidCredentials),
             _ => Err(AuthError::UnknownUser),
         }
+    }
+
+    async fn change_password(&self, user: &Username, old: &str, _new: &str) -> Result<VerifiedUser, AuthError> {
+        self.verify(user, old).await
     }
 }
 
@@ -83,7 +109,12 @@ impl Directory for NamingDirectory {
         Ok(VerifiedUser {
             dn: format!("CN={user}"),
             principal,
+            password_changed: false,
         })
+    }
+
+    async fn change_password(&self, user: &Username, old: &str, _new: &str) -> Result<VerifiedUser, AuthError> {
+        self.verify(user, old).await
     }
 
     fn names_principals(&self) -> bool {
@@ -114,6 +145,14 @@ impl Directory for AnyDirectory {
             Self::Corp(d) => d.verify(user, password).await,
             Self::Lab(d) => d.verify(user, password).await,
             Self::Named(d) => d.verify(user, password).await,
+        }
+    }
+
+    async fn change_password(&self, user: &Username, old: &str, new: &str) -> Result<VerifiedUser, AuthError> {
+        match self {
+            Self::Corp(d) => d.change_password(user, old, new).await,
+            Self::Lab(d) => d.change_password(user, old, new).await,
+            Self::Named(d) => d.change_password(user, old, new).await,
         }
     }
 
@@ -267,6 +306,7 @@ fn request(user: &str, password: &str, principal: Option<&str>) -> Request<Fetch
         password: password.as_bytes().to_vec(),
         principal: principal.map(Into::into),
         tenant: None,
+        new_password: None,
     })
 }
 
@@ -340,6 +380,7 @@ async fn every_authentication_failure_has_one_status_after_the_floor() {
         password: vec![0xff, 0xfe],
         principal: None,
         tenant: None,
+        new_password: None,
     }));
     assert_eq!(status.await.err().unwrap().code(), tonic::Code::Unauthenticated);
 }
@@ -850,5 +891,52 @@ async fn a_principal_named_by_the_users_entry_is_served_only_inside_policy() {
     assert_eq!(
         refusal(&service, wrong).await,
         (tonic::Code::Unauthenticated, RefusalCode::AuthFailed)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_password_that_must_change_is_changed_then_the_login_completes() {
+    let (dir, service) = service_with_audit_file();
+    let changing = |new: Option<&str>| {
+        let mut request = request("must-change", "right-pw", None);
+        request.get_mut().new_password = new.map(|n| n.as_bytes().to_vec());
+        request
+    };
+    assert_eq!(
+        refusal(&service, changing(None)).await,
+        (tonic::Code::FailedPrecondition, RefusalCode::PasswordChangeRequired)
+    );
+    // The directory's refusal travels with its rules.
+    let status = service.fetch_keytab(changing(Some("weak"))).await.err().unwrap();
+    assert_eq!(typed(&status).1, RefusalCode::NewPasswordRejected);
+    let rules = ktbroker_proto::refusal::rules_of(&status).unwrap();
+    assert_eq!(
+        (rules.problem, rules.min_length),
+        (ktbroker_codes::PasswordProblem::TooShort, 8)
+    );
+    assert!(service.fetch_keytab(changing(Some("N3w-password!"))).await.is_ok());
+    // An expired password the directory offers no way to change is told as such.
+    assert_eq!(
+        refusal(&service, request("expired", "right-pw", None)).await,
+        (tonic::Code::FailedPrecondition, RefusalCode::PasswordChangeElsewhere)
+    );
+    let reasons: Vec<String> = std::fs::read_to_string(dir.path().join("audit.log"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["reason"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "password_must_change",
+            "new_password_rejected",
+            "password_changed",
+            "password_expired"
+        ]
     );
 }
