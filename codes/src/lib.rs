@@ -206,10 +206,13 @@ pub enum HelperExit {
     Kerberos = 7,
     Password = 8,
     Ccache = 9,
+    /// The directory wants the password changed and no new one was given (the PAM module then
+    /// asks for one through its conversation and runs the helper again).
+    PasswordChangeRequired = 10,
 }
 
 impl HelperExit {
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Success,
         Self::Internal,
         Self::Config,
@@ -220,6 +223,7 @@ impl HelperExit {
         Self::Kerberos,
         Self::Password,
         Self::Ccache,
+        Self::PasswordChangeRequired,
     ];
 
     pub fn code(self) -> u8 {
@@ -292,7 +296,7 @@ mod tests {
         for exit in HelperExit::ALL {
             assert_eq!(HelperExit::from_code(i32::from(exit.code())), Some(exit));
         }
-        assert_eq!(HelperExit::from_code(10), None);
+        assert_eq!(HelperExit::from_code(11), None);
         assert_eq!(HelperExit::from_code(-1), None);
     }
 }

@@ -17,8 +17,8 @@ use std::path::PathBuf;
     after_help = "Exit codes: 0 success; 1 internal error; 2 usage or configuration error; 3 authentication \
 failed; 4 refused by policy; 5 broker unreachable or unavailable (includes TLS trust failures); 6 invalid \
 answer from the broker; 7 the KDC exchange failed, or no valid ticket (status, renew); 8 cannot read the \
-password; 9 the credential cache is not yours. Errors print as [code] message, with a hint; the codes are \
-listed in the README."
+password; 9 the credential cache is not yours; 10 the directory password must be changed and no new one \
+was given. Errors print as [code] message, with a hint; the codes are listed in the README."
 )]
 pub struct Cli {
     #[command(subcommand)]

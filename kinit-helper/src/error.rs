@@ -63,6 +63,7 @@ impl HelperError {
     pub fn exit(&self) -> HelperExit {
         match self {
             Self::AuthFailed => HelperExit::AuthFailed,
+            Self::Refused(RefusalCode::PasswordChangeRequired) => HelperExit::PasswordChangeRequired,
             Self::Refused(_) | Self::NewPasswordRejected(_) => HelperExit::Refused,
             Self::Unreachable(_) | Self::UntrustedBroker(_) | Self::Unavailable(_) | Self::Busy(_) => {
                 HelperExit::BrokerUnavailable

@@ -4,7 +4,7 @@
 use clap::Parser;
 use ktbroker_kinit::cli::{Cli, Command, CommonArgs, LoginArgs};
 use ktbroker_kinit::config::{ClientConfig, DEFAULT_PATH, expand_ccache};
-use ktbroker_kinit::request::{chosen_ccache, login_blocking, login_blocking_with, run_async, runtime};
+use ktbroker_kinit::request::{chosen_ccache, login_changing_if_asked, run_async, runtime};
 use ktbroker_kinit::{HelperError, LoginOutcome, describe_time, unix_now};
 use std::path::Path;
 use std::process::ExitCode;
@@ -70,60 +70,7 @@ fn login(args: &LoginArgs) -> Result<LoginOutcome, HelperError> {
     let source = ktbroker_kinit::password::PasswordSource::new(args.password_fd)?;
     let password = source.read(&format!("Password for {}: ", request.who.username))?;
     let password = ktbroker_kinit::password::require_non_empty(password)?;
-    match login_blocking(&request, &password) {
-        Err(HelperError::Refused(ktbroker_codes::RefusalCode::PasswordChangeRequired)) => {
-            change_and_login(&request, &password, &source, args.common.quiet)
-        }
-        other => other,
-    }
-}
-
-/// The directory wants the password changed: the new one twice (the terminal, else the next two
-/// lines of the password's input), then the login with it. On a terminal a new password the
-/// directory refuses may be chosen again, up to three tries.
-fn change_and_login(
-    request: &ktbroker_kinit::LoginRequest,
-    password: &[u8],
-    source: &ktbroker_kinit::password::PasswordSource,
-    quiet: bool,
-) -> Result<LoginOutcome, HelperError> {
-    let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
-    eprintln!("ktbroker-kinit: your directory password has expired or was reset; choose a new one");
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        let new = source.read("New password: ")?;
-        // No new password to give (stdin held only the old one): the refusal stands as it was.
-        if new.is_empty() {
-            return Err(HelperError::Refused(
-                ktbroker_codes::RefusalCode::PasswordChangeRequired,
-            ));
-        }
-        let again = source.read("New password (again): ")?;
-        let outcome = if new != again {
-            Err(HelperError::Password(
-                "the two new passwords differ (nothing was changed)".into(),
-            ))
-        } else {
-            let credentials = ktbroker_kinit::fetch::Credentials {
-                password,
-                new_password: Some(&new),
-            };
-            login_blocking_with(request, credentials)
-        };
-        match outcome {
-            Err(e @ (HelperError::NewPasswordRejected(_) | HelperError::Password(_))) if interactive && tries < 3 => {
-                eprintln!("ktbroker-kinit: {e}");
-            }
-            Ok(outcome) => {
-                if !quiet {
-                    eprintln!("ktbroker-kinit: the directory password was changed");
-                }
-                return Ok(outcome);
-            }
-            other => return other,
-        }
-    }
+    login_changing_if_asked(&request, &password, &source, args.common.quiet)
 }
 
 fn krb5_context() -> Result<ktbroker_krb5::Context, HelperError> {

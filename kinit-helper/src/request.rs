@@ -134,6 +134,71 @@ pub fn login_blocking_with(
     run_async(crate::login_with(request, credentials))
 }
 
+/// [`login_blocking`]; when the directory wants the password changed, [`change_and_login`].
+pub fn login_changing_if_asked(
+    request: &LoginRequest,
+    password: &[u8],
+    source: &crate::password::PasswordSource,
+    quiet: bool,
+) -> Result<LoginOutcome, HelperError> {
+    match login_blocking(request, password) {
+        Err(HelperError::Refused(ktbroker_codes::RefusalCode::PasswordChangeRequired)) => {
+            change_and_login(request, password, source, quiet)
+        }
+        other => other,
+    }
+}
+
+/// The directory wants the password changed: the new one twice (the terminal, else the next two
+/// lines of the password's input), then the login with it. On a terminal a new password the
+/// directory refuses may be chosen again, up to three tries.
+pub fn change_and_login(
+    request: &LoginRequest,
+    password: &[u8],
+    source: &crate::password::PasswordSource,
+    quiet: bool,
+) -> Result<LoginOutcome, HelperError> {
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    if !quiet {
+        eprintln!("ktbroker-kinit: your directory password has expired or was reset; choose a new one");
+    }
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let new = source.read("New password: ")?;
+        // No new password to give (stdin held only the old one): the refusal stands as it was.
+        if new.is_empty() {
+            return Err(HelperError::Refused(
+                ktbroker_codes::RefusalCode::PasswordChangeRequired,
+            ));
+        }
+        let again = source.read("New password (again): ")?;
+        let outcome = if new != again {
+            Err(HelperError::Password(
+                "the two new passwords differ (nothing was changed)".into(),
+            ))
+        } else {
+            let credentials = crate::fetch::Credentials {
+                password,
+                new_password: Some(&new),
+            };
+            login_blocking_with(request, credentials)
+        };
+        match outcome {
+            Err(e @ (HelperError::NewPasswordRejected(_) | HelperError::Password(_))) if interactive && tries < 3 => {
+                eprintln!("ktbroker-kinit: {e}");
+            }
+            Ok(outcome) => {
+                if !quiet {
+                    eprintln!("ktbroker-kinit: the directory password was changed");
+                }
+                return Ok(outcome);
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A single-threaded async runtime for one command's network work.
 pub fn runtime() -> Result<tokio::runtime::Runtime, HelperError> {
     tokio::runtime::Builder::new_current_thread()

@@ -4,7 +4,8 @@
 use crate::error::{Kind, NetdiskError, Result};
 use ktbroker_kinit::HelperError;
 use ktbroker_kinit::config::ClientConfig;
-use ktbroker_kinit::request::{LoginOptions, chosen_ccache, login_blocking};
+use ktbroker_kinit::password::PasswordSource;
+use ktbroker_kinit::request::{LoginOptions, chosen_ccache, login_changing_if_asked};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -58,8 +59,10 @@ pub fn ensure_ticket(settings: &LoginSettings) -> Result<Session> {
         .options
         .request(&config, settings.ccache.as_deref())
         .map_err(login_error)?;
-    let password = read_password(settings.password_fd, &request.who.username)?;
-    login_blocking(&request, &password).map_err(login_error)?;
+    let source = PasswordSource::new(settings.password_fd).map_err(login_error)?;
+    let password = read_password(&source, settings.password_fd.is_some(), &request.who.username)?;
+    // A password the directory wants changed: the new one twice, from the same place.
+    login_changing_if_asked(&request, &password, &source, false).map_err(login_error)?;
     valid_session(cache.as_deref())?
         .ok_or_else(|| NetdiskError::new(Kind::Auth, "logged in, yet the credential cache holds no valid ticket"))
 }
@@ -81,13 +84,9 @@ fn valid_session(cache: Option<&str>) -> Result<Option<Session>> {
 }
 
 /// The password from `--password-fd`, the terminal, or stdin; none at all means no login.
-fn read_password(fd: Option<i32>, user: &str) -> Result<zeroize::Zeroizing<Vec<u8>>> {
-    let interactive = fd.is_none() && std::io::stdin().is_terminal();
-    let password = match fd {
-        Some(fd) => ktbroker_kinit::password::read_password_from_fd(fd),
-        None => ktbroker_kinit::password::read_password(&format!("Password for {user}: ")),
-    }
-    .map_err(login_error)?;
+fn read_password(source: &PasswordSource, from_fd: bool, user: &str) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    let interactive = !from_fd && std::io::stdin().is_terminal();
+    let password = source.read(&format!("Password for {user}: ")).map_err(login_error)?;
     if password.is_empty() {
         let how = if interactive {
             "no password was typed"

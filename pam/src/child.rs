@@ -22,8 +22,9 @@ pub enum HelperOutcome {
     CannotStart(String),
 }
 
-/// Runs the helper for `account` with the ticket going to `ccache`.
-pub fn run_helper(args: &Args, account: &Account, ccache: &str, password: &[u8]) -> HelperOutcome {
+/// Runs the helper for `account` with the ticket going to `ccache`; `lines` go to its stdin, one
+/// per line (the password; after a password-change-required, the new one twice more).
+pub fn run_helper(args: &Args, account: &Account, ccache: &str, lines: &[&[u8]]) -> HelperOutcome {
     let (ours, theirs) = match std::os::unix::net::UnixStream::pair() {
         Ok(pair) => pair,
         Err(e) => return HelperOutcome::CannotStart(format!("socketpair: {e}")),
@@ -54,7 +55,9 @@ pub fn run_helper(args: &Args, account: &Account, ccache: &str, password: &[u8])
     };
     // A helper that died early has closed its end: the send fails (EPIPE, no signal) and the exit
     // status tells why.
-    let _ = crate::ffi::send_all(&ours, password).and_then(|()| crate::ffi::send_all(&ours, b"\n"));
+    let _ = lines
+        .iter()
+        .try_for_each(|line| crate::ffi::send_all(&ours, line).and_then(|()| crate::ffi::send_all(&ours, b"\n")));
     let _ = ours.shutdown(std::net::Shutdown::Write);
     let stderr = child.stderr.take();
     let reader = std::thread::spawn(move || {

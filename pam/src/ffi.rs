@@ -22,6 +22,9 @@ pub const PAM_SESSION_ERR: c_int = 14;
 pub const PAM_CRED_ERR: c_int = 17;
 pub const PAM_IGNORE: c_int = 25;
 const PAM_AUTHTOK: c_int = 6;
+const PAM_PROMPT_ECHO_OFF: c_int = 1;
+const PAM_ERROR_MSG: c_int = 3;
+const PAM_TEXT_INFO: c_int = 4;
 pub const PAM_ESTABLISH_CRED: c_int = 0x0002;
 pub const PAM_REINITIALIZE_CRED: c_int = 0x0008;
 pub const PAM_REFRESH_CRED: c_int = 0x0010;
@@ -50,6 +53,7 @@ unsafe extern "C" {
     fn pam_get_data(pamh: *const pam_handle_t, name: *const c_char, data: *mut *const c_void) -> c_int;
     fn pam_putenv(pamh: *mut pam_handle_t, name_value: *const c_char) -> c_int;
     fn pam_syslog(pamh: *const pam_handle_t, priority: c_int, fmt: *const c_char, ...);
+    fn pam_prompt(pamh: *mut pam_handle_t, style: c_int, response: *mut *mut c_char, fmt: *const c_char, ...) -> c_int;
 }
 
 /// The handle and the module arguments of a hook call; `None` for a null handle.
@@ -166,6 +170,50 @@ impl Pam {
         // SAFETY: the handle is live; libpam copies the string.
         let code = unsafe { pam_putenv(self.handle, text.as_ptr()) };
         if code == PAM_SUCCESS { Ok(()) } else { Err(code) }
+    }
+
+    /// Asks the user for a secret through the application's conversation (no echo). The answer
+    /// is copied into a wiped buffer; libpam's copy is wiped and freed here.
+    pub fn prompt_secret(&self, prompt: &str) -> Result<Zeroizing<Vec<u8>>, c_int> {
+        let text = CString::new(prompt.replace('\0', "?")).unwrap_or_default();
+        let mut response: *mut c_char = std::ptr::null_mut();
+        // SAFETY: the handle is live; "%s" with one valid C string; libpam writes a malloc'd
+        // string (or null) to `response`, which becomes ours to free.
+        let code = unsafe {
+            pam_prompt(
+                self.handle,
+                PAM_PROMPT_ECHO_OFF,
+                &mut response,
+                c"%s".as_ptr(),
+                text.as_ptr(),
+            )
+        };
+        if response.is_null() {
+            return Err(if code == PAM_SUCCESS { PAM_AUTH_ERR } else { code });
+        }
+        // SAFETY: a NUL-terminated string libpam allocated for us: copied, then wiped and freed.
+        let answer = unsafe {
+            let bytes = CStr::from_ptr(response).to_bytes();
+            let copy = Zeroizing::new(bytes.to_vec());
+            std::ptr::write_bytes(response, 0, bytes.len());
+            libc::free(response.cast());
+            copy
+        };
+        if code == PAM_SUCCESS { Ok(answer) } else { Err(code) }
+    }
+
+    /// Shows the user a line through the conversation: an error, or else information.
+    pub fn tell(&self, error: bool, message: &str) {
+        let text = CString::new(message.replace('\0', "?")).unwrap_or_default();
+        let style = if error { PAM_ERROR_MSG } else { PAM_TEXT_INFO };
+        let mut response: *mut c_char = std::ptr::null_mut();
+        // SAFETY: as in prompt_secret; a message needs no answer, but one given is freed.
+        unsafe {
+            pam_prompt(self.handle, style, &mut response, c"%s".as_ptr(), text.as_ptr());
+            if !response.is_null() {
+                libc::free(response.cast());
+            }
+        }
     }
 
     /// One line to syslog/journald through libpam (tagged with the service); never a secret.

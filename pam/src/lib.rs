@@ -83,7 +83,8 @@ pam_hook!(pam_sm_open_session, |pam, args, _| establish(
     PAM_SESSION_ERR
 ));
 pam_hook!(pam_sm_close_session, |pam, args, _| close_session(pam, args));
-// Passwords are the directory's to change, not this module's.
+// A password the directory wants changed is changed during authentication (see change_password);
+// passwd(1) is not the way to change a directory password here.
 pam_hook!(pam_sm_chauthtok, |_, _, _| PAM_IGNORE);
 
 fn authenticate(pam: &Pam, args: &Args) -> c_int {
@@ -147,12 +148,22 @@ fn attempt(pam: &Pam, args: &Args, account: &ffi::Account) -> Result<(c_int, Pat
         PAM_SERVICE_ERR
     })?;
     let ccache = format!("FILE:{}", temporary.display());
-    let outcome = child::run_helper(args, account, &ccache, &password);
+    let mut outcome = child::run_helper(args, account, &ccache, &[&password]);
+    if exit_of(&outcome) == Some(HelperExit::PasswordChangeRequired) {
+        outcome = change_password(pam, args, account, &ccache, &password)?;
+    } else if let HelperOutcome::Exited { last_line, .. } = &outcome
+        && last_line.contains("[password-change-elsewhere]")
+    {
+        pam.tell(
+            true,
+            "Your directory password has expired and cannot be changed here: change it where your organization says, then log in again.",
+        );
+    }
     drop(password);
     let code = match &outcome {
         HelperOutcome::Exited { code: Some(code), .. } => match HelperExit::from_code(*code) {
             Some(HelperExit::Success) => PAM_SUCCESS,
-            Some(HelperExit::AuthFailed | HelperExit::Refused) => PAM_AUTH_ERR,
+            Some(HelperExit::AuthFailed | HelperExit::Refused | HelperExit::PasswordChangeRequired) => PAM_AUTH_ERR,
             Some(HelperExit::BrokerUnavailable | HelperExit::Kerberos) => PAM_AUTHINFO_UNAVAIL,
             _ => PAM_SERVICE_ERR,
         },
@@ -169,6 +180,61 @@ fn attempt(pam: &Pam, args: &Args, account: &ffi::Account) -> Result<(c_int, Pat
         pam.log(LOG_NOTICE, &format!("ktbroker: no ticket for {user} ({why})"));
     }
     Ok((code, temporary))
+}
+
+fn exit_of(outcome: &HelperOutcome) -> Option<HelperExit> {
+    match outcome {
+        HelperOutcome::Exited { code: Some(code), .. } => HelperExit::from_code(*code),
+        _ => None,
+    }
+}
+
+/// The directory wants the password changed: the new one twice through the conversation, then
+/// the helper again with old, new, new. A refusal is told in the directory's terms (the helper's
+/// words) and the user may try again, three tries in all.
+fn change_password(
+    pam: &Pam,
+    args: &Args,
+    account: &ffi::Account,
+    ccache: &str,
+    password: &[u8],
+) -> Result<HelperOutcome, c_int> {
+    pam.tell(
+        false,
+        "Your directory password has expired or was reset; choose a new one.",
+    );
+    let mut outcome = HelperOutcome::CannotStart("no new password was given".into());
+    for _ in 0..3 {
+        let new = pam.prompt_secret("New password: ")?;
+        let again = pam.prompt_secret("New password (again): ")?;
+        if new.is_empty() || new.len() > MAX_PASSWORD_LEN {
+            pam.tell(true, "No new password was given; the password was not changed.");
+            return Ok(outcome);
+        }
+        if new != again {
+            pam.tell(true, "The two new passwords differ; nothing was changed.");
+            continue;
+        }
+        outcome = child::run_helper(args, account, ccache, &[password, &new, &new]);
+        match (&outcome, exit_of(&outcome)) {
+            (HelperOutcome::Exited { last_line, .. }, Some(HelperExit::Refused))
+                if last_line.contains("[new-password-rejected]") =>
+            {
+                let said = last_line.split_once("] ").map_or(last_line.as_str(), |(_, rest)| rest);
+                pam.tell(true, &format!("{said}."));
+            }
+            (_, Some(HelperExit::Success)) => {
+                pam.log(
+                    LOG_NOTICE,
+                    &format!("ktbroker: directory password changed for {}", account.name),
+                );
+                pam.tell(false, "Your directory password was changed.");
+                return Ok(outcome);
+            }
+            _ => return Ok(outcome),
+        }
+    }
+    Ok(outcome)
 }
 
 /// setcred and open_session: the pending ticket becomes the session's cache (once), and

@@ -9,7 +9,7 @@ use std::sync::Once;
 pub fn local_users() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        for user in ["alice", "bob", "carol", "dave"] {
+        for user in ["alice", "bob", "carol", "dave", "erin", "frank", "gina"] {
             let exists = Command::new("id")
                 .arg("-u")
                 .arg(user)

@@ -75,6 +75,13 @@ const PEOPLE: &[AdPerson] = &[
         state: AccountState::MustChange,
         groups: &["eng"],
     },
+    // Through PAM (a local account exists for carol).
+    AdPerson {
+        name: "carol",
+        password: "C4rol-AD-pw!",
+        state: AccountState::MustChange,
+        groups: &["hadoop-users"],
+    },
     AdPerson {
         name: "ivy",
         password: "1vy-AD-pw!x",
@@ -99,7 +106,8 @@ fn site() -> &'static Site {
 }
 
 fn start_site() -> anyhow::Result<Site> {
-    let root = tempfile::Builder::new().prefix("ktbroker-ad-").tempdir()?.keep();
+    let dir = tempfile::Builder::new().prefix("ktbroker-ad-").tempdir()?;
+    let root = dir.path().to_owned();
     let pki = TestPki::create(&root.join("pki"), "ktbroker AD test CA")?;
     // The DC first: its RPC server takes ports from 49152 up, the realm's come from free_port.
     let ad = ActiveDirectory::start(&root.join("ad"), &pki, PEOPLE)?;
@@ -107,6 +115,8 @@ fn start_site() -> anyhow::Result<Site> {
     for person in PEOPLE {
         realm.add_user(person.name, "kerberos-only-pw")?;
     }
+    // Removed by stop_site at exit from here on (and by the TempDir if starting failed).
+    let root = dir.keep();
     Ok(Site { root, pki, ad, realm })
 }
 
@@ -308,7 +318,7 @@ fn every_account_state_answers_like_a_wrong_password_except_after_the_right_one(
     // What the helper tells the person whose password must change.
     let ccache = site.root.join("bob.ccache");
     let out = login(&broker, "bob", "B0b-AD-pw!x", &ccache);
-    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
     assert!(stderr(&out).contains("[password-change-required]"), "{}", stderr(&out));
     assert!(klist(&ccache).is_none());
 }
@@ -425,4 +435,105 @@ fn a_password_ad_wants_changed_is_changed_at_login_with_ads_rules_in_plain_words
         assert!(out.status.success(), "{user}: {}", stderr(&out));
         assert_eq!(last_reason(&broker), "granted");
     }
+}
+
+/// Drives pam_ktbroker.so (auth then session) for a local user against `broker`, answering the
+/// conversation's prompts with the lines of `input`: the driver's output.
+fn pam_login(broker: &Broker, name: &str, user: &str, input: &str) -> Output {
+    use ktbroker_tests::bins::{project_binary, tool_binary};
+    let site = site();
+    let dir = site.root.join(name);
+    let confdir = dir.join("pam.d");
+    let pending = dir.join("pending");
+    std::fs::create_dir_all(&confdir).unwrap();
+    std::fs::create_dir_all(&pending).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&pending, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let client_toml = dir.join("client.toml");
+    let client = ktbroker_tests::templates::render(
+        "client.toml.in",
+        &[
+            ("BROKER_URL", broker.url.as_str()),
+            ("CA_FILE", &site.pki.ca_cert.display().to_string()),
+        ],
+    )
+    .unwrap();
+    std::fs::write(&client_toml, client).unwrap();
+    let module = project_binary("libpam_ktbroker.so");
+    let args = format!(
+        "helper={} krb5_config={} config={} ccache_dir={} timeout=10",
+        project_binary("ktbroker-kinit").display(),
+        site.realm.krb5_conf.display(),
+        client_toml.display(),
+        pending.display()
+    );
+    std::fs::write(
+        confdir.join("ktbroker-ad"),
+        format!(
+            "auth required {m} {args}\naccount required pam_permit.so\nsession required {m} {args}\n",
+            m = module.display()
+        ),
+    )
+    .unwrap();
+    let mut command = Command::new(tool_binary("ktbroker-pam-driver"));
+    command
+        .arg(&confdir)
+        .args([
+            "ktbroker-ad",
+            user,
+            "authenticate",
+            "setcred",
+            "open_session",
+            "klist",
+            "close_session",
+        ])
+        .env("KRB5_CONFIG", &site.realm.krb5_conf);
+    run_with_password(command, input)
+}
+
+#[test]
+fn pam_logs_in_against_ad_and_changes_a_password_through_the_conversation() {
+    ktbroker_tests::accounts::local_users();
+    let site = site();
+    let broker = broker("broker-pam", &url_line(site));
+    let out = pam_login(&broker, "pam-alice", "alice", "Al1ce-AD-pw!");
+
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(
+        said.contains("authenticate rc=0") && said.contains("open_session rc=0"),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("Default principal: alice@{}", site.realm.realm)),
+        "{said}"
+    );
+    // carol must change hers at next logon: asked twice, a too-simple one refused with AD's rules,
+    // the next accepted; the session then has her ticket.
+    let input = "C4rol-AD-pw!\nsimplesimple\nsimplesimple\nN3w-C4rol-pw!\nN3w-C4rol-pw!";
+    let out = pam_login(&broker, "pam-carol", "carol", input);
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(
+        said.contains("authenticate rc=0") && said.contains("open_session rc=0"),
+        "{said}"
+    );
+    assert!(said.contains("pam message: the new password was refused"), "{said}");
+    assert!(said.contains("at least 7 characters"), "{said}");
+    assert!(
+        said.contains(&format!("Default principal: carol@{}", site.realm.realm)),
+        "{said}"
+    );
+    assert_eq!(site.ad.bind_as("carol", "N3w-C4rol-pw!").unwrap(), None);
+    // Each helper run the module starts asks with the old password first, then changes.
+    let reasons = audit_reasons(&broker.audit_file);
+    assert_eq!(
+        reasons,
+        [
+            "granted",
+            "password_must_change",
+            "password_must_change",
+            "new_password_rejected",
+            "password_must_change",
+            "password_changed"
+        ]
+    );
 }

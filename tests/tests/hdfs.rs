@@ -311,6 +311,21 @@ fn without_a_ticket_netdisk_needs_a_password_and_logs_in_with_one() {
     );
 }
 
+#[test]
+fn a_password_the_directory_wants_changed_is_changed_by_netdisks_login_too() {
+    let cluster = shared_cluster();
+    // erin's password was reset by an administrator: only the old one, no ticket.
+    let erin = cluster.netdisk_client("login-reset", "erin");
+    let message = fails_with(erin.run_with_password("erinpw", &["ls", "/user"]), 3);
+    assert!(message.contains("[password-change-required]"), "{message}");
+    // The old password, then the new one twice, on stdin: changed, logged in, the command runs.
+    let listing = ok(erin.run_with_password("erinpw\nN3w-erin-pw\nN3w-erin-pw", &["ls", "/user"]));
+    assert!(listing.contains("alice") && listing.contains("bob"), "{listing}");
+    assert!(cluster.sandbox.klist(&erin.ccache).unwrap().contains("erin@"));
+    let again = cluster.netdisk_client("login-after-reset", "erin");
+    ok(again.run_with_password("N3w-erin-pw", &["ls", "/user"]));
+}
+
 /// An upload fed from a FIFO, held open until its temporary file appears in HDFS, then stopped.
 fn interrupted_put(alice: &NetdiskClient, name: &str, signal: rustix::process::Signal) -> Output {
     let fifo = alice.dir.join(format!("{name}.fifo"));

@@ -501,3 +501,54 @@ fn pam_auth_update_enables_the_profile_ahead_of_pam_unix() {
         "the machine's own PAM configuration was left alone"
     );
 }
+
+#[test]
+fn a_password_the_directory_wants_changed_is_changed_through_the_conversation() {
+    let setup = PamSetup::start();
+    let service = setup.service("ktbroker-change", "", "");
+    let ops = ["authenticate", "setcred", "open_session", "klist", "close_session"];
+    // erin's password was reset by an administrator: the module asks for a new one twice.
+    let out = setup.drive(&service, "erin", b"erinpw\nN3w-erin-pw\nN3w-erin-pw\n", &ops);
+    for op in ["authenticate", "setcred", "open_session", "close_session"] {
+        assert_eq!(rc(&out, op), PAM_SUCCESS, "{op}:\n{}", text(&out));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Default principal: erin@KRBTEST.COM"), "{stdout}");
+    assert!(stdout.trim_end().ends_with("prompts=3"), "{stdout}");
+    assert!(text(&out).contains("was changed"), "{}", text(&out));
+    // gina's has expired (grace logins left): a new password slapd's rules refuse is told in
+    // its terms, two that differ are caught, and the third try goes through.
+    let input = b"ginapw\nshort\nshort\nN3w-gina-pw\nN3w-gina-px\nN3w-gina-pw\nN3w-gina-pw\n";
+    let out = setup.drive(&service, "gina", input, &["authenticate"]);
+    assert_eq!(rc(&out, "authenticate"), PAM_SUCCESS, "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("pam message: the new password was refused: it is too short"),
+        "{said}"
+    );
+    assert!(said.contains("pam message: The two new passwords differ"), "{said}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).trim_end().ends_with("prompts=7"),
+        "{said}"
+    );
+    // The directory now takes the new passwords.
+    let out = setup.drive(&service, "erin", b"N3w-erin-pw\n", &["authenticate"]);
+    assert_eq!(rc(&out, "authenticate"), PAM_SUCCESS, "{}", text(&out));
+    assert!(
+        setup
+            .sandbox
+            .directory
+            .ppolicy_bind("gina", "ginapw")
+            .unwrap()
+            .contains("(49)")
+    );
+    // frank's expired with no grace login left: nothing to change it on; told where to go.
+    let out = setup.drive(&service, "frank", b"frankpw\n", &["authenticate"]);
+    assert_eq!(rc(&out, "authenticate"), PAM_AUTH_ERR, "{}", text(&out));
+    assert!(
+        text(&out).contains("pam message: Your directory password has expired"),
+        "{}",
+        text(&out)
+    );
+    setup.assert_no_pending_caches();
+}
