@@ -10,8 +10,10 @@
 //! Samba's RPC server takes dynamic ports from 49152 up: start it before any realm whose ports
 //! come from [`crate::daemon::free_port`], so those are chosen around it.
 
+use crate::broker::Broker;
 use crate::daemon::{Daemon, run_checked, tcp_open};
 use crate::pki::TestPki;
+use crate::realm::{BROKER_ADMIN, Realm};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -204,6 +206,46 @@ impl ActiveDirectory {
             }
         }
         Ok(service_password)
+    }
+
+    /// A `[tenants.NAME]` table as an admin would write it for this domain beside the MIT realm
+    /// `realm`: the schema profile, the service account, the allowed group, kadm5 keys;
+    /// `directory_lines` add to (or override) its directory table.
+    pub fn tenant_text(&self, name: &str, realm: &Realm, directory_lines: &str) -> String {
+        format!(
+            r#"[tenants.{name}]
+realm = "{realm_name}"
+
+[tenants.{name}.directory]
+schema = "active-directory"
+ca_file = "{ca}"
+bind_dn = "{SERVICE_DN}"
+bind_password_file = "credential:ldap-password"
+user_base = "{BASE_DN}"
+group_dn = "{HADOOP_USERS}"
+{directory_lines}
+
+[tenants.{name}.keys]
+admin_principal = "{BROKER_ADMIN}@{realm_name}"
+admin_keytab = "{keytab}"
+"#,
+            realm_name = realm.realm,
+            ca = self.ca_cert.display(),
+            keytab = realm.broker_admin_keytab.display(),
+        )
+    }
+
+    /// A broker in `dir` on this domain and `realm` (one tenant, `corp`), certificate from `pki`.
+    pub fn broker(&self, dir: &Path, pki: &TestPki, realm: &Realm, directory_lines: &str) -> anyhow::Result<Broker> {
+        let tenant = self.tenant_text("corp", realm, directory_lines);
+        let audit = dir.join("audit.log");
+        Broker::launch(
+            dir,
+            pki,
+            &self.service_password,
+            |port| crate::broker::broker_text(port, pki, realm, &audit, &tenant),
+            &[],
+        )
     }
 
     /// A person's DN.

@@ -10,13 +10,11 @@
 #![allow(clippy::unwrap_used)]
 
 use ktbroker_codes::RefusalCode;
-use ktbroker_tests::active_directory::{
-    AccountState, ActiveDirectory, AdPerson, BASE_DN, ENG, HADOOP_USERS, SERVICE_DN, USERS_DN,
-};
-use ktbroker_tests::broker::{Broker, broker_text};
+use ktbroker_tests::active_directory::{AccountState, ActiveDirectory, AdPerson, BASE_DN, ENG, HADOOP_USERS, USERS_DN};
+use ktbroker_tests::broker::Broker;
 use ktbroker_tests::client::{audit_reasons, raw_fetch, refused, stderr};
 use ktbroker_tests::pki::TestPki;
-use ktbroker_tests::realm::{BROKER_ADMIN, Realm};
+use ktbroker_tests::realm::Realm;
 use ktbroker_tests::sandbox::run_with_password;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -132,32 +130,6 @@ extern "C" fn stop_site() {
     });
 }
 
-/// The AD tenant as an admin would write it: the schema profile, the service account, the
-/// allowed group; `extra` adds or overrides lines of its directory table.
-fn ad_tenant(site: &Site, realm: &Realm, directory_lines: &str) -> String {
-    format!(
-        r#"[tenants.corp]
-realm = "{realm}"
-
-[tenants.corp.directory]
-schema = "active-directory"
-ca_file = "{ca}"
-bind_dn = "{SERVICE_DN}"
-bind_password_file = "credential:ldap-password"
-user_base = "{BASE_DN}"
-group_dn = "{HADOOP_USERS}"
-{directory_lines}
-
-[tenants.corp.keys]
-admin_principal = "{BROKER_ADMIN}@{realm}"
-admin_keytab = "{keytab}"
-"#,
-        realm = realm.realm,
-        ca = site.ad.ca_cert.display(),
-        keytab = realm.broker_admin_keytab.display(),
-    )
-}
-
 /// A broker of its own for one test, on the AD tenant with `directory_lines`.
 fn broker(name: &str, directory_lines: &str) -> Broker {
     broker_in(name, &site().realm, directory_lines)
@@ -166,16 +138,9 @@ fn broker(name: &str, directory_lines: &str) -> Broker {
 /// Like [`broker`], for the MIT realm `realm`.
 fn broker_in(name: &str, realm: &Realm, directory_lines: &str) -> Broker {
     let site = site();
-    let dir = site.root.join(name);
-    let tenant = ad_tenant(site, realm, directory_lines);
-    Broker::launch(
-        &dir,
-        &site.pki,
-        &site.ad.service_password,
-        |port| broker_text(port, &site.pki, realm, &dir.join("audit.log"), &tenant),
-        &[],
-    )
-    .unwrap()
+    site.ad
+        .broker(&site.root.join(name), &site.pki, realm, directory_lines)
+        .unwrap()
 }
 
 fn url_line(site: &Site) -> String {

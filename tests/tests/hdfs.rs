@@ -326,6 +326,59 @@ fn a_password_the_directory_wants_changed_is_changed_by_netdisks_login_too() {
     ok(again.run_with_password("N3w-erin-pw", &["ls", "/user"]));
 }
 
+#[test]
+fn netdisk_logs_in_against_active_directory_and_changes_a_password_there() {
+    use ktbroker_tests::active_directory::{AccountState, ActiveDirectory, AdPerson};
+    let cluster = shared_cluster();
+    let sandbox = &cluster.sandbox;
+    // A real AD DC (Samba) beside the cluster's MIT realm, and a broker whose tenant uses it:
+    // alice only in eng (nested in hadoop-users), bob's password must change at next logon.
+    let people = [
+        AdPerson {
+            name: "alice",
+            password: "Al1ce-AD-pw!",
+            state: AccountState::Normal,
+            groups: &["eng"],
+        },
+        AdPerson {
+            name: "bob",
+            password: "B0b-AD-pw!x",
+            state: AccountState::MustChange,
+            groups: &["hadoop-users"],
+        },
+    ];
+    let ad = ActiveDirectory::start(&sandbox.root.join("ad"), &sandbox.pki, &people).unwrap();
+    let url = format!("url = \"{}\"", ad.url);
+    let broker = ad
+        .broker(&sandbox.root.join("broker-ad"), &sandbox.pki, &sandbox.realm, &url)
+        .unwrap();
+    let client = |name: &str, user: &str| {
+        let client = cluster.netdisk_client(name, user);
+        let toml = sandbox.client_toml().replace(&sandbox.broker.url, &broker.url);
+        std::fs::write(client.dir.join("client.toml"), toml).unwrap();
+        client
+    };
+    let alice = client("ad-alice", "alice");
+    // Her sandbox (OpenLDAP) password means nothing here; her AD one does.
+    fails_with(alice.run_with_password("alicepw", &["ls", "~"]), 3);
+    ok(alice.run_with_password("Al1ce-AD-pw!", &["ls", "~"]));
+    assert!(sandbox.klist(&alice.ccache).unwrap().contains("alice@"));
+    let bob = client("ad-bob", "bob");
+    let listing = ok(bob.run_with_password("B0b-AD-pw!x\nN3w-B0b-AD-pw!\nN3w-B0b-AD-pw!", &["ls", "~"]));
+    assert!(listing.contains("secret.txt"), "{listing}");
+    assert_eq!(ad.bind_as("bob", "N3w-B0b-AD-pw!").unwrap(), None);
+    let reasons = ktbroker_tests::client::audit_reasons(&broker.audit_file);
+    assert_eq!(
+        reasons,
+        [
+            "invalid_credentials",
+            "granted",
+            "password_must_change",
+            "password_changed"
+        ]
+    );
+}
+
 /// An upload fed from a FIFO, held open until its temporary file appears in HDFS, then stopped.
 fn interrupted_put(alice: &NetdiskClient, name: &str, signal: rustix::process::Signal) -> Output {
     let fifo = alice.dir.join(format!("{name}.fifo"));
