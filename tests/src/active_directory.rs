@@ -58,6 +58,22 @@ pub struct AdPerson {
     pub groups: &'static [&'static str],
 }
 
+/// alice, only in eng (which is in hadoop-users): authorized through nesting.
+pub const ALICE: AdPerson = AdPerson {
+    name: "alice",
+    password: "Al1ce-AD-pw!",
+    state: AccountState::Normal,
+    groups: &["eng"],
+};
+
+/// bob, in hadoop-users, whose password must change at next logon.
+pub const BOB: AdPerson = AdPerson {
+    name: "bob",
+    password: "B0b-AD-pw!x",
+    state: AccountState::MustChange,
+    groups: &["hadoop-users"],
+};
+
 pub struct ActiveDirectory {
     dir: PathBuf,
     conf: PathBuf,

@@ -22,19 +22,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const PEOPLE: &[AdPerson] = &[
-    // Only in eng, which is in hadoop-users: authorized through nesting.
-    AdPerson {
-        name: "alice",
-        password: "Al1ce-AD-pw!",
-        state: AccountState::Normal,
-        groups: &["eng"],
-    },
-    AdPerson {
-        name: "bob",
-        password: "B0b-AD-pw!x",
-        state: AccountState::MustChange,
-        groups: &["hadoop-users"],
-    },
+    ktbroker_tests::active_directory::ALICE,
+    ktbroker_tests::active_directory::BOB,
     AdPerson {
         name: "carl",
         password: "C4rl-AD-pw!",

@@ -328,26 +328,12 @@ fn a_password_the_directory_wants_changed_is_changed_by_netdisks_login_too() {
 
 #[test]
 fn netdisk_logs_in_against_active_directory_and_changes_a_password_there() {
-    use ktbroker_tests::active_directory::{AccountState, ActiveDirectory, AdPerson};
+    use ktbroker_tests::active_directory::{ALICE, ActiveDirectory, BOB};
     let cluster = shared_cluster();
     let sandbox = &cluster.sandbox;
     // A real AD DC (Samba) beside the cluster's MIT realm, and a broker whose tenant uses it:
     // alice only in eng (nested in hadoop-users), bob's password must change at next logon.
-    let people = [
-        AdPerson {
-            name: "alice",
-            password: "Al1ce-AD-pw!",
-            state: AccountState::Normal,
-            groups: &["eng"],
-        },
-        AdPerson {
-            name: "bob",
-            password: "B0b-AD-pw!x",
-            state: AccountState::MustChange,
-            groups: &["hadoop-users"],
-        },
-    ];
-    let ad = ActiveDirectory::start(&sandbox.root.join("ad"), &sandbox.pki, &people).unwrap();
+    let ad = ActiveDirectory::start(&sandbox.root.join("ad"), &sandbox.pki, &[ALICE, BOB]).unwrap();
     let url = format!("url = \"{}\"", ad.url);
     let broker = ad
         .broker(&sandbox.root.join("broker-ad"), &sandbox.pki, &sandbox.realm, &url)
