@@ -183,8 +183,18 @@ async fn build_tenant(
     old: Option<(&TenantConfig, &Arc<Tenant<LdapDirectory, ConfiguredKeySource>>)>,
 ) -> anyhow::Result<Tenant<LdapDirectory, ConfiguredKeySource>> {
     let directory = match old {
-        Some((old_config, old)) if old_config.directory == config.directory => old.directory.clone(),
-        _ => Arc::new(LdapDirectory::new(config.directory.clone()).context("setting up the directory client")?),
+        // Servers from DNS are looked up again at each reload.
+        Some((old_config, old)) if old_config.directory == config.directory && config.directory.discovery.is_none() => {
+            old.directory.clone()
+        }
+        _ => {
+            let mut directory = config.directory.clone();
+            crate::directory::discover(&mut directory)
+                .await
+                .map_err(anyhow::Error::msg)
+                .context("finding the directory servers in DNS")?;
+            Arc::new(LdapDirectory::new(directory).context("setting up the directory client")?)
+        }
     };
     let keys = match old {
         Some((old_config, old)) if old_config.keys == config.keys && old_config.realm == config.realm => {

@@ -12,6 +12,7 @@ pub mod client;
 pub mod cluster;
 pub mod daemon;
 pub mod directory;
+pub mod dns;
 pub mod hdfs;
 pub mod memscan;
 pub mod pki;

@@ -467,35 +467,18 @@ fn kcm_caches_work_through_a_real_kcm_daemon() {
 fn without_a_broker_list_srv_records_name_the_brokers_in_priority_order() {
     let sandbox = sandbox();
     let client = sandbox.root.join("client");
-    let dns_port = ktbroker_tests::daemon::free_port();
     let dead_port = ktbroker_tests::daemon::free_port();
     // A real DNS server (dnsmasq) answering only for example.test: the preferred record points at
     // nothing, the next at the sandbox's broker.
-    let mut command = Command::new("dnsmasq");
-    command
-        .args([
-            "--no-daemon",
-            "--conf-file=/dev/null",
-            "--no-resolv",
-            "--no-hosts",
-            "--bind-interfaces",
-        ])
-        .args(["--listen-address=127.0.0.1", "--user=root", "--log-queries"])
-        .arg(format!("--port={dns_port}"))
-        .arg(format!("--pid-file={}", client.join("dnsmasq.pid").display()))
-        .arg(format!(
-            "--srv-host=_ktbroker._tcp.example.test,localhost,{dead_port},10,5"
-        ))
-        .arg(format!(
-            "--srv-host=_ktbroker._tcp.example.test,localhost,{},20,5",
-            sandbox.broker.port
-        ));
-    let mut dns = ktbroker_tests::daemon::Daemon::spawn("dnsmasq", &mut command, &client.join("dnsmasq.log")).unwrap();
-    let log = client.join("dnsmasq.log");
-    dns.wait_ready(std::time::Duration::from_secs(10), || {
-        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("started"))
-    })
+    let mut dns = ktbroker_tests::dns::Dns::start(
+        &client.join("dns"),
+        &[
+            format!("_ktbroker._tcp.example.test,localhost,{dead_port},10,5"),
+            format!("_ktbroker._tcp.example.test,localhost,{},20,5", sandbox.broker.port),
+        ],
+    )
     .unwrap();
+    let dns_port = dns.port;
     let config = write_client_toml(
         &sandbox,
         "srv.toml",
@@ -508,9 +491,7 @@ fn without_a_broker_list_srv_records_name_the_brokers_in_priority_order() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(audit_reasons(&sandbox.broker.audit_file), ["granted"]);
     assert!(
-        std::fs::read_to_string(&log)
-            .unwrap()
-            .contains("_ktbroker._tcp.example.test"),
+        dns.was_asked("_ktbroker._tcp.example.test"),
         "the helper asked the DNS server"
     );
     let doctor = helper(&sandbox, &["doctor", "--config", &config]).output().unwrap();

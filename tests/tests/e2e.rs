@@ -859,6 +859,61 @@ fn nested_groups_authorize_only_when_asked_for_within_the_depth_and_survive_loop
 }
 
 #[test]
+fn directory_servers_can_come_from_dns_srv_records_in_their_order() {
+    let sandbox = sandbox();
+    let dead = ktbroker_tests::daemon::free_port();
+    let starttls_port = sandbox
+        .directory
+        .starttls_url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/');
+    // A real DNS server: the preferred record names a port nobody listens on, the next the
+    // sandbox's slapd (StartTLS; the certificate names localhost).
+    let dns = ktbroker_tests::dns::Dns::start(
+        &sandbox.root.join("dns"),
+        &[
+            format!("_ldap._tcp.corp.test,localhost,{dead},0,100"),
+            format!("_ldap._tcp.corp.test,localhost,{starttls_port},10,100"),
+        ],
+    )
+    .unwrap();
+    let url_line = format!("url = \"{}\"", sandbox.directory.url);
+    let discovered = format!(
+        "srv_domain = \"corp.test\"\ndns_server = \"127.0.0.1:{}\"\nstarttls = true",
+        dns.port
+    );
+    let broker = sandbox
+        .extra_broker("broker-srv", |c| c.replace(&url_line, &discovered))
+        .unwrap();
+    let out = sandbox.login_via(&broker.url, "alice", "alicepw", &sandbox.ccache("srv-directory"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(dns.was_asked("_ldap._tcp.corp.test"), "the broker asked the DNS server");
+    let log = broker.log_text();
+    assert!(
+        log.contains("directory servers from DNS SRV")
+            && log.contains(&format!("ldap://localhost:{dead}/"))
+            && log.contains(&format!("ldap://localhost:{starttls_port}/")),
+        "{log}"
+    );
+    // In their order: the preferred (dead) one was tried first.
+    assert!(log.contains("directory connect failed"), "{log}");
+    // A domain with no such records: the broker does not start, and says why.
+    let check = sandbox
+        .broker
+        .command_for(&broker.config)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "check-config needs no DNS: {}", stderr(&check));
+    let nowhere = discovered.replace("corp.test", "nowhere.test");
+    let failed = sandbox.extra_broker("broker-srv-nowhere", |c| c.replace(&url_line, &nowhere));
+    let message = format!("{:#}", failed.err().expect("no servers: no broker"));
+    assert!(message.contains("_ldap._tcp.nowhere.test"), "{message}");
+}
+
+#[test]
 fn metrics_count_outcomes_and_time_each_part_on_their_own_listener() {
     let sandbox = sandbox();
     let metrics_port = ktbroker_tests::daemon::free_port();

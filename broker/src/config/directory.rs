@@ -100,6 +100,40 @@ impl GroupCheck {
     }
 }
 
+/// Directory servers found in DNS: the SRV records of `_ldap._tcp.DOMAIN`, looked up when the
+/// broker starts and at each reload. Reached with StartTLS on the SRV's port with
+/// `starttls = true`, else over LDAPS on port 636 of each host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SrvDiscovery {
+    pub domain: String,
+    pub dns_server: Option<std::net::SocketAddr>,
+    pub starttls: bool,
+}
+
+impl SrvDiscovery {
+    pub const SERVICE: &'static str = "_ldap._tcp";
+
+    /// The server a discovered host and port stand for.
+    pub fn server(&self, host: &str, port: u16) -> DirectoryServer {
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_owned()
+        };
+        if self.starttls {
+            DirectoryServer {
+                url: format!("ldap://{host}:{port}/"),
+                transport: LdapTransport::StartTls,
+            }
+        } else {
+            DirectoryServer {
+                url: format!("ldaps://{host}:636/"),
+                transport: LdapTransport::Ldaps,
+            }
+        }
+    }
+}
+
 /// One directory server: the URL and how it is reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectoryServer {
@@ -109,8 +143,10 @@ pub struct DirectoryServer {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectoryConfig {
-    /// Tried in this order; one that fails is passed over for a while (see `directory`).
+    /// Tried in this order; one that fails is passed over for a while (see `directory`). Empty
+    /// until discovered when `discovery` is set.
     pub servers: Vec<DirectoryServer>,
+    pub discovery: Option<SrvDiscovery>,
     pub ca_file: Option<PathBuf>,
     /// PEM bundle the directory's certificate must chain to (pinned; no system roots).
     pub ca_pem: Option<Vec<u8>>,
@@ -130,9 +166,13 @@ pub struct DirectoryConfig {
 }
 
 impl DirectoryConfig {
-    /// The first server's URL, for messages that name "the directory".
+    /// The first server's URL (or the SRV domain), for messages that name "the directory".
     pub fn url(&self) -> &str {
-        &self.servers[0].url
+        match (self.servers.first(), &self.discovery) {
+            (Some(server), _) => &server.url,
+            (None, Some(discovery)) => &discovery.domain,
+            (None, None) => "",
+        }
     }
 }
 
@@ -144,9 +184,14 @@ impl Paths<'_> {
     pub(super) fn directory(self, tenant: &str, d: RawDirectory) -> Result<DirectoryConfig, ConfigError> {
         let key = |field: &str| format!("tenants.{tenant}.directory.{field}");
         let schema = d.schema.unwrap_or(Schema::Rfc2307);
-        let servers = servers(&d).map_err(|(field, problem)| invalid(key(field), problem))?;
+        let discovery = discovery(&d).map_err(|(field, problem)| invalid(key(field), problem))?;
+        let servers = match discovery {
+            Some(_) => Vec::new(),
+            None => servers(&d).map_err(|(field, problem)| invalid(key(field), problem))?,
+        };
         let ca_file = d.ca_file.clone().map(|p| self.path(p));
-        let all_plaintext = servers.iter().all(|s| s.transport == LdapTransport::PlaintextLoopback);
+        let all_plaintext =
+            discovery.is_none() && servers.iter().all(|s| s.transport == LdapTransport::PlaintextLoopback);
         let ca_pem = match &ca_file {
             Some(path) => {
                 Some(std::fs::read(path).map_err(|e| invalid(key("ca_file"), format!("{}: {e}", path.display())))?)
@@ -183,6 +228,7 @@ impl Paths<'_> {
         };
         Ok(DirectoryConfig {
             servers,
+            discovery,
             ca_file,
             ca_pem,
             schema,
@@ -254,6 +300,42 @@ impl Paths<'_> {
 }
 
 type FieldProblem = (&'static str, String);
+
+/// `srv_domain` (with its `dns_server`), which excludes `url` and `urls`.
+fn discovery(d: &RawDirectory) -> Result<Option<SrvDiscovery>, FieldProblem> {
+    let Some(domain) = &d.srv_domain else {
+        if d.dns_server.is_some() {
+            return Err(("dns_server", "applies only with srv_domain".into()));
+        }
+        return Ok(None);
+    };
+    let domain = domain.trim().trim_end_matches('.');
+    let label_ok = |l: &str| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if !domain.contains('.') || !domain.split('.').all(label_ok) {
+        return Err((
+            "srv_domain",
+            format!("{domain:?} is not a DNS domain (e.g. corp.example.com)"),
+        ));
+    }
+    if d.url.is_some() || d.urls.is_some() {
+        return Err(("srv_domain", "excludes url and urls (servers come from DNS)".into()));
+    }
+    let dns_server = match &d.dns_server {
+        Some(text) => Some(
+            text.parse()
+                .map_err(|e| ("dns_server", format!("is not an address (IP:PORT): {e}")))?,
+        ),
+        None => None,
+    };
+    if d.allow_plaintext_loopback {
+        return Err(("allow_plaintext_loopback", "does not apply to srv_domain".into()));
+    }
+    Ok(Some(SrvDiscovery {
+        domain: domain.to_owned(),
+        dns_server,
+        starttls: d.starttls,
+    }))
+}
 
 /// `url` (one server) or `urls` (several, tried in order), each with its transport.
 fn servers(d: &RawDirectory) -> Result<Vec<DirectoryServer>, FieldProblem> {

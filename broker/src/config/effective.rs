@@ -126,10 +126,24 @@ fn tenant_table(tenant: &TenantConfig) -> Table {
     let d = &tenant.directory;
     let mut directory = Table::new();
     directory.insert("schema".into(), d.schema.name().into());
-    let urls: Vec<String> = d.servers.iter().map(|s| s.url.clone()).collect();
-    directory.insert("urls".into(), strings(&urls));
+    match &d.discovery {
+        Some(discovery) => {
+            directory.insert("srv_domain".into(), discovery.domain.as_str().into());
+            if let Some(server) = discovery.dns_server {
+                directory.insert("dns_server".into(), server.to_string().into());
+            }
+        }
+        None => {
+            let urls: Vec<String> = d.servers.iter().map(|s| s.url.clone()).collect();
+            directory.insert("urls".into(), strings(&urls));
+        }
+    }
     let transports = |t: LdapTransport| d.servers.iter().any(|s| s.transport == t);
-    directory.insert("starttls".into(), transports(LdapTransport::StartTls).into());
+    let starttls = d
+        .discovery
+        .as_ref()
+        .map_or(transports(LdapTransport::StartTls), |s| s.starttls);
+    directory.insert("starttls".into(), starttls.into());
     directory.insert(
         "allow_plaintext_loopback".into(),
         transports(LdapTransport::PlaintextLoopback).into(),

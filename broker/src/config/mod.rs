@@ -11,8 +11,8 @@ mod effective;
 mod raw;
 
 pub use directory::{
-    DirectoryConfig, DirectoryServer, GroupCheck, LdapTransport, Schema, UserLookup, check_attribute_name,
-    check_filter_template, normalized_dn, same_dn,
+    DirectoryConfig, DirectoryServer, GroupCheck, LdapTransport, Schema, SrvDiscovery, UserLookup,
+    check_attribute_name, check_filter_template, normalized_dn, same_dn,
 };
 
 use crate::connections::ConnectionLimits;

@@ -124,6 +124,10 @@ pub(super) struct RawDirectory {
     /// One server; `urls` for several, tried in order.
     pub url: Option<String>,
     pub urls: Option<Vec<String>>,
+    /// Instead of URLs: the servers of `_ldap._tcp.DOMAIN` (DNS SRV), as AD publishes them.
+    pub srv_domain: Option<String>,
+    /// The DNS server for that lookup (default: the system's resolvers).
+    pub dns_server: Option<String>,
     pub ca_file: Option<PathBuf>,
     #[serde(default)]
     pub starttls: bool,

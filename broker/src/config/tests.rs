@@ -624,6 +624,45 @@ fn schema_profiles_give_their_filter_and_group_check() {
 }
 
 #[test]
+fn directory_servers_may_come_from_dns() {
+    let dir = fixture();
+    let text = directory_with(&[(
+        "url = \"ldap://127.0.0.1:389\"\nallow_plaintext_loopback = true",
+        "srv_domain = \"corp.example.com.\"\ndns_server = \"127.0.0.1:5353\"",
+    )])
+    .replace(
+        "[tenants.corp.directory]\n",
+        "[tenants.corp.directory]\nca_file = \"pw\"\n",
+    );
+    let config = load(&dir, &text).unwrap();
+    let directory = &config.tenants["corp"].directory;
+    let discovery = directory.discovery.clone().unwrap();
+    assert_eq!(discovery.domain, "corp.example.com");
+    assert!(
+        directory.servers.is_empty(),
+        "looked up when the broker starts, not when it loads"
+    );
+    assert_eq!(
+        discovery.server("dc1.corp.example.com", 389).url,
+        "ldaps://dc1.corp.example.com:636/"
+    );
+    let starttls = SrvDiscovery {
+        starttls: true,
+        ..discovery
+    };
+    let server = starttls.server("dc1.corp.example.com", 389);
+    assert_eq!(
+        (server.url.as_str(), server.transport),
+        ("ldap://dc1.corp.example.com:389/", LdapTransport::StartTls)
+    );
+    // What check-config prints loads back as the same.
+    let effective = config.effective_toml();
+    std::fs::write(dir.path().join("effective.toml"), &effective).unwrap();
+    let again = Config::load_with_credentials(&dir.path().join("effective.toml"), None).unwrap();
+    assert_eq!(again.tenants, config.tenants, "{effective}");
+}
+
+#[test]
 fn several_servers_are_kept_in_order() {
     let dir = fixture();
     let text = directory_with(&[(
@@ -643,6 +682,31 @@ fn bad_directory_settings_name_their_key() {
     for (changes, key, problem) in [
         (vec![(url, "")], "directory.url", "is required"),
         (vec![(url, "urls = []")], "directory.urls", "at least one"),
+        (
+            vec![(url, "url = \"ldap://127.0.0.1:389\"\nsrv_domain = \"corp.test\"")],
+            "directory.srv_domain",
+            "excludes url",
+        ),
+        (
+            vec![(url, "srv_domain = \"corp\"")],
+            "directory.srv_domain",
+            "not a DNS domain",
+        ),
+        (
+            vec![(url, "srv_domain = \"corp.test\"\ndns_server = \"localhost\"")],
+            "directory.dns_server",
+            "not an address",
+        ),
+        (
+            vec![(url, "url = \"ldap://127.0.0.1:389\"\ndns_server = \"127.0.0.1:53\"")],
+            "directory.dns_server",
+            "only with srv_domain",
+        ),
+        (
+            vec![(url, "srv_domain = \"corp.test\"")],
+            "directory.allow_plaintext_loopback",
+            "srv_domain",
+        ),
         (
             vec![(url, "urls = [\"ldap://127.0.0.1:389\", \"ldap://127.0.0.1:389\"]")],
             "directory.urls",

@@ -38,6 +38,7 @@ use ad::BindRefusal;
 use ldap3::controls::RawControl;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry, StdStream, dn_escape, ldap_escape};
 use servers::Servers;
+pub use servers::discover;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! again; when every server has failed recently they are all tried anyway, in order.
 
 use super::AuthError;
-use crate::config::{DirectoryServer, LdapTransport};
+use crate::config::{DirectoryConfig, DirectoryServer, LdapTransport, SrvDiscovery};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -84,6 +84,34 @@ impl Server {
         self.lock()
             .is_some_and(|at| now.saturating_duration_since(at) < PASS_OVER)
     }
+}
+
+/// Fills `config.servers` from DNS when the tenant names an SRV domain (at start and at each
+/// reload): `_ldap._tcp.DOMAIN`, in RFC 2782 order, each host once.
+pub async fn discover(config: &mut DirectoryConfig) -> Result<(), String> {
+    let Some(discovery) = &config.discovery else {
+        return Ok(());
+    };
+    let name = format!("{}.{}", SrvDiscovery::SERVICE, discovery.domain);
+    let resolver = ktbroker_srv::resolver(discovery.dns_server, config.timeout).map_err(|e| e.to_string())?;
+    let targets = tokio::time::timeout(config.timeout, ktbroker_srv::lookup(&resolver, &name))
+        .await
+        .map_err(|_| format!("SRV lookup of {name}: no answer within {:?}", config.timeout))?
+        .map_err(|e| e.to_string())?;
+    let mut servers: Vec<DirectoryServer> = Vec::new();
+    for target in targets {
+        let server = discovery.server(&target.host, target.port);
+        if !servers.contains(&server) {
+            servers.push(server);
+        }
+    }
+    if servers.is_empty() {
+        return Err(format!("{name} lists no directory server"));
+    }
+    let urls: Vec<&str> = servers.iter().map(|s| s.url.as_str()).collect();
+    tracing::info!(name = %name, servers = ?urls, "directory servers from DNS SRV");
+    config.servers = servers;
+    Ok(())
 }
 
 /// `host:port` of an `ldap://` or `ldaps://` URL (default ports 389 and 636).
