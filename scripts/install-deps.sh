@@ -13,7 +13,7 @@ packages=(krb5-kdc krb5-admin-server krb5-user libkrb5-dev slapd ldap-utils pamt
   # a KCM credential-cache daemon for the KCM ccache tests (MIT ships none)
   heimdal-kcm
   # a real Active Directory for the AD tests: Samba's AD DC (provisioned by the tests, never as a service)
-  samba samba-ad-dc samba-ad-provision python3-samba winbind
+  samba samba-ad-dc samba-ad-provision python3-samba winbind ldb-tools
   # a real DNS server for the SRV discovery tests
   dnsmasq-base
   # libfaketime, to run the client with a skewed clock in the diagnostics tests

@@ -47,6 +47,10 @@ pub enum AccountState {
     PasswordExpired,
     /// Locked by failed binds (data 775).
     LockedOut,
+    /// May log on at no hour of the week: `logonHours` all zero (data 530).
+    NoLogonHours,
+    /// May log on only from a workstation that does not exist: `userWorkstations` (data 531).
+    OtherWorkstation,
 }
 
 #[derive(Debug, Clone)]
@@ -218,6 +222,13 @@ impl ActiveDirectory {
                 AccountState::LockedOut => {
                     tool(&["domain", "passwordsettings", "pso", "apply", "lockout", person.name])?;
                 }
+                AccountState::NoLogonHours => {
+                    // 21 zero bytes: not one hour of the week (samba-tool has no command for it).
+                    set_attribute(conf, person.name, "logonHours:: AAAAAAAAAAAAAAAAAAAAAAAAAAAA")?;
+                }
+                AccountState::OtherWorkstation => {
+                    set_attribute(conf, person.name, "userWorkstations: NO-SUCH-HOST")?;
+                }
                 AccountState::Normal | AccountState::MustChange => {}
             }
         }
@@ -336,6 +347,26 @@ admin_keytab = "{keytab}"
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// Replaces one attribute of a person's entry on the database itself (ldbmodify, before samba
+/// runs); `line` is the LDIF line, e.g. `userWorkstations: HOST`.
+fn set_attribute(conf: &Path, name: &str, line: &str) -> anyhow::Result<()> {
+    let sam = conf
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| anyhow::anyhow!("{} is not in DIR/etc", conf.display()))?
+        .join("private")
+        .join("sam.ldb");
+    let attribute = line.split(':').next().unwrap_or_default();
+    let ldif = format!(
+        "dn: {}\nchangetype: modify\nreplace: {attribute}\n{line}\n",
+        ActiveDirectory::dn(name)
+    );
+    let file = conf.with_file_name(format!("{name}-{attribute}.ldif"));
+    std::fs::write(&file, ldif)?;
+    run_checked(Command::new("ldbmodify").arg("-H").arg(&sam).arg(&file))?;
+    Ok(())
 }
 
 /// `samba-tool ARGS` on the domain of `conf` (samba-tool takes its options after the subcommand).

@@ -55,6 +55,18 @@ const PEOPLE: &[AdPerson] = &[
         state: AccountState::AccountExpired,
         groups: &["hadoop-users"],
     },
+    AdPerson {
+        name: "kim",
+        password: "K1m-AD-pw!x",
+        state: AccountState::NoLogonHours,
+        groups: &["hadoop-users"],
+    },
+    AdPerson {
+        name: "lee",
+        password: "L3e-AD-pw!x",
+        state: AccountState::OtherWorkstation,
+        groups: &["hadoop-users"],
+    },
     // For the password changes (bob and frank keep their states for the other tests).
     AdPerson {
         name: "hank",
@@ -196,6 +208,8 @@ fn the_fixture_is_what_ad_itself_says() {
         ("erin", "data 775"),
         ("frank", "data 532"),
         ("gina", "data 701"),
+        ("kim", "data 530"),
+        ("lee", "data 531"),
     ] {
         let password = PEOPLE.iter().find(|p| p.name == name).unwrap().password;
         let answer = ad.bind_as(name, password).unwrap();
@@ -254,6 +268,8 @@ fn every_account_state_answers_like_a_wrong_password_except_after_the_right_one(
         ("carl", "C4rl-AD-pw!", &auth_failed, "account_disabled"),
         ("gina", "G1na-AD-pw!", &auth_failed, "account_expired"),
         ("erin", "Er1n-AD-pw!", &auth_failed, "account_locked"),
+        ("kim", "K1m-AD-pw!x", &auth_failed, "logon_restricted"),
+        ("lee", "L3e-AD-pw!x", &auth_failed, "logon_restricted"),
         // Told only to the one who knows the password.
         ("bob", "B0b-AD-pw!x", &change, "password_must_change"),
         ("frank", "Fr4nk-AD-pw!", &change, "password_expired"),
