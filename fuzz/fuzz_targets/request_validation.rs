@@ -1,10 +1,12 @@
 //! The broker's request validation: a username (with an optional `@tenant`), a tenant field and
 //! a requested principal, NUL-separated. Whatever passes must be a portable name whose LDAP filter
 //! and DN keep their shape, and must map only to a principal the policy allows: never a KDC
-//! service principal, never another realm, never another principal than the one asked for.
+//! service principal, never another realm, never another principal than the one asked for. The
+//! third field also stands for a DN in the group filters and for a principal a directory entry
+//! names (`principal_attribute`), which must pass the same policy.
 #![no_main]
 
-use ktbroker_broker::directory::{group_filter, template_dn, user_filter};
+use ktbroker_broker::directory::{listed_filter, member_of_filter, template_dn, user_filter};
 use ktbroker_broker::policy::{PrincipalPolicy, split_tenant, validate_username};
 use libfuzzer_sys::fuzz_target;
 
@@ -25,7 +27,32 @@ fuzz_target!(|data: &[u8]| {
     // Escaping holds for any DN value, valid username or not.
     if let Some(dn) = requested {
         let shaped = validate_username("x").expect("a valid name");
-        assert_escaped(&group_filter(dn, &shaped));
+        let listed = listed_filter(&[dn], Some(&shaped));
+        let value = listed
+            .strip_prefix("(|(member=")
+            .and_then(|f| f.strip_suffix(")(memberUid=x))"))
+            .and_then(|f| f.split_once(")(uniqueMember="))
+            .map(|(value, again)| {
+                assert_eq!(value, again, "{listed}");
+                value
+            })
+            .expect("the fixed shape");
+        assert_escaped(value, &listed);
+        let chained = member_of_filter(&[dn.to_owned()], true);
+        let value = chained
+            .strip_prefix("(|(memberOf:1.2.840.113556.1.4.1941:=")
+            .and_then(|f| f.strip_suffix("))"))
+            .expect("the fixed shape");
+        assert_escaped(value, &chained);
+        // A principal a directory entry names: only inside the realm and the policy.
+        if let Ok(principal) = PrincipalPolicy::plain("EXAMPLE.COM").accept_from_directory(dn, None) {
+            let (component, realm) = principal.rsplit_once('@').expect("a principal has a realm");
+            assert_eq!(realm, "EXAMPLE.COM");
+            assert!(
+                !component.contains('/') && !RESERVED.contains(&component),
+                "{principal}"
+            );
+        }
     }
     let Ok(user) = validate_username(user) else {
         return;
@@ -36,7 +63,10 @@ fuzz_target!(|data: &[u8]| {
         name.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
     );
-    assert_eq!(user_filter(&user), format!("(&(objectClass=posixAccount)(uid={name}))"));
+    assert_eq!(
+        user_filter("(&(objectClass=posixAccount)(uid={user}))", &user),
+        format!("(&(objectClass=posixAccount)(uid={name}))")
+    );
     assert_eq!(
         template_dn("uid={user},ou=people,dc=example,dc=com", &user),
         format!("uid={name},ou=people,dc=example,dc=com")
@@ -72,13 +102,8 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-/// A filter from group_filter: its two assertion values carry no unescaped filter syntax.
-fn assert_escaped(filter: &str) {
-    let inner = filter
-        .strip_prefix("(|(member=")
-        .and_then(|f| f.strip_suffix("))"))
-        .expect("the fixed shape");
-    let (value, _) = inner.split_once(")(memberUid=").expect("the fixed shape");
+/// An assertion value of a group filter carries no unescaped filter syntax.
+fn assert_escaped(value: &str, filter: &str) {
     assert!(
         !value.contains(['(', ')', '*', '\0']) && value.split('\\').skip(1).all(|hex| hex.len() >= 2),
         "{filter}"

@@ -35,6 +35,7 @@ mod servers;
 use crate::config::{DirectoryConfig, LdapTransport, UserLookup};
 use crate::policy::Username;
 use ad::BindRefusal;
+pub use groups::{listed_filter, member_of_filter};
 use ldap3::controls::RawControl;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry, StdStream, dn_escape, ldap_escape};
 use servers::Servers;
