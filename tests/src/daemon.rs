@@ -138,19 +138,31 @@ impl Drop for Daemon {
 /// A port on 127.0.0.1 that was free for both TCP and UDP a moment ago, and that this process
 /// has not handed out before: tests run in parallel threads, and two daemons given the same port
 /// number (a KDC binds UDP and TCP with SO_REUSEADDR) would silently steal each other's requests.
+///
+/// Chosen below the kernel's ephemeral range (`ip_local_port_range`, 32768 up by default), so
+/// that no outgoing connection of any test can take it between this check and the daemon's
+/// bind, and below 49152, where Samba's RPC server takes its ports.
 pub fn free_port() -> u16 {
     static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    const RANGE: std::ops::Range<u16> = 20_000..32_000;
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    for _ in 0..1000 {
-        let tcp = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
-        let port = tcp.local_addr().expect("local address").port();
-        let udp_free = std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok();
-        if udp_free && !handed_out.contains(&port) {
+    // Start where this process's id points, so that two test binaries rarely probe the same ports.
+    let span = u32::from(RANGE.end - RANGE.start);
+    let offset = std::process::id().wrapping_mul(7919) % span;
+    for step in 0..span {
+        // 37 is prime to the span: the walk visits every port of the range once.
+        let port = RANGE.start + ((offset + step * 37) % span) as u16;
+        if handed_out.contains(&port) {
+            continue;
+        }
+        let tcp_free = TcpListener::bind(("127.0.0.1", port)).is_ok();
+        let udp_free = tcp_free && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok();
+        if udp_free {
             handed_out.push(port);
             return port;
         }
     }
-    panic!("no free port on 127.0.0.1 after 1000 tries");
+    panic!("no free port on 127.0.0.1 in {RANGE:?}");
 }
 
 pub fn tcp_open(port: u16) -> bool {
