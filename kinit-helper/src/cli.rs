@@ -99,6 +99,11 @@ pub struct LoginFields {
     /// Read the password from this file descriptor (a pipe) instead of the terminal or stdin.
     #[arg(long)]
     pub password_fd: Option<i32>,
+    /// The directory wants the password changed: read the new one twice after the old and change
+    /// it in this login, without asking with the old one first (what the PAM module does once it
+    /// has the new one).
+    #[arg(long)]
+    pub new_password: bool,
 }
 
 /// A login's whole command line: the common options and the login's own.
@@ -107,6 +112,7 @@ pub struct LoginArgs {
     pub common: CommonArgs,
     pub login: LoginOptions,
     pub password_fd: Option<i32>,
+    pub new_password: bool,
 }
 
 impl LoginArgs {
@@ -115,6 +121,7 @@ impl LoginArgs {
             common,
             login: fields.login,
             password_fd: fields.password_fd,
+            new_password: fields.new_password,
         }
     }
 }

@@ -70,7 +70,7 @@ fn login(args: &LoginArgs) -> Result<LoginOutcome, HelperError> {
     let source = ktbroker_kinit::password::PasswordSource::new(args.password_fd)?;
     let password = source.read(&format!("Password for {}: ", request.who.username))?;
     let password = ktbroker_kinit::password::require_non_empty(password)?;
-    login_changing_if_asked(&request, &password, &source, args.common.quiet)
+    login_changing_if_asked(&request, &password, &source, args.common.quiet, args.new_password)
 }
 
 fn krb5_context() -> Result<ktbroker_krb5::Context, HelperError> {

@@ -134,13 +134,18 @@ pub fn login_blocking_with(
     run_async(crate::login_with(request, credentials))
 }
 
-/// [`login_blocking`]; when the directory wants the password changed, [`change_and_login`].
+/// [`login_blocking`]; when the directory wants the password changed, [`change_and_login`]
+/// (at once with `change_now`: the caller knows it does).
 pub fn login_changing_if_asked(
     request: &LoginRequest,
     password: &[u8],
     source: &crate::password::PasswordSource,
     quiet: bool,
+    change_now: bool,
 ) -> Result<LoginOutcome, HelperError> {
+    if change_now {
+        return change_and_login(request, password, source, quiet);
+    }
     match login_blocking(request, password) {
         Err(HelperError::Refused(ktbroker_codes::RefusalCode::PasswordChangeRequired)) => {
             change_and_login(request, password, source, quiet)

@@ -62,7 +62,7 @@ pub fn ensure_ticket(settings: &LoginSettings) -> Result<Session> {
     let source = PasswordSource::new(settings.password_fd).map_err(login_error)?;
     let password = read_password(&source, settings.password_fd.is_some(), &request.who.username)?;
     // A password the directory wants changed: the new one twice, from the same place.
-    login_changing_if_asked(&request, &password, &source, false).map_err(login_error)?;
+    login_changing_if_asked(&request, &password, &source, false, false).map_err(login_error)?;
     valid_session(cache.as_deref())?
         .ok_or_else(|| NetdiskError::new(Kind::Auth, "logged in, yet the credential cache holds no valid ticket"))
 }

@@ -22,9 +22,24 @@ pub enum HelperOutcome {
     CannotStart(String),
 }
 
-/// Runs the helper for `account` with the ticket going to `ccache`; `lines` go to its stdin, one
-/// per line (the password; after a password-change-required, the new one twice more).
-pub fn run_helper(args: &Args, account: &Account, ccache: &str, lines: &[&[u8]]) -> HelperOutcome {
+/// What the helper is given on its stdin.
+#[derive(Clone, Copy)]
+pub enum Secrets<'a> {
+    Password(&'a [u8]),
+    /// The directory wants `old` changed to `new` (`--new-password`: old, new, new).
+    Change {
+        old: &'a [u8],
+        new: &'a [u8],
+    },
+}
+
+/// Runs the helper for `account` with the ticket going to `ccache`; `secrets` go to its stdin,
+/// one per line.
+pub fn run_helper(args: &Args, account: &Account, ccache: &str, secrets: Secrets<'_>) -> HelperOutcome {
+    let lines: Vec<&[u8]> = match secrets {
+        Secrets::Password(password) => vec![password],
+        Secrets::Change { old, new } => vec![old, new, new],
+    };
     let (ours, theirs) = match std::os::unix::net::UnixStream::pair() {
         Ok(pair) => pair,
         Err(e) => return HelperOutcome::CannotStart(format!("socketpair: {e}")),
@@ -32,6 +47,9 @@ pub fn run_helper(args: &Args, account: &Account, ccache: &str, lines: &[&[u8]])
     let mut command = Command::new(&args.helper);
     if let Some(config) = &args.config {
         command.arg("--config").arg(config);
+    }
+    if matches!(secrets, Secrets::Change { .. }) {
+        command.arg("--new-password");
     }
     command
         .args(["--quiet", "-c", ccache, "--timeout"])

@@ -15,7 +15,7 @@ mod ffi;
 mod session;
 
 use args::Args;
-use child::HelperOutcome;
+use child::{HelperOutcome, Secrets};
 use ffi::{
     LOG_DEBUG, LOG_ERR, LOG_NOTICE, LOG_WARNING, PAM_AUTH_ERR, PAM_AUTHINFO_UNAVAIL, PAM_CRED_ERR, PAM_ESTABLISH_CRED,
     PAM_IGNORE, PAM_REFRESH_CRED, PAM_REINITIALIZE_CRED, PAM_SERVICE_ERR, PAM_SESSION_ERR, PAM_SUCCESS,
@@ -148,7 +148,7 @@ fn attempt(pam: &Pam, args: &Args, account: &ffi::Account) -> Result<(c_int, Pat
         PAM_SERVICE_ERR
     })?;
     let ccache = format!("FILE:{}", temporary.display());
-    let mut outcome = child::run_helper(args, account, &ccache, &[&password]);
+    let mut outcome = child::run_helper(args, account, &ccache, Secrets::Password(&password));
     if exit_of(&outcome) == Some(HelperExit::PasswordChangeRequired) {
         outcome = change_password(pam, args, account, &ccache, &password)?;
     } else if let HelperOutcome::Exited { last_line, .. } = &outcome
@@ -215,7 +215,15 @@ fn change_password(
             pam.tell(true, "The two new passwords differ; nothing was changed.");
             continue;
         }
-        outcome = child::run_helper(args, account, ccache, &[password, &new, &new]);
+        outcome = child::run_helper(
+            args,
+            account,
+            ccache,
+            Secrets::Change {
+                old: password,
+                new: &new,
+            },
+        );
         match (&outcome, exit_of(&outcome)) {
             (HelperOutcome::Exited { last_line, .. }, Some(HelperExit::Refused))
                 if last_line.contains("[new-password-rejected]") =>
