@@ -47,11 +47,8 @@ pub fn bind_refusal(diagnostic: &str) -> Option<BindRefusal> {
 /// The hexadecimal number after `, data ` (up to the next comma), as AD formats it.
 fn sub_code(diagnostic: &str) -> Option<u32> {
     let (_, after) = diagnostic.split_once(", data ")?;
-    let digits = after.split(',').next()?.trim();
-    if digits.is_empty() || digits.len() > 8 {
-        return None;
-    }
-    u32::from_str_radix(digits, 16).ok()
+    // Empty, not hexadecimal, or beyond 32 bits: no code.
+    u32::from_str_radix(after.split(',').next()?.trim(), 16).ok()
 }
 
 #[cfg(test)]

@@ -56,22 +56,25 @@ impl Servers {
         fine
     }
 
-    pub fn failed(&self, index: usize, now: Instant) {
+    /// Marks server `index` failed at `now`; true when it had been fine until then.
+    pub fn failed(&self, index: usize, now: Instant) -> bool {
         let server = &self.list[index];
-        let mut failed_at = server.lock();
-        if failed_at.is_none() && self.list.len() > 1 {
+        let newly = server.lock().replace(now).is_none();
+        if newly && self.list.len() > 1 {
             tracing::warn!(server = %server.url, "directory server failed; trying the others first for {}s",
                 PASS_OVER.as_secs());
         }
-        *failed_at = Some(now);
+        newly
     }
 
-    pub fn answered(&self, index: usize) {
+    /// Marks server `index` fine again; true when it had failed.
+    pub fn answered(&self, index: usize) -> bool {
         let server = &self.list[index];
-        let mut failed_at = server.lock();
-        if failed_at.take().is_some() && self.list.len() > 1 {
+        let back = server.lock().take().is_some();
+        if back && self.list.len() > 1 {
             tracing::info!(server = %server.url, "directory server answers again");
         }
+        back
     }
 }
 
@@ -155,7 +158,8 @@ mod tests {
         let list = servers(&["ldaps://a/", "ldaps://b/", "ldaps://c/"]);
         let start = Instant::now();
         assert_eq!(list.order(start), [0, 1, 2]);
-        list.failed(0, start);
+        assert!(list.failed(0, start), "a first failure is news");
+        assert!(!list.failed(0, start), "a repeated one is not");
         assert_eq!(list.order(start), [1, 2, 0]);
         list.failed(2, start);
         assert_eq!(list.order(start + Duration::from_secs(1)), [1, 0, 2]);
@@ -163,7 +167,8 @@ mod tests {
         list.failed(1, start);
         assert_eq!(list.order(start + Duration::from_secs(1)), [0, 1, 2]);
         // A server that answers again is back in its place; the others once their time is up.
-        list.answered(2);
+        assert!(list.answered(2), "back after a failure");
+        assert!(!list.answered(2), "already fine");
         assert_eq!(list.order(start + Duration::from_secs(1)), [2, 0, 1]);
         assert_eq!(list.order(start + PASS_OVER), [0, 1, 2]);
     }
