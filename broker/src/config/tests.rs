@@ -815,3 +815,52 @@ fn bad_directory_settings_name_their_key() {
     let unknown_schema = directory_with(&[(GROUP_LINE, "schema = \"novell\"\ngroup_dn = \"cn=g,dc=x\"")]);
     assert!(matches!(load(&dir, &unknown_schema), Err(ConfigError::Parse { .. })));
 }
+
+#[test]
+fn written_filters_attribute_names_domains_and_group_bases_are_taken_when_well_formed() {
+    let dir = fixture();
+    let directory = |lines: &str| {
+        let text = directory_with(&[(GROUP_LINE, &format!("{lines}\n{GROUP_LINE}"))]);
+        load(&dir, &text).map(|c| c.tenants["corp"].directory.clone())
+    };
+    let upn = "(&(objectClass=user)(userPrincipalName={user}@corp.example.com))";
+    assert_eq!(directory(&format!("user_filter = \"{upn}\"")).unwrap().user_filter, upn);
+    for name in ["krbPrincipalName", "x-custom-1", "1.3.6.1.4.1.5322.21.2.1"] {
+        let found = directory(&format!("principal_attribute = \"{name}\"")).unwrap();
+        assert_eq!(found.principal_attribute.as_deref(), Some(name));
+    }
+    for name in ["1krb", "1..3", "1.3.", "krb name", "krb;binary"] {
+        assert!(
+            directory(&format!("principal_attribute = \"{name}\"")).is_err(),
+            "{name}"
+        );
+    }
+    let based =
+        directory("nested_groups = true\ngroup_base = \"ou=all-groups,dc=example,dc=com\"\ngroup_depth = 3").unwrap();
+    assert_eq!(
+        based.group_check,
+        GroupCheck::Recursive {
+            base: "ou=all-groups,dc=example,dc=com".into(),
+            depth: 3
+        }
+    );
+    let message = directory("nested_groups = true\ngroup_base = \"groups\"")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("directory.group_base") && message.contains("a DN"),
+        "{message}"
+    );
+    // SRV domains: DNS labels, hyphens allowed, none empty.
+    let srv = |domain: &str| {
+        let text = directory_with(&[(
+            "url = \"ldap://127.0.0.1:389\"\nallow_plaintext_loopback = true",
+            &format!("srv_domain = \"{domain}\"\nca_file = \"pw\""),
+        )]);
+        load(&dir, &text).map(|c| c.tenants["corp"].directory.discovery.clone().unwrap().domain)
+    };
+    assert_eq!(srv("my-corp.example.com").unwrap(), "my-corp.example.com");
+    for bad in ["corp..test", "corp.te_st", "corp test.x"] {
+        assert!(srv(bad).is_err(), "{bad}");
+    }
+}
