@@ -239,7 +239,7 @@ fn domain_of(dn: &str) -> String {
     let parts: Vec<&str> = dn.split(',').map(str::trim).collect();
     let first_dc = parts
         .iter()
-        .position(|p| p.len() > 3 && p[..3].eq_ignore_ascii_case("dc="))
+        .position(|p| p.get(..3).is_some_and(|head| head.eq_ignore_ascii_case("dc=")))
         .unwrap_or(parts.len());
     parts[first_dc..].join(",")
 }
