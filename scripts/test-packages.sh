@@ -42,6 +42,7 @@ expected=(
     /usr/lib/systemd/system/ktbrokerd.service /usr/lib/sysusers.d/ktbroker-broker.conf
     /usr/lib/systemd/user/ktbroker-renew.service
     /usr/share/man/man8/ktbrokerd.8.gz /usr/share/man/man1/ktbroker-kinit.1.gz /usr/share/man/man1/netdisk.1.gz
+    /usr/share/man/man8/pam_ktbroker.8.gz
     /usr/share/bash-completion/completions/ktbroker-kinit /usr/share/bash-completion/completions/netdisk
     /usr/share/zsh/vendor-completions/_netdisk /usr/share/fish/vendor_completions.d/netdisk.fish
     "${conffiles[@]}"
@@ -53,7 +54,7 @@ done
 [ "$(stat -c '%U:%G %a' /etc/ktbroker/broker.toml)" = "root:_ktbroker 640" ] \
     || fail "broker.toml is $(stat -c '%U:%G %a' /etc/ktbroker/broker.toml), not root:_ktbroker 640"
 getent passwd _ktbroker | grep -q ':/usr/sbin/nologin$' || fail "no _ktbroker system user"
-man -w ktbrokerd ktbroker-kinit netdisk >/dev/null || fail "man does not find the pages"
+man -w ktbrokerd ktbroker-kinit netdisk pam_ktbroker >/dev/null || fail "man does not find the pages"
 [ "$(cd /etc/pam.d && sha256sum ./*)" = "$pam_before" ] || fail "installing changed /etc/pam.d"
 
 # The installed units, now with their man pages present (check-units.sh checks the sources).

@@ -50,3 +50,29 @@ fn man_pages_render_and_completions_parse() {
         );
     }
 }
+
+#[test]
+fn the_pam_module_page_renders_without_warnings() {
+    let page = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../pam/pam_ktbroker.8");
+    let out = Command::new("man")
+        .args(["--warnings", "-l", "-P", "cat"])
+        .arg(&page)
+        .env("MANWIDTH", "100")
+        .env("LC_ALL", "C.UTF-8")
+        .output()
+        .unwrap();
+    let warnings = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && warnings.trim().is_empty(),
+        "man -l pam_ktbroker.8: {warnings}"
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for word in [
+        "PAM_AUTHINFO_UNAVAIL",
+        "try_first_pass",
+        "pam-auth-update",
+        "ccache_dir",
+    ] {
+        assert!(text.contains(word), "pam_ktbroker.8 does not mention {word}");
+    }
+}

@@ -98,9 +98,43 @@ fn truncate(text: &str) -> String {
     text.chars().take(64).collect()
 }
 
+/// Every argument, with a value where it takes one: what pam_ktbroker(8) documents.
+pub const EXAMPLES: [&str; 14] = [
+    "config=/etc/ktbroker/client.toml",
+    "helper=/usr/bin/ktbroker-kinit",
+    "krb5_config=/etc/krb5.conf",
+    "timeout=15",
+    "ccache=FILE:/tmp/krb5cc_%u_XXXXXX",
+    "ccache_dir=/tmp",
+    "minimum_uid=1000",
+    "ignore_root",
+    "ignore_unknown_user",
+    "use_first_pass",
+    "try_first_pass",
+    "retain_after_close",
+    "no_ccache",
+    "debug",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_argument_is_accepted_and_in_the_man_page() {
+        let page = include_str!("../pam_ktbroker.8");
+        for example in EXAMPLES {
+            let (_, complaints) = parse([example]);
+            assert!(complaints.is_empty(), "{example}: {complaints:?}");
+            let documented = match example.split_once('=') {
+                Some((name, _)) => page.contains(&format!(".BI {name}= ")),
+                None => page.contains(&format!(".B {example}\n")),
+            };
+            assert!(documented, "pam_ktbroker.8 does not describe {example}");
+        }
+        // And nothing else is accepted: an unknown name is complained about.
+        assert_eq!(parse(["krb5_ccname=FILE:/tmp/x"]).1.len(), 1);
+    }
 
     #[test]
     fn known_arguments_are_read() {
