@@ -162,12 +162,7 @@ async fn password_modify(ldap: &mut Ldap, dn: &str, old: &str, new: &str, budget
     if result.rc == 0 {
         return Ok(());
     }
-    let policy = result
-        .ctrls
-        .iter()
-        .filter(|c| c.1.ctype == ppolicy::OID)
-        .find_map(|c| c.1.val.as_deref())
-        .and_then(ppolicy::response_error);
+    let policy = ppolicy::response_value(&result).and_then(ppolicy::response_error);
     let problem = match policy {
         Some(ppolicy::PolicyError::Other(5)) => PasswordProblem::TooSimple,
         Some(ppolicy::PolicyError::Other(6)) => PasswordProblem::TooShort,

@@ -288,11 +288,7 @@ impl LdapDirectory {
             .simple_bind(dn, password)
             .await
             .map_err(|e| AuthError::Unavailable(format!("bind: {e}")))?;
-        let policy = result
-            .ctrls
-            .iter()
-            .filter(|c| c.1.ctype == ppolicy::OID)
-            .find_map(|c| c.1.val.as_deref());
+        let policy = ppolicy::response_value(&result);
         let policy_error = policy.and_then(ppolicy::response_error);
         // A temporary or expired password never yields keys, even though the directory let it bind.
         match (result.rc, policy_error) {

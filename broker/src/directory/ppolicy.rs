@@ -7,6 +7,15 @@
 /// OID of the password policy request and response controls.
 pub const OID: &str = "1.3.6.1.4.1.42.2.27.8.5.1";
 
+/// The password policy response control's value in an LDAP result, if the server sent one.
+pub fn response_value(result: &ldap3::LdapResult) -> Option<&[u8]> {
+    result
+        .ctrls
+        .iter()
+        .filter(|c| c.1.ctype == OID)
+        .find_map(|c| c.1.val.as_deref())
+}
+
 /// `error` values of PasswordPolicyResponseValue that the broker acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PolicyError {
