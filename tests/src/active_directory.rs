@@ -16,7 +16,7 @@ use crate::pki::TestPki;
 use crate::realm::{BROKER_ADMIN, Realm};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 pub const DNS_DOMAIN: &str = "ad.corp.test";
@@ -79,8 +79,6 @@ pub const BOB: AdPerson = AdPerson {
 };
 
 pub struct ActiveDirectory {
-    dir: PathBuf,
-    conf: PathBuf,
     /// `ldaps://127.0.0.1:636/`
     pub url: String,
     pub ca_cert: PathBuf,
@@ -133,8 +131,6 @@ impl ActiveDirectory {
             TcpStream::connect_timeout(&([127, 0, 0, 1], 636).into(), Duration::from_millis(200)).is_ok()
         })?;
         let ad = Self {
-            dir: dir.to_owned(),
-            conf,
             url: "ldaps://127.0.0.1:636/".into(),
             ca_cert: pki.ca_cert.clone(),
             service_password: directory,
@@ -320,32 +316,9 @@ admin_keytab = "{keytab}"
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// `samba-tool ARGS` against the running DC's database.
-    pub fn samba_tool(&self, args: &[&str]) -> anyhow::Result<Output> {
-        run_checked(&mut samba_tool(&self.conf, args))
-    }
-
-    /// SIGSTOP: the DC stops answering, its connections stay open (a frozen server).
-    pub fn pause(&self) -> anyhow::Result<()> {
-        self.samba.signal(rustix::process::Signal::STOP)
-    }
-
-    /// SIGCONT after [`Self::pause`].
-    pub fn resume(&self) -> anyhow::Result<()> {
-        self.samba.signal(rustix::process::Signal::CONT)
-    }
-
-    pub fn check_alive(&mut self) -> anyhow::Result<()> {
-        self.samba.check_alive()
-    }
-
     /// Stops samba with SIGKILL (its children follow through their parent-death signal).
     pub fn kill_daemons(&self) {
         self.samba.kill_now();
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 }
 

@@ -89,17 +89,6 @@ pub enum GroupCheck {
     Recursive { base: String, depth: u32 },
 }
 
-impl GroupCheck {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::GroupEntries => "group-entries",
-            Self::MemberOf => "member-of",
-            Self::InChain => "in-chain",
-            Self::Recursive { .. } => "recursive",
-        }
-    }
-}
-
 /// Directory servers found in DNS: the SRV records of `_ldap._tcp.DOMAIN`, looked up when the
 /// broker starts and at each reload. Reached with StartTLS on the SRV's port with
 /// `starttls = true`, else over LDAPS on port 636 of each host.
@@ -163,17 +152,6 @@ pub struct DirectoryConfig {
     /// Size of the service account's connection pool (search-then-bind only).
     pub service_connections: usize,
     pub timeout: Duration,
-}
-
-impl DirectoryConfig {
-    /// The first server's URL (or the SRV domain), for messages that name "the directory".
-    pub fn url(&self) -> &str {
-        match (self.servers.first(), &self.discovery) {
-            (Some(server), _) => &server.url,
-            (None, Some(discovery)) => &discovery.domain,
-            (None, None) => "",
-        }
-    }
 }
 
 /// Deepest nesting the recursive group check follows, by default and at most.

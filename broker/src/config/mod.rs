@@ -11,8 +11,7 @@ mod effective;
 mod raw;
 
 pub use directory::{
-    DirectoryConfig, DirectoryServer, GroupCheck, LdapTransport, Schema, SrvDiscovery, UserLookup,
-    check_attribute_name, check_filter_template, normalized_dn, same_dn,
+    DirectoryConfig, DirectoryServer, GroupCheck, LdapTransport, Schema, SrvDiscovery, UserLookup, normalized_dn,
 };
 
 use crate::connections::ConnectionLimits;
