@@ -20,6 +20,8 @@ packages=(krb5-kdc krb5-admin-server krb5-user libkrb5-dev slapd ldap-utils pamt
   faketime
   # man and groff, to render the generated man pages in the packaging tests
   man-db groff-base
+  # a real sshd for the PAM login tests (password and keyboard-interactive), and sshpass to answer it
+  openssh-server sshpass
   # the compose demo's checks without a Docker engine (scripts/check-docker.sh)
   shellcheck docker-compose)
 
@@ -34,7 +36,15 @@ if ((${#missing[@]})); then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -q
-  # Debian's postinst scripts would start slapd and the KDC as services; the sandbox runs its own.
+  # Debian's postinst scripts would start slapd, the KDC and sshd as services (sshd on port 22);
+  # the sandbox and the tests run their own. A policy-rc.d that refuses every start keeps them
+  # down, and is removed again unless the machine already had one.
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+    $sudo chmod 755 "$policy"
+    trap '$sudo rm -f "$policy"' EXIT
+  fi
   $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}"
 fi
 

@@ -19,6 +19,7 @@
 //! # Without `brokers`: DNS SRV _ktbroker._tcp.<srv_domain, else the resolv.conf search domain>
 //! srv_domain = "example.com"
 //! dns_server = "10.0.0.53:53"          # optional: ask this server instead of the system's
+//! sessions_dir = "/run/ktbroker-sessions"  # where pam_ktbroker records session caches (its sessions_dir=)
 //! ```
 
 use crate::HelperError;
@@ -50,6 +51,7 @@ struct RawClientConfig {
     client_key: Option<PathBuf>,
     srv_domain: Option<String>,
     dns_server: Option<String>,
+    sessions_dir: Option<PathBuf>,
 }
 
 /// The file's settings, every one optional (the command line may supply or override each).
@@ -72,6 +74,8 @@ pub struct ClientConfig {
     pub srv_domain: Option<String>,
     /// A DNS server to ask for the SRV records instead of the system's resolvers.
     pub dns_server: Option<std::net::SocketAddr>,
+    /// Where pam_ktbroker records each session's cache (`sessions_dir`; see [`crate::sessions`]).
+    pub sessions_dir: Option<PathBuf>,
 }
 
 impl ClientConfig {
@@ -124,6 +128,9 @@ impl ClientConfig {
             ),
             None => None,
         };
+        if raw.sessions_dir.as_ref().is_some_and(|d| d.is_relative()) {
+            return Err(bad("`sessions_dir` must be an absolute path".into()));
+        }
         let base = path.parent().unwrap_or(Path::new("/"));
         let resolve = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
         Ok(Self {
@@ -140,6 +147,7 @@ impl ClientConfig {
             client_key: raw.client_key.map(resolve),
             srv_domain: raw.srv_domain,
             dns_server,
+            sessions_dir: raw.sessions_dir,
         })
     }
 }

@@ -17,6 +17,7 @@ pub mod error;
 pub mod fetch;
 pub mod password;
 pub mod request;
+pub mod sessions;
 pub mod ticket;
 
 pub use error::HelperError;

@@ -5,7 +5,9 @@ use clap::Parser;
 use ktbroker_kinit::cli::{Cli, Command, CommonArgs, LoginArgs};
 use ktbroker_kinit::config::{ClientConfig, DEFAULT_PATH, expand_ccache};
 use ktbroker_kinit::request::{chosen_ccache, login_changing_if_asked, run_async, runtime};
+use ktbroker_kinit::sessions::Targets;
 use ktbroker_kinit::{HelperError, LoginOutcome, describe_time, unix_now};
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -77,11 +79,22 @@ fn krb5_context() -> Result<ktbroker_krb5::Context, HelperError> {
     ktbroker_kinit::krb5_context()
 }
 
+/// `status`: every target cache (see [`Targets`]); succeeds if one holds a valid ticket.
 fn status(common: &CommonArgs, json: bool) -> Result<(), HelperError> {
     let config = load_config(common)?;
-    let cache = ccache(common, &config);
+    let mut outcome = Err(HelperError::NoTicket("no credential cache".into()));
+    for cache in Targets::choose(common.ccache.as_deref(), &config).names() {
+        let shown = status_of(common, json, cache.as_deref());
+        if outcome.is_err() {
+            outcome = shown;
+        }
+    }
+    outcome
+}
+
+fn status_of(common: &CommonArgs, json: bool, cache: Option<&str>) -> Result<(), HelperError> {
     let status = krb5_context()?
-        .cache_status(cache.as_deref())
+        .cache_status(cache)
         .map_err(|e| HelperError::NoTicket(e.to_string()))?;
     let valid = status.tgt.is_some_and(|t| t.end > unix_now());
     if json {
@@ -131,17 +144,33 @@ fn logout(common: &CommonArgs) -> Result<(), HelperError> {
     Ok(())
 }
 
+/// `renew`: every target cache (see [`Targets`]); succeeds if one was renewed.
 fn renew(common: &CommonArgs) -> Result<(), HelperError> {
     let config = load_config(common)?;
-    let cache = ccache(common, &config);
-    let times = krb5_context()?.renew(cache.as_deref())?;
-    if !common.quiet {
-        eprintln!(
-            "ktbroker-kinit: ticket renewed, now valid until {}",
-            describe_time(times.end)
-        );
+    let mut outcome = Err(HelperError::NoTicket("no credential cache".into()));
+    let targets = Targets::choose(common.ccache.as_deref(), &config);
+    let several = matches!(targets, Targets::Sessions(_));
+    for cache in targets.names() {
+        match krb5_context()?.renew(cache.as_deref()) {
+            Ok(times) => {
+                if !common.quiet {
+                    eprintln!(
+                        "ktbroker-kinit: ticket{} renewed, now valid until {}",
+                        cache
+                            .as_deref()
+                            .filter(|_| several)
+                            .map(|c| format!(" in {c}"))
+                            .unwrap_or_default(),
+                        describe_time(times.end)
+                    );
+                }
+                outcome = Ok(());
+            }
+            Err(e) if outcome.is_err() => outcome = Err(e.into()),
+            Err(_) => {}
+        }
     }
-    Ok(())
+    outcome
 }
 
 /// The cache for `run`: -c or client.toml's if given, else KRB5CCNAME if it is a FILE cache, else
@@ -187,67 +216,112 @@ fn run(args: &LoginArgs, min_lifetime: Option<Duration>, command: &[String]) -> 
     Err(HelperError::Config(format!("cannot run {program}: {error}")))
 }
 
-/// `renew --keep-renewed`: a small daemon loop around [`ktbroker_krb5::Context::renew`].
+/// `renew --keep-renewed`: a small daemon loop around [`ktbroker_krb5::Context::renew`], at
+/// about half of each ticket's remaining lifetime, backing off while the KDC is away.
+///
+/// With one named cache (`-c`, client.toml, KRB5CCNAME) it ends when that ticket cannot be
+/// renewed further (exit 0) or is gone (an error). Without one it serves the user's recorded
+/// session caches (see [`Targets`]): sessions come and go, so it looks again at least every
+/// minute and keeps running while none is renewable, until SIGTERM.
 fn keep_renewed_loop(common: &CommonArgs) -> Result<(), HelperError> {
     let config = load_config(common)?;
-    let cache = ccache(common, &config);
     let kdc_timeout = config.kdc_timeout.unwrap_or(ktbroker_kinit::DEFAULT_TIMEOUT);
     run_async(async {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate()).map_err(|e| HelperError::Internal(e.to_string()))?;
-        let mut backoff = RENEW_BACKOFF_START;
-        let mut retry_in: Option<Duration> = None;
+        // When each cache is next due, and the backoff of those whose renewal failed.
+        let mut due: HashMap<Option<String>, tokio::time::Instant> = HashMap::new();
+        let mut backoff: HashMap<Option<String>, Duration> = HashMap::new();
         loop {
-            let status = krb5_context()?
-                .cache_status(cache.as_deref())
-                .map_err(|e| HelperError::NoTicket(e.to_string()))?;
+            let targets = Targets::choose(common.ccache.as_deref(), &config);
+            let following_sessions = matches!(targets, Targets::Sessions(_));
+            let caches = targets.names();
+            due.retain(|cache, _| caches.contains(cache));
             let now = unix_now();
-            let Some(tgt) = status.tgt.filter(|t| t.end > now) else {
-                return Err(HelperError::NoTicket(
-                    "no valid ticket left to renew; log in again".into(),
-                ));
-            };
-            if tgt.renew_till <= tgt.end {
-                if !common.quiet {
-                    eprintln!("ktbroker-kinit: the ticket cannot be renewed further (renew-till reached)");
+            for cache in &caches {
+                let tgt = krb5_context()?
+                    .cache_status(cache.as_deref())
+                    .ok()
+                    .and_then(|status| status.tgt)
+                    .filter(|t| t.end > now);
+                match tgt {
+                    Some(t) if t.renew_till > t.end => {
+                        let half_life = Duration::from_secs(((t.end - now) / 2).max(1) as u64);
+                        due.entry(cache.clone())
+                            .or_insert_with(|| tokio::time::Instant::now() + half_life);
+                    }
+                    _ if following_sessions => {
+                        due.remove(cache);
+                    }
+                    Some(_) => {
+                        if !common.quiet {
+                            eprintln!("ktbroker-kinit: the ticket cannot be renewed further (renew-till reached)");
+                        }
+                        return Ok(());
+                    }
+                    None => {
+                        return Err(HelperError::NoTicket(
+                            "no valid ticket left to renew; log in again".into(),
+                        ));
+                    }
                 }
-                return Ok(());
             }
-            let half_life = Duration::from_secs(((tgt.end - now) / 2).max(1) as u64);
-            let wait = retry_in.take().map_or(half_life, |r| r.min(half_life));
+            let next = due.values().min().copied();
+            let wake = match (next, following_sessions) {
+                (Some(at), true) => at.min(tokio::time::Instant::now() + SESSIONS_RESCAN),
+                (Some(at), false) => at,
+                (None, _) => tokio::time::Instant::now() + SESSIONS_RESCAN,
+            };
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep_until(wake) => {}
                 _ = term.recv() => return Ok(()),
                 _ = tokio::signal::ctrl_c() => return Ok(()),
             }
-            let name = cache.clone();
-            let renewal =
-                tokio::task::spawn_blocking(move || krb5_context()?.renew(name.as_deref()).map_err(HelperError::from));
-            match tokio::time::timeout(kdc_timeout, renewal).await {
-                Ok(Ok(Ok(times))) => {
-                    backoff = RENEW_BACKOFF_START;
-                    if !common.quiet {
-                        eprintln!(
-                            "ktbroker-kinit: ticket renewed, now valid until {}",
-                            describe_time(times.end)
-                        );
+            let ready: Vec<Option<String>> = due
+                .iter()
+                .filter(|(_, at)| **at <= tokio::time::Instant::now())
+                .map(|(cache, _)| cache.clone())
+                .collect();
+            for cache in ready {
+                let name = cache.clone();
+                let renewal = tokio::task::spawn_blocking(move || {
+                    krb5_context()?.renew(name.as_deref()).map_err(HelperError::from)
+                });
+                let which = cache
+                    .as_deref()
+                    .filter(|_| following_sessions)
+                    .map(|c| format!(" in {c}"))
+                    .unwrap_or_default();
+                match tokio::time::timeout(kdc_timeout, renewal).await {
+                    Ok(Ok(Ok(times))) => {
+                        due.remove(&cache);
+                        backoff.remove(&cache);
+                        if !common.quiet {
+                            eprintln!(
+                                "ktbroker-kinit: ticket{which} renewed, now valid until {}",
+                                describe_time(times.end)
+                            );
+                        }
                     }
-                }
-                outcome => {
-                    let why = match outcome {
-                        Ok(Ok(Err(e))) => e.to_string(),
-                        Ok(Err(e)) => e.to_string(),
-                        _ => format!("no answer within {kdc_timeout:?}"),
-                    };
-                    eprintln!("ktbroker-kinit: renewal failed ({why}); retrying in {backoff:?}");
-                    retry_in = Some(backoff);
-                    backoff = (backoff * 2).min(RENEW_BACKOFF_MAX);
+                    outcome => {
+                        let why = match outcome {
+                            Ok(Ok(Err(e))) => e.to_string(),
+                            Ok(Err(e)) => e.to_string(),
+                            _ => format!("no answer within {kdc_timeout:?}"),
+                        };
+                        let wait = *backoff.entry(cache.clone()).or_insert(RENEW_BACKOFF_START);
+                        eprintln!("ktbroker-kinit: renewal{which} failed ({why}); retrying in {wait:?}");
+                        due.insert(cache.clone(), tokio::time::Instant::now() + wait);
+                        backoff.insert(cache, (wait * 2).min(RENEW_BACKOFF_MAX));
+                    }
                 }
             }
         }
     })
 }
 
+/// How often the session caches are looked for again when following them.
+const SESSIONS_RESCAN: Duration = Duration::from_secs(60);
 const RENEW_BACKOFF_START: Duration = Duration::from_secs(5);
 const RENEW_BACKOFF_MAX: Duration = Duration::from_secs(300);
 

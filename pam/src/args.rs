@@ -6,6 +6,7 @@ use std::time::Duration;
 
 pub const DEFAULT_HELPER: &str = "/usr/bin/ktbroker-kinit";
 pub const DEFAULT_CCACHE: &str = "FILE:/tmp/krb5cc_%u_XXXXXX";
+pub const DEFAULT_SESSIONS_DIR: &str = "/run/ktbroker-sessions";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -27,6 +28,8 @@ pub struct Args {
     pub ccache: String,
     /// Where the ticket waits between `auth` and the session (`ccache_dir=`, as pam-krb5's).
     pub ccache_dir: PathBuf,
+    /// Where each open session's cache is recorded for the renewal unit (`sessions_dir=`).
+    pub sessions_dir: PathBuf,
     pub use_first_pass: bool,
     pub try_first_pass: bool,
     pub retain_after_close: bool,
@@ -46,6 +49,7 @@ impl Default for Args {
             timeout: DEFAULT_TIMEOUT,
             ccache: DEFAULT_CCACHE.to_owned(),
             ccache_dir: PathBuf::from("/tmp"),
+            sessions_dir: PathBuf::from(DEFAULT_SESSIONS_DIR),
             use_first_pass: false,
             try_first_pass: false,
             retain_after_close: false,
@@ -69,7 +73,10 @@ pub fn parse<'a>(raw: impl IntoIterator<Item = &'a str>) -> (Args, Vec<String>) 
             ("helper", Some(v)) if v.starts_with('/') => args.helper = PathBuf::from(v),
             ("krb5_config", Some(v)) if v.starts_with('/') => args.krb5_config = Some(PathBuf::from(v)),
             ("ccache_dir", Some(v)) if v.starts_with('/') && !v.contains("..") => args.ccache_dir = PathBuf::from(v),
-            ("config" | "helper" | "krb5_config" | "ccache_dir", _) => bad("needs an absolute path"),
+            ("sessions_dir", Some(v)) if v.starts_with('/') && !v.contains("..") => {
+                args.sessions_dir = PathBuf::from(v);
+            }
+            ("config" | "helper" | "krb5_config" | "ccache_dir" | "sessions_dir", _) => bad("needs an absolute path"),
             ("minimum_uid", Some(v)) => match v.parse() {
                 Ok(uid) => args.minimum_uid = uid,
                 Err(_) => bad("not a uid"),
@@ -99,13 +106,14 @@ fn truncate(text: &str) -> String {
 }
 
 /// Every argument, with a value where it takes one: what pam_ktbroker(8) documents.
-pub const EXAMPLES: [&str; 14] = [
+pub const EXAMPLES: [&str; 15] = [
     "config=/etc/ktbroker/client.toml",
     "helper=/usr/bin/ktbroker-kinit",
     "krb5_config=/etc/krb5.conf",
     "timeout=15",
     "ccache=FILE:/tmp/krb5cc_%u_XXXXXX",
     "ccache_dir=/tmp",
+    "sessions_dir=/run/ktbroker-sessions",
     "minimum_uid=1000",
     "ignore_root",
     "ignore_unknown_user",

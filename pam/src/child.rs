@@ -22,7 +22,7 @@ pub enum HelperOutcome {
     CannotStart(String),
 }
 
-/// What the helper is given on its stdin.
+/// What the helper is run for, with what it is given on its stdin.
 #[derive(Clone, Copy)]
 pub enum Secrets<'a> {
     Password(&'a [u8]),
@@ -31,14 +31,16 @@ pub enum Secrets<'a> {
         old: &'a [u8],
         new: &'a [u8],
     },
+    /// `renew`: no password; the ticket already in the cache is renewed in place.
+    Renewal,
 }
 
-/// Runs the helper for `account` with the ticket going to `ccache`; `secrets` go to its stdin,
-/// one per line.
+/// Runs the helper for `account` on the cache `ccache`; `secrets` go to its stdin, one per line.
 pub fn run_helper(args: &Args, account: &Account, ccache: &str, secrets: Secrets<'_>) -> HelperOutcome {
     let lines: Vec<&[u8]> = match secrets {
         Secrets::Password(password) => vec![password],
         Secrets::Change { old, new } => vec![old, new, new],
+        Secrets::Renewal => Vec::new(),
     };
     let (ours, theirs) = match std::os::unix::net::UnixStream::pair() {
         Ok(pair) => pair,
@@ -48,13 +50,21 @@ pub fn run_helper(args: &Args, account: &Account, ccache: &str, secrets: Secrets
     if let Some(config) = &args.config {
         command.arg("--config").arg(config);
     }
-    if matches!(secrets, Secrets::Change { .. }) {
-        command.arg("--new-password");
+    match secrets {
+        Secrets::Renewal => {
+            command.args(["--quiet", "-c", ccache, "renew"]);
+        }
+        Secrets::Password(_) | Secrets::Change { .. } => {
+            if matches!(secrets, Secrets::Change { .. }) {
+                command.arg("--new-password");
+            }
+            command
+                .args(["--quiet", "-c", ccache, "--timeout"])
+                .arg(args.timeout.as_secs().to_string())
+                .arg(&account.name);
+        }
     }
     command
-        .args(["--quiet", "-c", ccache, "--timeout"])
-        .arg(args.timeout.as_secs().to_string())
-        .arg(&account.name)
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
         .env("LANG", "C")

@@ -52,6 +52,7 @@ unsafe extern "C" {
     fn pam_set_item(pamh: *mut pam_handle_t, item: c_int, value: *const c_void) -> c_int;
     fn pam_get_data(pamh: *const pam_handle_t, name: *const c_char, data: *mut *const c_void) -> c_int;
     fn pam_putenv(pamh: *mut pam_handle_t, name_value: *const c_char) -> c_int;
+    fn pam_getenv(pamh: *mut pam_handle_t, name: *const c_char) -> *const c_char;
     fn pam_syslog(pamh: *const pam_handle_t, priority: c_int, fmt: *const c_char, ...);
     fn pam_prompt(pamh: *mut pam_handle_t, style: c_int, response: *mut *mut c_char, fmt: *const c_char, ...) -> c_int;
 }
@@ -69,7 +70,6 @@ pub fn enter(pamh: *mut pam_handle_t, argc: c_int, argv: *const *const c_char) -
 }
 
 /// The effective uid of this process.
-#[cfg(test)]
 pub fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
@@ -170,6 +170,25 @@ impl Pam {
         // SAFETY: the handle is live; libpam copies the string.
         let code = unsafe { pam_putenv(self.handle, text.as_ptr()) };
         if code == PAM_SUCCESS { Ok(()) } else { Err(code) }
+    }
+
+    /// The value of `name` in the PAM environment, if set.
+    pub fn getenv(&self, name: &str) -> Option<String> {
+        let name = CString::new(name).ok()?;
+        // SAFETY: the handle is live; libpam returns a string it owns (or null), copied at once.
+        let value = unsafe { pam_getenv(self.handle, name.as_ptr()) };
+        if value.is_null() {
+            return None;
+        }
+        // SAFETY: a NUL-terminated string owned by libpam, valid until the environment changes.
+        Some(unsafe { CStr::from_ptr(value) }.to_string_lossy().into_owned())
+    }
+
+    /// Removes `name` from the PAM environment (pam_putenv with a bare name); absent is fine.
+    pub fn unsetenv(&self, name: &str) {
+        if self.getenv(name).is_some() {
+            let _ = self.putenv(name);
+        }
     }
 
     /// Asks the user for a secret through the application's conversation (no echo). The answer
@@ -297,15 +316,20 @@ fn unsafe_zeroed_passwd() -> libc::passwd {
 
 /// Makes `command`'s child, between fork and exec, close every inherited descriptor above stderr
 /// and take on the account's supplementary groups, gid and uid, in that order (the only order
-/// that works when starting as root).
+/// that works when starting as root). A process that already is the user (a screen locker
+/// unlocking the user's own session) keeps its identity: it could not change it anyway.
 pub fn become_user_before_exec(command: &mut std::process::Command, account: &Account) {
     use std::os::unix::process::CommandExt;
     let (uid, gid, groups) = (account.uid, account.gid, account.groups.clone());
+    let already_the_user = euid() == uid && euid() != 0;
     // SAFETY: the closure runs in the forked child before exec and makes only async-signal-safe
     // syscalls (close_range, setgroups, setgid, setuid) on data prepared before the fork.
     unsafe {
         command.pre_exec(move || {
             close_inherited_descriptors()?;
+            if already_the_user {
+                return Ok(());
+            }
             if libc::setgroups(groups.len(), groups.as_ptr()) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -366,4 +390,43 @@ pub fn random(buffer: &mut [u8]) -> std::io::Result<()> {
         filled += n as usize;
     }
     Ok(())
+}
+
+/// Whether a process with this pid exists (in this pid namespace). Pid 0 and pids beyond
+/// `pid_t` count as alive: nothing is ever removed on their account.
+pub fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return true;
+    };
+    if pid <= 0 {
+        return true;
+    }
+    // SAFETY: signal 0 only checks that the process exists and may be signalled; nothing is sent.
+    if unsafe { libc::kill(pid, 0) } == 0 {
+        return true;
+    }
+    std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// Takes an fcntl write lock on the whole of `file` (the kind libkrb5 takes on a FILE cache),
+/// trying without blocking until `patience` has passed. Closing the file releases it.
+pub fn lock_for_writing(file: &std::fs::File, patience: std::time::Duration) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        // SAFETY: flock is a plain C struct; all-zero is valid before the fields are set.
+        let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+        lock.l_type = libc::F_WRLCK as libc::c_short;
+        lock.l_whence = libc::SEEK_SET as libc::c_short;
+        // SAFETY: F_SETLK on a descriptor we own, with a valid flock; it never blocks.
+        if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &lock) } == 0 {
+            return Ok(());
+        }
+        let error = std::io::Error::last_os_error();
+        let busy = matches!(error.raw_os_error(), Some(libc::EACCES | libc::EAGAIN | libc::EINTR));
+        if !busy || std::time::Instant::now() >= deadline {
+            return Err(error);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }

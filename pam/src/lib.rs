@@ -12,6 +12,8 @@ mod child;
 // All FFI with libpam and libc; `unsafe` is denied everywhere else in the module.
 #[allow(unsafe_code)]
 mod ffi;
+mod pending;
+mod registry;
 mod session;
 
 use args::Args;
@@ -71,10 +73,13 @@ macro_rules! pam_hook {
 
 pam_hook!(pam_sm_authenticate, |pam, args, _| authenticate(pam, args));
 pam_hook!(pam_sm_setcred, |pam, args, flags: c_int| {
-    if flags & (PAM_ESTABLISH_CRED | PAM_REINITIALIZE_CRED | PAM_REFRESH_CRED) == 0 {
-        return PAM_SUCCESS; // PAM_DELETE_CRED: close_session removes the cache
+    if flags & PAM_ESTABLISH_CRED != 0 {
+        establish(pam, args, PAM_CRED_ERR)
+    } else if flags & (PAM_REINITIALIZE_CRED | PAM_REFRESH_CRED) != 0 {
+        refresh(pam, args)
+    } else {
+        PAM_SUCCESS // PAM_DELETE_CRED: close_session removes the cache
     }
-    establish(pam, args, PAM_CRED_ERR)
 });
 pam_hook!(pam_sm_acct_mgmt, |_, _, _| PAM_IGNORE);
 pam_hook!(pam_sm_open_session, |pam, args, _| establish(
@@ -103,6 +108,15 @@ fn authenticate(pam: &Pam, args: &Args) -> c_int {
     if (args.ignore_root && account.uid == 0) || account.uid < args.minimum_uid {
         return PAM_IGNORE;
     }
+    if ffi::euid() == 0 {
+        let swept = pending::sweep_orphans(&args.ccache_dir, ffi::process_exists);
+        if swept > 0 {
+            pam.log(
+                LOG_NOTICE,
+                &format!("ktbroker: removed {swept} ticket(s) left by logins that ended before their session"),
+            );
+        }
+    }
     let reused = pam.has_stored_password();
     let (mut code, mut temporary) = match attempt(pam, args, &account) {
         Ok(done) => done,
@@ -126,9 +140,11 @@ fn authenticate(pam: &Pam, args: &Args) -> c_int {
     if args.no_ccache {
         return PAM_SUCCESS; // dropping `pending` removes the cache
     }
+    // The environment carries the name to a setcred in another process (see `pending`).
+    let carried = format!("{}={}", pending::ENV_NAME, pending.path.display());
     match pam.set_data(PENDING, pending) {
-        Ok(()) => PAM_SUCCESS,
-        Err(_) => PAM_SERVICE_ERR,
+        Ok(()) if pam.putenv(&carried).is_ok() => PAM_SUCCESS,
+        _ => PAM_SERVICE_ERR,
     }
 }
 
@@ -251,23 +267,20 @@ fn establish(pam: &Pam, args: &Args, failure: c_int) -> c_int {
     if let Some(session) = pam.with_data(SESSION, |s: &SessionCache| s.clone()) {
         return export(pam, &session.path, failure);
     }
-    let Some((from, uid)) = pam
-        .with_data(PENDING, |p: &PendingTicket| (p.path.clone(), p.uid))
-        .filter(|(path, _)| !path.as_os_str().is_empty())
-    else {
+    let Some((from, uid, gid)) = take_pending(pam, args) else {
         return PAM_IGNORE;
     };
-    let target = match session::session_path(&args.ccache, uid) {
+    let installed = session::session_path(&args.ccache, uid)
+        .map_err(|e| format!("session cache name: {e}"))
+        .and_then(|target| session::install_ticket(&from, &target, uid).map(|()| target));
+    let target = match installed {
         Ok(target) => target,
-        Err(e) => {
-            pam.log(LOG_ERR, &format!("ktbroker: session cache name: {e}"));
+        Err(why) => {
+            session::remove_users_file(&from, uid);
+            pam.log(LOG_ERR, &format!("ktbroker: cannot set up the session cache: {why}"));
             return failure;
         }
     };
-    if let Err(why) = session::install_ticket(&from, &target, uid) {
-        pam.log(LOG_ERR, &format!("ktbroker: cannot set up the session cache: {why}"));
-        return failure;
-    }
     // The pending file is gone; its entry now names nothing and the session entry takes over.
     let moved = PendingTicket {
         path: PathBuf::new(),
@@ -289,7 +302,113 @@ fn establish(pam: &Pam, args: &Args, failure: c_int) -> c_int {
     if args.debug {
         pam.log(LOG_DEBUG, &format!("ktbroker: session cache {}", target.display()));
     }
+    // Renewal outside the session is a convenience: a failure here is logged, not fatal.
+    if ffi::euid() == 0
+        && let Err(why) = registry::register(&args.sessions_dir, uid, gid, &target)
+    {
+        pam.log(
+            LOG_WARNING,
+            &format!("ktbroker: the session cache is not findable for renewal: {why}"),
+        );
+    }
     export(pam, &target, failure)
+}
+
+/// The ticket this transaction's `auth` left: from pam_set_data when `auth` ran in this
+/// process, else (sshd's keyboard-interactive) from the PAM environment, adopted so that pam_end
+/// removes it if no session takes it. Either way the environment entry is taken out, so it
+/// never reaches the session. `(path, uid, gid)`.
+fn take_pending(pam: &Pam, args: &Args) -> Option<(PathBuf, u32, u32)> {
+    let carried = pam.getenv(pending::ENV_NAME);
+    pam.unsetenv(pending::ENV_NAME);
+    let account = ffi::account(&pam.user().ok()?)?;
+    if let Some(path) = pam
+        .with_data(PENDING, |p: &PendingTicket| p.path.clone())
+        .filter(|path| !path.as_os_str().is_empty())
+    {
+        return Some((path, account.uid, account.gid));
+    }
+    let path = pending::from_environment(&carried?, &args.ccache_dir, account.uid)?;
+    let adopted = PendingTicket {
+        path: path.clone(),
+        uid: account.uid,
+    };
+    pam.set_data(PENDING, adopted).ok()?;
+    if args.debug {
+        pam.log(
+            LOG_DEBUG,
+            &format!(
+                "ktbroker: took the ticket from another process's auth: {}",
+                path.display()
+            ),
+        );
+    }
+    Some((path, account.uid, account.gid))
+}
+
+/// setcred with PAM_REFRESH_CRED or PAM_REINITIALIZE_CRED (a screen unlock): the session's own
+/// cache, named by KRB5CCNAME, is brought up to date in place. With a password given to `auth`
+/// (a pending ticket), that ticket replaces the cache's contents; without one, the ticket in it
+/// is renewed. Never creates a cache: with none to refresh, PAM_IGNORE.
+fn refresh(pam: &Pam, args: &Args) -> c_int {
+    let Ok(user) = pam.user() else {
+        return PAM_IGNORE;
+    };
+    let Some(account) = ffi::account(&user) else {
+        return PAM_IGNORE;
+    };
+    let pending = take_pending(pam, args);
+    let Some(target) = session_cache_of(pam).filter(|path| session::is_users_file(path, account.uid)) else {
+        if let Some((from, uid, _)) = &pending {
+            session::remove_users_file(from, *uid);
+        }
+        pam.log(
+            LOG_NOTICE,
+            &format!("ktbroker: no session cache of {user} to refresh (KRB5CCNAME names none of theirs)"),
+        );
+        return PAM_IGNORE;
+    };
+    let refreshed = match &pending {
+        Some((from, uid, _)) => {
+            let done = session::refresh_in_place(from, &target, *uid);
+            session::remove_users_file(from, *uid);
+            done
+        }
+        None => match child::run_helper(args, &account, &format!("FILE:{}", target.display()), Secrets::Renewal) {
+            HelperOutcome::Exited { code: Some(0), .. } => Ok(()),
+            HelperOutcome::Exited { last_line, .. } => Err(format!("renewal failed: {last_line}")),
+            HelperOutcome::TimedOut => Err(format!("no renewal within {:?}", args.timeout)),
+            HelperOutcome::CannotStart(why) => Err(why),
+        },
+    };
+    match refreshed {
+        Ok(()) => {
+            let how = if pending.is_some() { "new ticket" } else { "renewed" };
+            pam.log(
+                LOG_NOTICE,
+                &format!("ktbroker: session cache of {user} refreshed ({how})"),
+            );
+            PAM_SUCCESS
+        }
+        Err(why) => {
+            pam.log(
+                LOG_NOTICE,
+                &format!("ktbroker: session cache of {user} not refreshed: {why}"),
+            );
+            PAM_CRED_ERR
+        }
+    }
+}
+
+/// The session's cache: this transaction's, else KRB5CCNAME from the PAM environment, else from
+/// the process's own (a screen locker runs inside the session). FILE caches only.
+fn session_cache_of(pam: &Pam) -> Option<PathBuf> {
+    if let Some(session) = pam.with_data(SESSION, |s: &SessionCache| s.path.clone()) {
+        return Some(session);
+    }
+    let name = pam.getenv("KRB5CCNAME").or_else(|| std::env::var("KRB5CCNAME").ok())?;
+    let path = name.strip_prefix("FILE:").unwrap_or(&name);
+    (path.starts_with('/') && !path.contains("/../")).then(|| PathBuf::from(path))
 }
 
 fn export(pam: &Pam, path: &std::path::Path, failure: c_int) -> c_int {
@@ -303,7 +422,13 @@ fn close_session(pam: &Pam, args: &Args) -> c_int {
     let Some(session) = pam.with_data(SESSION, |s: &SessionCache| s.clone()) else {
         return PAM_IGNORE;
     };
-    if !args.retain_after_close && !session::remove_users_file(&session.path, session.uid) {
+    if args.retain_after_close {
+        return PAM_SUCCESS;
+    }
+    if ffi::euid() == 0 {
+        registry::unregister(&args.sessions_dir, session.uid, &session.path);
+    }
+    if !session::remove_users_file(&session.path, session.uid) {
         pam.log(
             LOG_WARNING,
             &format!("ktbroker: could not remove {}", session.path.display()),

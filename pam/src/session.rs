@@ -27,9 +27,13 @@ pub struct SessionCache {
     pub uid: u32,
 }
 
-/// `DIR/krb5cc_ktbroker_pam_UID_RANDOM` for the ticket between `auth` and the session.
+/// A new name in `dir` for the ticket between `auth` and the session (see [`crate::pending`]).
 pub fn temporary_path(dir: &Path, uid: u32) -> std::io::Result<PathBuf> {
-    Ok(dir.join(format!("krb5cc_ktbroker_pam_{uid}_{}", random_hex(8)?)))
+    Ok(crate::pending::path_for(
+        dir,
+        crate::pending::Origin::here(uid),
+        &random_hex(8)?,
+    ))
 }
 
 /// The session cache path from a `FILE:` template: `%u` is the uid, trailing `XXXXXX` random.
@@ -72,6 +76,37 @@ pub fn install_ticket(from: &Path, target: &Path, uid: u32) -> Result<(), String
     Ok(())
 }
 
+/// Screen unlock with a password: the pending ticket replaces the contents of the session's
+/// existing cache `target` in place (same file, same name: nothing new is created), under the
+/// same fcntl write lock libkrb5 takes on a FILE cache, so a reader never sees half of it. The
+/// pending file is removed. `target` must be the user's regular file, reached without a link.
+pub fn refresh_in_place(from: &Path, target: &Path, uid: u32) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let (contents, _) = read_users_file(from, uid)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(target)
+        .map_err(|e| format!("{}: {e}", target.display()))?;
+    let meta = file.metadata().map_err(|e| format!("{}: {e}", target.display()))?;
+    if !meta.is_file() || meta.uid() != uid {
+        return Err(format!("{} is not the user's ticket file", target.display()));
+    }
+    crate::ffi::lock_for_writing(&file, LOCK_PATIENCE).map_err(|e| format!("{}: lock: {e}", target.display()))?;
+    file.set_len(0)
+        .and_then(|()| file.write_all(&contents))
+        .and_then(|()| file.sync_all())
+        .map_err(|e| format!("{}: {e}", target.display()))?;
+    drop(file); // closing releases the lock
+    remove_users_file(from, uid);
+    Ok(())
+}
+
+/// How long a refresh waits for another process's lock on the cache (libkrb5 holds it for
+/// milliseconds); then it gives up rather than hold up an unlock.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The contents (wiped on drop: a cache holds session keys) and gid of the user's regular file.
 fn read_users_file(path: &Path, uid: u32) -> Result<(Zeroizing<Vec<u8>>, u32), String> {
     use std::io::Read;
@@ -95,7 +130,7 @@ fn read_users_file(path: &Path, uid: u32) -> Result<(Zeroizing<Vec<u8>>, u32), S
 }
 
 /// A new file beside `target`, never following a link: 0600, the user's, holding `contents`.
-fn write_users_file(path: &Path, contents: &[u8], uid: u32, gid: u32) -> std::io::Result<()> {
+pub(crate) fn write_users_file(path: &Path, contents: &[u8], uid: u32, gid: u32) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
@@ -115,15 +150,17 @@ fn staging_path(target: &Path) -> std::io::Result<PathBuf> {
     Ok(target.with_file_name(format!(".{name}.ktbroker-{}", random_hex(6)?)))
 }
 
-/// Removes `path` if it is a regular file owned by `uid`; anything else is left alone.
-pub fn remove_users_file(path: &Path, uid: u32) -> bool {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_file() && meta.uid() == uid => std::fs::remove_file(path).is_ok(),
-        _ => false,
-    }
+/// Whether `path` is a regular file owned by `uid` (a symlink is not).
+pub fn is_users_file(path: &Path, uid: u32) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|meta| meta.is_file() && meta.uid() == uid)
 }
 
-fn random_hex(bytes: usize) -> std::io::Result<String> {
+/// Removes `path` if it is a regular file owned by `uid`; anything else is left alone.
+pub fn remove_users_file(path: &Path, uid: u32) -> bool {
+    is_users_file(path, uid) && std::fs::remove_file(path).is_ok()
+}
+
+pub(crate) fn random_hex(bytes: usize) -> std::io::Result<String> {
     let mut buffer = vec![0u8; bytes];
     crate::ffi::random(&mut buffer)?;
     Ok(buffer.iter().map(|b| format!("{b:02x}")).collect())

@@ -4,8 +4,9 @@
 use std::process::{Command, Stdio};
 use std::sync::Once;
 
-/// Creates the demo users' local accounts if missing (no home, no shell) and gives alice the
-/// local password `alicepw` for the pam_unix stacking test. Idempotent, once per process.
+/// Creates the demo users' local accounts if missing (no home; /bin/sh, so that the sshd tests
+/// can run a command in their sessions) and gives alice the local password `alicepw` for the
+/// pam_unix stacking test. Idempotent, once per process.
 pub fn local_users() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -17,13 +18,17 @@ pub fn local_users() {
                 .expect("running id")
                 .status
                 .success();
-            if !exists {
-                let status = Command::new("useradd")
-                    .args(["--no-create-home", "--shell", "/usr/sbin/nologin", user])
-                    .status()
-                    .expect("useradd (the tests run as root)");
-                assert!(status.success(), "useradd {user}");
-            }
+            let (tool, args): (&str, &[&str]) = if exists {
+                ("usermod", &["--shell", "/bin/sh"])
+            } else {
+                ("useradd", &["--no-create-home", "--shell", "/bin/sh"])
+            };
+            let status = Command::new(tool)
+                .args(args)
+                .arg(user)
+                .status()
+                .unwrap_or_else(|e| panic!("{tool} (the tests run as root): {e}"));
+            assert!(status.success(), "{tool} {user}");
         }
         let mut chpasswd = Command::new("chpasswd")
             .stdin(Stdio::piped())

@@ -20,6 +20,7 @@ pub mod proxy;
 pub mod realm;
 pub mod sandbox;
 pub mod shared;
+pub mod sshd;
 pub mod standin;
 pub mod templates;
 

@@ -552,3 +552,128 @@ fn a_password_the_directory_wants_changed_is_changed_through_the_conversation() 
     );
     setup.assert_no_pending_caches();
 }
+
+/// The `Valid starting` and `Expires` of the TGT in `cache`, as klist prints them.
+fn tgt_times(setup: &PamSetup, cache: &Path) -> String {
+    let out = Command::new("klist")
+        .arg("-c")
+        .arg(format!("FILE:{}", cache.display()))
+        .env("KRB5_CONFIG", &setup.sandbox.realm.krb5_conf)
+        .env("LC_ALL", "C")
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    listing
+        .lines()
+        .find(|l| l.contains("krbtgt/"))
+        .unwrap_or_else(|| panic!("no TGT in {}:\n{listing}", cache.display()))
+        .to_owned()
+}
+
+fn names_in(dir: &Path) -> Vec<std::ffi::OsString> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_screen_unlock_refreshes_the_session_cache_in_place_and_creates_nothing() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let setup = PamSetup::start();
+    let caches = setup.sandbox.root.join("unlock-caches");
+    std::fs::create_dir_all(&caches).unwrap();
+    std::fs::set_permissions(&caches, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let service = setup.service(
+        "ktbroker-unlock",
+        &format!("ccache=FILE:{}/krb5cc_%u_XXXXXX", caches.display()),
+        "",
+    );
+    // The login: a session cache, left in place as by a session that is still open.
+    let out = setup.drive(
+        &service,
+        "alice",
+        b"alicepw\n",
+        &["authenticate", "setcred", "open_session", "cache"],
+    );
+    assert_eq!(rc(&out, "open_session"), PAM_SUCCESS, "{}", text(&out));
+    let cache = cache_path(&out);
+    let inode = std::fs::metadata(&cache).unwrap().ino();
+    let files = names_in(&caches);
+    let first = tgt_times(&setup, &cache);
+
+    // The screen locker runs as the user, inside the session (KRB5CCNAME in its environment).
+    let uid = uid_of("alice");
+    let as_alice = |stdin: &[u8], ops: &[&str], ccname: Option<&Path>| {
+        let mut command = Command::new("setpriv");
+        command
+            .args([
+                "--reuid",
+                &uid.to_string(),
+                "--regid",
+                &uid.to_string(),
+                "--clear-groups",
+            ])
+            .arg(tool_binary("ktbroker-pam-driver"))
+            .arg(&setup.confdir)
+            .args([service.as_str(), "alice"])
+            .args(ops)
+            .env("KRB5_CONFIG", &setup.sandbox.realm.krb5_conf)
+            .env_remove("KRB5CCNAME");
+        if let Some(cache) = ccname {
+            command.env("KRB5CCNAME", format!("FILE:{}", cache.display()));
+        }
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        let _ = child.stdin.take().unwrap().write_all(stdin);
+        child.wait_with_output().unwrap()
+    };
+    let times_differ_from = |earlier: &str| {
+        // Kerberos times have one-second resolution.
+        std::thread::sleep(Duration::from_millis(1100));
+        earlier.to_owned()
+    };
+
+    // Unlock with the password: a new ticket, written into the same file.
+    let earlier = times_differ_from(&first);
+    let out = as_alice(b"alicepw\n", &["authenticate", "refresh"], Some(&cache));
+    assert_eq!(rc(&out, "authenticate"), PAM_SUCCESS, "{}", text(&out));
+    assert_eq!(rc(&out, "refresh"), PAM_SUCCESS, "{}", text(&out));
+    let second = tgt_times(&setup, &cache);
+    assert_ne!(second, earlier, "the cache holds a new ticket");
+    assert_eq!(
+        std::fs::metadata(&cache).unwrap().ino(),
+        inode,
+        "the same file, in place"
+    );
+    assert_eq!(names_in(&caches), files, "no new cache file");
+    setup.assert_no_pending_caches();
+
+    // Unlocked by another module (no password for this one): the ticket in it is renewed.
+    let earlier = times_differ_from(&second);
+    let out = as_alice(b"", &["reinitialize"], Some(&cache));
+    assert_eq!(rc(&out, "reinitialize"), PAM_SUCCESS, "{}", text(&out));
+    assert_ne!(tgt_times(&setup, &cache), earlier, "renewed");
+    // (libkrb5 rewrites the file as `kinit -R` does: same name, possibly a new inode.)
+    assert_eq!(names_in(&caches), files, "same name, no new file");
+
+    // No session cache to refresh: nothing is created, and the ticket from auth is not kept.
+    // (The module ignores the call; a stack whose every module ignored it is PAM_PERM_DENIED.)
+    const ALL_IGNORED: i32 = 6;
+    let out = as_alice(b"alicepw\n", &["authenticate", "refresh"], None);
+    assert_eq!(rc(&out, "refresh"), ALL_IGNORED, "{}", text(&out));
+    assert_eq!(names_in(&caches), files);
+    setup.assert_no_pending_caches();
+    // Nor is a file that is not the user's, whatever KRB5CCNAME says.
+    let out = as_alice(b"", &["refresh"], Some(Path::new("/etc/passwd")));
+    assert_eq!(rc(&out, "refresh"), ALL_IGNORED, "{}", text(&out));
+    std::fs::remove_file(&cache).unwrap();
+}

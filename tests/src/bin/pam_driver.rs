@@ -2,7 +2,8 @@
 //! (`pam_start_confdir`, so the service file lives in a temp dir, not /etc/pam.d), the way a login
 //! program would. Answers every password prompt with the next line of stdin and counts prompts.
 //!
-//! OPs: authenticate setcred open_session close_session acct_mgmt, and three probes: `cache` prints
+//! OPs: authenticate setcred refresh reinitialize open_session close_session acct_mgmt (refresh and
+//! reinitialize are setcred with PAM_REFRESH_CRED / PAM_REINITIALIZE_CRED), and three probes: `cache` prints
 //! owner, mode and existence of the FILE cache KRB5CCNAME names, `klist` runs klist on it, and
 //! `pending=DIR` how many files DIR holds.
 //! Prints one `OP rc=N` line per operation and `prompts=N` at the end. USER `-` leaves the user
@@ -56,6 +57,8 @@ unsafe extern "C" {
 const PAM_PROMPT_ECHO_OFF: c_int = 1;
 const PAM_PROMPT_ECHO_ON: c_int = 2;
 const PAM_ESTABLISH_CRED: c_int = 0x2;
+const PAM_REINITIALIZE_CRED: c_int = 0x8;
+const PAM_REFRESH_CRED: c_int = 0x10;
 
 static PROMPTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -126,6 +129,9 @@ fn main() {
             match op.as_str() {
                 "authenticate" => pam_authenticate(pamh, 0),
                 "setcred" => pam_setcred(pamh, PAM_ESTABLISH_CRED),
+                // What a screen locker calls after the user typed the password again.
+                "refresh" => pam_setcred(pamh, PAM_REFRESH_CRED),
+                "reinitialize" => pam_setcred(pamh, PAM_REINITIALIZE_CRED),
                 "acct_mgmt" => pam_acct_mgmt(pamh, 0),
                 "open_session" => pam_open_session(pamh, 0),
                 "close_session" => pam_close_session(pamh, 0),
