@@ -23,5 +23,6 @@ pub mod shared;
 pub mod sshd;
 pub mod standin;
 pub mod templates;
+pub mod user_manager;
 
 pub use sandbox::{DemoUser, Sandbox, start_sandbox};

@@ -24,6 +24,8 @@ struct Site {
     pending: PathBuf,
     caches: PathBuf,
     sessions: PathBuf,
+    /// The krb5.conf the module gives the helper (the realm's, or one with short tickets).
+    module_krb5_conf: PathBuf,
 }
 
 impl Site {
@@ -45,6 +47,7 @@ impl Site {
             format!("{}\nsessions_dir = \"{}\"\n", sandbox.client_toml(), sessions.display()),
         )
         .unwrap();
+        let module_krb5_conf = sandbox.realm.krb5_conf.clone();
         Self {
             sandbox,
             dir,
@@ -52,14 +55,25 @@ impl Site {
             pending,
             caches,
             sessions,
+            module_krb5_conf,
         }
+    }
+
+    /// Logins get tickets of `lifetime`, renewable for two minutes.
+    fn with_short_tickets(mut self, lifetime: &str) -> Self {
+        let short = self.dir.join("short-tickets.krb5.conf");
+        let text = std::fs::read_to_string(&self.sandbox.realm.krb5_conf).unwrap();
+        let settings = format!("[libdefaults]\n    ticket_lifetime = {lifetime}\n    renew_lifetime = 120s\n");
+        std::fs::write(&short, text.replacen("[libdefaults]\n", &settings, 1)).unwrap();
+        self.module_krb5_conf = short;
+        self
     }
 
     fn module_args(&self) -> String {
         format!(
             "helper={} krb5_config={} config={} ccache_dir={} ccache=FILE:{}/krb5cc_%u_XXXXXX sessions_dir={} timeout=10",
             project_binary("ktbroker-kinit").display(),
-            self.sandbox.realm.krb5_conf.display(),
+            self.module_krb5_conf.display(),
             self.client_toml.display(),
             self.pending.display(),
             self.caches.display(),
@@ -240,6 +254,126 @@ fn failed_logins_leave_no_ticket_behind_in_either_mode() {
         }
         site.assert_nothing_left(uid, &sshd);
     }
+}
+
+/// The TGT line of klist for `cache`, and whether the cache holds a valid TGT (`klist -s`).
+fn tgt(site: &Site, cache: &Path) -> (String, bool) {
+    let klist = |args: &[&str]| {
+        std::process::Command::new("klist")
+            .args(args)
+            .arg("-c")
+            .arg(format!("FILE:{}", cache.display()))
+            .env("KRB5_CONFIG", &site.sandbox.realm.krb5_conf)
+            .env("LC_ALL", "C")
+            .output()
+            .unwrap()
+    };
+    let listing = String::from_utf8_lossy(&klist(&[]).stdout).into_owned();
+    let line = listing.lines().find(|l| l.contains("krbtgt/")).unwrap_or("").to_owned();
+    (line, klist(&["-s"]).status.success())
+}
+
+/// The session caches recorded for `uid`, waiting up to 15 s for `count` of them.
+fn recorded_caches(site: &Site, uid: u32, count: usize) -> Vec<PathBuf> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let caches: Vec<PathBuf> = std::fs::read_dir(site.sessions.join(uid.to_string()))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                    .filter_map(|line| line.trim_end().strip_prefix("FILE:").map(PathBuf::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if caches.len() >= count || Instant::now() > deadline {
+            return caches;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_renewal_user_unit_keeps_every_open_sessions_ticket_renewed() {
+    use ktbroker_tests::user_manager::UserManager;
+    // Ten-second tickets: renewed at half-life, so every ~5 s.
+    let site = Site::start().with_short_tickets("10s");
+    let sshd = site.sshd("ktb-ssh-renew", &site.minimal_stack(""), AuthMode::Password);
+    let uid = uid_of("bob");
+    // Two sessions of the same user, kept open.
+    let mut sessions: Vec<_> = (0..2)
+        .map(|_| {
+            use std::os::unix::process::CommandExt;
+            sshd.login_command("bob", "bobpw", AuthMode::Password, "sleep 61")
+                .process_group(0) // so that logging out ends timeout, sshpass and ssh together
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let caches = recorded_caches(&site, uid, 2);
+    assert_eq!(
+        caches.len(),
+        2,
+        "two recorded session caches: {caches:?}\n{}",
+        sshd.log_tail()
+    );
+    let first: Vec<(String, bool)> = caches.iter().map(|c| tgt(&site, c)).collect();
+    assert!(first.iter().all(|(_, valid)| *valid), "{first:?}");
+    let expires_by = Instant::now() + Duration::from_secs(11);
+
+    // The project's unit, as installed, with this sandbox's helper, client.toml and krb5.conf.
+    let unit = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/ktbroker-renew.service"))
+        .unwrap()
+        .replace(
+            "ExecStart=/usr/bin/ktbroker-kinit renew --keep-renewed",
+            &format!(
+                "Environment=KRB5_CONFIG={}\nExecStart={} --config {} renew --keep-renewed",
+                site.module_krb5_conf.display(),
+                project_binary("ktbroker-kinit").display(),
+                site.client_toml.display()
+            ),
+        );
+    assert!(unit.contains("renew --keep-renewed"), "{unit}");
+    let manager = UserManager::start(&site.dir.join("bob-manager"), "bob", uid).unwrap();
+    manager.install_unit("ktbroker-renew.service", &unit).unwrap();
+    let started = manager.systemctl(&["start", "ktbroker-renew"]);
+    assert!(started.status.success(), "{started:?}");
+
+    // Past the first tickets' end, both caches still hold a valid ticket, renewed in place.
+    while Instant::now() < expires_by {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    for (cache, (before, _)) in caches.iter().zip(&first) {
+        let (now, valid) = tgt(&site, cache);
+        assert!(
+            valid && now != *before,
+            "{} was not renewed: {before} -> {now}\n{}",
+            cache.display(),
+            String::from_utf8_lossy(&manager.systemctl(&["status", "ktbroker-renew", "--no-pager"]).stdout)
+        );
+    }
+    let active = manager.systemctl(&["is-active", "ktbroker-renew"]);
+    assert_eq!(String::from_utf8_lossy(&active.stdout).trim(), "active");
+
+    // Logging out ends the sessions' caches and records; the unit keeps waiting for new ones.
+    for session in &mut sessions {
+        let group = format!("-{}", session.id());
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", "--", &group])
+            .status();
+        let _ = session.wait();
+    }
+    // Without a terminal, sshd leaves the session's command running after the connection ends.
+    let _ = std::process::Command::new("pkill")
+        .args(["-KILL", "-u", "bob", "-f", "^sleep 61$"])
+        .status();
+    site.assert_nothing_left(uid, &sshd);
+    std::thread::sleep(Duration::from_secs(1));
+    let active = manager.systemctl(&["is-active", "ktbroker-renew"]);
+    assert_eq!(String::from_utf8_lossy(&active.stdout).trim(), "active");
 }
 
 trait Short {
