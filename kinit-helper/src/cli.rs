@@ -36,6 +36,7 @@ pub enum Command {
     /// Log in (the default): password to ticket.
     Login(Box<LoginFields>),
     /// Show the cache's principal and its ticket's expiry and renew-till; exit 7 without a valid ticket.
+    /// Without -c, client.toml's `ccache` and KRB5CCNAME: every session cache pam_ktbroker recorded.
     Status {
         /// One JSON object instead of text.
         #[arg(long)]
@@ -43,10 +44,12 @@ pub enum Command {
     },
     /// Destroy the credential cache.
     Logout,
-    /// Renew the ticket in the cache (no password needed while it is renewable).
+    /// Renew the ticket in the cache (no password needed while it is renewable). Without -c,
+    /// client.toml's `ccache` and KRB5CCNAME: every session cache pam_ktbroker recorded.
     Renew {
         /// Keep running: renew at about half of the remaining lifetime until the renewable lifetime
-        /// ends, backing off while the KDC is unreachable; SIGTERM ends it cleanly.
+        /// ends, backing off while the KDC is unreachable; SIGTERM ends it cleanly. Following the
+        /// recorded session caches, it looks for new ones every minute and keeps running.
         #[arg(long)]
         keep_renewed: bool,
     },
