@@ -54,6 +54,8 @@ pub enum Outcome {
     PasswordChangeElsewhere,
     UnknownTenant,
     HostNotAllowed,
+    /// The delivery asked for (keytab or ticket) is not one the tenant allows.
+    DeliveryNotAllowed,
     Busy,
     DeadlineExceeded,
     /// A missing principal was created (first-login provisioning) and then served.
@@ -99,6 +101,7 @@ impl Outcome {
             Self::PasswordChangeElsewhere => "password_change_elsewhere",
             Self::UnknownTenant => "unknown_tenant",
             Self::HostNotAllowed => "host_not_allowed",
+            Self::DeliveryNotAllowed => "delivery_not_allowed",
             Self::Busy => "busy",
             Self::DeadlineExceeded => "deadline_exceeded",
             Self::Provisioned => "provisioned",
@@ -157,6 +160,8 @@ pub struct Attempt<'a> {
     pub principal: Option<&'a str>,
     pub outcome: Outcome,
     pub kvno: Option<u32>,
+    /// FetchKeytab: what was asked for and, when granted, delivered (`keytab` or `ticket`).
+    pub delivery: Option<&'static str>,
     pub latency: Duration,
     /// The caller hung up before it got the answer (the outcome is still the real one).
     pub cancelled: bool,
@@ -177,6 +182,8 @@ struct AuditLine<'a> {
     outcome: &'static str,
     reason: &'static str,
     kvno: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delivery: Option<&'static str>,
     latency_ms: f64,
     cancelled: bool,
     #[serde(skip_serializing_if = "is_zero")]
@@ -238,10 +245,10 @@ impl Auditor {
         let client_cert = attempt.client_cert.unwrap_or("-");
         if attempt.outcome.class() == OutcomeClass::Granted {
             tracing::info!(target: "ktbroker::audit", request_id, tenant, peer = peer_text, client_cert,
-                username = ?username, principal, outcome = attempt.outcome.as_str(), latency_ms, cancelled = attempt.cancelled, "audit record");
+                username = ?username, principal, outcome = attempt.outcome.as_str(), delivery = attempt.delivery.unwrap_or("-"), latency_ms, cancelled = attempt.cancelled, "audit record");
         } else {
             tracing::warn!(target: "ktbroker::audit", request_id, tenant, peer = peer_text, client_cert,
-                username = ?username, principal, outcome = attempt.outcome.as_str(), latency_ms, cancelled = attempt.cancelled, "audit record");
+                username = ?username, principal, outcome = attempt.outcome.as_str(), delivery = attempt.delivery.unwrap_or("-"), latency_ms, cancelled = attempt.cancelled, "audit record");
         }
         let Some(file) = &self.file else { return Ok(()) };
         let mut file = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -256,6 +263,7 @@ impl Auditor {
             outcome: attempt.outcome.class().as_str(),
             reason: attempt.outcome.as_str(),
             kvno: attempt.kvno,
+            delivery: attempt.delivery,
             latency_ms,
             cancelled: attempt.cancelled,
             suppressed: attempt.suppressed,

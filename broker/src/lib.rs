@@ -9,6 +9,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod connections;
+pub mod delivery;
 pub mod directory;
 pub mod hosts;
 // The one FFI module of the broker (libkadm5); `unsafe` is denied everywhere else.

@@ -46,6 +46,11 @@ pub fn attempt(tenant: &str, outcome: Outcome, code: Option<RefusalCode>, latenc
         .record(latency.as_secs_f64());
 }
 
+/// A granted login, by what it was given (`keytab` or `ticket`).
+pub fn delivered(tenant: &str, delivery: &'static str) {
+    metrics::counter!("ktbroker_deliveries_total", "tenant" => tenant.to_owned(), "delivery" => delivery).increment(1);
+}
+
 /// An audit record could not be written (a full disk): grants are refused meanwhile.
 pub fn audit_write_failed() {
     metrics::counter!("ktbroker_audit_write_failures_total").increment(1);

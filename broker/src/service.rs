@@ -14,6 +14,7 @@ mod stream;
 
 use crate::audit::{Attempt, Auditor, Outcome, OutcomeClass};
 pub use crate::config::TenantPolicy;
+use crate::delivery::Wanted;
 use crate::directory::{AuthError, Directory, EntryPrincipal, VerifiedUser};
 use crate::hosts::{ClientHost, host_allowed, host_trusted};
 use crate::keysource::{KeySource, KeySourceError};
@@ -33,7 +34,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use stream::KeytabParts;
+use stream::DeliveryParts;
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
@@ -127,6 +128,7 @@ impl Caller {
             principal,
             outcome,
             kvno,
+            delivery: None,
             latency: started.elapsed(),
             cancelled: false,
             suppressed: 0,
@@ -312,6 +314,52 @@ async fn authenticate<D: Directory>(
     }
 }
 
+/// What a granted login sends.
+enum Grant {
+    Keytab(String, Keytab, Outcome),
+    /// The AS exchange's credentials as a KRB-CRED message; `kvno` of the keys it used.
+    Ticket {
+        principal: String,
+        message: Zeroizing<Vec<u8>>,
+        times: ktbroker_krb5::TicketTimes,
+        kvno: u32,
+        outcome: Outcome,
+    },
+}
+
+/// Ticket delivery: the AS exchange with the keys just read, on a blocking thread (a KDC round
+/// trip); the keys are dropped (wiped) with the closure.
+async fn exchange(
+    principal: String,
+    keytab: Keytab,
+    outcome: Outcome,
+    request: ktbroker_krb5::TicketRequest,
+) -> Result<Grant, Refusal> {
+    let kvno = keytab.entries.iter().map(|e| e.kvno).max().unwrap_or(0);
+    let started = Instant::now();
+    let name = principal.clone();
+    let obtained = tokio::task::spawn_blocking(move || crate::delivery::ticket_for(&name, &keytab, request)).await;
+    tracing::debug!(elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "AS exchange done");
+    match obtained {
+        Ok(Ok((message, times))) => Ok(Grant::Ticket {
+            principal,
+            message,
+            times,
+            kvno,
+            outcome,
+        }),
+        Ok(Err(e)) => {
+            tracing::error!(principal = %principal, code = e.code, kind = ?e.kind(), error = %e,
+                "the AS exchange for a ticket delivery failed");
+            Err(Refusal::new(Outcome::KeySourceFailed, RefusalCode::KeysUnavailable))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the AS exchange task failed");
+            Err(Refusal::new(Outcome::KeySourceFailed, RefusalCode::Internal))
+        }
+    }
+}
+
 /// Reads the principal's current keys of allowed enctypes, in preference order.
 async fn read_keys<D, K: KeySource>(tenant: &Tenant<D, K>, principal: &str) -> Result<Keytab, Refusal> {
     let keys_started = Instant::now();
@@ -373,10 +421,11 @@ impl<D: Directory, K: KeySource> KeytabBroker for BrokerService<D, K> {
 
     async fn server_info(&self, request: Request<ServerInfoRequest>) -> Result<Response<ServerInfoResponse>, Status> {
         let table = self.current();
-        let realm = table
-            .tenant(request.get_ref().tenant.as_deref())
+        let tenant = table.tenant(request.get_ref().tenant.as_deref());
+        let realm = tenant
             .map(|t| t.policy.principals.realm().to_owned())
             .unwrap_or_default();
+        let deliveries = tenant.map(|t| t.policy.deliveries.offered()).unwrap_or_default();
         let unix_time = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
@@ -385,6 +434,7 @@ impl<D: Directory, K: KeySource> KeytabBroker for BrokerService<D, K> {
             unix_time,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             realm,
+            deliveries,
         }))
     }
 
@@ -414,6 +464,8 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
         let unknown_tenant = || Refusal::new(Outcome::UnknownTenant, RefusalCode::UnknownTenant);
         // Dropped unwritten only if the caller hangs up: then it records what was decided so far.
         let mut audit = AuditOnce::new(&self.auditor, &caller, tenant_name, &message.username, started);
+        let wanted = Wanted::of(message.delivery);
+        audit.delivery = Some(wanted.label());
         let result = async {
             let _permit = self.admit()?;
             let (user, _) = split.map_err(|_| unknown_tenant())?;
@@ -427,14 +479,29 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
             let counted_source = (!host_trusted(&table.settings.trusted_sources, &caller.host))
                 .then_some(caller.host.address)
                 .flatten();
-            let work = self.obtain_keytab(
-                tenant,
-                &user,
-                &password,
-                new_password.as_deref().map(Vec::as_slice),
-                message.principal.as_deref(),
-                counted_source,
-            );
+            // Tenant-wide policy, the same for everyone: told before the password is checked.
+            if !tenant.policy.deliveries.allows(wanted) {
+                return Err(Refusal::new(
+                    Outcome::DeliveryNotAllowed,
+                    RefusalCode::DeliveryNotAllowed,
+                ));
+            }
+            let work = async {
+                let (principal, keytab, outcome) = self
+                    .obtain_keytab(
+                        tenant,
+                        &user,
+                        &password,
+                        new_password.as_deref().map(Vec::as_slice),
+                        message.principal.as_deref(),
+                        counted_source,
+                    )
+                    .await?;
+                match wanted {
+                    Wanted::Keytab => Ok(Grant::Keytab(principal, keytab, outcome)),
+                    Wanted::Ticket => exchange(principal, keytab, outcome, tenant.policy.ticket).await,
+                }
+            };
             tokio::time::timeout(table.settings.request_timeout, work)
                 .await
                 .map_err(|_| Refusal::new(Outcome::DeadlineExceeded, RefusalCode::DeadlineExceeded))?
@@ -443,8 +510,23 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
         drop(password);
         drop(new_password);
         match result {
-            Ok((principal, keytab, outcome)) => {
-                let stream = match KeytabParts::new(&principal, &keytab) {
+            Ok(Grant::Ticket {
+                principal,
+                message,
+                times,
+                kvno,
+                outcome,
+            }) => {
+                audit.decided(outcome, None);
+                audit.granted(&principal, kvno);
+                audit
+                    .write()
+                    .map_err(|_| ktbroker_proto::refusal::status(RefusalCode::AuditUnavailable))?;
+                let stream = DeliveryParts::ticket(&principal, kvno, message, times);
+                Ok(Response::new(Box::pin(tokio_stream::iter(stream))))
+            }
+            Ok(Grant::Keytab(principal, keytab, outcome)) => {
+                let stream = match DeliveryParts::keytab(&principal, &keytab) {
                     Ok(stream) => stream,
                     Err(e) => {
                         tracing::error!(error = %e, "cannot encode keytab");
@@ -609,6 +691,12 @@ fn conclude(auditor: &Auditor, attempt: &Attempt, code: Option<RefusalCode>) -> 
     if audited.is_ok() || attempt.outcome.class() != OutcomeClass::Granted {
         metrics::attempt(attempt.tenant, attempt.outcome, code, attempt.latency);
     }
+    if audited.is_ok()
+        && attempt.outcome.class() == OutcomeClass::Granted
+        && let Some(delivery) = attempt.delivery
+    {
+        metrics::delivered(attempt.tenant, delivery);
+    }
     audited
 }
 
@@ -716,6 +804,7 @@ struct AuditOnce<'a> {
     outcome: Outcome,
     code: Option<RefusalCode>,
     grant: Option<(String, u32)>,
+    delivery: Option<&'static str>,
     written: bool,
 }
 
@@ -730,6 +819,7 @@ impl<'a> AuditOnce<'a> {
             outcome: Outcome::Abandoned,
             code: None,
             grant: None,
+            delivery: None,
             written: false,
         }
     }
@@ -757,6 +847,7 @@ impl<'a> AuditOnce<'a> {
             .caller
             .attempt(self.tenant, self.username, principal, self.outcome, kvno, self.started);
         attempt.cancelled = cancelled;
+        attempt.delivery = self.delivery;
         conclude(self.auditor, &attempt, self.code)
     }
 }

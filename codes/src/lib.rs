@@ -33,6 +33,8 @@ pub enum RefusalCode {
     /// The right password, one that must be changed, but not one the broker can change (e.g.
     /// OpenLDAP's ppolicy: expired with no grace login left, so no bind to change it on).
     PasswordChangeElsewhere = 112,
+    /// The delivery asked for (a keytab, say) is not one the tenant's policy allows.
+    DeliveryNotAllowed = 113,
     DirectoryUnavailable = 201,
     KeysUnavailable = 202,
     AuditUnavailable = 203,
@@ -42,7 +44,7 @@ pub enum RefusalCode {
 }
 
 impl RefusalCode {
-    pub const ALL: [Self; 18] = [
+    pub const ALL: [Self; 19] = [
         Self::AuthFailed,
         Self::InvalidUsername,
         Self::PrincipalNotAllowed,
@@ -55,6 +57,7 @@ impl RefusalCode {
         Self::PasswordChangeRequired,
         Self::NewPasswordRejected,
         Self::PasswordChangeElsewhere,
+        Self::DeliveryNotAllowed,
         Self::DirectoryUnavailable,
         Self::KeysUnavailable,
         Self::AuditUnavailable,
@@ -93,6 +96,7 @@ impl RefusalCode {
             Self::PasswordChangeRequired => "KTB-110 the directory password must be changed first",
             Self::NewPasswordRejected => "KTB-111 the directory refused the new password",
             Self::PasswordChangeElsewhere => "KTB-112 the directory password must be changed elsewhere first",
+            Self::DeliveryNotAllowed => "KTB-113 this delivery (keytab or ticket) is not allowed here",
             Self::DirectoryUnavailable => "KTB-201 directory unavailable",
             Self::KeysUnavailable => "KTB-202 key source unavailable",
             Self::AuditUnavailable => "KTB-203 audit unavailable",

@@ -20,6 +20,7 @@
 //! srv_domain = "example.com"
 //! dns_server = "10.0.0.53:53"          # optional: ask this server instead of the system's
 //! sessions_dir = "/run/ktbroker-sessions"  # where pam_ktbroker records session caches (its sessions_dir=)
+//! delivery = "ticket"                  # only a ticket, the key stays in the broker; default "keytab"
 //! ```
 
 use crate::HelperError;
@@ -52,6 +53,7 @@ struct RawClientConfig {
     srv_domain: Option<String>,
     dns_server: Option<String>,
     sessions_dir: Option<PathBuf>,
+    delivery: Option<crate::fetch::Delivery>,
 }
 
 /// The file's settings, every one optional (the command line may supply or override each).
@@ -76,6 +78,8 @@ pub struct ClientConfig {
     pub dns_server: Option<std::net::SocketAddr>,
     /// Where pam_ktbroker records each session's cache (`sessions_dir`; see [`crate::sessions`]).
     pub sessions_dir: Option<PathBuf>,
+    /// What to ask the broker for (`delivery`): a keytab or only a ticket.
+    pub delivery: Option<crate::fetch::Delivery>,
 }
 
 impl ClientConfig {
@@ -148,6 +152,7 @@ impl ClientConfig {
             srv_domain: raw.srv_domain,
             dns_server,
             sessions_dir: raw.sessions_dir,
+            delivery: raw.delivery,
         })
     }
 }

@@ -91,6 +91,7 @@ impl HelperError {
             Self::Refused(RefusalCode::HostNotRegistered) => "host-not-registered",
             Self::Refused(RefusalCode::PasswordChangeRequired) => "password-change-required",
             Self::Refused(RefusalCode::PasswordChangeElsewhere) => "password-change-elsewhere",
+            Self::Refused(RefusalCode::DeliveryNotAllowed) => "delivery-not-allowed",
             Self::NewPasswordRejected(_) => "new-password-rejected",
             Self::Refused(_) => "refused",
             Self::UntrustedBroker(_) => "tls-trust",
@@ -141,6 +142,9 @@ impl HelperError {
             }
             "password-change-elsewhere" => {
                 "your directory password has expired and cannot be changed here: change it where you change it for the company directory (its password portal), then log in again"
+            }
+            "delivery-not-allowed" => {
+                "this tenant hands out only tickets (or only keytabs): use --delivery ticket, or `delivery = \"ticket\"` in client.toml"
             }
             "new-password-rejected" => "choose a password that meets the rules above, then try again",
             "tls-trust" => {

@@ -38,11 +38,41 @@ impl std::fmt::Debug for ClientIdentity {
     }
 }
 
-/// A keytab received from the broker, verified. Its bytes are wiped on drop and never printed.
+/// How the login's credentials come back (client.toml `delivery`, `--delivery`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Delivery {
+    /// The principal's keytab; this host makes the AS exchange with it (in memory).
+    #[default]
+    Keytab,
+    /// Only a ticket (the TGT and its session key): the long-term key stays in the broker.
+    Ticket,
+}
+
+impl Delivery {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Keytab => "keytab",
+            Self::Ticket => "ticket",
+        }
+    }
+
+    fn wire(self) -> i32 {
+        match self {
+            Self::Keytab => ktbroker_proto::v1::Delivery::Keytab as i32,
+            Self::Ticket => ktbroker_proto::v1::Delivery::Ticket as i32,
+        }
+    }
+}
+
+/// What the broker sent, verified: keytab file bytes, or (ticket delivery) a KRB-CRED message
+/// holding the TGT and its session key. The bytes are wiped on drop and never printed.
 pub struct FetchedKeytab {
     pub principal: String,
+    /// The keys' version (0 for a ticket delivery: no key was sent).
     pub kvno: u32,
     pub enctypes: Vec<i32>,
+    pub delivered: Delivery,
     pub bytes: Zeroizing<Vec<u8>>,
 }
 
@@ -52,6 +82,7 @@ impl std::fmt::Debug for FetchedKeytab {
             .field("principal", &self.principal)
             .field("kvno", &self.kvno)
             .field("enctypes", &self.enctypes)
+            .field("delivered", &self.delivered)
             .field("bytes", &format_args!("<redacted {} bytes>", self.bytes.len()))
             .finish()
     }
@@ -99,6 +130,8 @@ pub struct Who {
     pub principal: Option<String>,
     /// A tenant of the broker other than its default (also expressible as "user@tenant").
     pub tenant: Option<String>,
+    /// What to ask the broker for.
+    pub delivery: Delivery,
 }
 
 /// The passwords one request sends: the directory password, and after PASSWORD_CHANGE_REQUIRED
@@ -129,6 +162,7 @@ pub async fn fetch_keytab(
         username: username.to_owned(),
         principal: principal.map(str::to_owned),
         tenant: None,
+        delivery: Delivery::Keytab,
     };
     fetch_keytab_as(endpoint, &who, Credentials::password(password)).await
 }
@@ -241,20 +275,33 @@ pub async fn fetch_keytab_as(
         principal: who.principal.clone(),
         tenant: who.tenant.clone(),
         new_password: credentials.new_password.map(<[u8]>::to_vec),
+        delivery: who.delivery.wire(),
     };
     let mut stream = client.fetch_keytab(request).await.map_err(status_error)?.into_inner();
 
-    let header = match next_part(&mut stream).await? {
-        Some(Part::Header(header)) => header,
+    // A header says what follows: a keytab, or (ticket delivery) a KRB-CRED message.
+    let (principal, kvno, enctypes, delivered, total_size) = match next_part(&mut stream).await? {
+        Some(Part::Header(h)) => (h.principal, h.kvno, h.enctypes, Delivery::Keytab, h.total_size),
+        Some(Part::TicketHeader(h)) => (h.principal, 0, Vec::new(), Delivery::Ticket, h.total_size),
         _ => return Err(protocol("the stream did not start with a header")),
     };
-    if header.total_size == 0 || header.total_size > ktbroker_codes::MAX_KEYTAB_SIZE {
-        return Err(protocol(&format!("keytab size {} is out of bounds", header.total_size)));
+    if delivered != who.delivery {
+        return Err(protocol(&format!(
+            "asked for a {} and the broker sent a {}",
+            who.delivery.label(),
+            delivered.label()
+        )));
     }
-    if who.principal.as_ref().is_some_and(|asked| *asked != header.principal) {
+    if total_size == 0 || total_size > ktbroker_codes::MAX_KEYTAB_SIZE {
+        return Err(protocol(&format!(
+            "{} size {total_size} is out of bounds",
+            delivered.label()
+        )));
+    }
+    if who.principal.as_ref().is_some_and(|asked| *asked != principal) {
         return Err(protocol("the broker sent a different principal than requested"));
     }
-    let total = header.total_size as usize;
+    let total = total_size as usize;
     // Reserved once, so appending never reallocates and leaves copies behind.
     let mut bytes = Zeroizing::new(Vec::with_capacity(total));
     let trailer = loop {
@@ -266,36 +313,44 @@ pub async fn fetch_keytab_as(
                 }
                 chunk.zeroize();
                 if !fits {
-                    return Err(protocol("more keytab bytes than the header announced"));
+                    return Err(protocol(&format!(
+                        "more {} bytes than the header announced",
+                        delivered.label()
+                    )));
                 }
             }
             Some(Part::Trailer(trailer)) => break trailer,
-            Some(Part::Header(_)) => return Err(protocol("a second header")),
+            Some(Part::Header(_) | Part::TicketHeader(_)) => return Err(protocol("a second header")),
             None => return Err(protocol("the stream ended before the trailer")),
         }
     };
     if bytes.len() != total {
-        return Err(protocol("fewer keytab bytes than the header announced"));
+        return Err(protocol(&format!(
+            "fewer {} bytes than the header announced",
+            delivered.label()
+        )));
     }
     let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
     if digest.as_ref() != trailer.sha256.as_slice() {
-        return Err(protocol("SHA-256 of the keytab does not match the trailer"));
+        return Err(protocol(&format!(
+            "SHA-256 of the {} does not match the trailer",
+            delivered.label()
+        )));
     }
-    let keytab = Keytab::parse(&bytes).map_err(|e| protocol(&e.to_string()))?;
-    if keytab.entries.is_empty()
-        || keytab
-            .entries
-            .iter()
-            .any(|e| e.principal.to_string() != header.principal)
-    {
-        return Err(protocol(
-            "the keytab holds keys of another principal than the header names",
-        ));
+    // A ticket's principal and realm are checked when it is stored (ticket::store_delivered).
+    if delivered == Delivery::Keytab {
+        let keytab = Keytab::parse(&bytes).map_err(|e| protocol(&e.to_string()))?;
+        if keytab.entries.is_empty() || keytab.entries.iter().any(|e| e.principal.to_string() != principal) {
+            return Err(protocol(
+                "the keytab holds keys of another principal than the header names",
+            ));
+        }
     }
     Ok(FetchedKeytab {
-        principal: header.principal,
-        kvno: header.kvno,
-        enctypes: header.enctypes,
+        principal,
+        kvno,
+        enctypes,
+        delivered,
         bytes,
     })
 }

@@ -37,7 +37,9 @@ pub struct LoginRequest {
 #[derive(Debug, Clone)]
 pub struct LoginOutcome {
     pub principal: String,
+    /// The keys' version (0 for a ticket delivery).
     pub kvno: u32,
+    pub delivered: fetch::Delivery,
 }
 
 /// Fetches the keytab, gets the ticket with it in memory, wipes it, and checks the ticket.
@@ -61,9 +63,13 @@ pub async fn login_with(
     let kinit_principal = principal.clone();
     // The KDC exchange blocks: keep it off the async workers, under a deadline (on expiry the
     // helper exits; the abandoned thread goes with the process).
+    let delivered = keytab.delivered;
     let exchange = tokio::task::spawn_blocking(move || {
-        let result = ticket::kinit_from_memory(&keytab.bytes, &kinit_principal, &target);
-        drop(keytab); // zeroizes the keytab bytes
+        let result = match keytab.delivered {
+            fetch::Delivery::Keytab => ticket::kinit_from_memory(&keytab.bytes, &kinit_principal, &target),
+            fetch::Delivery::Ticket => ticket::store_delivered(&keytab.bytes, &kinit_principal, &target),
+        };
+        drop(keytab); // zeroizes the keytab bytes (or the ticket's session key)
         result
     });
     tokio::time::timeout(timeout, exchange)
@@ -75,7 +81,11 @@ pub async fn login_with(
             )
         })?
         .map_err(|e| HelperError::Internal(format!("kinit task failed: {e}")))??;
-    Ok(LoginOutcome { principal, kvno })
+    Ok(LoginOutcome {
+        principal,
+        kvno,
+        delivered,
+    })
 }
 
 /// The Kerberos profile libkrb5 reads: KRB5_CONFIG, else /etc/krb5.conf.

@@ -22,10 +22,16 @@ fn main() -> ExitCode {
             let args = LoginArgs::new(common, *fields);
             login(&args).map(|outcome| {
                 if !args.common.quiet {
-                    eprintln!(
-                        "ktbroker-kinit: ticket for {} obtained (key version {})",
-                        outcome.principal, outcome.kvno
-                    );
+                    match outcome.delivered {
+                        ktbroker_kinit::fetch::Delivery::Keytab => eprintln!(
+                            "ktbroker-kinit: ticket for {} obtained (key version {})",
+                            outcome.principal, outcome.kvno
+                        ),
+                        ktbroker_kinit::fetch::Delivery::Ticket => eprintln!(
+                            "ktbroker-kinit: ticket for {} obtained (delivered by the broker; no key on this host)",
+                            outcome.principal
+                        ),
+                    }
                 }
             })
         }
@@ -97,10 +103,12 @@ fn status_of(common: &CommonArgs, json: bool, cache: Option<&str>) -> Result<(),
         .cache_status(cache)
         .map_err(|e| HelperError::NoTicket(e.to_string()))?;
     let valid = status.tgt.is_some_and(|t| t.end > unix_now());
+    let delivery = krb5_context()?.cache_delivery(cache);
     if json {
         let value = serde_json::json!({
             "cache": status.cache,
             "principal": status.principal,
+            "delivery": delivery,
             "valid": valid,
             "expires": status.tgt.map(|t| t.end),
             "renew_till": status.tgt.map(|t| t.renew_till).filter(|r| *r > 0),
@@ -109,6 +117,9 @@ fn status_of(common: &CommonArgs, json: bool, cache: Option<&str>) -> Result<(),
     } else if !common.quiet {
         println!("cache:      {}", status.cache);
         println!("principal:  {}", status.principal);
+        if let Some(delivery) = &delivery {
+            println!("delivery:   {delivery}");
+        }
         match status.tgt {
             Some(t) => {
                 println!(

@@ -40,6 +40,10 @@ pub struct LoginOptions {
     /// Seconds to wait for each broker and for the KDC (default: client.toml's, else 15).
     #[arg(long = "timeout")]
     pub timeout_secs: Option<u64>,
+    /// What the broker sends: `ticket` (only a ticket; the key stays in the broker) or `keytab`
+    /// (default: client.toml's `delivery`, else keytab).
+    #[arg(long, value_enum)]
+    pub delivery: Option<crate::fetch::Delivery>,
 }
 
 /// The ccache: `option` (-c), else client.toml's, else libkrb5's default (`None`).
@@ -71,6 +75,7 @@ impl LoginOptions {
                 username: self.user()?,
                 principal: self.principal.clone(),
                 tenant: self.tenant.clone().or_else(|| config.tenant.clone()),
+                delivery: self.delivery.or(config.delivery).unwrap_or_default(),
             },
             kerberos: KerberosTarget {
                 ccache: chosen_ccache(ccache, config),

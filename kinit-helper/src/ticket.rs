@@ -67,5 +67,31 @@ pub fn kinit_from_memory(
     let lifetimes = with_default_renewal(&context, target.lifetimes);
     let times = context.kinit_with_keys(principal, &keys, target.ccache.as_deref(), lifetimes)?;
     crate::ccache::require_valid_tgt(&context, principal, target, times)?;
+    record_delivery(&context, target, "keytab");
     Ok(times)
+}
+
+/// Stores a delivered ticket (a KRB-CRED message, see [`ktbroker_krb5::Context::store_credentials_message`])
+/// in the target cache, checked to be `principal`'s TGT and valid, and records the delivery.
+/// Blocking, like [`kinit_from_memory`].
+pub fn store_delivered(
+    message: &[u8],
+    principal: &str,
+    target: &KerberosTarget,
+) -> Result<ktbroker_krb5::TicketTimes, HelperError> {
+    let context = crate::krb5_context()?;
+    let times = context
+        .store_credentials_message(message, principal, target.ccache.as_deref())
+        .map_err(|e| HelperError::Protocol(format!("the delivered ticket: {e}")))?;
+    crate::ccache::require_valid_tgt(&context, principal, target, times)?;
+    record_delivery(&context, target, "ticket");
+    Ok(times)
+}
+
+/// Notes in the cache how its ticket came (`status` shows it). A cache type that keeps no
+/// configuration entries just does not say.
+pub fn record_delivery(context: &ktbroker_krb5::Context, target: &KerberosTarget, delivery: &str) {
+    if let Err(e) = context.record_delivery(target.ccache.as_deref(), delivery) {
+        tracing::debug!(error = %e, "cannot record the delivery in the cache");
+    }
 }

@@ -29,7 +29,8 @@ crate::opaque!(
     krb5_get_init_creds_opt,
     _krb5_cc_cursor,
     _krb5_kt_cursor,
-    _profile_t
+    _profile_t,
+    _krb5_auth_context
 );
 
 /// A relative time in seconds (`krb5_deltat`).
@@ -43,6 +44,7 @@ pub type krb5_keytab = *mut _krb5_kt;
 pub type krb5_ccache = *mut _krb5_ccache;
 pub type krb5_cc_cursor = *mut _krb5_cc_cursor;
 pub type krb5_kt_cursor = *mut _krb5_kt_cursor;
+pub type krb5_auth_context = *mut _krb5_auth_context;
 
 // Error codes from <krb5/krb5.h> (com_err table krb5, base -1765328384).
 /// The KDC answered that the client does not exist.
@@ -278,6 +280,48 @@ unsafe extern "C" {
         options: *mut krb5_get_init_creds_opt,
     ) -> krb5_error_code;
     pub fn krb5_free_cred_contents(context: krb5_context, creds: *mut krb5_creds);
+    pub fn krb5_get_init_creds_opt_set_forwardable(opt: *mut krb5_get_init_creds_opt, forwardable: i32);
+    pub fn krb5_get_init_creds_opt_set_address_list(opt: *mut krb5_get_init_creds_opt, addresses: *mut *mut c_void);
+    pub fn krb5_auth_con_init(context: krb5_context, auth_context: *mut krb5_auth_context) -> krb5_error_code;
+    pub fn krb5_auth_con_free(context: krb5_context, auth_context: krb5_auth_context) -> krb5_error_code;
+    pub fn krb5_auth_con_setflags(
+        context: krb5_context,
+        auth_context: krb5_auth_context,
+        flags: i32,
+    ) -> krb5_error_code;
+    /// `rdata_out` is a `krb5_replay_data *`; ktbroker always passes NULL.
+    pub fn krb5_mk_1cred(
+        context: krb5_context,
+        auth_context: krb5_auth_context,
+        creds: *mut krb5_creds,
+        der_out: *mut *mut krb5_data,
+        rdata_out: *mut c_void,
+    ) -> krb5_error_code;
+    pub fn krb5_rd_cred(
+        context: krb5_context,
+        auth_context: krb5_auth_context,
+        creddata: *mut krb5_data,
+        creds_out: *mut *mut *mut krb5_creds,
+        rdata_out: *mut c_void,
+    ) -> krb5_error_code;
+    pub fn krb5_free_data(context: krb5_context, data: *mut krb5_data);
+    pub fn krb5_free_tgt_creds(context: krb5_context, creds: *mut *mut krb5_creds);
+    pub fn krb5_is_config_principal(context: krb5_context, principal: krb5_principal) -> u32;
+    pub fn krb5_cc_set_config(
+        context: krb5_context,
+        ccache: krb5_ccache,
+        principal: krb5_principal,
+        key: *const c_char,
+        data: *mut krb5_data,
+    ) -> krb5_error_code;
+    pub fn krb5_cc_get_config(
+        context: krb5_context,
+        ccache: krb5_ccache,
+        principal: krb5_principal,
+        key: *const c_char,
+        data: *mut krb5_data,
+    ) -> krb5_error_code;
+    pub fn krb5_free_data_contents(context: krb5_context, data: *mut krb5_data);
 }
 
 #[cfg(test)]

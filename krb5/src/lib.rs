@@ -12,6 +12,8 @@
 
 pub mod ffi;
 pub mod gss;
+mod krbcred;
+pub use krbcred::{DELIVERY_CONFIG_KEY, TicketRequest};
 
 use std::ffi::{CStr, CString};
 use std::marker::PhantomData;
@@ -306,7 +308,7 @@ impl Context {
     ) -> Result<TicketTimes, Krb5Error> {
         let cache = self.resolve_ccache(ccache)?;
         let staged = self.new_memory_ccache()?;
-        let times = self.initial_creds_into(client, keytab, &staged, lifetimes);
+        let times = self.initial_creds_into(client, keytab, &staged, lifetimes, None);
         match times {
             Ok(times) => self.move_into(staged, &cache, "storing the ticket").map(|()| times),
             Err(e) => {
@@ -332,8 +334,13 @@ impl Context {
         keytab: &Keytab<'_>,
         cache: &Ccache<'_>,
         lifetimes: Lifetimes,
+        forwardable: Option<bool>,
     ) -> Result<TicketTimes, Krb5Error> {
         let options = self.init_creds_options()?;
+        if let Some(forwardable) = forwardable {
+            // SAFETY: options is live; the setter only records the value.
+            unsafe { ffi::krb5_get_init_creds_opt_set_forwardable(options.raw, i32::from(forwardable)) };
+        }
         let seconds = |d: std::time::Duration| ffi::krb5_deltat::try_from(d.as_secs()).unwrap_or(ffi::krb5_deltat::MAX);
         if let Some(ticket) = lifetimes.ticket {
             // SAFETY: options is live; the setter only records the value.

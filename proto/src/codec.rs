@@ -107,6 +107,7 @@ mod tests {
             principal: None,
             tenant: Some("corp".into()),
             new_password: Some(b"n3w-s3cret".to_vec()),
+            delivery: 2,
         };
         request.wipe();
         assert!(request.password.is_empty());

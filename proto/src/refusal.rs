@@ -17,7 +17,7 @@ pub fn grpc_code(code: RefusalCode) -> tonic::Code {
     match code {
         AuthFailed => Code::Unauthenticated,
         InvalidUsername | UnknownTenant => Code::InvalidArgument,
-        PrincipalNotAllowed | HostNotRegistered | NotAdmin => Code::PermissionDenied,
+        PrincipalNotAllowed | HostNotRegistered | NotAdmin | DeliveryNotAllowed => Code::PermissionDenied,
         NoPrincipal => Code::NotFound,
         NoUsableEnctype | CannotRotate | PasswordChangeRequired | NewPasswordRejected | PasswordChangeElsewhere => {
             Code::FailedPrecondition

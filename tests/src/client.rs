@@ -37,6 +37,7 @@ pub fn raw_fetch(endpoint: &BrokerEndpoint, username: &str, password: &[u8], pri
             principal: principal.map(Into::into),
             tenant: None,
             new_password: None,
+            delivery: 0,
         },
     )
 }

@@ -241,6 +241,7 @@ fn clients_without_tls_or_without_trust_get_no_connection() {
             principal: None,
             tenant: None,
             new_password: None,
+            delivery: 0,
         };
         KeytabBrokerClient::new(channel)
             .fetch_keytab(request)
@@ -921,6 +922,11 @@ fn metrics_count_outcomes_and_time_each_part_on_their_own_listener() {
     let broker = sandbox.extra_broker("broker-metrics", |c| c + &table).unwrap();
     let out = sandbox.login_via(&broker.url, "alice", "alicepw", &sandbox.ccache("metrics"));
     assert!(out.status.success(), "{}", stderr(&out));
+    let mut ticket_login =
+        sandbox.kinit_command_via(&broker.url, &sandbox.pki.ca_cert, "bob", &sandbox.ccache("metrics-t"));
+    ticket_login.args(["--delivery", "ticket"]);
+    let out = ktbroker_tests::sandbox::run_with_password(ticket_login, "bobpw");
+    assert!(out.status.success(), "{}", stderr(&out));
     let mut endpoint = sandbox.endpoint();
     endpoint.url = broker.url.clone();
     raw_fetch(&endpoint, "alice", b"Wr0ng-Passw0rd", None);
@@ -928,11 +934,13 @@ fn metrics_count_outcomes_and_time_each_part_on_their_own_listener() {
 
     let body = ktbroker_tests::client::scrape_metrics(metrics_port);
     for line in [
-        "ktbroker_requests_total{tenant=\"sandbox\",outcome=\"granted\",code=\"none\"} 1",
+        "ktbroker_requests_total{tenant=\"sandbox\",outcome=\"granted\",code=\"none\"} 2",
         "ktbroker_requests_total{tenant=\"sandbox\",outcome=\"refused\",code=\"KTB-101\"} 2",
-        "ktbroker_request_duration_seconds_count{outcome=\"granted\"} 1",
-        "ktbroker_directory_duration_seconds_count 3",
-        "ktbroker_key_source_duration_seconds_count 1",
+        "ktbroker_request_duration_seconds_count{outcome=\"granted\"} 2",
+        "ktbroker_directory_duration_seconds_count 4",
+        "ktbroker_key_source_duration_seconds_count 2",
+        "ktbroker_deliveries_total{tenant=\"sandbox\",delivery=\"keytab\"} 1",
+        "ktbroker_deliveries_total{tenant=\"sandbox\",delivery=\"ticket\"} 1",
     ] {
         assert!(body.lines().any(|l| l == line), "missing {line:?} in:\n{body}");
     }
@@ -1003,6 +1011,7 @@ fn a_client_that_hangs_up_before_the_failure_floor_is_audited_once_with_the_real
                 principal: None,
                 tenant: None,
                 new_password: None,
+                delivery: 0,
             });
             tokio::pin!(call);
             // Wait for the broker's verdict (its directory check is done), then hang up: the

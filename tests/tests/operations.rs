@@ -100,6 +100,7 @@ fn two_tenants_reach_only_their_own_directory_and_realm() {
         principal: None,
         tenant: Some("lab".into()),
         new_password: None,
+        delivery: 0,
     };
     assert_eq!(
         raw_request(&endpoint, alice_in_lab.clone()),

@@ -677,3 +677,32 @@ fn a_screen_unlock_refreshes_the_session_cache_in_place_and_creates_nothing() {
     assert_eq!(rc(&out, "refresh"), ALL_IGNORED, "{}", text(&out));
     std::fs::remove_file(&cache).unwrap();
 }
+
+#[test]
+fn a_pam_login_in_ticket_delivery_puts_the_delivered_ticket_in_the_session() {
+    let setup = PamSetup::start();
+    // The same client.toml, asking for tickets only.
+    let toml = std::fs::read_to_string(&setup.client_toml).unwrap();
+    std::fs::write(&setup.client_toml, format!("{toml}\ndelivery = \"ticket\"\n")).unwrap();
+    let service = setup.service("ktbroker-ticket", "", "");
+    let out = setup.drive(
+        &service,
+        "alice",
+        b"alicepw\n",
+        &["authenticate", "setcred", "open_session", "cache"],
+    );
+    assert_eq!(rc(&out, "open_session"), PAM_SUCCESS, "{}", text(&out));
+    let cache = cache_path(&out);
+    let status = Command::new(project_binary("ktbroker-kinit"))
+        .args(["status", "--json", "-c"])
+        .arg(format!("FILE:{}", cache.display()))
+        .env("KRB5_CONFIG", &setup.sandbox.realm.krb5_conf)
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["principal"], setup.sandbox.principal("alice"), "{status}");
+    assert_eq!(status["delivery"], "ticket", "{status}");
+    assert_eq!(status["valid"], true, "{status}");
+    std::fs::remove_file(&cache).unwrap();
+    setup.assert_no_pending_caches();
+}

@@ -10,6 +10,7 @@ fn attempt(username: &str, outcome: Outcome) -> Attempt<'_> {
         principal: (outcome == Outcome::Granted).then_some("alice@EXAMPLE.COM"),
         outcome,
         kvno: (outcome == Outcome::Granted).then_some(3),
+        delivery: None,
         latency: Duration::from_micros(12_345),
         cancelled: false,
         suppressed: 0,

@@ -107,6 +107,17 @@ fn tenant_table(tenant: &TenantConfig) -> Table {
         .collect();
     t.insert("enctypes".into(), strings(&names));
     t.insert("provision".into(), policy.provision.into());
+    t.insert("deliveries".into(), strings(&policy.deliveries.names()));
+    let seconds = |d: Option<std::time::Duration>| d.map(|d| format!("{}s", d.as_secs()));
+    if let Some(lifetime) = seconds(policy.ticket.lifetimes.ticket) {
+        t.insert("ticket_lifetime".into(), lifetime.into());
+    }
+    if let Some(lifetime) = seconds(policy.ticket.lifetimes.renewable) {
+        t.insert("renew_lifetime".into(), lifetime.into());
+    }
+    if let Some(forwardable) = policy.ticket.forwardable {
+        t.insert("forwardable".into(), forwardable.into());
+    }
     let clients: Vec<Value> = policy
         .clients
         .iter()

@@ -104,6 +104,10 @@ pub struct TenantPolicy {
     pub clients: Vec<ClientRule>,
     /// Create a missing principal (random key, requires_preauth) for an authorized user.
     pub provision: bool,
+    /// Which deliveries a login may ask for.
+    pub deliveries: crate::delivery::Deliveries,
+    /// Ticket delivery's request to the KDC (which bounds it).
+    pub ticket: ktbroker_krb5::TicketRequest,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -340,6 +344,27 @@ impl Paths<'_> {
             }
             clients.push(ClientRule { cidr, cert: rule.cert });
         }
+        let deliveries = match &raw.deliveries {
+            Some(names) => crate::delivery::Deliveries::parse(names).map_err(|e| invalid(key("deliveries"), e))?,
+            None => crate::delivery::Deliveries::default(),
+        };
+        let duration = |value: &Option<String>, field: &str| match value {
+            None => Ok(None),
+            Some(text) => match ktbroker_krb5::parse_duration(text) {
+                Ok(d) if !d.is_zero() => Ok(Some(d)),
+                _ => Err(invalid(
+                    key(field),
+                    format!("{text:?} is not a duration as kinit -l takes (10h, 7d)"),
+                )),
+            },
+        };
+        let ticket = ktbroker_krb5::TicketRequest {
+            lifetimes: ktbroker_krb5::Lifetimes {
+                ticket: duration(&raw.ticket_lifetime, "ticket_lifetime")?,
+                renewable: duration(&raw.renew_lifetime, "renew_lifetime")?,
+            },
+            forwardable: raw.forwardable,
+        };
         Ok(TenantConfig {
             directory: self.directory(name, raw.directory)?,
             keys: self.keys(name, raw.keys)?,
@@ -350,6 +375,8 @@ impl Paths<'_> {
                 enctypes,
                 clients,
                 provision: raw.provision,
+                deliveries,
+                ticket,
             },
         })
     }

@@ -99,6 +99,12 @@ pub(super) struct RawTenant {
     pub enctypes: Option<Vec<String>>,
     #[serde(default)]
     pub provision: bool,
+    /// `["keytab", "ticket"]` (the default), or one of them.
+    pub deliveries: Option<Vec<String>>,
+    /// Ticket delivery: what the broker asks the KDC for (kinit -l/-r syntax), and forwardable.
+    pub ticket_lifetime: Option<String>,
+    pub renew_lifetime: Option<String>,
+    pub forwardable: Option<bool>,
     #[serde(default)]
     pub clients: Vec<RawClientRule>,
     pub directory: RawDirectory,

@@ -223,6 +223,8 @@ fn corp_policy(enctypes: Vec<u16>) -> TenantPolicy {
         enctypes,
         clients: Vec::new(),
         provision: false,
+        deliveries: crate::delivery::Deliveries::default(),
+        ticket: ktbroker_krb5::TicketRequest::default(),
     }
 }
 
@@ -241,6 +243,7 @@ fn table(corp: TenantPolicy) -> TenantTable<AnyDirectory, FakeKeys> {
         enctypes: crate::policy::default_enctypes(),
         clients: Vec::new(),
         provision: true,
+        ..corp_policy(crate::policy::default_enctypes())
     };
     let ad = TenantPolicy {
         name: "ad".into(),
@@ -307,6 +310,7 @@ fn request(user: &str, password: &str, principal: Option<&str>) -> Request<Fetch
         principal: principal.map(Into::into),
         tenant: None,
         new_password: None,
+        delivery: 0,
     })
 }
 
@@ -381,6 +385,7 @@ async fn every_authentication_failure_has_one_status_after_the_floor() {
         principal: None,
         tenant: None,
         new_password: None,
+        delivery: 0,
     }));
     assert_eq!(status.await.err().unwrap().code(), tonic::Code::Unauthenticated);
 }
@@ -727,6 +732,35 @@ async fn server_info_tells_the_time_version_and_realm() {
         .as_secs() as i64;
     assert!((info.unix_time - now).abs() <= 5, "{}", info.unix_time);
     assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        info.deliveries,
+        [
+            ktbroker_proto::v1::Delivery::Keytab as i32,
+            ktbroker_proto::v1::Delivery::Ticket as i32
+        ],
+        "both, by default"
+    );
+    assert!(unknown.deliveries.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delivery_the_tenant_does_not_allow_is_refused_before_the_directory() {
+    let ticket_only = TenantPolicy {
+        deliveries: crate::delivery::Deliveries::parse(&["ticket".into()]).unwrap(),
+        ..corp_policy(crate::policy::default_enctypes())
+    };
+    let (_dir, service) = service_with_audit_file();
+    service.replace(table(ticket_only));
+    // No delivery named is a keytab: what clients from before ticket delivery ask for.
+    for delivery in [0, ktbroker_proto::v1::Delivery::Keytab as i32] {
+        let mut asked = request("alice", "right-pw", None);
+        asked.get_mut().delivery = delivery;
+        assert_eq!(
+            refusal(&service, asked).await,
+            (tonic::Code::PermissionDenied, RefusalCode::DeliveryNotAllowed)
+        );
+    }
+    assert!(seen(&service, "corp").is_empty(), "the password was never checked");
 }
 
 #[tokio::test(start_paused = true)]

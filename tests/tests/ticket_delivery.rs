@@ -1,0 +1,223 @@
+//! Ticket delivery (issue 18) against the real KDC, slapd and broker: the broker makes the AS
+//! exchange itself and sends only the TGT and its session key (a KRB-CRED message); the
+//! principal's long-term keys never reach the client.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use ktbroker_codes::RefusalCode;
+use ktbroker_tests::Sandbox;
+use ktbroker_tests::client::{block_on, raw_fetch, refused, stderr};
+use ktbroker_tests::sandbox::run_with_password;
+use std::process::Command;
+use std::time::Duration;
+
+/// What one raw ticket-delivery call returns: the header's principal and every byte of the chunks.
+fn raw_ticket(sandbox: &Sandbox, url: &str, user: &str, password: &str) -> (String, Vec<u8>) {
+    use ktbroker_proto::v1::fetch_keytab_response::Part;
+    use ktbroker_proto::v1::keytab_broker_client::KeytabBrokerClient;
+    let mut endpoint = sandbox.endpoint();
+    endpoint.url = url.to_owned();
+    block_on(async {
+        let channel = ktbroker_kinit::fetch::connect(&endpoint).await.unwrap();
+        let request = ktbroker_proto::v1::FetchKeytabRequest {
+            username: user.into(),
+            password: password.as_bytes().to_vec(),
+            delivery: ktbroker_proto::v1::Delivery::Ticket as i32,
+            ..Default::default()
+        };
+        let mut stream = KeytabBrokerClient::new(channel)
+            .fetch_keytab(request)
+            .await
+            .unwrap()
+            .into_inner();
+        let (mut principal, mut bytes) = (String::new(), Vec::new());
+        while let Some(message) = stream.message().await.unwrap() {
+            match message.part.unwrap() {
+                Part::TicketHeader(header) => principal = header.principal,
+                Part::Header(_) => panic!("a keytab header in a ticket delivery"),
+                Part::Chunk(chunk) => bytes.extend_from_slice(&chunk),
+                Part::Trailer(_) => {}
+            }
+        }
+        (principal, bytes)
+    })
+}
+
+/// alice's current keys, straight from the KDC's database (kadmin.local, keys unchanged).
+fn keys_of(sandbox: &Sandbox, user: &str) -> Vec<Vec<u8>> {
+    let file = sandbox.root.join(format!("{user}-reference.keytab"));
+    sandbox
+        .realm
+        .kadmin_local(&format!("ktadd -norandkey -k {} {user}", file.display()))
+        .unwrap();
+    let keys = ktbroker_tests::client::key_list(&std::fs::read(&file).unwrap())
+        .into_iter()
+        .map(|(_, _, key)| key)
+        .collect();
+    std::fs::remove_file(&file).unwrap();
+    keys
+}
+
+fn kinit(
+    sandbox: &Sandbox,
+    url: &str,
+    user: &str,
+    password: &str,
+    ccache: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut command = sandbox.kinit_command_via(url, &sandbox.pki.ca_cert, user, ccache);
+    command.args(extra);
+    run_with_password(command, password)
+}
+
+fn status_json(sandbox: &Sandbox, ccache: &str) -> serde_json::Value {
+    let out = Command::new(ktbroker_tests::bins::project_binary("ktbroker-kinit"))
+        .args(["status", "--json", "-c", ccache])
+        .env("KRB5_CONFIG", &sandbox.realm.krb5_conf)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", stderr(&out)))
+}
+
+#[test]
+fn a_ticket_login_holds_a_working_tgt_and_no_key_crosses_the_wire() {
+    let sandbox = ktbroker_tests::start_sandbox();
+    sandbox.realm.kadmin_local("addprinc -randkey host/localhost").unwrap();
+    let principal = sandbox.principal("alice");
+    let kvno = sandbox.realm.kvno(&principal).unwrap();
+
+    // What the client receives holds none of alice's long-term keys.
+    let keys = keys_of(&sandbox, "alice");
+    assert!(!keys.is_empty());
+    let (named, message) = raw_ticket(&sandbox, &sandbox.broker.url, "alice", "alicepw");
+    assert_eq!(named, principal);
+    assert!(message.len() > 100, "a KRB-CRED message: {} bytes", message.len());
+    for key in &keys {
+        assert!(
+            !message.windows(key.len()).any(|w| w == key.as_slice()),
+            "a long-term key of alice's is in the delivery"
+        );
+    }
+
+    // ktbroker-kinit stores it; the ticket gets a service ticket; the keys did not change.
+    let ccache = sandbox.ccache("ticket-delivery");
+    let out = kinit(
+        &sandbox,
+        &sandbox.broker.url,
+        "alice",
+        "alicepw",
+        &ccache,
+        &["--delivery", "ticket"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no key on this host"), "{}", stderr(&out));
+    let listing = sandbox.klist(&ccache).unwrap();
+    assert!(
+        listing.contains(&format!("Default principal: {principal}")),
+        "{listing}"
+    );
+    let kvno_out = sandbox
+        .realm
+        .command("kvno")
+        .args(["-c", &ccache, &format!("host/localhost@{}", sandbox.realm.realm)])
+        .output()
+        .unwrap();
+    assert!(kvno_out.status.success(), "{}", stderr(&kvno_out));
+    assert_eq!(sandbox.realm.kvno(&principal).unwrap(), kvno, "keys unchanged");
+    let status = status_json(&sandbox, &ccache);
+    assert_eq!(status["delivery"], "ticket", "{status}");
+    assert_eq!(status["valid"], true, "{status}");
+    assert!(status["renew_till"].as_i64().unwrap_or(0) > 0, "renewable: {status}");
+
+    // A keytab login says so too; the audit records each delivery.
+    let keytab_cache = sandbox.ccache("keytab-delivery");
+    let out = kinit(&sandbox, &sandbox.broker.url, "alice", "alicepw", &keytab_cache, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(status_json(&sandbox, &keytab_cache)["delivery"], "keytab");
+    let audit = std::fs::read_to_string(&sandbox.broker.audit_file).unwrap();
+    assert!(audit.contains("\"delivery\":\"ticket\""), "{audit}");
+    assert!(audit.contains("\"delivery\":\"keytab\""), "{audit}");
+}
+
+#[test]
+fn a_ticket_only_tenant_refuses_keytabs_and_its_tickets_renew_without_the_broker() {
+    let sandbox = ktbroker_tests::start_sandbox();
+    let broker = sandbox
+        .extra_broker("broker-ticket-only", |c| {
+            c.replacen(
+                "[tenants.sandbox]\n",
+                "[tenants.sandbox]\ndeliveries = [\"ticket\"]\nticket_lifetime = \"30s\"\nrenew_lifetime = \"1h\"\n",
+                1,
+            )
+        })
+        .unwrap();
+    let mut endpoint = sandbox.endpoint();
+    endpoint.url = broker.url.clone();
+    // A keytab (what an older client asks for) is refused with its own code, before the password.
+    assert_eq!(
+        raw_fetch(&endpoint, "alice", b"alicepw", None),
+        refused(RefusalCode::DeliveryNotAllowed)
+    );
+    let out = kinit(
+        &sandbox,
+        &broker.url,
+        "alice",
+        "alicepw",
+        &sandbox.ccache("refused"),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(4), "refused by policy: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("[delivery-not-allowed]") && stderr(&out).contains("KTB-113"),
+        "{}",
+        stderr(&out)
+    );
+    let reasons = ktbroker_tests::client::audit_reasons(&broker.audit_file);
+    assert_eq!(
+        reasons,
+        ["delivery_not_allowed", "delivery_not_allowed"],
+        "audited, once each"
+    );
+    // ServerInfo says what the tenant offers.
+    let offered = block_on(async {
+        let channel = ktbroker_kinit::fetch::connect(&endpoint).await.unwrap();
+        ktbroker_proto::v1::keytab_broker_client::KeytabBrokerClient::new(channel)
+            .server_info(ktbroker_proto::v1::ServerInfoRequest { tenant: None })
+            .await
+            .unwrap()
+            .into_inner()
+            .deliveries
+    });
+    assert_eq!(offered, [ktbroker_proto::v1::Delivery::Ticket as i32]);
+
+    // A ticket, with the tenant's lifetimes; renewed with the broker gone.
+    let ccache = sandbox.ccache("ticket-only");
+    let out = kinit(
+        &sandbox,
+        &broker.url,
+        "alice",
+        "alicepw",
+        &ccache,
+        &["--delivery", "ticket"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let before = status_json(&sandbox, &ccache);
+    let lifetime = before["expires"].as_i64().unwrap() - ktbroker_kinit::unix_now();
+    assert!(lifetime <= 30, "the tenant's ticket_lifetime: {before}");
+    drop(broker);
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = Command::new(ktbroker_tests::bins::project_binary("ktbroker-kinit"))
+        .args(["renew", "-c", &ccache])
+        .env("KRB5_CONFIG", &sandbox.realm.krb5_conf)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let after = status_json(&sandbox, &ccache);
+    assert!(
+        after["expires"].as_i64() > before["expires"].as_i64(),
+        "{before} -> {after}"
+    );
+    assert_eq!(after["valid"], true);
+}
