@@ -639,3 +639,52 @@ fn a_namenode_that_refuses_connections_is_named_at_once_without_library_noise() 
     // Before: a minute of retries (the call timeout), then "did not answer within 60s".
     assert!(took < Duration::from_secs(10), "{took:?}");
 }
+
+/// The `delivery` a cache's status reports (`keytab`, `ticket`).
+fn delivery_of(cluster: &SharedCluster, ccache: &str) -> serde_json::Value {
+    let out = Command::new(project_binary("ktbroker-kinit"))
+        .args(["status", "--json", "-c", ccache])
+        .env("KRB5_CONFIG", &cluster.sandbox.realm.krb5_conf)
+        .output()
+        .unwrap();
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["delivery"].clone()
+}
+
+#[test]
+fn a_delivered_ticket_serves_hadoop_through_run_and_netdisk() {
+    let cluster = shared_cluster();
+    let sandbox = &cluster.sandbox;
+    // `run --delivery ticket`: the broker sends a ticket, and Hadoop's own client uses it.
+    let ccache = sandbox.ccache("bob-ticket-run");
+    let mut command = Command::new(project_binary("ktbroker-kinit"));
+    command
+        .args([
+            "run",
+            "--delivery",
+            "ticket",
+            "--broker",
+            &sandbox.broker.url,
+            "--ca-file",
+        ])
+        .arg(&sandbox.pki.ca_cert)
+        .args(["-c", &ccache, "bob", "--"])
+        .args(cluster.hdfs.fs_shell_argv())
+        .args(["-ls", "/user/bob"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("KRB5_CONFIG", &sandbox.realm.krb5_conf);
+    let out = run_with_password(command, "bobpw");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains("/user/bob/secret.txt"), "{}", text(&out));
+    assert_eq!(delivery_of(cluster, &ccache), "ticket");
+
+    // netdisk, with `delivery = "ticket"` in client.toml, over both transports.
+    let alice = cluster.netdisk_client("ticket-delivery", "alice");
+    let alice_over_webhdfs = cluster.netdisk_client("ticket-delivery", "alice").over("webhdfs");
+    let toml = alice.dir.join("client.toml");
+    let text_of = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, format!("{text_of}\ndelivery = \"ticket\"\n")).unwrap();
+    ok(alice.run_with_password("alicepw", &["ls"]));
+    assert_eq!(delivery_of(cluster, &alice.ccache), "ticket");
+    ok(alice_over_webhdfs.run(&["ls"]));
+}

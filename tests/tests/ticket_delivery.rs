@@ -221,3 +221,47 @@ fn a_ticket_only_tenant_refuses_keytabs_and_its_tickets_renew_without_the_broker
     );
     assert_eq!(after["valid"], true);
 }
+
+/// Logs alice in through the library in a process of its own and counts, while it still runs,
+/// the copies of her long-term keys and of her principal's name in its memory.
+fn residue_after_login(sandbox: &Sandbox, delivery: &str, keys: &[Vec<u8>]) -> (Vec<usize>, usize) {
+    use std::io::{BufRead, Write};
+    let mut child = Command::new(ktbroker_tests::bins::tool_binary("ktbroker-login-and-wait"))
+        .arg(&sandbox.broker.url)
+        .arg(&sandbox.pki.ca_cert)
+        .args(["alice", &sandbox.ccache(&format!("residue-{delivery}")), delivery])
+        .env("KRB5_CONFIG", &sandbox.realm.krb5_conf)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"alicepw\n").unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("ready"), "the login failed: {line:?}");
+    let principal = sandbox.principal("alice");
+    let mut needles: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    needles.push(principal.as_bytes());
+    let copies = ktbroker_tests::memscan::count_copies(child.id(), &needles).unwrap();
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    (copies[..keys.len()].to_vec(), copies[keys.len()])
+}
+
+#[test]
+fn after_a_ticket_login_the_client_process_holds_no_copy_of_the_long_term_keys() {
+    let sandbox = ktbroker_tests::start_sandbox();
+    let keys = keys_of(&sandbox, "alice");
+    let (ticket_keys, ticket_names) = residue_after_login(&sandbox, "ticket", &keys);
+    let (keytab_keys, keytab_names) = residue_after_login(&sandbox, "keytab", &keys);
+    eprintln!("copies of alice's keys: ticket delivery {ticket_keys:?}, keytab delivery {keytab_keys:?}");
+    // The scan sees the process: the principal's name is in its memory either way.
+    assert!(ticket_names >= 1 && keytab_names >= 1, "{ticket_names} {keytab_names}");
+    assert!(
+        ticket_keys.iter().all(|&n| n == 0),
+        "a key reached the client: {ticket_keys:?}"
+    );
+}
