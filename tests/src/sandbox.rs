@@ -208,6 +208,21 @@ impl Sandbox {
             .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// `config` (a broker.toml) with the key source authenticating as the writing principal
+    /// (`ktbroker/writer`: may create principals and randomize keys), for provisioning and rotation.
+    pub fn with_writer(&self, config: String) -> String {
+        use crate::realm::{BROKER_ADMIN, BROKER_WRITER};
+        config
+            .replace(
+                &format!("admin_principal = \"{BROKER_ADMIN}@"),
+                &format!("admin_principal = \"{BROKER_WRITER}@"),
+            )
+            .replace(
+                &self.realm.broker_admin_keytab.display().to_string(),
+                &self.realm.broker_writer_keytab.display().to_string(),
+            )
+    }
+
     /// A second broker on this realm and directory, in `root/NAME`, whose configuration is `edit`
     /// applied to the standard one. Stopped when dropped.
     pub fn extra_broker(&self, name: &str, edit: impl FnOnce(String) -> String) -> anyhow::Result<Broker> {

@@ -16,7 +16,7 @@ use ktbroker_tests::directory::{
     SERVICE_DN, USER_DN_TEMPLATE,
 };
 use ktbroker_tests::pki::ClientCert;
-use ktbroker_tests::realm::{BROKER_ADMIN, BROKER_WRITER, Realm};
+use ktbroker_tests::realm::{BROKER_ADMIN, Realm};
 use ktbroker_tests::sandbox::run_with_password;
 use ktbroker_tests::start_sandbox as sandbox;
 use std::time::Duration;
@@ -29,15 +29,7 @@ fn last_audit(audit_file: &std::path::Path) -> serde_json::Value {
 
 /// The admin lines of the sandbox's tenant, replaced by the writer principal (adds, changes keys).
 fn with_writer(config: String, sandbox: &Sandbox) -> String {
-    config
-        .replace(
-            &format!("admin_principal = \"{BROKER_ADMIN}@"),
-            &format!("admin_principal = \"{BROKER_WRITER}@"),
-        )
-        .replace(
-            &sandbox.realm.broker_admin_keytab.display().to_string(),
-            &sandbox.realm.broker_writer_keytab.display().to_string(),
-        )
+    sandbox.with_writer(config)
 }
 
 fn identity(cert: &ClientCert) -> ClientIdentity {

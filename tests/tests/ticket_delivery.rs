@@ -265,3 +265,58 @@ fn after_a_ticket_login_the_client_process_holds_no_copy_of_the_long_term_keys()
         "a key reached the client: {ticket_keys:?}"
     );
 }
+
+#[test]
+fn a_provisioned_principals_random_key_is_never_revealed_under_ticket_delivery() {
+    let sandbox = ktbroker_tests::start_sandbox();
+    // Provisioning needs the key source's writing principal.
+    let broker = sandbox
+        .extra_broker("broker-provision-tickets", |c| {
+            sandbox.with_writer(c).replacen(
+                "[tenants.sandbox]\n",
+                "[tenants.sandbox]\nprovision = true\ndeliveries = [\"ticket\"]\n",
+                1,
+            )
+        })
+        .unwrap();
+    assert!(
+        sandbox.realm.kadmin_local("getprinc dave").is_err(),
+        "dave starts without a principal"
+    );
+    // A keytab request is refused before anything is created.
+    let mut endpoint = sandbox.endpoint();
+    endpoint.url = broker.url.clone();
+    assert_eq!(
+        raw_fetch(&endpoint, "dave", b"davepw", None),
+        refused(RefusalCode::DeliveryNotAllowed)
+    );
+    assert!(sandbox.realm.kadmin_local("getprinc dave").is_err());
+    // The first login creates the principal with a random key, and dave gets only a ticket.
+    let (named, message) = raw_ticket(&sandbox, &broker.url, "dave", "davepw");
+    assert_eq!(named, sandbox.principal("dave"));
+    let info = sandbox.realm.kadmin_local("getprinc dave").unwrap();
+    assert!(info.contains("REQUIRES_PRE_AUTH"), "{info}");
+    let keys = keys_of(&sandbox, "dave");
+    assert!(!keys.is_empty());
+    for key in &keys {
+        assert!(
+            !message.windows(key.len()).any(|w| w == key.as_slice()),
+            "the provisioned key is in the delivery"
+        );
+    }
+    let ccache = sandbox.ccache("dave-ticket");
+    let out = kinit(
+        &sandbox,
+        &broker.url,
+        "dave",
+        "davepw",
+        &ccache,
+        &["--delivery", "ticket"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(status_json(&sandbox, &ccache)["delivery"], "ticket");
+    assert_eq!(
+        ktbroker_tests::client::audit_reasons(&broker.audit_file),
+        ["delivery_not_allowed", "provisioned", "granted"]
+    );
+}
