@@ -43,7 +43,12 @@ impl Context {
             loaded.add(key)?;
         }
         let staged = self.new_memory_ccache()?;
-        let obtained = self.initial_creds_into(&client, &keytab, &staged, request.lifetimes, request.forwardable);
+        let exchange = crate::ExchangeOptions {
+            lifetimes: request.lifetimes,
+            forwardable: request.forwardable,
+            addressless: true,
+        };
+        let obtained = self.initial_creds_into(&client, &keytab, &staged, exchange);
         drop(loaded);
         let message = obtained.and_then(|times| {
             let tgt = self.first_credentials(&staged)?;

@@ -160,6 +160,16 @@ impl std::fmt::Debug for KeyEntry<'_> {
     }
 }
 
+/// What an AS exchange asks the KDC for, beyond krb5.conf's defaults.
+#[derive(Debug, Clone, Copy, Default)]
+struct ExchangeOptions {
+    lifetimes: Lifetimes,
+    forwardable: Option<bool>,
+    /// No client addresses in the ticket, whatever krb5.conf's `noaddresses` says: a ticket made
+    /// for another host (ticket delivery) must not be bound to this one's addresses.
+    addressless: bool,
+}
+
 /// A name no other memory keytab of this process has (MEMORY: keytabs are process-local).
 fn memory_keytab_name() -> String {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -308,7 +318,11 @@ impl Context {
     ) -> Result<TicketTimes, Krb5Error> {
         let cache = self.resolve_ccache(ccache)?;
         let staged = self.new_memory_ccache()?;
-        let times = self.initial_creds_into(client, keytab, &staged, lifetimes, None);
+        let exchange = ExchangeOptions {
+            lifetimes,
+            ..ExchangeOptions::default()
+        };
+        let times = self.initial_creds_into(client, keytab, &staged, exchange);
         match times {
             Ok(times) => self.move_into(staged, &cache, "storing the ticket").map(|()| times),
             Err(e) => {
@@ -333,13 +347,17 @@ impl Context {
         client: &Principal<'_>,
         keytab: &Keytab<'_>,
         cache: &Ccache<'_>,
-        lifetimes: Lifetimes,
-        forwardable: Option<bool>,
+        exchange: ExchangeOptions,
     ) -> Result<TicketTimes, Krb5Error> {
+        let lifetimes = exchange.lifetimes;
         let options = self.init_creds_options()?;
-        if let Some(forwardable) = forwardable {
+        if let Some(forwardable) = exchange.forwardable {
             // SAFETY: options is live; the setter only records the value.
             unsafe { ffi::krb5_get_init_creds_opt_set_forwardable(options.raw, i32::from(forwardable)) };
+        }
+        if exchange.addressless {
+            // SAFETY: options is live; NULL means an empty address list.
+            unsafe { ffi::krb5_get_init_creds_opt_set_address_list(options.raw, std::ptr::null_mut()) };
         }
         let seconds = |d: std::time::Duration| ffi::krb5_deltat::try_from(d.as_secs()).unwrap_or(ffi::krb5_deltat::MAX);
         if let Some(ticket) = lifetimes.ticket {

@@ -397,9 +397,16 @@ fn dir_and_keyring_caches_work_like_file_caches() {
     std::fs::create_dir(&collection).unwrap();
     std::fs::set_permissions(&collection, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let keyring = format!("KEYRING:session:ktbroker-test-{}", std::process::id());
-    for ccache in [format!("DIR:{}", collection.display()), keyring] {
-        let out = sandbox.login("alice", "alicepw", &ccache);
-        assert!(out.status.success(), "{ccache}: {}", stderr(&out));
+    let caches = [format!("DIR:{}", collection.display()), keyring];
+    // Both deliveries: a keytab (the AS exchange here), and a ticket the broker sent.
+    for (ccache, delivery) in caches
+        .iter()
+        .flat_map(|c| [(c.clone(), "keytab"), (c.clone(), "ticket")])
+    {
+        let mut login = sandbox.kinit_command("alice", &ccache);
+        login.args(["--delivery", delivery]);
+        let out = run_with_password(login, "alicepw");
+        assert!(out.status.success(), "{ccache} {delivery}: {}", stderr(&out));
         let status = helper(&sandbox, &["status", "--json", "-c", &ccache]).output().unwrap();
         assert!(status.status.success(), "{ccache}: {}", stderr(&status));
         let value: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
@@ -461,6 +468,27 @@ fn kcm_caches_work_through_a_real_kcm_daemon() {
     let logout = run(&["logout", "-c", "KCM:"], None);
     assert!(logout.status.success(), "{}", stderr(&logout));
     assert_eq!(run(&["status", "-c", "KCM:"], None).status.code(), Some(7));
+    // A delivered ticket goes into KCM the same way.
+    let out = run(
+        &[
+            "--broker",
+            &sandbox.broker.url,
+            "--ca-file",
+            &ca,
+            "-c",
+            "KCM:",
+            "--delivery",
+            "ticket",
+            "alice",
+        ],
+        Some("alicepw"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status = run(&["status", "--json", "-c", "KCM:"], None);
+    let value: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(value["principal"], "alice@KRBTEST.COM", "{value}");
+    assert_eq!(value["valid"], true, "{value}");
+    assert!(run(&["logout", "-c", "KCM:"], None).status.success());
 }
 
 #[test]

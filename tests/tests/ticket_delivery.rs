@@ -148,7 +148,7 @@ fn a_ticket_only_tenant_refuses_keytabs_and_its_tickets_renew_without_the_broker
         .extra_broker("broker-ticket-only", |c| {
             c.replacen(
                 "[tenants.sandbox]\n",
-                "[tenants.sandbox]\ndeliveries = [\"ticket\"]\nticket_lifetime = \"30s\"\nrenew_lifetime = \"1h\"\n",
+                "[tenants.sandbox]\ndeliveries = [\"ticket\"]\nticket_lifetime = \"30s\"\nrenew_lifetime = \"1h\"\nforwardable = true\n",
                 1,
             )
         })
@@ -203,6 +203,21 @@ fn a_ticket_only_tenant_refuses_keytabs_and_its_tickets_renew_without_the_broker
         &["--delivery", "ticket"],
     );
     assert!(out.status.success(), "{}", stderr(&out));
+    // Forwardable as the tenant says (Hadoop jobs that delegate need it), and bound to no address.
+    let flags = sandbox
+        .realm
+        .command("klist")
+        .args(["-f", "-a", "-c", &ccache])
+        .output()
+        .unwrap();
+    let flags = String::from_utf8_lossy(&flags.stdout).into_owned();
+    let tgt_flags = flags
+        .lines()
+        .skip_while(|l| !l.contains("krbtgt/"))
+        .find_map(|l| l.split_once("Flags: ").map(|(_, f)| f.trim()))
+        .unwrap_or_else(|| panic!("{flags}"));
+    assert!(tgt_flags.contains('F'), "forwardable: {flags}");
+    assert!(flags.contains("Addresses: (none)"), "address-less: {flags}");
     let before = status_json(&sandbox, &ccache);
     let lifetime = before["expires"].as_i64().unwrap() - ktbroker_kinit::unix_now();
     assert!(lifetime <= 30, "the tenant's ticket_lifetime: {before}");
