@@ -182,6 +182,7 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
         new_password: Option<&[u8]>,
         requested: Option<&str>,
         source: Option<IpAddr>,
+        wanted: Wanted,
     ) -> Result<(String, Keytab, Outcome), Refusal> {
         let not_allowed = || Refusal::new(Outcome::PrincipalNotAllowed, RefusalCode::PrincipalNotAllowed);
         let principals = &tenant.policy.principals;
@@ -215,6 +216,10 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
                 return Err(refusal);
             }
         };
+        // Only a right password gets here: the answer tells nothing to a guesser.
+        if !tenant.policy.deliveries.allows(wanted) && !verified.in_keytab_group {
+            return Err(delivery_not_allowed());
+        }
         match &verified.principal {
             EntryPrincipal::NotAsked => {}
             EntryPrincipal::Found(named) => {
@@ -312,6 +317,10 @@ async fn authenticate<D: Directory>(
             ))
         }
     }
+}
+
+fn delivery_not_allowed() -> Refusal {
+    Refusal::new(Outcome::DeliveryNotAllowed, RefusalCode::DeliveryNotAllowed)
 }
 
 /// What a granted login sends.
@@ -479,12 +488,11 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
             let counted_source = (!host_trusted(&table.settings.trusted_sources, &caller.host))
                 .then_some(caller.host.address)
                 .flatten();
-            // Tenant-wide policy, the same for everyone: told before the password is checked.
-            if !tenant.policy.deliveries.allows(wanted) {
-                return Err(Refusal::new(
-                    Outcome::DeliveryNotAllowed,
-                    RefusalCode::DeliveryNotAllowed,
-                ));
+            // Tenant-wide policy, the same for everyone: told before the password is checked,
+            // unless a keytab may still come from group membership (known after it).
+            let by_group = wanted == Wanted::Keytab && tenant.directory.has_keytab_groups();
+            if !tenant.policy.deliveries.allows(wanted) && !by_group {
+                return Err(delivery_not_allowed());
             }
             let work = async {
                 let (principal, keytab, outcome) = self
@@ -495,6 +503,7 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
                         new_password.as_deref().map(Vec::as_slice),
                         message.principal.as_deref(),
                         counted_source,
+                        wanted,
                     )
                     .await?;
                 match wanted {

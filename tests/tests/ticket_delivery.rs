@@ -335,3 +335,52 @@ fn a_provisioned_principals_random_key_is_never_revealed_under_ticket_delivery()
         ["delivery_not_allowed", "provisioned", "granted"]
     );
 }
+
+#[test]
+fn members_of_a_keytab_group_get_keytabs_where_everyone_else_gets_tickets() {
+    let sandbox = ktbroker_tests::start_sandbox();
+    // Tickets for everyone; keytabs also for the unattended jobs' group (only bob is in it).
+    let broker = sandbox
+        .extra_broker("broker-keytab-group", |c| {
+            c.replacen(
+                "[tenants.sandbox]\n",
+                "[tenants.sandbox]\ndeliveries = [\"ticket\"]\n",
+                1,
+            )
+            .replacen(
+                "[tenants.sandbox.directory]\n",
+                "[tenants.sandbox.directory]\nkeytab_groups = [\"cn=hadoop-posix,ou=groups,dc=example,dc=com\"]\n",
+                1,
+            )
+        })
+        .unwrap();
+    let mut endpoint = sandbox.endpoint();
+    endpoint.url = broker.url.clone();
+    // A wrong password stays a wrong password: the delivery is decided only after the right one.
+    assert_eq!(
+        raw_fetch(&endpoint, "alice", b"Wr0ng-Passw0rd", None),
+        refused(RefusalCode::AuthFailed)
+    );
+    assert_eq!(
+        raw_fetch(&endpoint, "alice", b"alicepw", None),
+        refused(RefusalCode::DeliveryNotAllowed)
+    );
+    let bob = sandbox.ccache("bob-keytab-group");
+    let out = kinit(&sandbox, &broker.url, "bob", "bobpw", &bob, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(status_json(&sandbox, &bob)["delivery"], "keytab");
+    let alice = sandbox.ccache("alice-ticket-group");
+    let out = kinit(
+        &sandbox,
+        &broker.url,
+        "alice",
+        "alicepw",
+        &alice,
+        &["--delivery", "ticket"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        ktbroker_tests::client::audit_reasons(&broker.audit_file),
+        ["invalid_credentials", "delivery_not_allowed", "granted", "granted"]
+    );
+}

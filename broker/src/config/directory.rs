@@ -148,6 +148,9 @@ pub struct DirectoryConfig {
     pub principal_attribute: Option<String>,
     /// Membership of any one of these authorizes (DNs, as the directory writes them).
     pub groups: Vec<String>,
+    /// Members of any of these may get keytabs even where the tenant allows only tickets
+    /// (`keytab_groups`); checked the same way as `groups`.
+    pub keytab_groups: Vec<String>,
     pub group_check: GroupCheck,
     /// Size of the service account's connection pool (search-then-bind only).
     pub service_connections: usize,
@@ -190,6 +193,8 @@ impl Paths<'_> {
             check_attribute_name(attribute).map_err(|problem| invalid(key("principal_attribute"), problem))?;
         }
         let groups = groups(&d).map_err(|(field, problem)| invalid(key(field), problem))?;
+        let keytab_groups = group_dns("keytab_groups", d.keytab_groups.iter().flatten())
+            .map_err(|(field, problem)| invalid(key(field), problem))?;
         let group_check = group_check(schema, &d, &groups).map_err(|(field, problem)| invalid(key(field), problem))?;
         let service_connections = match (&lookup, d.service_connections) {
             (_, None) => 4,
@@ -214,6 +219,7 @@ impl Paths<'_> {
             user_filter,
             principal_attribute: d.principal_attribute.clone(),
             groups,
+            keytab_groups,
             group_check,
             service_connections,
             timeout: secs_in(
@@ -434,13 +440,26 @@ pub fn check_attribute_name(name: &str) -> Result<(), String> {
 
 /// `group_dn` (one group) and `groups` (several) together: any one of them authorizes.
 fn groups(d: &RawDirectory) -> Result<Vec<String>, FieldProblem> {
+    let named = d.group_dn.iter().map(|dn| ("group_dn", dn));
+    let listed = d.groups.iter().flatten().map(|dn| ("groups", dn));
     let mut groups = Vec::new();
-    for (field, dn) in d
-        .group_dn
-        .iter()
-        .map(|dn| ("group_dn", dn))
-        .chain(d.groups.iter().flatten().map(|dn| ("groups", dn)))
-    {
+    for (field, dn) in named.chain(listed) {
+        for dn in group_dns(field, [dn])? {
+            if !groups.iter().any(|g: &String| same_dn(g, &dn)) {
+                groups.push(dn);
+            }
+        }
+    }
+    if groups.is_empty() {
+        return Err(("groups", "must name at least one group DN (or set group_dn)".into()));
+    }
+    Ok(groups)
+}
+
+/// Group DNs from `field`, trimmed, deduplicated; anything that is not a DN is refused.
+fn group_dns<'a>(field: &'static str, dns: impl IntoIterator<Item = &'a String>) -> Result<Vec<String>, FieldProblem> {
+    let mut found: Vec<String> = Vec::new();
+    for dn in dns {
         let dn = dn.trim();
         if dn.is_empty() || !dn.contains('=') {
             return Err((
@@ -448,14 +467,11 @@ fn groups(d: &RawDirectory) -> Result<Vec<String>, FieldProblem> {
                 format!("{dn:?} is not a group DN (e.g. cn=hadoop-users,ou=groups,...)"),
             ));
         }
-        if !groups.iter().any(|g: &String| same_dn(g, dn)) {
-            groups.push(dn.to_owned());
+        if !found.iter().any(|g| same_dn(g, dn)) {
+            found.push(dn.to_owned());
         }
     }
-    if groups.is_empty() {
-        return Err(("groups", "must name at least one group DN (or set group_dn)".into()));
-    }
-    Ok(groups)
+    Ok(found)
 }
 
 /// DNs compared as directories compare them for these purposes: case-insensitively, ignoring

@@ -183,6 +183,9 @@ fn tenant_table(tenant: &TenantConfig) -> Table {
         directory.insert("principal_attribute".into(), attribute.as_str().into());
     }
     directory.insert("groups".into(), strings(&d.groups));
+    if !d.keytab_groups.is_empty() {
+        directory.insert("keytab_groups".into(), strings(&d.keytab_groups));
+    }
     let nested = matches!(d.group_check, GroupCheck::InChain | GroupCheck::Recursive { .. });
     directory.insert("nested_groups".into(), nested.into());
     if let GroupCheck::Recursive { base, depth } = &d.group_check {

@@ -151,6 +151,8 @@ pub(super) struct RawDirectory {
     pub service_connections: Option<usize>,
     pub group_dn: Option<String>,
     pub groups: Option<Vec<String>>,
+    /// Members of these groups may get keytabs where the tenant's `deliveries` allow only tickets.
+    pub keytab_groups: Option<Vec<String>>,
     pub nested_groups: Option<bool>,
     pub group_base: Option<String>,
     pub group_depth: Option<u32>,

@@ -31,7 +31,32 @@ impl LdapDirectory {
         user: &Username,
         budget: Budget,
     ) -> Result<bool, AuthError> {
-        let groups = &self.config.groups;
+        self.in_any_of(&self.config.groups, via, dn, user, budget).await
+    }
+
+    /// Whether the user is in one of the `keytab_groups` (false when there are none).
+    pub(super) async fn in_keytab_group(
+        &self,
+        via: &mut Via<'_>,
+        dn: &str,
+        user: &Username,
+        budget: Budget,
+    ) -> Result<bool, AuthError> {
+        if self.config.keytab_groups.is_empty() {
+            return Ok(false);
+        }
+        self.in_any_of(&self.config.keytab_groups, via, dn, user, budget).await
+    }
+
+    /// Membership of any of `groups`, decided as the tenant's group check says.
+    async fn in_any_of(
+        &self,
+        groups: &[String],
+        via: &mut Via<'_>,
+        dn: &str,
+        user: &Username,
+        budget: Budget,
+    ) -> Result<bool, AuthError> {
         match &self.config.group_check {
             GroupCheck::GroupEntries => {
                 let filter = listed_filter(&[dn], Some(user));

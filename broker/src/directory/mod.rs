@@ -100,6 +100,9 @@ pub struct VerifiedUser {
     pub principal: EntryPrincipal,
     /// The directory took a new password for this login (see [`Directory::change_password`]).
     pub password_changed: bool,
+    /// In one of the directory's `keytab_groups`: may get a keytab where the tenant allows only
+    /// tickets.
+    pub in_keytab_group: bool,
 }
 
 /// Checks a username and password. A trait so the gRPC service can be unit-tested with a fake.
@@ -118,6 +121,11 @@ pub trait Directory: Send + Sync + 'static {
 
     /// Whether the principal comes from the user's entry (then it is known only after `verify`).
     fn names_principals(&self) -> bool {
+        false
+    }
+
+    /// Whether some users may get keytabs by group (`keytab_groups`): known only after `verify`.
+    fn has_keytab_groups(&self) -> bool {
         false
     }
 }
@@ -480,6 +488,10 @@ impl Directory for LdapDirectory {
     fn names_principals(&self) -> bool {
         self.config.principal_attribute.is_some()
     }
+
+    fn has_keytab_groups(&self) -> bool {
+        !self.config.keytab_groups.is_empty()
+    }
 }
 
 impl LdapDirectory {
@@ -514,10 +526,12 @@ impl LdapDirectory {
         {
             return Err(AuthError::NotInGroup);
         }
+        let in_keytab_group = self.in_keytab_group(&mut Via::Service, &entry.dn, user, budget).await?;
         Ok(VerifiedUser {
             principal: self.entry_principal(&entry),
             dn: entry.dn,
             password_changed: false,
+            in_keytab_group,
         })
     }
 
@@ -536,24 +550,28 @@ impl LdapDirectory {
             if !self.in_allowed_group(&mut via, &dn, user, budget).await? {
                 return Err(AuthError::NotInGroup);
             }
+            let in_keytab_group = self.in_keytab_group(&mut via, &dn, user, budget).await?;
             if self.config.principal_attribute.is_none() {
-                return Ok(EntryPrincipal::NotAsked);
+                return Ok((EntryPrincipal::NotAsked, in_keytab_group));
             }
             let attributes = self.entry_attributes();
             let mut entries = self
                 .search(&mut via, &dn, Scope::Base, "(objectClass=*)", &attributes, budget)
                 .await?;
-            Ok(match entries.pop() {
+            let principal = match entries.pop() {
                 Some(entry) => self.entry_principal(&entry),
                 None => EntryPrincipal::Unusable { values: 0 },
-            })
+            };
+            Ok((principal, in_keytab_group))
         }
         .await;
         let _ = as_user.unbind().await;
+        let (principal, in_keytab_group) = result?;
         Ok(VerifiedUser {
             dn,
-            principal: result?,
+            principal,
             password_changed: false,
+            in_keytab_group,
         })
     }
 

@@ -31,6 +31,7 @@ impl Directory for FakeDirectory {
                 dn: format!("uid={user}"),
                 principal: EntryPrincipal::NotAsked,
                 password_changed: false,
+                in_keytab_group: false,
             }),
             ("alice", _) => Err(AuthError::InvalidCredentials),
             ("carol", _) => Err(AuthError::NotInGroup),
@@ -58,6 +59,7 @@ impl Directory for FakeDirectory {
                 dn: "uid=must-change".into(),
                 principal: EntryPrincipal::NotAsked,
                 password_changed: true,
+                in_keytab_group: false,
             }),
             _ => self.verify(user, old).await,
         }
@@ -78,6 +80,7 @@ impl Directory for LabDirectory {
                 dn: "uid=lab-user".into(),
                 principal: EntryPrincipal::NotAsked,
                 password_changed: false,
+                in_keytab_group: false,
             }),
             ("lab-user", _) => Err(AuthError::InvalidCredentials),
             _ => Err(AuthError::UnknownUser),
@@ -110,6 +113,7 @@ impl Directory for NamingDirectory {
             dn: format!("CN={user}"),
             principal,
             password_changed: false,
+            in_keytab_group: false,
         })
     }
 
