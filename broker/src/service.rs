@@ -174,16 +174,15 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
     }
 
     /// Authenticates, authorizes and reads the keys.
-    async fn obtain_keytab(
-        &self,
-        tenant: &Tenant<D, K>,
-        user: &Username,
-        password: &[u8],
-        new_password: Option<&[u8]>,
-        requested: Option<&str>,
-        source: Option<IpAddr>,
-        wanted: Wanted,
-    ) -> Result<(String, Keytab, Outcome), Refusal> {
+    async fn obtain_keytab(&self, tenant: &Tenant<D, K>, ask: Ask<'_>) -> Result<(String, Keytab, Outcome), Refusal> {
+        let Ask {
+            user,
+            password,
+            new_password,
+            requested,
+            source,
+            wanted,
+        } = ask;
         let not_allowed = || Refusal::new(Outcome::PrincipalNotAllowed, RefusalCode::PrincipalNotAllowed);
         let principals = &tenant.policy.principals;
         // With a template the principal is known, and checked, before the password; from the
@@ -317,6 +316,18 @@ async fn authenticate<D: Directory>(
             ))
         }
     }
+}
+
+/// What one FetchKeytab asks for, as [`BrokerService::obtain_keytab`] takes it.
+struct Ask<'a> {
+    user: &'a Username,
+    password: &'a [u8],
+    new_password: Option<&'a [u8]>,
+    /// The principal the caller expects, if it said.
+    requested: Option<&'a str>,
+    /// The address the failure limits count against (none for a trusted login host).
+    source: Option<IpAddr>,
+    wanted: Wanted,
 }
 
 fn delivery_not_allowed() -> Refusal {
@@ -498,12 +509,14 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
                 let (principal, keytab, outcome) = self
                     .obtain_keytab(
                         tenant,
-                        &user,
-                        &password,
-                        new_password.as_deref().map(Vec::as_slice),
-                        message.principal.as_deref(),
-                        counted_source,
-                        wanted,
+                        Ask {
+                            user: &user,
+                            password: &password,
+                            new_password: new_password.as_deref().map(Vec::as_slice),
+                            requested: message.principal.as_deref(),
+                            source: counted_source,
+                            wanted,
+                        },
                     )
                     .await?;
                 match wanted {
