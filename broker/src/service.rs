@@ -445,7 +445,14 @@ impl<D: Directory, K: KeySource> KeytabBroker for BrokerService<D, K> {
         let realm = tenant
             .map(|t| t.policy.principals.realm().to_owned())
             .unwrap_or_default();
-        let deliveries = tenant.map(|t| t.policy.deliveries.offered()).unwrap_or_default();
+        // Keytabs are on offer where some users may get them (keytab_groups) too.
+        let deliveries = tenant
+            .map(|t| {
+                let mut offered = t.policy.deliveries;
+                offered.keytab |= t.directory.has_keytab_groups();
+                offered.offered()
+            })
+            .unwrap_or_default();
         let unix_time = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)

@@ -263,10 +263,16 @@ pub async fn fetch_keytab_as(
         .tenant
         .clone()
         .or_else(|| who.username.rsplit_once('@').map(|(_, t)| t.to_owned()));
-    if let Ok(info) = client.server_info(ServerInfoRequest { tenant }).await
-        && !info.get_ref().realm.is_empty()
-    {
-        crate::require_known_realm(&info.get_ref().realm)?;
+    if let Ok(info) = client.server_info(ServerInfoRequest { tenant }).await {
+        let info = info.into_inner();
+        if !info.realm.is_empty() {
+            crate::require_known_realm(&info.realm)?;
+        }
+        // A broker that lists what it offers (older ones list nothing) and does not offer what
+        // this login asks for gets no password.
+        if !info.deliveries.is_empty() && !info.deliveries.contains(&who.delivery.wire()) {
+            return Err(HelperError::Refused(ktbroker_codes::RefusalCode::DeliveryNotAllowed));
+        }
     }
     // tonic owns and frees this copy after encoding it; prost offers no zeroizing bytes type.
     let request = FetchKeytabRequest {
