@@ -79,7 +79,7 @@ pub fn install_ticket(from: &Path, target: &Path, uid: u32) -> Result<(), String
 /// Screen unlock with a password: the pending ticket replaces the contents of the session's
 /// existing cache `target` in place (same file, same name: nothing new is created), under the
 /// same fcntl write lock libkrb5 takes on a FILE cache, so a reader never sees half of it. The
-/// pending file is removed. `target` must be the user's regular file, reached without a link.
+/// caller removes the pending file, whatever the outcome. `target` must be the user's regular file, reached without a link.
 pub fn refresh_in_place(from: &Path, target: &Path, uid: u32) -> Result<(), String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -99,7 +99,6 @@ pub fn refresh_in_place(from: &Path, target: &Path, uid: u32) -> Result<(), Stri
         .and_then(|()| file.sync_all())
         .map_err(|e| format!("{}: {e}", target.display()))?;
     drop(file); // closing releases the lock
-    remove_users_file(from, uid);
     Ok(())
 }
 

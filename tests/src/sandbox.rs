@@ -200,6 +200,18 @@ impl Sandbox {
         )
     }
 
+    /// `ktbroker-kinit status --json -c CCACHE` (principal, validity, times, delivery), with only
+    /// this realm in its environment.
+    pub fn status_json(&self, ccache: &str) -> serde_json::Value {
+        let out = Command::new(project_binary("ktbroker-kinit"))
+            .args(["status", "--json", "-c", ccache])
+            .env("KRB5_CONFIG", &self.realm.krb5_conf)
+            .output()
+            .expect("running ktbroker-kinit status");
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("no status for {ccache}: {}", String::from_utf8_lossy(&out.stderr)))
+    }
+
     /// `klist -c CCACHE` output, or None if klist fails.
     pub fn klist(&self, ccache: &str) -> Option<String> {
         let out = self.realm.command("klist").args(["-c", ccache]).output().ok()?;

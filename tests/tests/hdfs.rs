@@ -640,16 +640,6 @@ fn a_namenode_that_refuses_connections_is_named_at_once_without_library_noise() 
     assert!(took < Duration::from_secs(10), "{took:?}");
 }
 
-/// The `delivery` a cache's status reports (`keytab`, `ticket`).
-fn delivery_of(cluster: &SharedCluster, ccache: &str) -> serde_json::Value {
-    let out = Command::new(project_binary("ktbroker-kinit"))
-        .args(["status", "--json", "-c", ccache])
-        .env("KRB5_CONFIG", &cluster.sandbox.realm.krb5_conf)
-        .output()
-        .unwrap();
-    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["delivery"].clone()
-}
-
 #[test]
 fn a_delivered_ticket_serves_hadoop_through_run_and_netdisk() {
     let cluster = shared_cluster();
@@ -676,7 +666,7 @@ fn a_delivered_ticket_serves_hadoop_through_run_and_netdisk() {
     let out = run_with_password(command, "bobpw");
     assert!(out.status.success(), "{}", text(&out));
     assert!(stdout(&out).contains("/user/bob/secret.txt"), "{}", text(&out));
-    assert_eq!(delivery_of(cluster, &ccache), "ticket");
+    assert_eq!(sandbox.status_json(&ccache)["delivery"], "ticket");
 
     // netdisk, with `delivery = "ticket"` in client.toml, over both transports.
     let alice = cluster.netdisk_client("ticket-delivery", "alice");
@@ -685,6 +675,6 @@ fn a_delivered_ticket_serves_hadoop_through_run_and_netdisk() {
     let text_of = std::fs::read_to_string(&toml).unwrap();
     std::fs::write(&toml, format!("{text_of}\ndelivery = \"ticket\"\n")).unwrap();
     ok(alice.run_with_password("alicepw", &["ls"]));
-    assert_eq!(delivery_of(cluster, &alice.ccache), "ticket");
+    assert_eq!(sandbox.status_json(&alice.ccache)["delivery"], "ticket");
     ok(alice_over_webhdfs.run(&["ls"]));
 }

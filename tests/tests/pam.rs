@@ -693,13 +693,7 @@ fn a_pam_login_in_ticket_delivery_puts_the_delivered_ticket_in_the_session() {
     );
     assert_eq!(rc(&out, "open_session"), PAM_SUCCESS, "{}", text(&out));
     let cache = cache_path(&out);
-    let status = Command::new(project_binary("ktbroker-kinit"))
-        .args(["status", "--json", "-c"])
-        .arg(format!("FILE:{}", cache.display()))
-        .env("KRB5_CONFIG", &setup.sandbox.realm.krb5_conf)
-        .output()
-        .unwrap();
-    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let status = setup.sandbox.status_json(&format!("FILE:{}", cache.display()));
     assert_eq!(status["principal"], setup.sandbox.principal("alice"), "{status}");
     assert_eq!(status["delivery"], "ticket", "{status}");
     assert_eq!(status["valid"], true, "{status}");

@@ -72,15 +72,6 @@ fn kinit(
     run_with_password(command, password)
 }
 
-fn status_json(sandbox: &Sandbox, ccache: &str) -> serde_json::Value {
-    let out = Command::new(ktbroker_tests::bins::project_binary("ktbroker-kinit"))
-        .args(["status", "--json", "-c", ccache])
-        .env("KRB5_CONFIG", &sandbox.realm.krb5_conf)
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", stderr(&out)))
-}
-
 #[test]
 fn a_ticket_login_holds_a_working_tgt_and_no_key_crosses_the_wire() {
     let sandbox = ktbroker_tests::start_sandbox();
@@ -126,7 +117,7 @@ fn a_ticket_login_holds_a_working_tgt_and_no_key_crosses_the_wire() {
         .unwrap();
     assert!(kvno_out.status.success(), "{}", stderr(&kvno_out));
     assert_eq!(sandbox.realm.kvno(&principal).unwrap(), kvno, "keys unchanged");
-    let status = status_json(&sandbox, &ccache);
+    let status = sandbox.status_json(&ccache);
     assert_eq!(status["delivery"], "ticket", "{status}");
     assert_eq!(status["valid"], true, "{status}");
     assert!(status["renew_till"].as_i64().unwrap_or(0) > 0, "renewable: {status}");
@@ -135,7 +126,7 @@ fn a_ticket_login_holds_a_working_tgt_and_no_key_crosses_the_wire() {
     let keytab_cache = sandbox.ccache("keytab-delivery");
     let out = kinit(&sandbox, &sandbox.broker.url, "alice", "alicepw", &keytab_cache, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(status_json(&sandbox, &keytab_cache)["delivery"], "keytab");
+    assert_eq!(sandbox.status_json(&keytab_cache)["delivery"], "keytab");
     let audit = std::fs::read_to_string(&sandbox.broker.audit_file).unwrap();
     assert!(audit.contains("\"delivery\":\"ticket\""), "{audit}");
     assert!(audit.contains("\"delivery\":\"keytab\""), "{audit}");
@@ -215,7 +206,7 @@ fn a_ticket_only_tenant_refuses_keytabs_and_its_tickets_renew_without_the_broker
         .unwrap_or_else(|| panic!("{flags}"));
     assert!(tgt_flags.contains('F'), "forwardable: {flags}");
     assert!(flags.contains("Addresses: (none)"), "address-less: {flags}");
-    let before = status_json(&sandbox, &ccache);
+    let before = sandbox.status_json(&ccache);
     let lifetime = before["expires"].as_i64().unwrap() - ktbroker_kinit::unix_now();
     assert!(lifetime <= 30, "the tenant's ticket_lifetime: {before}");
     drop(broker);
@@ -226,7 +217,7 @@ fn a_ticket_only_tenant_refuses_keytabs_and_its_tickets_renew_without_the_broker
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    let after = status_json(&sandbox, &ccache);
+    let after = sandbox.status_json(&ccache);
     assert!(
         after["expires"].as_i64() > before["expires"].as_i64(),
         "{before} -> {after}"
@@ -326,7 +317,7 @@ fn a_provisioned_principals_random_key_is_never_revealed_under_ticket_delivery()
         &["--delivery", "ticket"],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(status_json(&sandbox, &ccache)["delivery"], "ticket");
+    assert_eq!(sandbox.status_json(&ccache)["delivery"], "ticket");
     assert_eq!(
         ktbroker_tests::client::audit_reasons(&broker.audit_file),
         ["delivery_not_allowed", "provisioned", "granted"]
@@ -365,7 +356,7 @@ fn members_of_a_keytab_group_get_keytabs_where_everyone_else_gets_tickets() {
     let bob = sandbox.ccache("bob-keytab-group");
     let out = kinit(&sandbox, &broker.url, "bob", "bobpw", &bob, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(status_json(&sandbox, &bob)["delivery"], "keytab");
+    assert_eq!(sandbox.status_json(&bob)["delivery"], "keytab");
     let alice = sandbox.ccache("alice-ticket-group");
     let out = kinit(
         &sandbox,
