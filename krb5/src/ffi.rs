@@ -35,6 +35,9 @@ crate::opaque!(
 
 /// A relative time in seconds (`krb5_deltat`).
 pub type krb5_deltat = i32;
+pub type krb5_preauthtype = i32;
+/// PA-ENC-TIMESTAMP (RFC 4120 §5.2.7.2).
+pub const KRB5_PADATA_ENC_TIMESTAMP: krb5_preauthtype = 2;
 /// libkrb5's configuration profile (`profile_t`).
 pub type profile_t = *mut _profile_t;
 
@@ -280,6 +283,12 @@ unsafe extern "C" {
         options: *mut krb5_get_init_creds_opt,
     ) -> krb5_error_code;
     pub fn krb5_free_cred_contents(context: krb5_context, creds: *mut krb5_creds);
+    /// Stores the pointer, not a copy: the list must outlive the options.
+    pub fn krb5_get_init_creds_opt_set_preauth_list(
+        opt: *mut krb5_get_init_creds_opt,
+        preauth_list: *mut krb5_preauthtype,
+        preauth_list_length: std::os::raw::c_int,
+    );
     pub fn krb5_get_init_creds_opt_set_forwardable(opt: *mut krb5_get_init_creds_opt, forwardable: i32);
     pub fn krb5_get_init_creds_opt_set_address_list(opt: *mut krb5_get_init_creds_opt, addresses: *mut *mut c_void);
     pub fn krb5_auth_con_init(context: krb5_context, auth_context: *mut krb5_auth_context) -> krb5_error_code;

@@ -351,6 +351,19 @@ impl Context {
     ) -> Result<TicketTimes, Krb5Error> {
         let lifetimes = exchange.lifetimes;
         let options = self.init_creds_options()?;
+        // The keys are at hand, so the first AS-REQ carries an encrypted timestamp already: a KDC
+        // that requires pre-authentication (AD always, MIT with +requires_preauth) then answers
+        // at once instead of first with PREAUTH_REQUIRED. If libkrb5 cannot make it (no key of
+        // the enctype it guesses) it sends the request without, as it would have anyway.
+        // SAFETY: options is live; the list is a static, so it outlives the options, and
+        // libkrb5 only reads it.
+        unsafe {
+            ffi::krb5_get_init_creds_opt_set_preauth_list(
+                options.raw,
+                OPTIMISTIC_PREAUTH.as_ptr().cast_mut(),
+                OPTIMISTIC_PREAUTH.len() as std::os::raw::c_int,
+            )
+        };
         if let Some(forwardable) = exchange.forwardable {
             // SAFETY: options is live; the setter only records the value.
             unsafe { ffi::krb5_get_init_creds_opt_set_forwardable(options.raw, i32::from(forwardable)) };
@@ -857,6 +870,9 @@ impl Drop for InitCredsOptions<'_> {
 fn c_string(text: &str, what: &'static str) -> Result<CString, Krb5Error> {
     CString::new(text).map_err(|_| Krb5Error::local("preparing a krb5 call", &format!("{what} contains a NUL byte")))
 }
+
+/// What the first AS-REQ of an exchange with known keys carries (see `initial_creds_into`).
+static OPTIMISTIC_PREAUTH: [ffi::krb5_preauthtype; 1] = [ffi::KRB5_PADATA_ENC_TIMESTAMP];
 
 #[cfg(test)]
 mod tests {

@@ -140,6 +140,19 @@ impl Realm {
             .ok_or_else(|| anyhow::anyhow!("no kvno in getprinc output:\n{out}"))
     }
 
+    /// How krb5kdc answered `user`'s requests for the realm's TGT so far, from its log:
+    /// (PREAUTH_REQUIRED answers, tickets issued).
+    pub fn as_exchanges(&self, user: &str) -> (usize, usize) {
+        let client = format!("{user}@{} for krbtgt/", self.realm);
+        let log = std::fs::read_to_string(self.dir.join("kdc.log")).unwrap_or_default();
+        let requests: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("AS_REQ") && l.contains(&client))
+            .collect();
+        let count = |what: &str| requests.iter().filter(|l| l.contains(what)).count();
+        (count(": NEEDED_PREAUTH: "), count(": ISSUE: "))
+    }
+
     /// kinit with a password (on stdin) into `ccache`; true when it succeeded.
     pub fn kinit_with_password(&self, principal: &str, password: &str, ccache: &str) -> anyhow::Result<bool> {
         use std::io::Write;

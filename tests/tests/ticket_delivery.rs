@@ -73,6 +73,46 @@ fn kinit(
 }
 
 #[test]
+fn where_pre_authentication_is_required_a_login_takes_one_as_exchange_in_either_delivery() {
+    let sandbox = ktbroker_tests::start_sandbox();
+    sandbox.realm.kadmin_local("modprinc +requires_preauth alice").unwrap();
+    let exchanges = || sandbox.realm.as_exchanges("alice");
+    // The KDC writes its log line after it answers: wait for the issue line to appear.
+    let after = |before: (usize, usize)| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while exchanges().1 == before.1 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let now = exchanges();
+        (now.0 - before.0, now.1 - before.1)
+    };
+    // The baseline, so that the count can fail: a password kinit asks twice.
+    let before = exchanges();
+    assert!(
+        sandbox
+            .realm
+            .kinit_with_password("alice", "alice-kdc-pw", &sandbox.ccache("preauth-kinit"))
+            .unwrap()
+    );
+    assert_eq!(after(before), (1, 1), "kinit: PREAUTH_REQUIRED, then the ticket");
+    // With the keys at hand (the client's keytab, or the broker's for a ticket) the first
+    // request already carries the encrypted timestamp.
+    for delivery in ["keytab", "ticket"] {
+        let before = exchanges();
+        let out = kinit(
+            &sandbox,
+            &sandbox.broker.url,
+            "alice",
+            "alicepw",
+            &sandbox.ccache(&format!("preauth-{delivery}")),
+            &["--delivery", delivery],
+        );
+        assert!(out.status.success(), "{delivery}: {}", stderr(&out));
+        assert_eq!(after(before), (0, 1), "{delivery} delivery: one AS exchange");
+    }
+}
+
+#[test]
 fn a_ticket_login_holds_a_working_tgt_and_no_key_crosses_the_wire() {
     let sandbox = ktbroker_tests::start_sandbox();
     sandbox.realm.kadmin_local("addprinc -randkey host/localhost").unwrap();
