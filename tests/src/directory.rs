@@ -196,6 +196,29 @@ impl Directory {
             .count()
     }
 
+    /// slapd's connection numbers (`conn=N`) of the bind requests logged for `dn`, in order.
+    pub fn bind_connections(&self, dn: &str) -> Vec<u64> {
+        let needle = format!("BIND dn=\"{dn}\" method=");
+        self.log_lines(&needle)
+            .iter()
+            .filter_map(|l| connection_number(l))
+            .collect()
+    }
+
+    /// How many connections slapd has accepted so far.
+    pub fn accepted_connections(&self) -> usize {
+        self.log_lines(" ACCEPT from ").len()
+    }
+
+    fn log_lines(&self, needle: &str) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_owned)
+            .collect()
+    }
+
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
         self.slapd.check_alive()
     }
@@ -207,6 +230,12 @@ impl Directory {
     pub fn kill_daemons(&self) {
         self.slapd.kill_now();
     }
+}
+
+/// N of the `conn=N` in a slapd log line.
+fn connection_number(line: &str) -> Option<u64> {
+    let rest = &line[line.find("conn=")? + "conn=".len()..];
+    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }
 
 /// Starts slapd in the foreground (`-d stats` logs every operation) and waits until an LDAPS

@@ -10,7 +10,7 @@ use ktbroker_kinit::HelperError;
 use ktbroker_kinit::fetch::fetch_keytab;
 use ktbroker_proto::v1::{FetchKeytabRequest, keytab_broker_client::KeytabBrokerClient};
 use ktbroker_tests::Sandbox;
-use ktbroker_tests::client::{block_on, key_list, raw_fetch, refused, stderr};
+use ktbroker_tests::client::{audit_reasons, block_on, key_list, raw_fetch, refused, stderr};
 use ktbroker_tests::directory::Directory;
 use ktbroker_tests::pki::TestPki;
 use ktbroker_tests::sandbox::run_with_password;
@@ -695,6 +695,71 @@ fn service_connection_pool_is_reused_and_reopened_after_the_directory_restarts()
         service_binds(&sandbox),
         4,
         "both pooled connections were opened again, once each"
+    );
+}
+
+#[test]
+fn users_bind_on_one_reused_connection_and_each_bind_decides_for_itself() {
+    let mut sandbox = sandbox();
+    let broker = sandbox
+        .extra_broker("broker-user-pool", |c| {
+            c.replace(
+                "group_dn =",
+                "service_connections = 1\nuser_bind_connections = 1\ngroup_dn =",
+            )
+        })
+        .unwrap();
+    let accepted = |sandbox: &Sandbox| sandbox.directory.accepted_connections();
+    let before = accepted(&sandbox);
+    let login = |sandbox: &Sandbox, user: &str, password: &str, n: usize| {
+        let out = sandbox.login_via(&broker.url, user, password, &sandbox.ccache(&format!("user-pool-{n}")));
+        out.status.code()
+    };
+    // A refused bind between accepted ones, on the connection the last user left bound: each
+    // answer is that bind's own (the connection's earlier identity never lets anyone in).
+    let attempts = [
+        ("alice", "alicepw", Some(0)),
+        ("bob", "wrong", Some(3)),
+        ("bob", "bobpw", Some(0)),
+        ("alice", "bobpw", Some(3)),
+        ("carol", "carolpw", Some(3)),
+        ("alice", "alicepw", Some(0)),
+    ];
+    for (n, (user, password, expected)) in attempts.into_iter().enumerate() {
+        assert_eq!(login(&sandbox, user, password, n), expected, "{user} with {password}");
+    }
+    assert_eq!(
+        accepted(&sandbox) - before,
+        2,
+        "six logins: one service connection and one connection for all the users' binds"
+    );
+    let alice = sandbox.directory.bind_connections(&Directory::user_dn("alice"));
+    let bob = sandbox.directory.bind_connections(&Directory::user_dn("bob"));
+    assert_eq!(alice.len(), 3);
+    assert!(
+        alice.iter().chain(&bob).all(|conn| *conn == alice[0]),
+        "alice's {alice:?} and bob's {bob:?} binds share one connection"
+    );
+    assert_eq!(
+        audit_reasons(&broker.audit_file),
+        [
+            "granted",
+            "invalid_credentials",
+            "granted",
+            "invalid_credentials",
+            "not_in_group",
+            "granted"
+        ]
+    );
+
+    // The directory restarts: the idle connection is dead, and the next login opens a new one.
+    sandbox.directory.restart().unwrap();
+    let before = accepted(&sandbox);
+    assert_eq!(login(&sandbox, "alice", "alicepw", 10), Some(0), "after the restart");
+    assert_eq!(
+        accepted(&sandbox) - before,
+        2,
+        "the service and the user connection, anew"
     );
 }
 

@@ -154,8 +154,15 @@ pub struct DirectoryConfig {
     pub group_check: GroupCheck,
     /// Size of the service account's connection pool (search-then-bind only).
     pub service_connections: usize,
+    /// How many open connections wait for users' binds (0: a fresh connection for each).
+    pub user_bind_connections: usize,
     pub timeout: Duration,
 }
+
+/// Open connections kept for users' binds, by default and at most: enough that a busy replica
+/// rarely opens one (each costs the directory and the broker a TLS handshake).
+pub const DEFAULT_USER_BIND_CONNECTIONS: usize = 16;
+pub const MAX_USER_BIND_CONNECTIONS: usize = 256;
 
 /// Deepest nesting the recursive group check follows, by default and at most.
 pub const DEFAULT_GROUP_DEPTH: u32 = 8;
@@ -209,6 +216,16 @@ impl Paths<'_> {
                 return Err(invalid(key("service_connections"), "must be between 1 and 64"));
             }
         };
+        let user_bind_connections = match d.user_bind_connections {
+            None => DEFAULT_USER_BIND_CONNECTIONS,
+            Some(n @ 0..=MAX_USER_BIND_CONNECTIONS) => n,
+            Some(_) => {
+                return Err(invalid(
+                    key("user_bind_connections"),
+                    format!("must be between 0 and {MAX_USER_BIND_CONNECTIONS}"),
+                ));
+            }
+        };
         Ok(DirectoryConfig {
             servers,
             discovery,
@@ -222,6 +239,7 @@ impl Paths<'_> {
             keytab_groups,
             group_check,
             service_connections,
+            user_bind_connections,
             timeout: secs_in(
                 d.timeout_secs,
                 ktbroker_codes::timeouts::DIRECTORY.as_secs(),

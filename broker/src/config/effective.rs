@@ -179,6 +179,7 @@ fn tenant_table(tenant: &TenantConfig) -> Table {
             directory.insert("user_dn_template".into(), template.as_str().into());
         }
     }
+    directory.insert("user_bind_connections".into(), integer(d.user_bind_connections as u64));
     if let Some(attribute) = &d.principal_attribute {
         directory.insert("principal_attribute".into(), attribute.as_str().into());
     }

@@ -149,6 +149,7 @@ pub(super) struct RawDirectory {
     pub login_attribute: Option<String>,
     pub principal_attribute: Option<String>,
     pub service_connections: Option<usize>,
+    pub user_bind_connections: Option<usize>,
     pub group_dn: Option<String>,
     pub groups: Option<Vec<String>>,
     /// Members of these groups may get keytabs where the tenant's `deliveries` allow only tickets.

@@ -5,13 +5,15 @@
 //!    when it fails; ldap3 multiplexes concurrent operations on each), search the tenant's user
 //!    filter (by default the schema's, e.g. `(&(objectClass=posixAccount)(uid=<escaped>))`)
 //!    under the user base, require exactly one entry;
-//! 2. on a fresh connection, simple-bind as that entry's DN with the given password; why a bind
-//!    was refused comes from the password policy control (OpenLDAP's ppolicy) or from AD's bind
+//! 2. on a connection of the users' pool (see `user_binds`: open already, taken by this request
+//!    alone, used for nothing but binds; `simple_bind` speaks on it), simple-bind as that entry's DN with
+//!    the given password; why a bind was refused comes from the password policy control (OpenLDAP's ppolicy) or from AD's bind
 //!    sub-code (see `ad`);
 //! 3. as the service account, check membership of the allowed groups (see `groups`).
 //!
 //! DN-template bind (no service account): bind as the template DN with the username RFC
-//! 4514-escaped into it, then check the groups on that same, user-bound connection. An unknown
+//! 4514-escaped into it, then check the groups on that same, user-bound connection (a fresh one
+//! per login: it searches, so it is an ldap3 connection, not one of the users' pool). An unknown
 //! user then looks like a wrong password to the broker too (the directory answers 49 for both).
 //!
 //! Empty passwords are refused before any connection (an empty simple bind is an anonymous bind).
@@ -27,10 +29,13 @@
 //! result is an error.
 
 mod ad;
+mod ber;
 mod change;
 mod groups;
 mod ppolicy;
 mod servers;
+mod simple_bind;
+mod user_binds;
 
 use crate::config::{DirectoryConfig, LdapTransport, UserLookup};
 use crate::policy::Username;
@@ -40,10 +45,12 @@ use ldap3::controls::RawControl;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry, StdStream, dn_escape, ldap_escape};
 use servers::Servers;
 pub use servers::discover;
+use simple_bind::BindConnection;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
+use user_binds::{Reusable, UserBindPool, UserConnection};
 
 /// LDAP result code for a failed simple bind (RFC 4511).
 const RC_INVALID_CREDENTIALS: u32 = 49;
@@ -139,6 +146,8 @@ pub struct LdapDirectory {
     next_slot: std::sync::atomic::AtomicUsize,
     /// Numbers the pooled connections, so a failed one is cleared and not its replacement.
     opened: std::sync::atomic::AtomicU64,
+    /// Open connections for users' binds.
+    user_binds: UserBindPool,
 }
 
 /// An open connection and the server it goes to.
@@ -187,6 +196,11 @@ impl Budget {
     fn at_most(&self, share: Duration) -> Result<Duration, AuthError> {
         Ok(self.left()?.min(share))
     }
+
+    /// A budget inside this one that ends after `share` at the latest.
+    fn within(&self, share: Duration) -> Result<Self, AuthError> {
+        Ok(Self::of(self.at_most(share)?))
+    }
 }
 
 impl LdapDirectory {
@@ -203,12 +217,13 @@ impl LdapDirectory {
         let servers = Servers::new(&config.servers)?;
         let pool_size = config.service_connections.max(1);
         Ok(Self {
-            config,
             tls,
             servers,
             service: (0..pool_size).map(|_| std::sync::Mutex::new(None)).collect(),
             next_slot: std::sync::atomic::AtomicUsize::new(0),
             opened: std::sync::atomic::AtomicU64::new(0),
+            user_binds: UserBindPool::new(config.user_bind_connections),
+            config,
         })
     }
 
@@ -224,6 +239,22 @@ impl LdapDirectory {
 
     /// A connection to the first server that takes one, in [`Servers::order`].
     async fn connect(&self, budget: Budget) -> Result<Connection, AuthError> {
+        let (ldap, server) = self
+            .first_server(budget, |index, budget| self.connect_to(index, budget))
+            .await?;
+        Ok(Connection { ldap, server })
+    }
+
+    /// `open` on the first server where it succeeds, in [`Servers::order`], and that server's
+    /// index. With several servers each but the last gets only a share of the budget.
+    async fn first_server<T, F>(
+        &self,
+        budget: Budget,
+        open: impl Fn(usize, Budget) -> F,
+    ) -> Result<(T, usize), AuthError>
+    where
+        F: Future<Output = Result<T, AuthError>>,
+    {
         let order = self.servers.order(Instant::now());
         let mut last_error = None;
         for (n, &index) in order.iter().enumerate() {
@@ -233,10 +264,10 @@ impl LdapDirectory {
             } else {
                 budget.at_most(self.share())?
             };
-            match self.connect_to(index, Budget::of(attempt_time)).await {
-                Ok(ldap) => {
+            match open(index, Budget::of(attempt_time)).await {
+                Ok(opened) => {
                     self.servers.answered(index);
-                    return Ok(Connection { ldap, server: index });
+                    return Ok((opened, index));
                 }
                 Err(AuthError::Unavailable(why)) => {
                     tracing::warn!(server = %self.servers.get(index).url, error = %why, "directory connect failed");
@@ -251,17 +282,28 @@ impl LdapDirectory {
         ))
     }
 
-    async fn connect_to(&self, index: usize, budget: Budget) -> Result<Ldap, AuthError> {
+    /// A TCP connection to server `index`, with Nagle's algorithm off: on an LDAP exchange of
+    /// small writes it costs a delayed-ACK stall (~40 ms) per round trip (ldap3 leaves it on,
+    /// so we open the socket ourselves).
+    async fn tcp_to(&self, index: usize, budget: Budget) -> Result<tokio::net::TcpStream, AuthError> {
         let server = self.servers.get(index);
         let unavailable = |what: &str| AuthError::Unavailable(format!("connect to {}: {what}", server.url));
-        // We open the socket ourselves: ldap3 leaves Nagle's algorithm on, and on an LDAP exchange
-        // of small writes that costs a delayed-ACK stall (~40 ms) per round trip.
         let tcp = tokio::time::timeout(budget.left()?, tokio::net::TcpStream::connect(&server.address))
             .await
             .map_err(|_| unavailable("timed out"))?
             .map_err(|e| unavailable(&e.to_string()))?;
         tcp.set_nodelay(true).map_err(|e| unavailable(&e.to_string()))?;
-        let tcp = tcp.into_std().map_err(|e| unavailable(&e.to_string()))?;
+        Ok(tcp)
+    }
+
+    async fn connect_to(&self, index: usize, budget: Budget) -> Result<Ldap, AuthError> {
+        let server = self.servers.get(index);
+        let unavailable = |what: &str| AuthError::Unavailable(format!("connect to {}: {what}", server.url));
+        let tcp = self
+            .tcp_to(index, budget)
+            .await?
+            .into_std()
+            .map_err(|e| unavailable(&e.to_string()))?;
         let mut settings = LdapConnSettings::new()
             .set_conn_timeout(budget.left()?)
             .set_starttls(server.transport == LdapTransport::StartTls)
@@ -282,8 +324,19 @@ impl LdapDirectory {
         Ok(ldap)
     }
 
-    /// Binds as a user with the password policy request control, and says why a bind was
-    /// refused when the directory tells (ppolicy's response control, or AD's sub-code).
+    /// A new connection for users' binds to server `index` (see `simple_bind`).
+    async fn bind_connection_to(&self, index: usize, budget: Budget) -> Result<BindConnection, AuthError> {
+        let server = self.servers.get(index);
+        let tcp = self.tcp_to(index, budget).await?;
+        let opening = BindConnection::open(tcp, &server.host, &server.transport, self.tls.as_ref());
+        tokio::time::timeout(budget.left()?, opening)
+            .await
+            .map_err(|_| AuthError::Unavailable(format!("connect to {}: TLS or StartTLS timed out", server.url)))?
+            .map_err(|e| AuthError::Unavailable(format!("connect to {}: {e}", server.url)))
+    }
+
+    /// Binds as a user (ldap3) with the password policy request control, and says why a bind
+    /// was refused when the directory tells (see [`judge_user_bind`]).
     async fn bind_user(&self, ldap: &mut Ldap, dn: &str, password: &str, budget: Budget) -> Result<(), AuthError> {
         let request = RawControl {
             ctype: ppolicy::OID.into(),
@@ -296,29 +349,63 @@ impl LdapDirectory {
             .simple_bind(dn, password)
             .await
             .map_err(|e| AuthError::Unavailable(format!("bind: {e}")))?;
-        let policy = ppolicy::response_value(&result);
-        let policy_error = policy.and_then(ppolicy::response_error);
-        // A temporary or expired password never yields keys, even though the directory let it bind.
-        match (result.rc, policy_error) {
-            (0, Some(ppolicy::PolicyError::ChangeAfterReset)) => Err(AuthError::PasswordMustChange),
-            (0, _) if policy.is_some_and(ppolicy::grace_login) => Err(AuthError::PasswordExpired { changeable: true }),
-            (0, _) => Ok(()),
-            (RC_INVALID_CREDENTIALS, Some(ppolicy::PolicyError::AccountLocked)) => Err(AuthError::AccountLocked),
-            (RC_INVALID_CREDENTIALS, Some(ppolicy::PolicyError::PasswordExpired)) => {
-                Err(AuthError::PasswordExpired { changeable: false })
+        judge_user_bind(result.rc, &result.text, ppolicy::response_value(&result))
+    }
+
+    /// A user's bind on one of the users' connections, within `budget`.
+    async fn bind_on(
+        connection: &mut BindConnection,
+        dn: &str,
+        password: &str,
+        budget: Budget,
+    ) -> Result<(), AuthError> {
+        let answer = tokio::time::timeout(budget.left()?, connection.bind(dn, password))
+            .await
+            .map_err(|_| AuthError::Unavailable("bind: the directory did not answer in time".into()))?
+            .map_err(|e| AuthError::Unavailable(format!("bind: {e}")))?;
+        judge_user_bind(answer.rc, &answer.text, answer.ppolicy.as_deref())
+    }
+
+    /// Checks a user's password with a bind on a connection of the users' pool, or on a fresh
+    /// one when none waits; the connection then goes back to the pool unless it failed.
+    /// A pooled connection that fails (the directory closed it, or its server froze: then it gets
+    /// only a share of the time, with several servers) is dropped and the bind tried once more on
+    /// a fresh connection: the first bind got no answer, so the directory counted no attempt
+    /// unless it froze mid-way.
+    async fn check_password(&self, dn: &str, password: &str, budget: Budget) -> Result<(), AuthError> {
+        let now = Instant::now();
+        if let Some(mut pooled) = self
+            .user_binds
+            .take(now, |server| !self.servers.recently_failed(server, now))
+        {
+            match Self::bind_on(&mut pooled.ldap, dn, password, budget.within(self.share())?).await {
+                Err(AuthError::Unavailable(why)) => {
+                    tracing::debug!(error = %why, "pooled user-bind connection failed; binding on a fresh one");
+                    // Ended: the directory closed it (idle timeout, restart). Open but silent: frozen.
+                    if !pooled.ldap.is_closed() && self.servers.len() > 1 {
+                        self.servers.failed(pooled.server, Instant::now());
+                    }
+                    pooled.ldap.close();
+                }
+                answered => {
+                    self.user_binds.give_back(pooled, Instant::now());
+                    return answered;
+                }
             }
-            (RC_INVALID_CREDENTIALS, _) => Err(match ad::bind_refusal(&result.text) {
-                None | Some(BindRefusal::WrongPassword) => AuthError::InvalidCredentials,
-                Some(BindRefusal::NoSuchUser) => AuthError::UnknownUser,
-                Some(BindRefusal::LogonRestricted) => AuthError::LogonRestricted,
-                // AD lets another account change it with the old password (see `change`).
-                Some(BindRefusal::PasswordExpired) => AuthError::PasswordExpired { changeable: true },
-                Some(BindRefusal::AccountDisabled) => AuthError::AccountDisabled,
-                Some(BindRefusal::AccountExpired) => AuthError::AccountExpired,
-                Some(BindRefusal::PasswordMustChange) => AuthError::PasswordMustChange,
-                Some(BindRefusal::AccountLocked) => AuthError::AccountLocked,
-            }),
-            (rc, _) => Err(AuthError::Unavailable(format!("bind answered rc={rc} {}", result.text))),
+        }
+        let (ldap, server) = self
+            .first_server(budget, |index, budget| self.bind_connection_to(index, budget))
+            .await?;
+        let mut fresh = UserConnection { ldap, server };
+        match Self::bind_on(&mut fresh.ldap, dn, password, budget).await {
+            Err(AuthError::Unavailable(why)) => {
+                fresh.ldap.close();
+                Err(AuthError::Unavailable(why))
+            }
+            answered => {
+                self.user_binds.give_back(fresh, Instant::now());
+                answered
+            }
         }
     }
 
@@ -514,11 +601,8 @@ impl LdapDirectory {
         budget: Budget,
     ) -> Result<VerifiedUser, AuthError> {
         let entry = self.find_entry(user_base, user, budget).await?;
-        // The user's bind always happens on a connection of its own, never the shared one.
-        let mut as_user = self.connect(budget).await?.ldap;
-        let accepted = self.bind_user(&mut as_user, &entry.dn, password, budget).await;
-        let _ = as_user.unbind().await;
-        accepted?;
+        // The user's bind never happens on the service account's connections.
+        self.check_password(&entry.dn, password, budget).await?;
 
         if !self
             .in_allowed_group(&mut Via::Service, &entry.dn, user, budget)
@@ -615,6 +699,34 @@ impl LdapDirectory {
             [one] => EntryPrincipal::Found((*one).clone()),
             _ => EntryPrincipal::Unusable { values: values.len() },
         }
+    }
+}
+
+/// What a user's bind answer means: `rc` and the diagnostic `text` (AD's sub-code), with the
+/// password policy response control's value if the directory sent one.
+fn judge_user_bind(rc: u32, text: &str, policy: Option<&[u8]>) -> Result<(), AuthError> {
+    let policy_error = policy.and_then(ppolicy::response_error);
+    // A temporary or expired password never yields keys, even though the directory let it bind.
+    match (rc, policy_error) {
+        (0, Some(ppolicy::PolicyError::ChangeAfterReset)) => Err(AuthError::PasswordMustChange),
+        (0, _) if policy.is_some_and(ppolicy::grace_login) => Err(AuthError::PasswordExpired { changeable: true }),
+        (0, _) => Ok(()),
+        (RC_INVALID_CREDENTIALS, Some(ppolicy::PolicyError::AccountLocked)) => Err(AuthError::AccountLocked),
+        (RC_INVALID_CREDENTIALS, Some(ppolicy::PolicyError::PasswordExpired)) => {
+            Err(AuthError::PasswordExpired { changeable: false })
+        }
+        (RC_INVALID_CREDENTIALS, _) => Err(match ad::bind_refusal(text) {
+            None | Some(BindRefusal::WrongPassword) => AuthError::InvalidCredentials,
+            Some(BindRefusal::NoSuchUser) => AuthError::UnknownUser,
+            Some(BindRefusal::LogonRestricted) => AuthError::LogonRestricted,
+            // AD lets another account change it with the old password (see `change`).
+            Some(BindRefusal::PasswordExpired) => AuthError::PasswordExpired { changeable: true },
+            Some(BindRefusal::AccountDisabled) => AuthError::AccountDisabled,
+            Some(BindRefusal::AccountExpired) => AuthError::AccountExpired,
+            Some(BindRefusal::PasswordMustChange) => AuthError::PasswordMustChange,
+            Some(BindRefusal::AccountLocked) => AuthError::AccountLocked,
+        }),
+        (rc, _) => Err(AuthError::Unavailable(format!("bind answered rc={rc} {text}"))),
     }
 }
 

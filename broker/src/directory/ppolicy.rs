@@ -4,6 +4,8 @@
 //! password expired, and whether an accepted one was accepted only to change the password (after
 //! an administrator's reset) or on a grace login.
 
+use super::ber::tlv;
+
 /// OID of the password policy request and response controls.
 pub const OID: &str = "1.3.6.1.4.1.42.2.27.8.5.1";
 
@@ -71,26 +73,6 @@ pub fn grace_login(value: &[u8]) -> bool {
         rest = after;
     }
     false
-}
-
-/// One BER element: (tag, contents, what follows). Single-byte tags; short or long lengths.
-fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (length, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let count = usize::from(first & 0x7f);
-        if count == 0 || count > 4 || rest.len() < count {
-            return None;
-        }
-        let length = rest[..count].iter().fold(0usize, |n, b| (n << 8) | usize::from(*b));
-        (length, &rest[count..])
-    };
-    if rest.len() < length {
-        return None;
-    }
-    Some((tag, &rest[..length], &rest[length..]))
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@ pub struct Server {
     pub url: String,
     /// `host:port` from the URL, for connecting the socket ourselves.
     pub address: String,
+    /// The URL's host, the name its TLS certificate must carry.
+    pub host: String,
     pub transport: LdapTransport,
     failed_at: Mutex<Option<Instant>>,
 }
@@ -31,6 +33,7 @@ impl Servers {
                 Ok(Server {
                     url: s.url.clone(),
                     address: socket_address(&s.url)?,
+                    host: url_host(&s.url)?,
                     transport: s.transport.clone(),
                     failed_at: Mutex::new(None),
                 })
@@ -54,6 +57,11 @@ impl Servers {
             (0..self.list.len()).partition(|&i| !self.list[i].recently_failed(now));
         fine.extend(passed_over);
         fine
+    }
+
+    /// Whether server `index` failed less than [`PASS_OVER`] before `now`.
+    pub fn recently_failed(&self, index: usize, now: Instant) -> bool {
+        self.list[index].recently_failed(now)
     }
 
     /// Marks server `index` failed at `now`; true when it had been fine until then.
@@ -117,6 +125,17 @@ pub async fn discover(config: &mut DirectoryConfig) -> Result<(), String> {
     Ok(())
 }
 
+/// The host of an `ldap://` or `ldaps://` URL (brackets off an IPv6 address; default localhost).
+fn url_host(url: &str) -> Result<String, AuthError> {
+    let parsed = url::Url::parse(url).map_err(|e| AuthError::Unavailable(format!("directory URL {url}: {e}")))?;
+    Ok(match parsed.host() {
+        Some(url::Host::Domain(name)) if !name.is_empty() => name.to_owned(),
+        Some(url::Host::Ipv4(address)) => address.to_string(),
+        Some(url::Host::Ipv6(address)) => address.to_string(),
+        _ => "localhost".to_owned(),
+    })
+}
+
 /// `host:port` of an `ldap://` or `ldaps://` URL (default ports 389 and 636).
 fn socket_address(url: &str) -> Result<String, AuthError> {
     let parsed = url::Url::parse(url).map_err(|e| AuthError::Unavailable(format!("directory URL {url}: {e}")))?;
@@ -151,6 +170,9 @@ mod tests {
         assert_eq!(socket_address("ldap://dir.example.com").unwrap(), "dir.example.com:389");
         assert_eq!(socket_address("ldaps://127.0.0.1:1636/").unwrap(), "127.0.0.1:1636");
         assert_eq!(socket_address("ldap://[::1]:389").unwrap(), "[::1]:389");
+        assert_eq!(url_host("ldap://[::1]:389").unwrap(), "::1");
+        assert_eq!(url_host("ldaps://dc1.example.com/").unwrap(), "dc1.example.com");
+        assert_eq!(url_host("ldaps://127.0.0.1:1636/").unwrap(), "127.0.0.1");
     }
 
     #[test]
