@@ -56,33 +56,48 @@ fn main() -> anyhow::Result<()> {
     let broker_login_with = |url: &str, cc: &str, extra: &[&str]| {
         let mut command = sandbox.kinit_command_via(url, &sandbox.pki.ca_cert, "alice", cc);
         command.args(extra);
-        timed_with_stdin(&mut command, "alicepw")
+        timed_with_stdin(&mut command, Some("alicepw"))
     };
     let broker_login = |url: &str, cc: &str| broker_login_with(url, cc, &[]);
     let password_kinit = |cc: &str| {
         let mut command = sandbox.realm.command("kinit");
         command.args(["-c", cc, "alice"]);
-        timed_with_stdin(&mut command, "alice-kdc-pw")
+        timed_with_stdin(&mut command, Some("alice-kdc-pw"))
     };
 
     let keytab_kinit = |cc: &str| {
         let mut command = sandbox.realm.command("kinit");
         command.args(["-k", "-t"]).arg(&keytab).args(["-c", cc, "alice"]);
-        timed_with_stdin(&mut command, "")
+        timed_with_stdin(&mut command, None)
     };
 
     type Variant<'a> = (&'static str, Box<dyn FnMut() -> anyhow::Result<Duration> + 'a>);
     let mut variants: Vec<Variant<'_>> = vec![
-        ("(a) ktbroker-kinit, key source kadm5", Box::new(|| broker_login(&sandbox.broker.url, &ccache()))),
-        ("(a') ktbroker-kinit, key source kadmin-cli", Box::new(|| broker_login(&cli_broker.url, &ccache()))),
-        ("(b) kinit with the Kerberos password", Box::new(|| password_kinit(&ccache()))),
-        ("(c) as (a), freed heap memory not wiped", Box::new(|| broker_login(&unwiped_broker.url, &ccache()))),
+        (
+            "(a) ktbroker-kinit, key source kadm5",
+            Box::new(|| broker_login(&sandbox.broker.url, &ccache())),
+        ),
+        (
+            "(a') ktbroker-kinit, key source kadmin-cli",
+            Box::new(|| broker_login(&cli_broker.url, &ccache())),
+        ),
+        (
+            "(b) kinit with the Kerberos password",
+            Box::new(|| password_kinit(&ccache())),
+        ),
+        (
+            "(c) as (a), freed heap memory not wiped",
+            Box::new(|| broker_login(&unwiped_broker.url, &ccache())),
+        ),
         (
             "(d) as (a), ticket delivery",
             Box::new(|| broker_login_with(&sandbox.broker.url, &ccache(), &["--delivery", "ticket"])),
         ),
         ("(e) kinit -k with alice's keytab", Box::new(|| keytab_kinit(&ccache()))),
-        ("(f) as (a), a fresh directory connection per bind", Box::new(|| broker_login(&fresh_binds_broker.url, &ccache()))),
+        (
+            "(f) as (a), a fresh directory connection per bind",
+            Box::new(|| broker_login(&fresh_binds_broker.url, &ccache())),
+        ),
     ];
     let samples = measure_interleaved(args.iterations, &mut variants)?;
     println!(
@@ -98,28 +113,43 @@ fn main() -> anyhow::Result<()> {
     }
     let p50 = |label: char| ms(percentile(&samples[index_of(&variants, label)], 50));
     let ratio = |x: char, y: char| p50(x) / p50(y);
-    println!("ratio a/b  (p50): {:.2}   (goal <= 1.0: a broker login faster than typing the Kerberos password)", ratio('a', 'b'));
-    println!("ratio d/a  (p50): {:.2}   (goal <= 1.10: ticket delivery within 10% of keytab delivery)", ratio('d', 'a'));
+    println!(
+        "ratio a/b  (p50): {:.2}   (goal <= 1.0: a broker login faster than typing the Kerberos password)",
+        ratio('a', 'b')
+    );
+    println!(
+        "ratio d/a  (p50): {:.2}   (goal <= 1.10: ticket delivery within 10% of keytab delivery)",
+        ratio('d', 'a')
+    );
     println!("ratio d/b  (p50): {:.2}   (goal <= 1.0)", ratio('d', 'b'));
     println!("ratio e/b  (p50): {:.2}   (the Kerberos part alone)", ratio('e', 'b'));
-    println!("ratio a/f  (p50): {:.2}   (kept-open directory connections against a fresh one per bind)", ratio('a', 'f'));
-    println!("ratio a/c  (p50): {:.2}   (the cost of wiping freed memory)", ratio('a', 'c'));
+    println!(
+        "ratio a/f  (p50): {:.2}   (kept-open directory connections against a fresh one per bind)",
+        ratio('a', 'f')
+    );
+    println!(
+        "ratio a/c  (p50): {:.2}   (the cost of wiping freed memory)",
+        ratio('a', 'c')
+    );
     Ok(())
 }
 
-/// Runs `command` with `input` and a newline on stdin; the wall time if it exited 0.
-fn timed_with_stdin(command: &mut Command, input: &str) -> anyhow::Result<Duration> {
+/// Runs `command` with `input` and a newline on stdin (or none); the wall time if it exited 0.
+fn timed_with_stdin(command: &mut Command, input: Option<&str>) -> anyhow::Result<Duration> {
     let started = Instant::now();
+    let stdin = if input.is_some() { Stdio::piped() } else { Stdio::null() };
     let mut child = command
-        .stdin(Stdio::piped())
+        .stdin(stdin)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()?;
-    child
-        .stdin
-        .take()
-        .context("stdin")?
-        .write_all(format!("{input}\n").as_bytes())?;
+    if let Some(input) = input {
+        child
+            .stdin
+            .take()
+            .context("stdin")?
+            .write_all(format!("{input}\n").as_bytes())?;
+    }
     let output = child.wait_with_output()?;
     let elapsed = started.elapsed();
     anyhow::ensure!(
