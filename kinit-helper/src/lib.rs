@@ -55,7 +55,21 @@ pub async fn login_with(
     // Before any network traffic: never overwrite a cache that belongs to someone else.
     let cache = ccache::refuse_foreign_cache(request.kerberos.ccache.as_deref())?;
     ccache::sweep_stranded_temporaries(&cache);
+    // While the broker answers, a blocking thread readies the libkrb5 context for what follows;
+    // for a keytab's AS exchange that includes loading the pre-authentication modules, the
+    // slowest part of the exchange (see `load_preauth_modules`).
+    let will_exchange = request.who.delivery == fetch::Delivery::Keytab;
+    let readying = tokio::task::spawn_blocking(move || {
+        let context = krb5_context()?;
+        if will_exchange {
+            context.load_preauth_modules();
+        }
+        Ok::<_, HelperError>(context)
+    });
     let keytab = fetch::fetch_from_any(&request.endpoints, &request.who, credentials).await?;
+    let context = readying
+        .await
+        .map_err(|e| HelperError::Internal(format!("krb5 context task failed: {e}")))??;
     let principal = keytab.principal.clone();
     let kvno = keytab.kvno;
     let target = request.kerberos.clone();
@@ -66,8 +80,8 @@ pub async fn login_with(
     let delivered = keytab.delivered;
     let exchange = tokio::task::spawn_blocking(move || {
         let result = match keytab.delivered {
-            fetch::Delivery::Keytab => ticket::kinit_from_memory(&keytab.bytes, &kinit_principal, &target),
-            fetch::Delivery::Ticket => ticket::store_delivered(&keytab.bytes, &kinit_principal, &target),
+            fetch::Delivery::Keytab => ticket::kinit_from_memory(&context, &keytab.bytes, &kinit_principal, &target),
+            fetch::Delivery::Ticket => ticket::store_delivered(&context, &keytab.bytes, &kinit_principal, &target),
         };
         drop(keytab); // zeroizes the keytab bytes (or the ticket's session key)
         result

@@ -49,6 +49,7 @@ fn with_default_renewal(
 /// stores it in the target cache. Blocking (it talks to the KDC); the caller runs it off the async
 /// threads, under its deadline.
 pub fn kinit_from_memory(
+    context: &ktbroker_krb5::Context,
     keytab: &[u8],
     principal: &str,
     target: &KerberosTarget,
@@ -63,11 +64,10 @@ pub fn kinit_from_memory(
             contents: &entry.key.contents,
         })
         .collect();
-    let context = crate::krb5_context()?;
-    let lifetimes = with_default_renewal(&context, target.lifetimes);
+    let lifetimes = with_default_renewal(context, target.lifetimes);
     let times = context.kinit_with_keys(principal, &keys, target.ccache.as_deref(), lifetimes)?;
-    crate::ccache::require_valid_tgt(&context, principal, target, times)?;
-    record_delivery(&context, target, "keytab");
+    crate::ccache::require_valid_tgt(context, principal, target, times)?;
+    record_delivery(context, target, "keytab");
     Ok(times)
 }
 
@@ -75,16 +75,16 @@ pub fn kinit_from_memory(
 /// in the target cache, checked to be `principal`'s TGT and valid, and records the delivery.
 /// Blocking, like [`kinit_from_memory`].
 pub fn store_delivered(
+    context: &ktbroker_krb5::Context,
     message: &[u8],
     principal: &str,
     target: &KerberosTarget,
 ) -> Result<ktbroker_krb5::TicketTimes, HelperError> {
-    let context = crate::krb5_context()?;
     let times = context
         .store_credentials_message(message, principal, target.ccache.as_deref())
         .map_err(|e| HelperError::Protocol(format!("the delivered ticket: {e}")))?;
-    crate::ccache::require_valid_tgt(&context, principal, target, times)?;
-    record_delivery(&context, target, "ticket");
+    crate::ccache::require_valid_tgt(context, principal, target, times)?;
+    record_delivery(context, target, "ticket");
     Ok(times)
 }
 

@@ -283,6 +283,21 @@ unsafe extern "C" {
         options: *mut krb5_get_init_creds_opt,
     ) -> krb5_error_code;
     pub fn krb5_free_cred_contents(context: krb5_context, creds: *mut krb5_creds);
+    pub fn krb5_init_creds_init(
+        context: krb5_context,
+        client: krb5_principal,
+        prompter: *mut c_void,
+        data: *mut c_void,
+        start_time: i32,
+        options: *mut krb5_get_init_creds_opt,
+        ctx: *mut *mut c_void,
+    ) -> krb5_error_code;
+    pub fn krb5_init_creds_free(context: krb5_context, ctx: *mut c_void);
+    pub fn krb5_init_creds_set_service(
+        context: krb5_context,
+        ctx: *mut c_void,
+        service: *const c_char,
+    ) -> krb5_error_code;
     /// Stores the pointer, not a copy: the list must outlive the options.
     pub fn krb5_get_init_creds_opt_set_preauth_list(
         opt: *mut krb5_get_init_creds_opt,

@@ -674,6 +674,41 @@ impl Context {
         Ok(Principal { context: self, raw })
     }
 
+    /// Loads libkrb5's pre-authentication modules into this context now. A context loads them
+    /// on its first AS exchange otherwise, and that is the slow part of it (the SPAKE module and
+    /// libcrypto with it: about 1.5 ms), so a caller that will make one can do this while it
+    /// waits for something else. It only starts an exchange for a placeholder client (in a realm
+    /// of its own: no default realm is needed) and abandons it: nothing is sent. Best effort: a
+    /// failure is ignored (the exchange loads them as usual).
+    pub fn load_preauth_modules(&self) {
+        let Ok(client) = self.parse_name("ktbroker-warm-up@KTBROKER.INVALID") else {
+            return;
+        };
+        let mut exchange: *mut std::os::raw::c_void = std::ptr::null_mut();
+        // SAFETY: context and client are live; NULL prompter, data and options are allowed (the
+        // defaults); exchange receives a context we free below.
+        let code = unsafe {
+            ffi::krb5_init_creds_init(
+                self.raw,
+                client.raw,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                0,
+                std::ptr::null_mut(),
+                &mut exchange,
+            )
+        };
+        if code != 0 || exchange.is_null() {
+            return;
+        }
+        // Setting the service (re)builds the request, and with it the modules' per-request
+        // state: the first time, that loads them.
+        // SAFETY: exchange is live; the service name is a valid C string libkrb5 copies.
+        unsafe { ffi::krb5_init_creds_set_service(self.raw, exchange, c"krbtgt/KTBROKER.INVALID".as_ptr()) };
+        // SAFETY: exchange came from krb5_init_creds_init on this context, freed once.
+        unsafe { ffi::krb5_init_creds_free(self.raw, exchange) };
+    }
+
     fn resolve_keytab(&self, name: &str) -> Result<Keytab<'_>, Krb5Error> {
         let name = c_string(name, "keytab name")?;
         let mut raw: ffi::krb5_keytab = std::ptr::null_mut();

@@ -27,6 +27,9 @@ struct Args {
     iterations: usize,
 }
 
+/// A named login to time: "(x) what it is", and how to run it once.
+type Variant<'a> = (&'static str, Box<dyn FnMut() -> anyhow::Result<Duration> + 'a>);
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let sandbox = Sandbox::start().context("starting the sandbox")?;
@@ -71,7 +74,6 @@ fn main() -> anyhow::Result<()> {
         timed_with_stdin(&mut command, None)
     };
 
-    type Variant<'a> = (&'static str, Box<dyn FnMut() -> anyhow::Result<Duration> + 'a>);
     let mut variants: Vec<Variant<'_>> = vec![
         (
             "(a) ktbroker-kinit, key source kadm5",
@@ -163,10 +165,7 @@ fn timed_with_stdin(command: &mut Command, input: Option<&str>) -> anyhow::Resul
 
 /// `iterations` rounds (after 3 warm-up rounds), each running every variant once, in order;
 /// each variant's samples, sorted.
-fn measure_interleaved(
-    iterations: usize,
-    variants: &mut [(&'static str, Box<dyn FnMut() -> anyhow::Result<Duration> + '_>)],
-) -> anyhow::Result<Vec<Vec<Duration>>> {
+fn measure_interleaved(iterations: usize, variants: &mut [Variant<'_>]) -> anyhow::Result<Vec<Vec<Duration>>> {
     let mut samples = vec![Vec::with_capacity(iterations); variants.len()];
     for round in 0..iterations + 3 {
         for ((name, variant), taken) in variants.iter_mut().zip(samples.iter_mut()) {
@@ -183,7 +182,7 @@ fn measure_interleaved(
 }
 
 /// The position of the variant labelled `(x)`, e.g. `index_of(v, 'a')` for "(a) ...".
-fn index_of(variants: &[(&'static str, Box<dyn FnMut() -> anyhow::Result<Duration> + '_>)], label: char) -> usize {
+fn index_of(variants: &[Variant<'_>], label: char) -> usize {
     variants
         .iter()
         .position(|(name, _)| name.starts_with(&format!("({label})")))
