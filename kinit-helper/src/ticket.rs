@@ -65,9 +65,8 @@ pub fn kinit_from_memory(
         })
         .collect();
     let lifetimes = with_default_renewal(context, target.lifetimes);
-    let times = context.kinit_with_keys(principal, &keys, target.ccache.as_deref(), lifetimes)?;
+    let times = context.kinit_with_keys(principal, &keys, target.ccache.as_deref(), lifetimes, "keytab")?;
     crate::ccache::require_valid_tgt(context, principal, target, times)?;
-    record_delivery(context, target, "keytab");
     Ok(times)
 }
 
@@ -84,14 +83,5 @@ pub fn store_delivered(
         .store_credentials_message(message, principal, target.ccache.as_deref())
         .map_err(|e| HelperError::Protocol(format!("the delivered ticket: {e}")))?;
     crate::ccache::require_valid_tgt(context, principal, target, times)?;
-    record_delivery(context, target, "ticket");
     Ok(times)
-}
-
-/// Notes in the cache how its ticket came (`status` shows it). A cache type that keeps no
-/// configuration entries just does not say.
-pub fn record_delivery(context: &ktbroker_krb5::Context, target: &KerberosTarget, delivery: &str) {
-    if let Err(e) = context.record_delivery(target.ccache.as_deref(), delivery) {
-        tracing::debug!(error = %e, "cannot record the delivery in the cache");
-    }
 }

@@ -60,7 +60,7 @@ impl Context {
 
     /// Stores the credentials of a KRB-CRED message in `ccache` (reinitialized for the client, as
     /// kinit does: staged in memory, then moved over it), after checking that they are
-    /// `principal`'s TGT for its own realm.
+    /// `principal`'s TGT for its own realm; the cache records the delivery as `ticket`.
     pub fn store_credentials_message(
         &self,
         message: &[u8],
@@ -100,7 +100,8 @@ impl Context {
             self.check(code, "krb5_cc_initialize")?;
             // SAFETY: the credentials are live; store copies them into the staging cache.
             let code = unsafe { ffi::krb5_cc_store_cred(self.raw, staged.raw, *tgt) };
-            self.check(code, "krb5_cc_store_cred")
+            self.check(code, "krb5_cc_store_cred")?;
+            self.set_delivery(&staged, "ticket")
         })();
         drop(creds);
         if let Err(e) = filled {
@@ -134,10 +135,10 @@ impl Context {
         String::from_utf8(value).ok()
     }
 
-    /// Records how the ticket in `ccache` was delivered (`keytab` or `ticket`) as a ccache
-    /// configuration entry, for `status`.
-    pub fn record_delivery(&self, ccache: Option<&str>, delivery: &str) -> Result<(), Krb5Error> {
-        let cache = self.resolve_ccache(ccache)?;
+    /// Records how the ticket in `cache` was delivered (`keytab` or `ticket`) as a ccache
+    /// configuration entry, for `status`. The logins write it into the staged cache, so that it
+    /// arrives with the ticket.
+    pub(crate) fn set_delivery(&self, cache: &crate::Ccache<'_>, delivery: &str) -> Result<(), Krb5Error> {
         let key = c_string(DELIVERY_CONFIG_KEY, "config key")?;
         let mut bytes = delivery.as_bytes().to_vec();
         let mut data = ffi::krb5_data {
