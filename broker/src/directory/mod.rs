@@ -9,8 +9,7 @@
 //!    alone, used for nothing but binds; `simple_bind` speaks on it), simple-bind as that entry's DN with
 //!    the given password; why a bind was refused comes from the password policy control (OpenLDAP's ppolicy) or from AD's bind
 //!    sub-code (see `ad`);
-//! 3. as the service account, check membership of the allowed groups (see `groups`), at the same
-//!    time as step 2 (the bind's answer decides first).
+//! 3. as the service account, check membership of the allowed groups (see `groups`).
 //!
 //! DN-template bind (no service account): bind as the template DN with the username RFC
 //! 4514-escaped into it, then check the groups on that same, user-bound connection (a fresh one
@@ -602,22 +601,16 @@ impl LdapDirectory {
         budget: Budget,
     ) -> Result<VerifiedUser, AuthError> {
         let entry = self.find_entry(user_base, user, budget).await?;
-        // The user's bind (never on the service account's connections) and the service account's
-        // group checks need only the entry, so they run at once; the bind's answer is looked at
-        // first, so a wrong password is that, whatever the groups say.
-        let groups = async {
-            let allowed = self
-                .in_allowed_group(&mut Via::Service, &entry.dn, user, budget)
-                .await?;
-            let in_keytab_group = self.in_keytab_group(&mut Via::Service, &entry.dn, user, budget).await?;
-            Ok::<_, AuthError>((allowed, in_keytab_group))
-        };
-        let (accepted, groups) = tokio::join!(self.check_password(&entry.dn, password, budget), groups);
-        accepted?;
-        let (allowed, in_keytab_group) = groups?;
-        if !allowed {
+        // The user's bind never happens on the service account's connections.
+        self.check_password(&entry.dn, password, budget).await?;
+
+        if !self
+            .in_allowed_group(&mut Via::Service, &entry.dn, user, budget)
+            .await?
+        {
             return Err(AuthError::NotInGroup);
         }
+        let in_keytab_group = self.in_keytab_group(&mut Via::Service, &entry.dn, user, budget).await?;
         Ok(VerifiedUser {
             principal: self.entry_principal(&entry),
             dn: entry.dn,
