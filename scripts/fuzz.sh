@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes what parses untrusted input, with cargo-fuzz (libFuzzer, nightly toolchain): the keytab
-# codec, the broker's request validation, its configuration parser and the PAM argument parser.
+# codec, the broker's request validation, its configuration parser, the PAM argument parser and
+# the directory's answers to binds.
 # Each target runs SECONDS (default 60); a summary prints each one's executions. A crash stops the
 # run (exit 1) with its input in fuzz/artifacts/TARGET/. The corpora grow in the cache, outside
 # the repository; fuzz/seeds/ holds the hand-made starting inputs. With --smoke (CI) each target
@@ -20,7 +21,7 @@ seconds="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(keytab_codec request_validation config_parser pam_args)
+    targets=(keytab_codec request_validation config_parser pam_args ldap_bind_answer)
 fi
 if ! rustup toolchain list | grep -q '^nightly'; then
     echo "fuzz: needs the nightly toolchain (rustup toolchain install nightly)" >&2

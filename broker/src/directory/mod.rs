@@ -32,9 +32,9 @@ mod ad;
 mod ber;
 mod change;
 mod groups;
-mod ppolicy;
+pub mod ppolicy;
 mod servers;
-mod simple_bind;
+pub mod simple_bind;
 mod user_binds;
 
 use crate::config::{DirectoryConfig, LdapTransport, UserLookup};

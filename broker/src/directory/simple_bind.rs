@@ -111,8 +111,8 @@ impl BindConnection {
         self.write_all(&request).await?;
         drop(request);
         let answer = self.read_message().await?;
-        match parse_result(&answer, id, TAG_BIND_RESPONSE) {
-            Some((rc, text, ppolicy)) => Ok(BindAnswer { rc, text, ppolicy }),
+        match read_bind_answer(&answer, id) {
+            Some(answer) => Ok(answer),
             None if is_notice_of_disconnection(&answer) => Err(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
                 "the directory is closing the connection (notice of disconnection)",
@@ -264,6 +264,33 @@ fn ppolicy_value(mut controls: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// What a directory's answer to bind number `id` says (an LDAPMessage's contents, as read off the
+/// wire), or `None` if it is not that answer. For the fuzzer; the connection reads through it too.
+pub fn read_bind_answer(message: &[u8], id: u32) -> Option<BindAnswer> {
+    parse_result(message, id, TAG_BIND_RESPONSE).map(|(rc, text, ppolicy)| BindAnswer { rc, text, ppolicy })
+}
+
+/// A BindResponse to `id` as a directory sends it (an LDAPMessage's contents), with a password
+/// policy control when `ppolicy` is given: for tests and the fuzzer's round trip.
+pub fn encode_bind_answer(id: u32, answer: &BindAnswer) -> Vec<u8> {
+    let mut result = Vec::new();
+    ber::push(&mut result, TAG_ENUMERATED, &ber::integer(answer.rc));
+    ber::push(&mut result, TAG_OCTET_STRING, b"");
+    ber::push(&mut result, TAG_OCTET_STRING, answer.text.as_bytes());
+    let mut body = Vec::new();
+    ber::push(&mut body, TAG_INTEGER, &ber::integer(id));
+    ber::push(&mut body, TAG_BIND_RESPONSE, &result);
+    if let Some(value) = &answer.ppolicy {
+        let mut fields = Vec::new();
+        ber::push(&mut fields, TAG_OCTET_STRING, super::ppolicy::OID.as_bytes());
+        ber::push(&mut fields, TAG_OCTET_STRING, value);
+        let mut control = Vec::new();
+        ber::push(&mut control, TAG_SEQUENCE, &fields);
+        ber::push(&mut body, TAG_CONTROLS, &control);
+    }
+    body
+}
+
 /// An unsolicited notification (message 0, an ExtendedResponse): the directory is hanging up.
 fn is_notice_of_disconnection(message: &[u8]) -> bool {
     ber::expect(TAG_INTEGER, message).is_some_and(|(id, rest)| {
@@ -347,6 +374,29 @@ mod tests {
             parse_result(&[0x02, 0x01, 0x01, 0x61, 0x00], 1, TAG_BIND_RESPONSE),
             None
         );
+    }
+
+    #[test]
+    fn encoded_answers_read_back_as_they_were() {
+        for answer in [
+            BindAnswer {
+                rc: 0,
+                text: String::new(),
+                ppolicy: None,
+            },
+            BindAnswer {
+                rc: 49,
+                text: "data 775".into(),
+                ppolicy: Some(vec![0x30, 0x03, 0x81, 0x01, 0x01]),
+            },
+            BindAnswer {
+                rc: 200,
+                text: "x".repeat(300),
+                ppolicy: Some(Vec::new()),
+            },
+        ] {
+            assert_eq!(read_bind_answer(&encode_bind_answer(77, &answer), 77), Some(answer));
+        }
     }
 
     #[test]
