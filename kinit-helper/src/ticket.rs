@@ -65,7 +65,7 @@ pub fn kinit_from_memory(
         })
         .collect();
     let lifetimes = with_default_renewal(context, target.lifetimes);
-    let times = context.kinit_with_keys(principal, &keys, target.ccache.as_deref(), lifetimes, "keytab")?;
+    let times = context.kinit_with_keys(principal, &keys, target.ccache.as_deref(), lifetimes)?;
     crate::ccache::require_valid_tgt(context, principal, target, times)?;
     Ok(times)
 }

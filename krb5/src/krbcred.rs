@@ -21,6 +21,9 @@ pub struct TicketRequest {
 /// The ccache configuration entry that records how a cache's ticket was delivered (`klist -C`
 /// shows it; `ktbroker-kinit status` reads it).
 pub const DELIVERY_CONFIG_KEY: &str = "ktbroker_delivery";
+/// Its values: how the cache's ticket came.
+pub(crate) const KEYTAB_DELIVERY: &str = "keytab";
+pub(crate) const TICKET_DELIVERY: &str = "ticket";
 
 impl Context {
     /// The AS exchange for `principal` with `keys` (held in a private `MEMORY:` keytab, emptied
@@ -101,7 +104,7 @@ impl Context {
             // SAFETY: the credentials are live; store copies them into the staging cache.
             let code = unsafe { ffi::krb5_cc_store_cred(self.raw, staged.raw, *tgt) };
             self.check(code, "krb5_cc_store_cred")?;
-            self.set_delivery(&staged, "ticket")
+            self.set_delivery(&staged, TICKET_DELIVERY)
         })();
         drop(creds);
         if let Err(e) = filled {

@@ -281,7 +281,7 @@ impl Context {
     /// Gets initial credentials (a TGT) for `principal` with `keys` (what `kinit -k` does) and
     /// stores them in `ccache` (a ccache name; `None` is the default cache: KRB5CCNAME, else
     /// krb5.conf's), which is (re)initialized for `principal`, with the configuration entry that
-    /// records how the keys came (`delivered_as`, see [`Context::cache_delivery`]).
+    /// records a keytab delivery (see [`Context::cache_delivery`]).
     ///
     /// The keys live only in libkrb5's own memory meanwhile: a `MEMORY:` keytab private to this
     /// process (as SSSD's krb5_child loads them), whose entries are removed again, which makes
@@ -292,7 +292,6 @@ impl Context {
         keys: &[KeyEntry<'_>],
         ccache: Option<&str>,
         lifetimes: Lifetimes,
-        delivered_as: &str,
     ) -> Result<TicketTimes, Krb5Error> {
         let client = self.parse_name(principal)?;
         let keytab = self.resolve_keytab(&memory_keytab_name())?;
@@ -304,7 +303,7 @@ impl Context {
         for key in keys {
             loaded.add(key)?;
         }
-        let times = self.initial_creds(&client, &keytab, ccache, lifetimes, delivered_as);
+        let times = self.initial_creds(&client, &keytab, ccache, lifetimes);
         drop(loaded);
         times
     }
@@ -317,7 +316,6 @@ impl Context {
         keytab: &Keytab<'_>,
         ccache: Option<&str>,
         lifetimes: Lifetimes,
-        delivered_as: &str,
     ) -> Result<TicketTimes, Krb5Error> {
         let cache = self.resolve_ccache(ccache)?;
         let staged = self.new_memory_ccache()?;
@@ -327,7 +325,7 @@ impl Context {
         };
         let times = self
             .initial_creds_into(client, keytab, &staged, exchange)
-            .and_then(|times| self.set_delivery(&staged, delivered_as).map(|()| times));
+            .and_then(|times| self.set_delivery(&staged, krbcred::KEYTAB_DELIVERY).map(|()| times));
         match times {
             Ok(times) => self.move_into(staged, &cache, "storing the ticket").map(|()| times),
             Err(e) => {
@@ -952,7 +950,7 @@ mod tests {
     fn names_with_nul_bytes_are_refused_before_libkrb5() {
         let context = Context::new().unwrap();
         let err = context
-            .kinit_with_keys("alice\0@R", &keys(), Some("MEMORY:x"), Lifetimes::default(), "keytab")
+            .kinit_with_keys("alice\0@R", &keys(), Some("MEMORY:x"), Lifetimes::default())
             .unwrap_err();
         assert_eq!(err.code, -1);
         assert!(err.message.contains("NUL"), "{err}");
@@ -967,7 +965,6 @@ mod tests {
                 &keys(),
                 Some("NO-SUCH-TYPE:x"),
                 Lifetimes::default(),
-                "keytab",
             )
             .unwrap_err();
         assert_ne!(err.code, 0);

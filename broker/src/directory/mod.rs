@@ -6,9 +6,9 @@
 //!    filter (by default the schema's, e.g. `(&(objectClass=posixAccount)(uid=<escaped>))`)
 //!    under the user base, require exactly one entry;
 //! 2. on a connection of the users' pool (see `user_binds`: open already, taken by this request
-//!    alone, used for nothing but binds; `simple_bind` speaks on it), simple-bind as that entry's DN with
-//!    the given password; why a bind was refused comes from the password policy control (OpenLDAP's ppolicy) or from AD's bind
-//!    sub-code (see `ad`);
+//!    alone, used for nothing but binds; `simple_bind` speaks on it), simple-bind as that entry's
+//!    DN with the given password; why a bind was refused comes from the password policy control
+//!    (OpenLDAP's ppolicy) or from AD's bind sub-code (see `ad`);
 //! 3. as the service account, check membership of the allowed groups (see `groups`).
 //!
 //! DN-template bind (no service account): bind as the template DN with the username RFC
@@ -378,34 +378,33 @@ impl LdapDirectory {
             .user_binds
             .take(now, |server| !self.servers.recently_failed(server, now))
         {
-            match Self::bind_on(&mut pooled.ldap, dn, password, budget.within(self.share())?).await {
-                Err(AuthError::Unavailable(why)) => {
-                    tracing::debug!(error = %why, "pooled user-bind connection failed; binding on a fresh one");
-                    // Ended: the directory closed it (idle timeout, restart). Open but silent: frozen.
-                    if !pooled.ldap.is_closed() && self.servers.len() > 1 {
-                        self.servers.failed(pooled.server, Instant::now());
-                    }
-                    pooled.ldap.close();
-                }
-                answered => {
-                    self.user_binds.give_back(pooled, Instant::now());
-                    return answered;
-                }
+            let outcome = Self::bind_on(&mut pooled.conn, dn, password, budget.within(self.share())?).await;
+            let Err(AuthError::Unavailable(why)) = &outcome else {
+                self.settle(pooled, &outcome);
+                return outcome;
+            };
+            tracing::debug!(error = %why, "pooled user-bind connection failed; binding on a fresh one");
+            // Ended: the directory closed it (idle timeout, restart). Open but silent: frozen.
+            if !pooled.conn.is_closed() && self.servers.len() > 1 {
+                self.servers.failed(pooled.server, Instant::now());
             }
+            self.settle(pooled, &outcome);
         }
-        let (ldap, server) = self
+        let (conn, server) = self
             .first_server(budget, |index, budget| self.bind_connection_to(index, budget))
             .await?;
-        let mut fresh = UserConnection { ldap, server };
-        match Self::bind_on(&mut fresh.ldap, dn, password, budget).await {
-            Err(AuthError::Unavailable(why)) => {
-                fresh.ldap.close();
-                Err(AuthError::Unavailable(why))
-            }
-            answered => {
-                self.user_binds.give_back(fresh, Instant::now());
-                answered
-            }
+        let mut fresh = UserConnection { conn, server };
+        let outcome = Self::bind_on(&mut fresh.conn, dn, password, budget).await;
+        self.settle(fresh, &outcome);
+        outcome
+    }
+
+    /// After a bind: the connection goes back to the users' pool when the directory answered
+    /// (whatever it answered), and is closed when it did not.
+    fn settle(&self, connection: UserConnection, outcome: &Result<(), AuthError>) {
+        match outcome {
+            Err(AuthError::Unavailable(_)) => connection.conn.close(),
+            _ => self.user_binds.give_back(connection, Instant::now()),
         }
     }
 

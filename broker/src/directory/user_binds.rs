@@ -48,12 +48,12 @@ impl Reusable for BindConnection {
 
 /// An open connection for users' binds, and the server it goes to.
 pub struct UserConnection<C = BindConnection> {
-    pub ldap: C,
+    pub conn: C,
     pub server: usize,
 }
 
 struct Idle<C> {
-    ldap: C,
+    conn: C,
     server: usize,
     since: Instant,
 }
@@ -80,20 +80,20 @@ impl<C: Reusable> UserBindPool<C> {
             let mut found = None;
             while let Some(mut candidate) = idle.pop() {
                 let fresh = now.saturating_duration_since(candidate.since) < IDLE_LIMIT;
-                if fresh && !candidate.ldap.is_closed() && usable(candidate.server) {
+                if fresh && !candidate.conn.is_closed() && usable(candidate.server) {
                     found = Some(candidate);
                     break;
                 }
-                stale.push(candidate.ldap);
+                stale.push(candidate.conn);
             }
             found
         };
         // Closed outside the lock: an unbind is a network write.
-        for ldap in stale {
-            ldap.close();
+        for conn in stale {
+            conn.close();
         }
         found.map(|idle| UserConnection {
-            ldap: idle.ldap,
+            conn: idle.conn,
             server: idle.server,
         })
     }
@@ -102,19 +102,19 @@ impl<C: Reusable> UserBindPool<C> {
     pub fn give_back(&self, mut connection: UserConnection<C>, now: Instant) {
         let surplus = {
             let mut idle = self.lock();
-            if idle.len() < self.capacity && !connection.ldap.is_closed() {
+            if idle.len() < self.capacity && !connection.conn.is_closed() {
                 idle.push(Idle {
-                    ldap: connection.ldap,
+                    conn: connection.conn,
                     server: connection.server,
                     since: now,
                 });
                 None
             } else {
-                Some(connection.ldap)
+                Some(connection.conn)
             }
         };
-        if let Some(ldap) = surplus {
-            ldap.close();
+        if let Some(conn) = surplus {
+            conn.close();
         }
     }
 
@@ -166,7 +166,7 @@ mod tests {
                 ended: ended.clone(),
                 closes: self.closes.clone(),
             };
-            let connection = UserConnection { ldap: fake, server };
+            let connection = UserConnection { conn: fake, server };
             (connection, ended)
         }
         fn closed(&self) -> usize {
@@ -175,7 +175,7 @@ mod tests {
     }
 
     fn name(taken: Option<UserConnection<Fake>>) -> Option<&'static str> {
-        taken.map(|c| c.ldap.name)
+        taken.map(|c| c.conn.name)
     }
 
     #[test]
