@@ -57,14 +57,17 @@ pub async fn login_with(
     ccache::sweep_stranded_temporaries(&cache);
     // While the broker answers, a blocking thread readies the libkrb5 context for what follows;
     // for a keytab's AS exchange that includes loading the pre-authentication modules, the
-    // slowest part of the exchange (see `load_preauth_modules`).
+    // slowest part of the exchange (see `load_preauth_modules` and `Context::for_known_keys`).
     let will_exchange = request.who.delivery == fetch::Delivery::Keytab;
     let readying = tokio::task::spawn_blocking(move || {
-        let context = krb5_context()?;
-        if will_exchange {
-            context.load_preauth_modules();
+        if !will_exchange {
+            return krb5_context();
         }
-        Ok::<_, HelperError>(context)
+        // Without SPAKE, whose module costs more to load than the rest of the exchange; should
+        // that context fail to come up, a default one says why (or works).
+        let context = ktbroker_krb5::Context::for_known_keys().or_else(|_| krb5_context())?;
+        context.load_preauth_modules();
+        Ok(context)
     });
     let keytab = fetch::fetch_from_any(&request.endpoints, &request.who, credentials).await?;
     let context = readying

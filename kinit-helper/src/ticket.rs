@@ -65,7 +65,19 @@ pub fn kinit_from_memory(
         })
         .collect();
     let lifetimes = with_default_renewal(context, target.lifetimes);
-    let times = context.kinit_with_keys(principal, &keys, target.ccache.as_deref(), lifetimes)?;
+    let cache = target.ccache.as_deref();
+    let times = match context.kinit_with_keys(principal, &keys, cache, lifetimes) {
+        // A KDC that insists on SPAKE, which this context left out (`Context::for_known_keys`):
+        // once more with every module.
+        Err(e) if context.lacks_spake() && e.needs_another_preauth() => {
+            tracing::debug!(
+                code = e.code,
+                "the KDC asks for pre-authentication without SPAKE's module; again with it"
+            );
+            crate::krb5_context()?.kinit_with_keys(principal, &keys, cache, lifetimes)?
+        }
+        other => other?,
+    };
     crate::ccache::require_valid_tgt(context, principal, target, times)?;
     Ok(times)
 }

@@ -4,7 +4,7 @@
 
 #![allow(non_camel_case_types)]
 
-use std::os::raw::{c_char, c_uint, c_void};
+use std::os::raw::{c_char, c_int, c_long, c_uint, c_void};
 
 pub type krb5_error_code = i32;
 
@@ -36,6 +36,8 @@ crate::opaque!(
 /// A relative time in seconds (`krb5_deltat`).
 pub type krb5_deltat = i32;
 pub type krb5_preauthtype = i32;
+/// `profile_init_flags`: honour `module` directives, as libkrb5's own contexts do.
+pub const PROFILE_INIT_ALLOW_MODULE: c_int = 0x0001;
 /// PA-ENC-TIMESTAMP (RFC 4120 §5.2.7.2).
 pub const KRB5_PADATA_ENC_TIMESTAMP: krb5_preauthtype = 2;
 /// libkrb5's configuration profile (`profile_t`).
@@ -58,6 +60,7 @@ pub const KRB5KDC_ERR_CLIENT_REVOKED: krb5_error_code = -1_765_328_366;
 pub const KRB5KDC_ERR_KEY_EXP: krb5_error_code = -1_765_328_361;
 /// Pre-authentication failed: the key does not match the KDC's (a stale keytab).
 pub const KRB5KDC_ERR_PREAUTH_FAILED: krb5_error_code = -1_765_328_360;
+pub const KRB5_PREAUTH_FAILED: krb5_error_code = -1_765_328_174;
 /// Decrypting the KDC's answer failed: again a key that is not the KDC's.
 pub const KRB5KRB_AP_ERR_BAD_INTEGRITY: krb5_error_code = -1_765_328_353;
 /// The clocks of this host and the KDC differ by more than the allowed skew.
@@ -268,6 +271,13 @@ unsafe extern "C" {
     ) -> std::os::raw::c_long;
     pub fn profile_release_string(string: *mut c_char);
     pub fn profile_release(profile: profile_t);
+    /// Releases a profile without writing anything back to its files.
+    pub fn profile_abandon(profile: profile_t);
+    pub fn profile_init_flags(files: *const *const c_char, flags: c_int, profile: *mut profile_t) -> c_long;
+    /// The profile files a default context reads (KRB5_CONFIG, else the built-in path).
+    pub fn krb5_get_default_config_files(filenames: *mut *mut *mut c_char) -> krb5_error_code;
+    pub fn krb5_free_config_files(filenames: *mut *mut c_char);
+    pub fn krb5_init_context_profile(profile: profile_t, flags: i32, context: *mut krb5_context) -> krb5_error_code;
     pub fn krb5_get_init_creds_opt_set_out_ccache(
         context: krb5_context,
         opt: *mut krb5_get_init_creds_opt,

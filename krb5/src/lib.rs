@@ -13,6 +13,7 @@
 pub mod ffi;
 pub mod gss;
 mod krbcred;
+mod without_spake;
 pub use krbcred::{DELIVERY_CONFIG_KEY, TicketRequest};
 
 use std::ffi::{CStr, CString};
@@ -65,6 +66,21 @@ impl FailureKind {
 impl Krb5Error {
     pub fn kind(&self) -> FailureKind {
         FailureKind::of(self.code)
+    }
+
+    /// An AS exchange that found no pre-authentication mechanism it could use for what the KDC
+    /// asked: the KDC wants one this context did not load (see [`Context::for_known_keys`]).
+    pub fn needs_another_preauth(&self) -> bool {
+        self.code == ffi::KRB5_PREAUTH_FAILED
+    }
+
+    /// A context that could not be created.
+    fn no_context(code: ffi::krb5_error_code, during: &'static str) -> Self {
+        Self {
+            code,
+            message: "cannot create a krb5 context (is the krb5 configuration readable?)".into(),
+            during,
+        }
     }
 
     /// A failure found before libkrb5 was called (code -1).
@@ -251,6 +267,8 @@ pub struct CacheStatus {
 
 pub struct Context {
     raw: ffi::krb5_context,
+    /// Set for a context made by [`Context::for_known_keys`]: the profile fragment it reads.
+    without_spake: Option<std::os::fd::OwnedFd>,
     /// Not Sync: one thread at a time.
     _not_sync: PhantomData<std::cell::Cell<()>>,
 }
@@ -266,16 +284,31 @@ impl Context {
         // SAFETY: krb5_init_context writes a new context to the pointer, or returns an error.
         let code = unsafe { ffi::krb5_init_context(&mut raw) };
         if code != 0 || raw.is_null() {
-            return Err(Krb5Error {
-                code,
-                message: "cannot create a krb5 context (is the krb5 configuration readable?)".into(),
-                during: "krb5_init_context",
-            });
+            return Err(Krb5Error::no_context(code, "krb5_init_context"));
         }
         Ok(Self {
             raw,
+            without_spake: None,
             _not_sync: PhantomData,
         })
+    }
+
+    /// A context for an AS exchange with keys at hand: configured as [`Context::new`], except
+    /// that it never loads the SPAKE module (see `without_spake.rs`). Should the exchange fail
+    /// with [`Krb5Error::needs_another_preauth`], a realm that insists on SPAKE, the caller tries
+    /// once more with a default context.
+    pub fn for_known_keys() -> Result<Self, Krb5Error> {
+        let (raw, fragment) = without_spake::new_context()?;
+        Ok(Self {
+            raw,
+            without_spake: Some(fragment),
+            _not_sync: PhantomData,
+        })
+    }
+
+    /// Whether this context leaves SPAKE out ([`Context::for_known_keys`]).
+    pub fn lacks_spake(&self) -> bool {
+        self.without_spake.is_some()
     }
 
     /// Gets initial credentials (a TGT) for `principal` with `keys` (what `kinit -k` does) and

@@ -85,12 +85,9 @@ impl Realm {
         env.kadmin_local(&format!("addprinc -randkey {BROKER_WRITER}"))?;
         env.kadmin_local(&format!("ktadd -k {} {BROKER_WRITER}", broker_writer_keytab.display()))?;
 
-        let mut kdc = Daemon::spawn("krb5kdc", env.command("krb5kdc").arg("-n"), &dir.join("krb5kdc.out"))?;
-        let mut kadmind = Daemon::spawn(
-            "kadmind",
-            env.command("kadmind").arg("-nofork"),
-            &dir.join("kadmind.out"),
-        )?;
+        // Both start at once; then each is waited for.
+        let mut kdc = env.spawn(KDC)?;
+        let mut kadmind = env.spawn(KADMIND)?;
         kdc.wait_ready(Duration::from_secs(10), || tcp_open(kdc_port))?;
         kadmind.wait_ready(Duration::from_secs(10), || tcp_open(kadmin_port))?;
         Ok(Self {
@@ -184,10 +181,17 @@ impl Realm {
     /// Stops kadmind and starts it again on the same port (clients' sessions break).
     pub fn restart_kadmind(&mut self) -> anyhow::Result<()> {
         self.kadmind.stop()?;
-        let log = self.dir.join("kadmind.out");
-        self.kadmind = Daemon::spawn("kadmind", self.env().command("kadmind").arg("-nofork"), &log)?;
+        self.kadmind = self.env().spawn(KADMIND)?;
         let port = self.kadmin_port;
         self.kadmind.wait_ready(Duration::from_secs(10), || tcp_open(port))
+    }
+
+    /// Stops krb5kdc and starts it again on the same port, reading kdc.conf anew.
+    pub fn restart_kdc(&mut self) -> anyhow::Result<()> {
+        self.kdc.stop()?;
+        self.kdc = self.env().spawn(KDC)?;
+        let port = self.kdc_port;
+        self.kdc.wait_ready(Duration::from_secs(10), || tcp_open(port))
     }
 
     /// Writes a krb5.conf at `path` that knows every realm in `realms` (the first is the default):
@@ -235,7 +239,17 @@ struct RealmEnv {
     dir: PathBuf,
 }
 
+/// The realm's daemons: program, and the flag that keeps it in the foreground.
+const KDC: (&str, &str) = ("krb5kdc", "-n");
+const KADMIND: (&str, &str) = ("kadmind", "-nofork");
+
 impl RealmEnv {
+    /// Starts `daemon` for this realm, its output in DIR/PROGRAM.out.
+    fn spawn(&self, (program, foreground): (&str, &str)) -> anyhow::Result<Daemon> {
+        let log = self.dir.join(format!("{program}.out"));
+        Daemon::spawn(program, self.command(program).arg(foreground), &log)
+    }
+
     fn command(&self, program: &str) -> Command {
         let mut command = Command::new(program);
         command

@@ -77,15 +77,7 @@ fn where_pre_authentication_is_required_a_login_takes_one_as_exchange_in_either_
     let sandbox = ktbroker_tests::start_sandbox();
     sandbox.realm.kadmin_local("modprinc +requires_preauth alice").unwrap();
     let exchanges = || sandbox.realm.as_exchanges("alice");
-    // The KDC writes its log line after it answers: wait for the issue line to appear.
-    let after = |before: (usize, usize)| {
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while exchanges().1 == before.1 && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let now = exchanges();
-        (now.0 - before.0, now.1 - before.1)
-    };
+    let after = |before| as_exchanges_since(&sandbox.realm, "alice", before);
     // The baseline, so that the count can fail: a password kinit asks twice.
     let before = exchanges();
     assert!(
@@ -109,6 +101,60 @@ fn where_pre_authentication_is_required_a_login_takes_one_as_exchange_in_either_
         );
         assert!(out.status.success(), "{delivery}: {}", stderr(&out));
         assert_eq!(after(before), (0, 1), "{delivery} delivery: one AS exchange");
+    }
+}
+
+/// `user`'s AS exchanges (PREAUTH_REQUIRED answers, tickets issued) since `before`. The KDC writes
+/// its log line after it answers: waits up to 5 s for a new issue line.
+fn as_exchanges_since(realm: &ktbroker_tests::realm::Realm, user: &str, before: (usize, usize)) -> (usize, usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while realm.as_exchanges(user).1 == before.1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let now = realm.as_exchanges(user);
+    (now.0 - before.0, now.1 - before.1)
+}
+
+/// A KDC that takes no encrypted timestamp, only SPAKE: the client's lean context (no SPAKE
+/// module) cannot answer it, so the client tries again with every module, and the login works.
+#[test]
+fn where_the_kdc_takes_only_spake_a_login_works_in_either_delivery() {
+    let mut sandbox = ktbroker_tests::start_sandbox();
+    let mut kdc_conf = std::fs::read_to_string(&sandbox.realm.kdc_conf).unwrap();
+    kdc_conf.push_str(
+        "[libdefaults]\n    spake_preauth_groups = edwards25519\n\
+         [plugins]\n    kdcpreauth = {\n        disable = encrypted_timestamp\n    }\n",
+    );
+    std::fs::write(&sandbox.realm.kdc_conf, kdc_conf).unwrap();
+    sandbox.realm.restart_kdc().unwrap();
+    sandbox.realm.kadmin_local("modprinc +requires_preauth alice").unwrap();
+    let exchanges = || sandbox.realm.as_exchanges("alice");
+    // The KDC logs SPAKE's challenge round ("More preauthentication data is required").
+    let spake_rounds = || {
+        std::fs::read_to_string(sandbox.realm.dir.join("kdc.log"))
+            .unwrap_or_default()
+            .matches("preauth (spake) verify failure: More preauthentication data")
+            .count()
+    };
+    for delivery in ["keytab", "ticket"] {
+        let before = exchanges();
+        let spake_before = spake_rounds();
+        let out = kinit(
+            &sandbox,
+            &sandbox.broker.url,
+            "alice",
+            "alicepw",
+            &sandbox.ccache(&format!("spake-{delivery}")),
+            &["--delivery", delivery],
+        );
+        assert!(out.status.success(), "{delivery}: {}", stderr(&out));
+        let (asked, issued) = as_exchanges_since(&sandbox.realm, "alice", before);
+        assert_eq!(issued, 1, "{delivery}: one ticket");
+        assert!(
+            asked >= 1,
+            "{delivery}: the KDC asked for SPAKE ({asked} PREAUTH_REQUIRED)"
+        );
+        assert_eq!(spake_rounds() - spake_before, 1, "{delivery}: the ticket came by SPAKE");
     }
 }
 
