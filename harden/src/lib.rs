@@ -54,7 +54,7 @@ impl FreedMemory {
 }
 
 /// Makes freed heap memory be overwritten (see [`WIPING_MALLOC_TUNABLES`]): unless the
-/// environment already says how, re-executes this program (`/proc/self/exe`, same arguments,
+/// environment already says how, re-executes this program (its own path, same arguments,
 /// same process id, so systemd's notify protocol is undisturbed) with the tunables added to
 /// `GLIBC_TUNABLES`. Returns only if nothing had to change or the exec failed. Call it first
 /// thing in `main`, before anything is read or started.
@@ -70,7 +70,14 @@ pub fn wipe_freed_memory() -> std::io::Result<FreedMemory> {
         _ => WIPING_MALLOC_TUNABLES.to_owned(),
     };
     let mut args = std::env::args_os();
-    let mut command = std::process::Command::new("/proc/self/exe");
+    // The program's own path, so that the process keeps its name (the kernel takes it from the
+    // path executed: /proc/self/exe would name it "exe"); the link itself if the file is gone
+    // (replaced by an upgrade while running).
+    let program = std::env::current_exe()
+        .ok()
+        .filter(|path| path.is_file())
+        .unwrap_or_else(|| "/proc/self/exe".into());
+    let mut command = std::process::Command::new(program);
     if let Some(argv0) = args.next() {
         command.arg0(argv0);
     }

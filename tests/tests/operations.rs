@@ -1056,4 +1056,7 @@ fn after_fifty_logins_the_broker_keeps_almost_no_copy_of_a_password_or_key() {
         broker.log_text().contains("freed heap memory is overwritten"),
         "the broker re-executed itself with the wiping tunables"
     );
+    // And under its own name, as ps, top and pkill show it.
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", broker.pid())).unwrap();
+    assert_eq!(comm.trim(), "ktbrokerd", "the re-executed broker's process name");
 }
