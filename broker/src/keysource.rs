@@ -18,7 +18,7 @@ use crate::kadm5::KeyData;
 mod kadm5_source;
 mod memfd;
 
-pub use kadm5_source::Kadm5KeySource;
+pub use kadm5_source::{Kadm5Admin, Kadm5KeySource};
 
 use ktbroker_keytab::Keytab;
 use ktbroker_keytab::{Entry, Key, Principal};
@@ -276,11 +276,15 @@ impl ConfiguredKeySource {
                 admin_principal,
                 admin_keytab,
                 timeout,
+                sessions,
             } => Self::Kadm5(Kadm5KeySource::new(
-                admin_principal,
-                admin_keytab,
-                realm.to_owned(),
+                Kadm5Admin {
+                    principal: admin_principal,
+                    keytab: admin_keytab,
+                    realm: realm.to_owned(),
+                },
                 timeout,
+                sessions,
             )),
             KeysConfig::KadminCli {
                 kadmin_path,

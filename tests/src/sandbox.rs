@@ -235,6 +235,23 @@ impl Sandbox {
             )
     }
 
+    /// `config` (a broker.toml) with a krb5 profile of its own (ROOT/krb5-NAME.conf) that sends
+    /// the broker to kadmind at 127.0.0.1:`port` (a relay in front of the realm's kadmind).
+    pub fn with_kadmind_at(&self, config: String, port: u16, name: &str) -> anyhow::Result<String> {
+        let krb5_conf = self.root.join(format!("krb5-{name}.conf"));
+        let direct = format!("admin_server = 127.0.0.1:{}", self.realm.kadmin_port);
+        let profile = std::fs::read_to_string(&self.realm.krb5_conf)?;
+        anyhow::ensure!(profile.contains(&direct), "no `{direct}` in {profile}");
+        std::fs::write(
+            &krb5_conf,
+            profile.replace(&direct, &format!("admin_server = 127.0.0.1:{port}")),
+        )?;
+        Ok(config.replace(
+            &format!("krb5_config = \"{}\"", self.realm.krb5_conf.display()),
+            &format!("krb5_config = \"{}\"", krb5_conf.display()),
+        ))
+    }
+
     /// A second broker on this realm and directory, in `root/NAME`, whose configuration is `edit`
     /// applied to the standard one. Stopped when dropped.
     pub fn extra_broker(&self, name: &str, edit: impl FnOnce(String) -> String) -> anyhow::Result<Broker> {

@@ -958,28 +958,27 @@ fn under_a_frozen_directory_every_concurrent_login_gets_its_refusal_within_the_d
     assert_eq!(raw_fetch(&endpoint, "alice", b"alicepw", None).status, None);
 }
 
+/// A broker (in ROOT/`name`) whose krb5 profile sends it to kadmind through `port` (a relay), its
+/// key source's `timeout_secs = 10` line replaced by `keys`.
+fn broker_reaching_kadmind_via(
+    sandbox: &ktbroker_tests::Sandbox,
+    port: u16,
+    name: &str,
+    keys: &str,
+) -> ktbroker_tests::broker::Broker {
+    let config = |c: String| {
+        sandbox
+            .with_kadmind_at(c.replace("timeout_secs = 10", keys), port, name)
+            .unwrap()
+    };
+    sandbox.extra_broker(name, config).unwrap()
+}
+
 #[test]
 fn a_kadm5_call_hung_on_a_dark_connection_holds_up_only_its_own_request() {
     let sandbox = sandbox();
     let relay = ktbroker_tests::proxy::DarkeningRelay::start(sandbox.realm.kadmin_port).unwrap();
-    let krb5_conf = sandbox.root.join("krb5-via-relay.conf");
-    let direct = format!("admin_server = 127.0.0.1:{}", sandbox.realm.kadmin_port);
-    let profile = std::fs::read_to_string(&sandbox.realm.krb5_conf).unwrap();
-    assert!(profile.contains(&direct), "{profile}");
-    std::fs::write(
-        &krb5_conf,
-        profile.replace(&direct, &format!("admin_server = 127.0.0.1:{}", relay.port)),
-    )
-    .unwrap();
-    let broker = sandbox
-        .extra_broker("broker-dark-kadmind", |c| {
-            c.replace(
-                &format!("krb5_config = \"{}\"", sandbox.realm.krb5_conf.display()),
-                &format!("krb5_config = \"{}\"", krb5_conf.display()),
-            )
-            .replace("timeout_secs = 10", "timeout_secs = 2")
-        })
-        .unwrap();
+    let broker = broker_reaching_kadmind_via(&sandbox, relay.port, "broker-dark-kadmind", "timeout_secs = 2");
     let mut endpoint = sandbox.endpoint();
     endpoint.url = broker.url.clone();
     assert_eq!(raw_fetch(&endpoint, "alice", b"alicepw", None).status, None);
@@ -1003,6 +1002,44 @@ fn a_kadm5_call_hung_on_a_dark_connection_holds_up_only_its_own_request() {
         audit_reasons(&broker.audit_file),
         ["granted", "key_source_failed", "granted", "granted"]
     );
+}
+
+#[test]
+fn a_busy_broker_queues_kadm5_calls_for_its_few_admin_sessions_instead_of_opening_more() {
+    let sandbox = sandbox();
+    let relay = ktbroker_tests::proxy::DarkeningRelay::start(sandbox.realm.kadmin_port).unwrap();
+    let broker = broker_reaching_kadmind_via(
+        &sandbox,
+        relay.port,
+        "broker-two-sessions",
+        "timeout_secs = 10\nsessions = 2",
+    );
+    let mut endpoint = sandbox.endpoint();
+    endpoint.url = broker.url.clone();
+    // 3 rounds of 12 logins at once: far more calls than sessions.
+    for _ in 0..3 {
+        let answers: Vec<_> = (0..12)
+            .map(|n| {
+                let endpoint = endpoint.clone();
+                std::thread::spawn(move || {
+                    let (user, password) = if n % 2 == 0 {
+                        ("alice", "alicepw")
+                    } else {
+                        ("bob", "bobpw")
+                    };
+                    raw_fetch(&endpoint, user, password.as_bytes(), None)
+                })
+            })
+            .collect();
+        for answer in answers {
+            let answer = answer.join().unwrap();
+            assert_eq!(answer.status, None, "{answer:?}");
+        }
+    }
+    assert_eq!(audit_reasons(&broker.audit_file).len(), 36);
+    // Each admin session is one connection to kadmind: never more than the two configured.
+    let opened = relay.accepted();
+    assert!((1..=2).contains(&opened), "{opened} connections to kadmind");
 }
 
 /// A password no other process or file has: 24 random bytes, hex.

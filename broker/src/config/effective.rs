@@ -203,10 +203,12 @@ fn tenant_table(tenant: &TenantConfig) -> Table {
             admin_principal,
             admin_keytab,
             timeout,
+            sessions,
         } => {
             keys.insert("admin_principal".into(), admin_principal.as_str().into());
             keys.insert("admin_keytab".into(), redacted(admin_keytab));
             keys.insert("timeout_secs".into(), integer(timeout.as_secs()));
+            keys.insert("sessions".into(), integer(*sessions as u64));
         }
         KeysConfig::KadminCli {
             kadmin_path,

@@ -56,6 +56,11 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// Admin sessions to kadmind per tenant, by default and at most. Each call holds one for its
+/// duration; a broker busy enough to use them all queues the next call for the first free one.
+pub const DEFAULT_KADM5_SESSIONS: usize = 8;
+pub const MAX_KADM5_SESSIONS: usize = 64;
+
 /// Where a tenant's keys come from (see `keysource`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeysConfig {
@@ -64,6 +69,8 @@ pub enum KeysConfig {
         admin_principal: String,
         admin_keytab: PathBuf,
         timeout: Duration,
+        /// Admin sessions to kadmind at once, at most (see `keysource::kadm5_source`).
+        sessions: usize,
     },
     /// One `kadmin` process per request.
     KadminCli {
@@ -428,6 +435,16 @@ impl Paths<'_> {
                 admin_principal: required(k.admin_principal, "admin_principal")?,
                 admin_keytab: admin_keytab(k.admin_keytab)?,
                 timeout: timeout(k.timeout_secs)?,
+                sessions: match k.sessions {
+                    None => DEFAULT_KADM5_SESSIONS,
+                    Some(n @ 1..=MAX_KADM5_SESSIONS) => n,
+                    Some(_) => {
+                        return Err(invalid(
+                            key("sessions"),
+                            format!("must be between 1 and {MAX_KADM5_SESSIONS}"),
+                        ));
+                    }
+                },
             },
             RawKeys::KadminCli(k) => KeysConfig::KadminCli {
                 kadmin_path: k.kadmin_path.unwrap_or_else(|| PathBuf::from("/usr/bin/kadmin")),

@@ -201,6 +201,7 @@ pub(super) struct RawKadmin {
     pub admin_principal: String,
     pub admin_keytab: PathBuf,
     pub timeout_secs: Option<u64>,
+    pub sessions: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

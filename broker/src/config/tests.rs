@@ -85,6 +85,7 @@ fn unknown_keys_and_wrong_versions_are_refused() {
             admin_principal: "ktbroker/admin@EXAMPLE.COM".into(),
             admin_keytab: dir.path().join("admin.keytab"),
             timeout: Duration::from_secs(10),
+            sessions: crate::config::DEFAULT_KADM5_SESSIONS,
         }
     );
     assert_eq!(
@@ -227,6 +228,16 @@ fn errors_name_the_tenant_key() {
             "group_dn = \"cn=hadoop",
             "service_connections = 0\ngroup_dn = \"cn=hadoop",
             "tenants.corp.directory.service_connections",
+        ),
+        (
+            "timeout_secs = 10",
+            "timeout_secs = 10\nsessions = 0",
+            "tenants.corp.keys.sessions",
+        ),
+        (
+            "timeout_secs = 10",
+            "timeout_secs = 10\nsessions = 65",
+            "tenants.corp.keys.sessions",
         ),
     ] {
         let text = VALID.replacen(from, to, 1);

@@ -745,7 +745,7 @@ pub fn user_filter(template: &str, user: &Username) -> String {
 }
 
 /// A rustls client config that trusts only the given CA bundle, TLS 1.2 and 1.3, ring provider.
-fn pinned_tls_config(ca_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, AuthError> {
+pub fn pinned_tls_config(ca_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, AuthError> {
     use rustls::pki_types::{CertificateDer, pem::PemObject};
     let bad_ca = |e: &dyn std::fmt::Display| AuthError::Unavailable(format!("directory CA: {e}"));
     let mut roots = rustls::RootCertStore::empty();

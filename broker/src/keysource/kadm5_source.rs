@@ -1,13 +1,17 @@
-//! Keys through the kadm5 client library: a few admin sessions to kadmind, each checked out for
-//! one call and checked back in after it.
+//! Keys through the kadm5 client library: a pool of admin sessions to kadmind, each checked
+//! out for one call and checked back in after it.
+//!
+//! At most `sessions` calls (config `[tenants.X.keys] sessions`) run at once, each on a session
+//! of its own; a call beyond them waits, within its deadline, for the first one to finish, so a
+//! busy replica reuses its open sessions instead of opening (and authenticating) new ones.
 //!
 //! A kadm5 call blocks its thread, and one on a session whose connection went dark (kadmind
 //! stuck, a firewall that dropped its state) blocks until libgssrpc's own timeout. It cannot be
-//! cancelled; the request's deadline ends the wait and the call goes on in its thread. Because
-//! the session is checked out, that call holds only its own session: the next request takes an
-//! idle one or opens a fresh one instead of queueing behind it. The number of calls still out is
-//! bounded, so a kadmind that answers nobody costs a bounded number of threads; beyond it
-//! requests are refused at once.
+//! cancelled; the request's deadline ends the wait, the call goes on in its thread, and its turn
+//! is given to the next call, which takes an idle session or opens a fresh one instead of
+//! queueing behind it. The number of calls still out past their deadline is bounded, so a
+//! kadmind that answers nobody costs a bounded number of threads; beyond it requests are
+//! refused at once.
 
 use super::{KeySource, KeySourceError, keytab_from_keys};
 use crate::kadm5::{Kadm5Error, Kadm5Session, Kadm5Verdict};
@@ -16,25 +20,32 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
-/// Idle sessions kept for the next calls; more are opened when more calls run at once.
-const IDLE_SESSIONS: usize = 4;
+/// Calls still out past their deadline (hung on a dark connection) beyond which requests are
+/// refused.
+const MAX_HUNG_CALLS: usize = 32;
 
-/// Calls still out (running, or hung past their deadline) beyond which requests are refused.
-const MAX_OUTSTANDING_CALLS: usize = 32;
+/// Who the broker is to kadmind.
+pub struct Kadm5Admin {
+    pub principal: String,
+    pub keytab: PathBuf,
+    pub realm: String,
+}
 
 #[derive(Clone)]
 pub struct Kadm5KeySource {
-    admin_principal: String,
-    admin_keytab: PathBuf,
-    realm: String,
+    admin: Arc<Kadm5Admin>,
     timeout: Duration,
     pool: Arc<SessionPool>,
 }
 
-#[derive(Default)]
 struct SessionPool {
     idle: Mutex<Vec<Kadm5Session>>,
+    /// A turn per session: held by a call while it runs within its deadline.
+    turns: Arc<Semaphore>,
+    sessions: usize,
+    /// Calls running, or hung past their deadline.
     outstanding: AtomicUsize,
 }
 
@@ -43,10 +54,11 @@ impl SessionPool {
         self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop()
     }
 
-    /// Keeps `session` for the next call, or closes it if enough are kept.
+    /// Keeps `session` for the next call, or closes it if the pool is full (a call that ran past
+    /// its deadline, while another opened a replacement).
     fn give_back(&self, session: Kadm5Session) {
         let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if idle.len() < IDLE_SESSIONS {
+        if idle.len() < self.sessions {
             idle.push(session);
         }
     }
@@ -62,13 +74,18 @@ impl Drop for Outstanding {
 }
 
 impl Kadm5KeySource {
-    pub fn new(admin_principal: String, admin_keytab: PathBuf, realm: String, timeout: Duration) -> Self {
+    /// `sessions`: calls to kadmind at once, at most (at least 1).
+    pub fn new(admin: Kadm5Admin, timeout: Duration, sessions: usize) -> Self {
+        let sessions = sessions.max(1);
         Self {
-            admin_principal,
-            admin_keytab,
-            realm,
+            admin: Arc::new(admin),
             timeout,
-            pool: Arc::new(SessionPool::default()),
+            pool: Arc::new(SessionPool {
+                idle: Mutex::new(Vec::with_capacity(sessions)),
+                turns: Arc::new(Semaphore::new(sessions)),
+                sessions,
+                outstanding: AtomicUsize::new(0),
+            }),
         }
     }
 
@@ -78,14 +95,14 @@ impl Kadm5KeySource {
         let this = self.clone();
         let opened = tokio::task::spawn_blocking(move || this.open().map(|session| this.pool.give_back(session))).await;
         match opened {
-            Ok(Ok(())) => tracing::info!(admin = %self.admin_principal, "kadm5 admin session open"),
+            Ok(Ok(())) => tracing::info!(admin = %self.admin.principal, "kadm5 admin session open"),
             Ok(Err(e)) => tracing::warn!(error = %e, "cannot open the kadm5 admin session yet"),
             Err(e) => tracing::error!(error = %e, "kadm5 warm-up task failed"),
         }
     }
 
     fn open(&self) -> Result<Kadm5Session, KeySourceError> {
-        Kadm5Session::open(&self.admin_principal, &self.admin_keytab, &self.realm)
+        Kadm5Session::open(&self.admin.principal, &self.admin.keytab, &self.admin.realm)
             .map_err(|e| KeySourceError::Unavailable(e.to_string()))
     }
 
@@ -121,17 +138,29 @@ impl Kadm5KeySource {
         }
     }
 
-    /// Runs a blocking kadm5 operation off the async threads, under the timeout.
+    /// Runs a blocking kadm5 operation off the async threads, when a session's turn comes, all
+    /// under the timeout.
     async fn blocking<T: Send + 'static>(
         &self,
         principal: &str,
         op: impl Fn(&mut Kadm5Session, &str) -> Result<T, Kadm5Error> + Send + 'static,
     ) -> Result<T, KeySourceError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let turn = tokio::time::timeout_at(deadline, self.pool.turns.clone().acquire_owned())
+            .await
+            .map_err(|_| {
+                KeySourceError::Unavailable(format!(
+                    "all {} kadm5 sessions stayed busy for {:?}",
+                    self.pool.sessions, self.timeout
+                ))
+            })?
+            .map_err(|e| KeySourceError::Unavailable(format!("kadm5 session pool: {e}")))?;
         let out = self.pool.outstanding.fetch_add(1, Ordering::AcqRel);
         let outstanding = Outstanding(self.pool.clone());
-        if out >= MAX_OUTSTANDING_CALLS {
+        if out >= self.pool.sessions + MAX_HUNG_CALLS {
             return Err(KeySourceError::Unavailable(format!(
-                "{out} kadm5 calls are still waiting for kadmind"
+                "{} kadm5 calls are still waiting for kadmind past their deadline",
+                out.saturating_sub(self.pool.sessions)
             )));
         }
         let this = self.clone();
@@ -140,8 +169,11 @@ impl Kadm5KeySource {
             let _outstanding = outstanding;
             this.with_session(&name, |session| op(session, &name))
         });
-        tokio::time::timeout(self.timeout, task)
-            .await
+        let answer = tokio::time::timeout_at(deadline, task).await;
+        // On time or not, the turn goes to the next call now; a call that hangs keeps only its
+        // own session and its count in `outstanding`.
+        drop(turn);
+        answer
             .map_err(|_| KeySourceError::Unavailable(format!("kadmind did not answer within {:?}", self.timeout)))?
             .map_err(|e| KeySourceError::Unavailable(format!("kadm5 task failed: {e}")))?
     }

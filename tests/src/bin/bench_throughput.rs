@@ -1,0 +1,357 @@
+//! `bench/throughput`: brings up the sandbox and measures, at each concurrency level, in one run:
+//!   (L) broker logins per second: every request on a fresh TCP + TLS connection (as each
+//!       `ktbroker-kinit` makes one), FetchKeytab for alice read to its end, the keytab checked;
+//!   (B) the baseline: slapd simple binds as alice per second, each client on one persistent
+//!       LDAPS connection, with the same client technology (tokio, rustls, the broker's own bind
+//!       client): what the directory alone can do, the ceiling of any broker in front of it.
+//! The levels alternate (L then B at each level). Each row gives the rate, p50/p99 latency, the
+//! errors, and the CPU each process spent per operation (from /proc, so the whole machine's cost
+//! of a login shows, the load generator's own included). Not a test: a measurement to report.
+
+use anyhow::Context;
+use clap::Parser;
+use ktbroker_broker::config::LdapTransport;
+use ktbroker_broker::directory::simple_bind::BindConnection;
+use ktbroker_kinit::fetch::BrokerEndpoint;
+use ktbroker_proto::v1::{FetchKeytabRequest, fetch_keytab_response::Part, keytab_broker_client::KeytabBrokerClient};
+use ktbroker_tests::Sandbox;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Concurrency levels, comma-separated.
+    #[arg(long, default_value = "1,4,16,64,256", value_delimiter = ',')]
+    levels: Vec<usize>,
+    /// Seconds each workload runs at each level (after a short warm-up).
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+}
+
+/// What one run at one level measured.
+struct Run {
+    ok: usize,
+    errors: usize,
+    /// The first error seen, to say what failed.
+    first_error: Option<String>,
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+    /// CPU seconds per process name over the run.
+    cpu: BTreeMap<String, f64>,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile_ms(&self, p: usize) -> f64 {
+        if self.latencies.is_empty() {
+            return f64::NAN;
+        }
+        self.latencies[((self.latencies.len() - 1) * p) / 100].as_secs_f64() * 1000.0
+    }
+
+    /// CPU milliseconds per successful operation of `process`.
+    fn cpu_ms_per_op(&self, process: &str) -> f64 {
+        self.cpu.get(process).copied().unwrap_or(0.0) * 1000.0 / self.ok.max(1) as f64
+    }
+}
+
+/// The processes whose CPU is counted: the sandbox's daemons and this program.
+const PROCESSES: [&str; 5] = ["ktbrokerd", "slapd", "krb5kdc", "kadmind", "loadgen"];
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let sandbox = Sandbox::start().context("starting the sandbox")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let endpoint = Arc::new(sandbox.endpoint());
+    let logins = move || {
+        let endpoint = endpoint.clone();
+        async move { login(&endpoint).await }
+    };
+    let directory = DirectoryTarget {
+        address: format!("127.0.0.1:{}", sandbox.directory.port),
+        tls: ktbroker_broker::directory::pinned_tls_config(&std::fs::read(&sandbox.directory.ca_cert)?)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        dn: ktbroker_tests::directory::Directory::user_dn("alice"),
+        password: "alicepw".into(),
+    };
+    let pids = daemon_pids(&sandbox.root);
+    let duration = Duration::from_secs_f64(args.seconds);
+
+    // Warm-up: the broker's sessions and connections open, the daemons' caches fill.
+    runtime.block_on(run(4, Duration::from_millis(500), &pids, logins.clone()));
+
+    println!(
+        "{:<40} {:>9} {:>8} {:>8} {:>7}   CPU ms per op: {}",
+        "throughput (ops/s)",
+        "ops/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        PROCESSES.join(" / ")
+    );
+    let mut ratios = Vec::new();
+    for &level in &args.levels {
+        let logged_in = runtime.block_on(run(level, duration, &pids, logins.clone()));
+        print_row(&format!("(L) broker logins, {level} concurrent"), &logged_in);
+        let binds = runtime.block_on(run_binds(level, duration, &pids, &directory));
+        print_row(&format!("(B) slapd binds, persistent, {level} conc."), &binds);
+        ratios.push((level, logged_in.rate() / binds.rate()));
+    }
+    for (level, ratio) in ratios {
+        println!("ratio L/B at {level:>3} concurrent: {ratio:.3}   (goal at 64: >= 0.15, i.e. >= 2,000 logins/s)");
+    }
+    Ok(())
+}
+
+fn print_row(name: &str, run: &Run) {
+    let cpu: Vec<String> = PROCESSES.iter().map(|p| format!("{:.2}", run.cpu_ms_per_op(p))).collect();
+    println!(
+        "{name:<40} {:>9.0} {:>8.1} {:>8.1} {:>7}   {}",
+        run.rate(),
+        run.percentile_ms(50),
+        run.percentile_ms(99),
+        run.errors,
+        cpu.join(" / ")
+    );
+    if let Some(error) = &run.first_error {
+        println!("    first error: {error}");
+    }
+}
+
+/// `concurrency` tasks each running `op` back to back for `duration`.
+async fn run<F, Fut>(concurrency: usize, duration: Duration, pids: &BTreeMap<String, Vec<u32>>, op: F) -> Run
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let before = cpu_seconds(pids);
+    let started = Instant::now();
+    let deadline = started + duration;
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let op = op.clone();
+            tokio::spawn(async move {
+                let mut done = Outcomes::default();
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    done.record(op().await, t.elapsed());
+                }
+                done
+            })
+        })
+        .collect();
+    finish(tasks, started, before, pids).await
+}
+
+/// Like [`run`] for binds: each task opens its connection first, then binds on it.
+async fn run_binds(
+    concurrency: usize,
+    duration: Duration,
+    pids: &BTreeMap<String, Vec<u32>>,
+    target: &DirectoryTarget,
+) -> Run {
+    let mut connections = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        connections.push(target.connect().await);
+    }
+    let before = cpu_seconds(pids);
+    let started = Instant::now();
+    let deadline = started + duration;
+    let tasks: Vec<_> = connections
+        .into_iter()
+        .map(|connection| {
+            let (dn, password) = (target.dn.clone(), target.password.clone());
+            tokio::spawn(async move {
+                let mut done = Outcomes::default();
+                let mut connection = match connection {
+                    Ok(connection) => connection,
+                    Err(e) => {
+                        done.record(Err(e), Duration::ZERO);
+                        return done;
+                    }
+                };
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    let answer = connection.bind(&dn, &password).await;
+                    let result = match answer {
+                        Ok(answer) if answer.rc == 0 => Ok(()),
+                        Ok(answer) => Err(anyhow::anyhow!("bind rc {} {}", answer.rc, answer.text)),
+                        Err(e) => Err(e.into()),
+                    };
+                    let broken = result.is_err();
+                    done.record(result, t.elapsed());
+                    if broken {
+                        break;
+                    }
+                }
+                done
+            })
+        })
+        .collect();
+    finish(tasks, started, before, pids).await
+}
+
+async fn finish(
+    tasks: Vec<tokio::task::JoinHandle<Outcomes>>,
+    started: Instant,
+    before: BTreeMap<String, f64>,
+    pids: &BTreeMap<String, Vec<u32>>,
+) -> Run {
+    let mut all = Outcomes::default();
+    for task in tasks {
+        match task.await {
+            Ok(done) => all.merge(done),
+            Err(e) => all.record(Err(anyhow::anyhow!("task: {e}")), Duration::ZERO),
+        }
+    }
+    let elapsed = started.elapsed();
+    let after = cpu_seconds(pids);
+    all.latencies.sort();
+    Run {
+        ok: all.ok,
+        errors: all.errors,
+        first_error: all.first_error,
+        latencies: all.latencies,
+        elapsed,
+        cpu: after.iter().map(|(name, t)| (name.clone(), t - before.get(name).copied().unwrap_or(0.0))).collect(),
+    }
+}
+
+#[derive(Default)]
+struct Outcomes {
+    ok: usize,
+    errors: usize,
+    first_error: Option<String>,
+    latencies: Vec<Duration>,
+}
+
+impl Outcomes {
+    fn record(&mut self, result: anyhow::Result<()>, took: Duration) {
+        match result {
+            Ok(()) => {
+                self.ok += 1;
+                self.latencies.push(took);
+            }
+            Err(e) => {
+                self.errors += 1;
+                self.first_error.get_or_insert_with(|| format!("{e:#}"));
+            }
+        }
+    }
+
+    fn merge(&mut self, other: Outcomes) {
+        self.ok += other.ok;
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+        self.latencies.extend(other.latencies);
+    }
+}
+
+/// One login as a client makes it: a fresh connection (TCP, TLS, HTTP/2), FetchKeytab, the
+/// stream read to its trailer.
+async fn login(endpoint: &BrokerEndpoint) -> anyhow::Result<()> {
+    let channel = ktbroker_kinit::fetch::connect(endpoint).await?;
+    let mut client = KeytabBrokerClient::new(channel);
+    let request = FetchKeytabRequest {
+        username: "alice".into(),
+        password: b"alicepw".to_vec(),
+        ..Default::default()
+    };
+    let mut stream = tokio::time::timeout(endpoint.timeout, client.fetch_keytab(request))
+        .await??
+        .into_inner();
+    let mut bytes = 0;
+    loop {
+        match tokio::time::timeout(endpoint.timeout, stream.message()).await?? {
+            Some(message) => match message.part {
+                Some(Part::Chunk(chunk)) => bytes += chunk.len(),
+                Some(Part::Trailer(_)) => break,
+                Some(_) => {}
+                None => anyhow::bail!("an empty message"),
+            },
+            None => anyhow::bail!("the stream ended before the trailer"),
+        }
+    }
+    anyhow::ensure!(bytes > 0, "no keytab bytes");
+    Ok(())
+}
+
+struct DirectoryTarget {
+    address: String,
+    tls: Arc<rustls::ClientConfig>,
+    dn: String,
+    password: String,
+}
+
+impl DirectoryTarget {
+    async fn connect(&self) -> anyhow::Result<BindConnection> {
+        let tcp = tokio::net::TcpStream::connect(&self.address).await?;
+        tcp.set_nodelay(true)?;
+        Ok(BindConnection::open(tcp, "127.0.0.1", &LdapTransport::Ldaps, Some(&self.tls)).await?)
+    }
+}
+
+/// The sandbox's daemons by name (found by their environment or command line naming the sandbox
+/// directory), and this process as "loadgen".
+fn daemon_pids(root: &std::path::Path) -> BTreeMap<String, Vec<u32>> {
+    let root = root.display().to_string();
+    let mut pids: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    pids.entry("loadgen".into()).or_default().push(std::process::id());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return pids;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let program = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+        let Some(comm) = program.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if !PROCESSES.contains(&comm) {
+            continue;
+        }
+        let mentions_root = ["environ", "cmdline"].iter().any(|file| {
+            std::fs::read(format!("/proc/{pid}/{file}"))
+                .map(|bytes| String::from_utf8_lossy(&bytes).contains(&root))
+                .unwrap_or(false)
+        });
+        if mentions_root {
+            pids.entry(comm.to_owned()).or_default().push(pid);
+        }
+    }
+    pids
+}
+
+/// User + system CPU seconds of each process group so far.
+fn cpu_seconds(pids: &BTreeMap<String, Vec<u32>>) -> BTreeMap<String, f64> {
+    // /proc counts CPU time in USER_HZ ticks, 100 a second on Linux whatever the kernel's HZ.
+    let ticks = 100.0;
+    pids.iter()
+        .map(|(name, pids)| {
+            let total: u64 = pids.iter().map(|pid| process_ticks(*pid)).sum();
+            (name.clone(), total as f64 / ticks)
+        })
+        .collect()
+}
+
+/// utime + stime of `pid` in clock ticks (/proc/PID/stat fields 14 and 15), 0 if it is gone.
+fn process_ticks(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // The command name (field 2) may hold spaces; the fields after it follow its closing ')'.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state): utime is field 14, stime field 15.
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    field(14) + field(15)
+}
