@@ -23,7 +23,9 @@ packages=(krb5-kdc krb5-admin-server krb5-user libkrb5-dev slapd ldap-utils pamt
   # a real sshd for the PAM login tests (password and keyboard-interactive), and sshpass to answer it
   openssh-server sshpass
   # the compose demo's checks without a Docker engine (scripts/check-docker.sh)
-  shellcheck docker-compose)
+  shellcheck docker-compose
+  # GNU time: bench/memory's peak RSS of each client login
+  time)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod active_directory;
+pub mod bench;
 pub mod bins;
 pub mod broker;
 pub mod client;

@@ -16,8 +16,7 @@
 use anyhow::Context;
 use clap::Parser;
 use ktbroker_tests::Sandbox;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Parser)]
@@ -139,28 +138,8 @@ fn main() -> anyhow::Result<()> {
 /// Runs `command` with `input` and a newline on stdin (or none); the wall time if it exited 0.
 fn timed_with_stdin(command: &mut Command, input: Option<&str>) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    let stdin = if input.is_some() { Stdio::piped() } else { Stdio::null() };
-    let mut child = command
-        .stdin(stdin)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    if let Some(input) = input {
-        child
-            .stdin
-            .take()
-            .context("stdin")?
-            .write_all(format!("{input}\n").as_bytes())?;
-    }
-    let output = child.wait_with_output()?;
-    let elapsed = started.elapsed();
-    anyhow::ensure!(
-        output.status.success(),
-        "{:?} failed: {}",
-        command.get_program(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(elapsed)
+    ktbroker_tests::bench::run_fed(command, input)?;
+    Ok(started.elapsed())
 }
 
 /// `iterations` rounds (after 3 warm-up rounds), each running every variant once, in order;
