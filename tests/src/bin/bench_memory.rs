@@ -64,21 +64,15 @@ fn main() -> anyhow::Result<()> {
     let with_connections = rss_kib(pid);
     drop(connections);
 
-    println!("broker memory (VmRSS)                                  MiB");
+    println!("{:<52} {:>5}", "broker memory (VmRSS)", "MiB");
+    println!("{:<52} {:>5.1}   (goal <= 20)", "idle, after one login", mib(idle));
+    let label = format!("after {} more logins ({failed} failed)", args.logins);
+    println!("{label:<52} {:>5.1}", mib(after_logins));
+    let label = format!("with {} idle connections open", args.idle_connections);
+    let each = with_connections.saturating_sub(after_logins) as f64 / args.idle_connections.max(1) as f64;
     println!(
-        "idle, after one login                               {:>7.1}   (goal <= 20)",
-        mib(idle)
-    );
-    println!(
-        "after {} more logins ({failed} failed)              {:>7.1}",
-        args.logins,
-        mib(after_logins)
-    );
-    println!(
-        "with {} idle connections open                     {:>7.1}   (goal <= 64; {:.1} KiB each)",
-        args.idle_connections,
-        mib(with_connections),
-        with_connections.saturating_sub(after_logins) as f64 / args.idle_connections.max(1) as f64
+        "{label:<52} {:>5.1}   (goal <= 64; {each:.1} KiB each)",
+        mib(with_connections)
     );
 
     let keytab = sandbox.root.join("alice-memory.keytab");
@@ -132,7 +126,8 @@ fn main() -> anyhow::Result<()> {
             peak.push(peak_rss_kib(&command, input).with_context(|| name.to_string())?);
         }
     }
-    println!("client peak memory (maxrss), median of {} rounds    MiB", args.rounds);
+    let label = format!("client peak memory (maxrss), median of {} rounds", args.rounds);
+    println!("{label:<52} {:>5}", "MiB");
     let mut medians = Vec::new();
     for ((name, _), peak) in clients.iter().zip(peaks.iter_mut()) {
         peak.sort();
