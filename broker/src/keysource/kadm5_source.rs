@@ -43,7 +43,7 @@ pub struct Kadm5KeySource {
 struct SessionPool {
     idle: Mutex<Vec<Kadm5Session>>,
     /// A turn per session: held by a call while it runs within its deadline.
-    turns: Arc<Semaphore>,
+    turns: Semaphore,
     sessions: usize,
     /// Calls running, or hung past their deadline.
     outstanding: AtomicUsize,
@@ -82,7 +82,7 @@ impl Kadm5KeySource {
             timeout,
             pool: Arc::new(SessionPool {
                 idle: Mutex::new(Vec::with_capacity(sessions)),
-                turns: Arc::new(Semaphore::new(sessions)),
+                turns: Semaphore::new(sessions),
                 sessions,
                 outstanding: AtomicUsize::new(0),
             }),
@@ -146,7 +146,7 @@ impl Kadm5KeySource {
         op: impl Fn(&mut Kadm5Session, &str) -> Result<T, Kadm5Error> + Send + 'static,
     ) -> Result<T, KeySourceError> {
         let deadline = tokio::time::Instant::now() + self.timeout;
-        let turn = tokio::time::timeout_at(deadline, self.pool.turns.clone().acquire_owned())
+        let turn = tokio::time::timeout_at(deadline, self.pool.turns.acquire())
             .await
             .map_err(|_| {
                 KeySourceError::Unavailable(format!(
