@@ -163,16 +163,16 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Runs `command` with `input` and a newline on stdin (or nothing on stdin), its output
-/// discarded; an error with its stderr unless it exited 0.
-pub fn run_fed(command: &mut std::process::Command, input: Option<&str>) -> anyhow::Result<()> {
+/// Runs `command` with `input` and a newline on stdin (or nothing on stdin); its output, or an
+/// error with its stderr unless it exited 0.
+pub fn run_fed(command: &mut std::process::Command, input: Option<&str>) -> anyhow::Result<std::process::Output> {
     use anyhow::Context;
     use std::io::Write;
     use std::process::Stdio;
     let stdin = if input.is_some() { Stdio::piped() } else { Stdio::null() };
     let mut child = command
         .stdin(stdin)
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
     if let Some(input) = input {
@@ -189,5 +189,5 @@ pub fn run_fed(command: &mut std::process::Command, input: Option<&str>) -> anyh
         command.get_program(),
         String::from_utf8_lossy(&output.stderr)
     );
-    Ok(())
+    Ok(output)
 }

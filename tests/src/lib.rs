@@ -16,6 +16,7 @@ pub mod directory;
 pub mod dns;
 pub mod hdfs;
 pub mod memscan;
+pub mod pam_stack;
 pub mod pki;
 pub mod proxy;
 pub mod realm;

@@ -9,6 +9,7 @@
 use ktbroker_tests::Sandbox;
 use ktbroker_tests::accounts::{local_users, uid_of};
 use ktbroker_tests::bins::{project_binary, tool_binary};
+use ktbroker_tests::pam_stack::PamStack;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -18,68 +19,35 @@ const PAM_AUTH_ERR: i32 = 7;
 const PAM_AUTHINFO_UNAVAIL: i32 = 9;
 const PAM_USER_UNKNOWN: i32 = 10;
 
-/// A sandbox, its client.toml, a PAM config directory and the module's own directory for the
-/// tickets between auth and session (`ccache_dir=`), so that each test sees only its own.
+/// A sandbox and a PAM stack of our module on it (see [`PamStack`]).
 struct PamSetup {
     sandbox: Sandbox,
-    confdir: PathBuf,
-    client_toml: PathBuf,
-    pending_dir: PathBuf,
+    stack: PamStack,
+}
+
+impl std::ops::Deref for PamSetup {
+    type Target = PamStack;
+    fn deref(&self) -> &PamStack {
+        &self.stack
+    }
 }
 
 impl PamSetup {
     fn start() -> Self {
         local_users();
         let sandbox = ktbroker_tests::start_sandbox();
-        let confdir = sandbox.root.join("pam.d");
-        std::fs::create_dir_all(&confdir).unwrap();
-        let client_toml = sandbox.root.join("client").join("client.toml");
-        std::fs::write(&client_toml, sandbox.client_toml()).unwrap();
-        // Like /tmp: every user may create files, nobody may remove another's.
-        let pending_dir = sandbox.root.join("pending");
-        std::fs::create_dir_all(&pending_dir).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&pending_dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
-        Self {
-            sandbox,
-            confdir,
-            client_toml,
-            pending_dir,
-        }
-    }
-
-    /// The module's line arguments: our helper, the sandbox realm, client.toml, 5 s.
-    fn module_args(&self, extra: &str) -> String {
-        format!(
-            "helper={} krb5_config={} config={} ccache_dir={} timeout=5 {extra}",
-            project_binary("ktbroker-kinit").display(),
-            self.sandbox.realm.krb5_conf.display(),
-            self.client_toml.display(),
-            self.pending_dir.display()
-        )
+        let stack = PamStack::create(&sandbox).unwrap();
+        Self { sandbox, stack }
     }
 
     /// Writes service `name`: our module for auth and session, pam_permit for account.
     fn service(&self, name: &str, extra: &str, auth_before: &str) -> String {
-        let module = project_binary("libpam_ktbroker.so");
-        let args = self.module_args(extra);
-        std::fs::write(
-            self.confdir.join(name),
-            format!(
-                "{auth_before}auth required {m} {args}\naccount required pam_permit.so\nsession required {m} {args}\n",
-                m = module.display()
-            ),
-        )
-        .unwrap();
-        name.to_owned()
+        self.stack.service(name, extra, auth_before).unwrap()
     }
 
     fn drive(&self, service: &str, user: &str, stdin: &[u8], ops: &[&str]) -> Output {
-        let mut child = Command::new(tool_binary("ktbroker-pam-driver"))
-            .arg(&self.confdir)
-            .args([service, user])
-            .args(ops)
-            .env("KRB5_CONFIG", &self.sandbox.realm.krb5_conf)
+        let mut child = self
+            .driver(service, user, ops)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
