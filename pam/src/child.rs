@@ -96,15 +96,7 @@ pub fn run_helper(args: &Args, account: &Account, ccache: &str, secrets: Secrets
         text
     });
     let deadline = Instant::now() + args.timeout + Duration::from_millis(500);
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() >= deadline => break None,
-            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            Err(_) => break None,
-        }
-    };
-    let Some(status) = status else {
+    let Some(status) = crate::ffi::wait_for_exit(&mut child, deadline) else {
         let _ = child.kill();
         let _ = child.wait();
         return HelperOutcome::TimedOut;

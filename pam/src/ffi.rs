@@ -272,6 +272,29 @@ pub struct Account {
 
 /// Looks up `name` in the system's user database (getpwnam_r, getgrouplist).
 pub fn account(name: &str) -> Option<Account> {
+    let (uid, gid) = identity(name)?;
+    let c_name = CString::new(name).ok()?;
+    let mut groups = vec![0 as libc::gid_t; 256];
+    let mut count = groups.len() as c_int;
+    // SAFETY: groups has room for count entries; getgrouplist writes at most that many and
+    // updates count.
+    let code = unsafe { libc::getgrouplist(c_name.as_ptr(), gid, groups.as_mut_ptr(), &mut count) };
+    groups.truncate(if code < 0 { 0 } else { count.max(0) as usize });
+    if groups.is_empty() {
+        groups.push(gid);
+    }
+    Some(Account {
+        name: name.to_owned(),
+        uid,
+        gid,
+        groups,
+    })
+}
+
+/// The uid and primary gid of `name` (getpwnam_r alone): where the supplementary groups are not
+/// needed, [`account`]'s getgrouplist, which asks every group source NSS has (systemd's userdb,
+/// SSSD, LDAP), is skipped.
+pub fn identity(name: &str) -> Option<(u32, u32)> {
     let c_name = CString::new(name).ok()?;
     let mut entry: libc::passwd = unsafe_zeroed_passwd();
     let mut buffer = vec![0 as c_char; 16 * 1024];
@@ -290,22 +313,7 @@ pub fn account(name: &str) -> Option<Account> {
     if code != 0 || found.is_null() {
         return None;
     }
-    let (uid, gid) = (entry.pw_uid, entry.pw_gid);
-    let mut groups = vec![0 as libc::gid_t; 256];
-    let mut count = groups.len() as c_int;
-    // SAFETY: groups has room for count entries; getgrouplist writes at most that many and
-    // updates count.
-    let code = unsafe { libc::getgrouplist(c_name.as_ptr(), gid, groups.as_mut_ptr(), &mut count) };
-    groups.truncate(if code < 0 { 0 } else { count.max(0) as usize });
-    if groups.is_empty() {
-        groups.push(gid);
-    }
-    Some(Account {
-        name: name.to_owned(),
-        uid,
-        gid,
-        groups,
-    })
+    Some((entry.pw_uid, entry.pw_gid))
 }
 
 fn unsafe_zeroed_passwd() -> libc::passwd {
@@ -428,5 +436,88 @@ pub fn lock_for_writing(file: &std::fs::File, patience: std::time::Duration) -> 
             return Err(error);
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Waits until `child` exits or `deadline` passes (then `None`, the child still running and
+/// unreaped, for the caller to kill). Wakes the moment it exits, through a pidfd (Linux 5.3+):
+/// a login waits for the helper, not for the next tick of a polling loop. Without pidfds it polls
+/// every millisecond, then less often. An error of `wait` (a host that reaps its own children
+/// behind our back) counts as `None` too.
+pub fn wait_for_exit(
+    child: &mut std::process::Child,
+    deadline: std::time::Instant,
+) -> Option<std::process::ExitStatus> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let pid = libc::pid_t::try_from(child.id()).ok()?;
+    // SAFETY: pidfd_open takes a pid and flags 0 and returns a new descriptor or -1; nothing is
+    // passed by pointer.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let pidfd = c_int::try_from(raw).ok().filter(|fd| *fd >= 0).map(|fd| {
+        // SAFETY: a descriptor pidfd_open just returned, owned by nothing else.
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    });
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) => {}
+            Err(_) => return None,
+        }
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        let left = deadline - now;
+        match &pidfd {
+            Some(pidfd) => {
+                let mut ready = libc::pollfd {
+                    fd: pidfd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                let millis = c_int::try_from(left.as_millis() + 1).unwrap_or(c_int::MAX);
+                // SAFETY: one valid pollfd for a descriptor we own; poll only writes its revents.
+                // Readable means exited; a timeout or EINTR goes round the loop again.
+                unsafe { libc::poll(&mut ready, 1, millis) };
+            }
+            None => {
+                std::thread::sleep(pause.min(left));
+                pause = (pause * 2).min(std::time::Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wait_for_exit;
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn an_exited_child_is_reaped_with_its_status() {
+        let mut child = Command::new("sh").args(["-c", "exit 3"]).spawn().unwrap();
+        let status = wait_for_exit(&mut child, Instant::now() + Duration::from_secs(30));
+        assert_eq!(status.and_then(|s| s.code()), Some(3));
+    }
+
+    #[test]
+    fn a_child_still_running_at_the_deadline_is_left_to_the_caller() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let started = Instant::now();
+        assert_eq!(wait_for_exit(&mut child, started + Duration::from_millis(100)), None);
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        assert!(child.try_wait().unwrap().is_none(), "still running, not reaped");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn a_deadline_already_past_returns_at_once() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        assert_eq!(wait_for_exit(&mut child, Instant::now()), None);
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 }

@@ -321,17 +321,17 @@ fn establish(pam: &Pam, args: &Args, failure: c_int) -> c_int {
 fn take_pending(pam: &Pam, args: &Args) -> Option<(PathBuf, u32, u32)> {
     let carried = pam.getenv(pending::ENV_NAME);
     pam.unsetenv(pending::ENV_NAME);
-    let account = ffi::account(&pam.user().ok()?)?;
+    let (uid, gid) = ffi::identity(&pam.user().ok()?)?;
     if let Some(path) = pam
         .with_data(PENDING, |p: &PendingTicket| p.path.clone())
         .filter(|path| !path.as_os_str().is_empty())
     {
-        return Some((path, account.uid, account.gid));
+        return Some((path, uid, gid));
     }
-    let path = pending::from_environment(&carried?, &args.ccache_dir, account.uid)?;
+    let path = pending::from_environment(&carried?, &args.ccache_dir, uid)?;
     let adopted = PendingTicket {
         path: path.clone(),
-        uid: account.uid,
+        uid,
     };
     pam.set_data(PENDING, adopted).ok()?;
     if args.debug {
@@ -343,7 +343,7 @@ fn take_pending(pam: &Pam, args: &Args) -> Option<(PathBuf, u32, u32)> {
             ),
         );
     }
-    Some((path, account.uid, account.gid))
+    Some((path, uid, gid))
 }
 
 /// setcred with PAM_REFRESH_CRED or PAM_REINITIALIZE_CRED (a screen unlock): the session's own
