@@ -99,6 +99,10 @@ unsafe extern "C" fn converse(
 }
 
 fn main() {
+    let started = std::time::Instant::now();
+    // KTBROKER_PAM_DRIVER_TIMES set: each step's wall time on stderr (for bench/login-latency's
+    // PAM numbers, when they need taking apart).
+    let times = std::env::var_os("KTBROKER_PAM_DRIVER_TIMES").is_some();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [confdir, service, user, ops @ ..] = args.as_slice() else {
         eprintln!("usage: ktbroker-pam-driver CONFDIR SERVICE USER OP...");
@@ -122,8 +126,12 @@ fn main() {
         eprintln!("pam_start_confdir failed: {code}");
         std::process::exit(1);
     }
+    if times {
+        eprintln!("time pam_start {} us", started.elapsed().as_micros());
+    }
     let mut last = 0;
     for op in ops {
+        let op_started = std::time::Instant::now();
         // SAFETY: pamh is the live handle from pam_start_confdir.
         let code = unsafe {
             match op.as_str() {
@@ -153,11 +161,17 @@ fn main() {
             }
         };
         println!("{op} rc={code}");
+        if times {
+            eprintln!("time {op} {} us", op_started.elapsed().as_micros());
+        }
         last = code;
     }
     println!("prompts={}", PROMPTS.load(std::sync::atomic::Ordering::Relaxed));
     // SAFETY: ends the transaction started above, once.
     unsafe { pam_end(pamh, last) };
+    if times {
+        eprintln!("time total {} us", started.elapsed().as_micros());
+    }
 }
 
 /// Prints what KRB5CCNAME in the PAM environment names.
