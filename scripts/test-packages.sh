@@ -57,6 +57,12 @@ getent passwd _ktbroker | grep -q ':/usr/sbin/nologin$' || fail "no _ktbroker sy
 man -w ktbrokerd ktbroker-kinit netdisk pam_ktbroker >/dev/null || fail "man does not find the pages"
 [ "$(cd /etc/pam.d && sha256sum ./*)" = "$pam_before" ] || fail "installing changed /etc/pam.d"
 
+# check-config outside the unit reads the installed unit's LoadCredential= sources (not made yet
+# here), as the example broker.toml's check-then-reload line needs.
+check=$(/usr/sbin/ktbrokerd --config /etc/ktbroker/broker.toml check-config 2>&1 >/dev/null) \
+    && fail "check-config passed the unconfigured example"
+grep -q '/etc/ktbroker/tls.key' <<<"$check" || fail "check-config did not use the unit's credentials: $check"
+
 # The installed units, now with their man pages present (check-units.sh checks the sources).
 # (--user needs a running user manager, which CI lacks: the user unit is verified as a plain unit.)
 errors=$(systemd-analyze verify /usr/lib/systemd/system/ktbrokerd.service \

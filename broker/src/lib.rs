@@ -6,6 +6,7 @@
 //! [`service`] (stream them back, then wipe). [`audit`] records every attempt.
 
 pub mod audit;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod connections;

@@ -1,4 +1,4 @@
-//! `ktbrokerd [--config FILE] [run | check-config | audit-verify FILE]`
+//! `ktbrokerd [--config FILE] [run | check-config [--online] | audit-verify FILE]`
 #![forbid(unsafe_code)]
 
 use anyhow::Context;
@@ -17,7 +17,20 @@ fn main() -> ExitCode {
     }
     let result = match args.command.unwrap_or(Command::Run) {
         Command::Run => run(&args.config),
-        Command::CheckConfig => check_config(&args.config),
+        Command::CheckConfig {
+            credentials_dir,
+            unit,
+            user,
+            online,
+        } => check_config(
+            &args.config,
+            &CheckOptions {
+                credentials_dir,
+                unit,
+                user,
+                online,
+            },
+        ),
         Command::AuditVerify {
             file,
             expect_heads,
@@ -82,11 +95,91 @@ fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
     ))
 }
 
-fn check_config(config_path: &std::path::Path) -> anyhow::Result<()> {
-    let config = ktbroker_broker::config::Config::load(config_path)?;
+struct CheckOptions {
+    credentials_dir: Option<std::path::PathBuf>,
+    unit: Option<std::path::PathBuf>,
+    user: Option<String>,
+    online: bool,
+}
+
+/// `check-config`: loads the configuration the way `run` will find it, then looks for what would
+/// make `run` fail (see `ktbroker_broker::check`).
+fn check_config(config_path: &std::path::Path, options: &CheckOptions) -> anyhow::Result<()> {
+    use ktbroker_broker::check::{self, Severity, access::ServiceUser, unit::ServiceUnit};
+    use ktbroker_broker::config::{Config, Credentials};
+    let inside_unit = std::env::var_os("CREDENTIALS_DIRECTORY").map(std::path::PathBuf::from);
+    let unit = match (&options.unit, &inside_unit) {
+        (Some(file), _) => Some(ServiceUnit::from_file(file)?),
+        (None, None) => match ServiceUnit::installed() {
+            Ok(unit) => Some(unit),
+            Err(check::unit::UnitError::NotFound) => None,
+            Err(e) => return Err(e.into()),
+        },
+        (None, Some(_)) => None,
+    };
+    let sources = unit.as_ref().map(ServiceUnit::credential_files).unwrap_or_default();
+    let directory = options.credentials_dir.clone().or(inside_unit.clone());
+    let (credentials, credential_paths) = match (&directory, &unit) {
+        (Some(dir), _) => (Credentials::Directory(dir), vec![dir.clone()]),
+        (None, Some(_)) => (Credentials::Sources(&sources), sources.values().cloned().collect()),
+        (None, None) => (Credentials::Unset, Vec::new()),
+    };
+    if directory.is_none()
+        && let Some(unit) = &unit
+    {
+        for (name, source) in &unit.credentials {
+            if !matches!(source, check::unit::CredentialSource::File(_)) {
+                eprintln!(
+                    "warning: credential {name:?} is encrypted or set inline in the unit: only the unit sees it \
+                     (its ExecStartPre= check-config checks it)"
+                );
+            }
+        }
+    }
+    let config = Config::load_with(config_path, credentials)?;
     // Secret files appear by path only; their contents are never printed.
     print!("{}", config.effective_toml());
-    eprintln!("{}: valid", config_path.display());
+    if let Some(krb5_config) = &config.krb5_config {
+        // Before the async runtime below starts any thread.
+        ktbroker_broker::kadm5::use_krb5_config(krb5_config).context("setting KRB5_CONFIG")?;
+    }
+    let user = match (&options.user, &inside_unit, &unit) {
+        (Some(name), _, _) => Some(ServiceUser::named(name).with_context(|| format!("no user {name:?}"))?),
+        (None, Some(_), _) | (None, None, None) => Some(ServiceUser::current()),
+        (None, None, Some(unit)) => {
+            let name = unit.user.as_deref().unwrap_or("root");
+            let user = ServiceUser::named(name);
+            if user.is_none() {
+                eprintln!("warning: the unit's User={name} is not in the user database: file access is not checked");
+            }
+            user
+        }
+    };
+    let setting = check::Setting {
+        user,
+        unit,
+        credentials: credential_paths,
+    };
+    let mut report = check::offline(&config, &setting, std::time::SystemTime::now());
+    if options.online {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+        report.extend(runtime.block_on(check::online::online(&config)));
+        runtime.shutdown_background();
+    }
+    for finding in &report.findings {
+        eprintln!("{finding}");
+    }
+    let (errors, warnings) = (report.count(Severity::Error), report.count(Severity::Warning));
+    let checked = if options.online { "checked online" } else { "checked" };
+    match (errors, warnings) {
+        (0, 0) => eprintln!("{}: valid, {checked}", config_path.display()),
+        (0, w) => eprintln!("{}: valid, {checked}, {w} warning(s)", config_path.display()),
+        (e, w) => anyhow::bail!(
+            "{}: {e} error(s), {w} warning(s): it would not work",
+            config_path.display()
+        ),
+    }
     Ok(())
 }
 

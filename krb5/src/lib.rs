@@ -778,11 +778,17 @@ impl Context {
     /// up in DNS (`dns_lookup_kdc`, on unless set to false): whether a login to `realm` can know
     /// where to go.
     pub fn knows_kdcs_of(&self, realm: &str) -> Result<bool, Krb5Error> {
-        if self.profile_value(&["realms", realm, "kdc"])?.is_some() {
+        if self.realm_relation(realm, "kdc")?.is_some() {
             return Ok(true);
         }
         let dns = self.libdefault("dns_lookup_kdc")?;
         Ok(!dns.is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "false" | "no" | "off" | "0" | "nil")))
+    }
+
+    /// The value of `[realms] REALM name` (e.g. `kdc`, `admin_server`) in the profile this context
+    /// read, if it sets one.
+    pub fn realm_relation(&self, realm: &str, name: &str) -> Result<Option<String>, Krb5Error> {
+        self.profile_value(&["realms", realm, name])
     }
 
     /// The first value of the relation at `path` (section, then names; at most three parts) in

@@ -14,6 +14,9 @@ pub const BROKER_ADMIN: &str = "ktbroker/admin";
 /// A second admin principal for brokers that provision or rotate: `e`, `a` (add) and `c`
 /// (change key) on `*@REALM`, still nothing on the KDC's own principals' policy or ACLs.
 pub const BROKER_WRITER: &str = "ktbroker/writer";
+/// An admin principal kadm5.acl lets only inquire (`i`), never extract: a broker misconfigured
+/// with it (check-config's test). Created by [`Realm::admin_keytab_for`] when a test needs it.
+pub const BROKER_READER: &str = "ktbroker/reader";
 
 pub struct Realm {
     pub dir: PathBuf,
@@ -65,7 +68,7 @@ impl Realm {
         )?;
         std::fs::write(
             dir.join("kadm5.acl"),
-            format!("{acl}{BROKER_WRITER}@{realm} eac *@{realm}\n"),
+            format!("{acl}{BROKER_WRITER}@{realm} eac *@{realm}\n{BROKER_READER}@{realm} i *@{realm}\n"),
         )?;
 
         let env = RealmEnv {
@@ -121,6 +124,15 @@ impl Realm {
     /// (it exits 0 even when the query failed).
     pub fn kadmin_local(&self, query: &str) -> anyhow::Result<String> {
         self.env().kadmin_local(query)
+    }
+
+    /// Creates `principal` with a random key and writes its keytab (0600) to DIR/NAME.keytab,
+    /// `/` in the name turned into `-`.
+    pub fn admin_keytab_for(&self, principal: &str) -> anyhow::Result<PathBuf> {
+        let keytab = self.dir.join(format!("{}.keytab", principal.replace('/', "-")));
+        self.kadmin_local(&format!("addprinc -randkey {principal}"))?;
+        self.kadmin_local(&format!("ktadd -k {} {principal}", keytab.display()))?;
+        Ok(keytab)
     }
 
     pub fn add_user(&self, name: &str, password: &str) -> anyhow::Result<()> {

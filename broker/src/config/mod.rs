@@ -164,11 +164,16 @@ impl Config {
     /// (systemd's `LoadCredential=`).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
-        Self::load_with_credentials(path, credentials.as_deref())
+        Self::load_with(path, Credentials::from(credentials.as_deref()))
     }
 
     /// Like [`Config::load`] with an explicit credentials directory.
     pub fn load_with_credentials(path: &Path, credentials: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with(path, Credentials::from(credentials))
+    }
+
+    /// Like [`Config::load`], `credential:NAME` paths resolving as `credentials` says.
+    pub fn load_with(path: &Path, credentials: Credentials<'_>) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
@@ -177,7 +182,7 @@ impl Config {
     }
 
     /// Parses and validates `text` as if read from `path` (relative paths resolve beside it).
-    pub fn from_text(text: &str, path: &Path, credentials: Option<&Path>) -> Result<Self, ConfigError> {
+    pub fn from_text(text: &str, path: &Path, credentials: Credentials<'_>) -> Result<Self, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.to_string(),
@@ -187,11 +192,30 @@ impl Config {
     }
 }
 
+/// Where `credential:NAME` secrets are read from.
+#[derive(Debug, Clone, Copy)]
+pub enum Credentials<'a> {
+    /// None known (not under systemd): naming a credential is an error.
+    Unset,
+    /// `NAME` is a file in this directory (`$CREDENTIALS_DIRECTORY`, or `check-config
+    /// --credentials-dir`).
+    Directory(&'a Path),
+    /// `NAME` is the file a unit's `LoadCredential=NAME:PATH` loads (`check-config` outside the
+    /// unit, reading the unit).
+    Sources(&'a BTreeMap<String, PathBuf>),
+}
+
+impl<'a> From<Option<&'a Path>> for Credentials<'a> {
+    fn from(directory: Option<&'a Path>) -> Self {
+        directory.map_or(Self::Unset, Self::Directory)
+    }
+}
+
 /// Where relative paths and `credential:NAME` paths resolve.
 #[derive(Clone, Copy)]
 struct Paths<'a> {
     base: &'a Path,
-    credentials: Option<&'a Path>,
+    credentials: Credentials<'a>,
 }
 
 impl Paths<'_> {
@@ -588,7 +612,7 @@ fn relative_to(base: &Path, path: PathBuf) -> PathBuf {
 
 /// Where a secret lives: `credential:NAME` is `NAME` in the systemd credentials directory;
 /// anything else is a path, relative to the config file's directory.
-fn secret_path(raw: PathBuf, base: &Path, credentials: Option<&Path>, key: &str) -> Result<PathBuf, ConfigError> {
+fn secret_path(raw: PathBuf, base: &Path, credentials: Credentials<'_>, key: &str) -> Result<PathBuf, ConfigError> {
     let Some(name) = raw.to_str().and_then(|s| s.strip_prefix("credential:")) else {
         return Ok(relative_to(base, raw));
     };
@@ -598,13 +622,22 @@ fn secret_path(raw: PathBuf, base: &Path, credentials: Option<&Path>, key: &str)
             format!("credential name {name:?} must be a plain file name"),
         ));
     }
-    let dir = credentials.ok_or_else(|| {
-        invalid(
+    match credentials {
+        Credentials::Directory(dir) => Ok(dir.join(name)),
+        Credentials::Sources(sources) => sources.get(name).cloned().ok_or_else(|| {
+            invalid(
+                key,
+                format!("names credential {name:?}, which the unit does not load (no LoadCredential={name}:PATH)"),
+            )
+        }),
+        Credentials::Unset => Err(invalid(
             key,
-            format!("names credential {name:?} but $CREDENTIALS_DIRECTORY is not set (systemd LoadCredential=)"),
-        )
-    })?;
-    Ok(dir.join(name))
+            format!(
+                "names credential {name:?} but $CREDENTIALS_DIRECTORY is not set (systemd LoadCredential=; \
+                 outside the unit: check-config --credentials-dir DIR, or --unit FILE)"
+            ),
+        )),
+    }
 }
 
 /// Refuses a secret file that group or others may read.

@@ -130,7 +130,7 @@ fn connection_caps_are_checked_against_each_other() {
 fn credential_paths_resolve_in_the_credentials_directory() {
     let base = Path::new("/etc/ktbroker");
     let creds = Path::new("/run/credentials/ktbrokerd.service");
-    let resolve = |raw: &str, dir| secret_path(PathBuf::from(raw), base, dir, "server.tls_key");
+    let resolve = |raw: &str, dir: Option<&Path>| secret_path(PathBuf::from(raw), base, dir.into(), "server.tls_key");
     assert_eq!(
         resolve("credential:tls-key", Some(creds)).unwrap(),
         creds.join("tls-key")
@@ -145,6 +145,29 @@ fn credential_paths_resolve_in_the_credentials_directory() {
     for bad in ["credential:", "credential:../x", "credential:a/b", "credential:.."] {
         assert!(resolve(bad, Some(creds)).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn credential_paths_resolve_to_the_units_sources() {
+    let base = Path::new("/etc/ktbroker");
+    let sources = BTreeMap::from([("tls-key".to_owned(), PathBuf::from("/etc/ktbroker/tls.key"))]);
+    let resolve = |raw: &str| {
+        secret_path(
+            PathBuf::from(raw),
+            base,
+            Credentials::Sources(&sources),
+            "server.tls_key",
+        )
+    };
+    assert_eq!(
+        resolve("credential:tls-key").unwrap(),
+        PathBuf::from("/etc/ktbroker/tls.key")
+    );
+    let err = resolve("credential:admin-keytab").unwrap_err().to_string();
+    assert!(
+        err.contains("server.tls_key") && err.contains("LoadCredential=admin-keytab:"),
+        "{err}"
+    );
 }
 
 #[test]

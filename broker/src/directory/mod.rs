@@ -33,6 +33,7 @@ mod ber;
 mod change;
 mod groups;
 pub mod ppolicy;
+pub mod probe;
 mod servers;
 pub mod simple_bind;
 mod user_binds;

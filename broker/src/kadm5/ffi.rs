@@ -35,12 +35,17 @@ pub const KADM5_AUTH_SETKEY: krb5_error_code = 43_787_570;
 /// "Operation requires ``extract-keys'' privilege": what kadmind answers a reader without `e`.
 pub const KADM5_AUTH_EXTRACT: krb5_error_code = 43_787_580;
 pub const KADM5_AUTH_INITIAL: krb5_error_code = 43_787_582;
+/// "Invalid field mask for operation": what a privilege probe's deliberately bad mask earns once
+/// kadmind has let the caller past the ACL (see `Kadm5Session::has_privilege`).
+pub const KADM5_BAD_MASK: krb5_error_code = 43_787_534;
 
 /// `KADM5_CONFIG_REALM`: `params.realm` is set.
 pub const KADM5_CONFIG_REALM: c_long = 0x1;
 /// `KADM5_PRINCIPAL` and `KADM5_ATTRIBUTES` masks for `kadm5_create_principal`.
 pub const KADM5_PRINCIPAL: c_long = 0x1;
 pub const KADM5_ATTRIBUTES: c_long = 0x10;
+/// `KADM5_LAST_PWD_CHANGE`: a field no caller may set, so a create naming it is refused.
+pub const KADM5_LAST_PWD_CHANGE: c_long = 0x8;
 /// `KRB5_KDB_REQUIRES_PRE_AUTH` from `<kdb.h>`.
 pub const KRB5_KDB_REQUIRES_PRE_AUTH: i32 = 0x80;
 
@@ -148,6 +153,26 @@ unsafe extern "C" {
         keyblocks: *mut *mut krb5_keyblock,
         n_keys: *mut c_int,
     ) -> kadm5_ret_t;
+    pub fn kadm5_get_principal(
+        server_handle: kadm5_handle,
+        principal: krb5_principal,
+        entry: *mut kadm5_principal_ent_rec,
+        mask: c_long,
+    ) -> kadm5_ret_t;
+    pub fn kadm5_free_principal_ent(server_handle: kadm5_handle, entry: *mut kadm5_principal_ent_rec) -> kadm5_ret_t;
+    pub fn kadm5_get_principals(
+        server_handle: kadm5_handle,
+        expression: *mut c_char,
+        names: *mut *mut *mut c_char,
+        count: *mut c_int,
+    ) -> kadm5_ret_t;
+    pub fn kadm5_free_name_list(server_handle: kadm5_handle, names: *mut *mut c_char, count: c_int) -> kadm5_ret_t;
+    pub fn kadm5_modify_principal(
+        server_handle: kadm5_handle,
+        entry: *mut kadm5_principal_ent_rec,
+        mask: c_long,
+    ) -> kadm5_ret_t;
+    pub fn kadm5_delete_principal(server_handle: kadm5_handle, principal: krb5_principal) -> kadm5_ret_t;
     pub fn kadm5_free_kadm5_key_data(
         context: krb5_context,
         n_key_data: c_int,

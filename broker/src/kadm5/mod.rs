@@ -69,6 +69,56 @@ pub fn use_krb5_config(krb5_config: &std::path::Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A kadm5.acl privilege (kadm5.acl(5)) the broker may need or should not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Privilege {
+    Add,
+    Delete,
+    Modify,
+    Inquire,
+    List,
+    ChangePassword,
+    Extract,
+}
+
+impl Privilege {
+    pub const ALL: [Self; 7] = [
+        Self::Add,
+        Self::Delete,
+        Self::Modify,
+        Self::Inquire,
+        Self::List,
+        Self::ChangePassword,
+        Self::Extract,
+    ];
+
+    /// Its letter in kadm5.acl.
+    pub fn letter(self) -> char {
+        match self {
+            Self::Add => 'a',
+            Self::Delete => 'd',
+            Self::Modify => 'm',
+            Self::Inquire => 'i',
+            Self::List => 'l',
+            Self::ChangePassword => 'c',
+            Self::Extract => 'e',
+        }
+    }
+
+    /// The kadm5 call its probe makes.
+    fn call(self) -> &'static str {
+        match self {
+            Self::Add => "kadm5_create_principal",
+            Self::Delete => "kadm5_delete_principal",
+            Self::Modify => "kadm5_modify_principal",
+            Self::Inquire => "kadm5_get_principal",
+            Self::List => "kadm5_get_principals",
+            Self::ChangePassword => "kadm5_randkey_principal",
+            Self::Extract => "kadm5_get_principal_keys",
+        }
+    }
+}
+
 /// One key as read from the KDC.
 pub struct KeyData {
     pub kvno: u32,
@@ -193,6 +243,96 @@ impl Kadm5Session {
             unsafe { ffi::kadm5_free_kadm5_key_data(self.context.as_ptr(), count, keys) };
         }
         Ok(out)
+    }
+
+    /// Whether kadmind's ACL grants this session `privilege` on `target`, a principal that must
+    /// not exist (a random name shaped like the served ones): kadmind checks the ACL before it
+    /// looks the target up, so a missing privilege answers `KADM5_AUTH_*` and a granted one
+    /// "unknown principal". The add probe names a field no one may set, so kadmind refuses it
+    /// after the ACL and nothing is created; nothing else changes anything that does not exist.
+    pub fn has_privilege(&mut self, privilege: Privilege, target: &str) -> Result<bool, Kadm5Error> {
+        let parsed = self.context.parse_name(target)?;
+        let principal = parsed.as_ptr();
+        // SAFETY: all-zero is a valid "empty" entry; the probes set only `principal`.
+        let mut entry: ffi::kadm5_principal_ent_rec = unsafe { std::mem::zeroed() };
+        entry.principal = principal;
+        let code = match privilege {
+            Privilege::Extract => {
+                let mut keys: *mut ffi::kadm5_key_data = std::ptr::null_mut();
+                let mut count: c_int = 0;
+                // SAFETY: handle and principal are live; keys/count receive an array (only if the
+                // target exists after all) that is freed right below.
+                let code = unsafe { ffi::kadm5_get_principal_keys(self.handle, principal, 0, &mut keys, &mut count) };
+                if !keys.is_null() {
+                    // SAFETY: exactly the array the call returned, freed (and zeroed) once.
+                    unsafe { ffi::kadm5_free_kadm5_key_data(self.context.as_ptr(), count, keys) };
+                }
+                code
+            }
+            Privilege::Inquire => {
+                // SAFETY: handle and principal are live; on success kadm5 fills `entry`, whose
+                // contents are freed right below (its principal is then kadm5's copy).
+                let code =
+                    unsafe { ffi::kadm5_get_principal(self.handle, principal, &mut entry, ffi::KADM5_PRINCIPAL) };
+                if code == 0 {
+                    // SAFETY: `entry` was filled by the successful call and is freed once.
+                    unsafe { ffi::kadm5_free_principal_ent(self.handle, &mut entry) };
+                }
+                code
+            }
+            Privilege::List => {
+                let expression = c_string(target, "list expression")?;
+                let mut names: *mut *mut std::os::raw::c_char = std::ptr::null_mut();
+                let mut count: c_int = 0;
+                // SAFETY: handle is live; the expression is a C string that outlives the call;
+                // names/count receive a list freed right below.
+                let code = unsafe {
+                    ffi::kadm5_get_principals(self.handle, expression.as_ptr().cast_mut(), &mut names, &mut count)
+                };
+                if !names.is_null() {
+                    // SAFETY: exactly the list the call returned, freed once.
+                    unsafe { ffi::kadm5_free_name_list(self.handle, names, count) };
+                }
+                code
+            }
+            Privilege::Add => {
+                // SAFETY: handle is live; entry names the (live) target; the mask includes a
+                // field kadmind never accepts from a caller, so it answers BAD_MASK, not a new
+                // principal, once the ACL allowed the add.
+                unsafe {
+                    ffi::kadm5_create_principal(
+                        self.handle,
+                        &mut entry,
+                        ffi::KADM5_PRINCIPAL | ffi::KADM5_LAST_PWD_CHANGE,
+                        std::ptr::null_mut(),
+                    )
+                }
+            }
+            Privilege::Modify => {
+                // SAFETY: handle is live; entry names the (live) target that does not exist.
+                unsafe { ffi::kadm5_modify_principal(self.handle, &mut entry, ffi::KADM5_ATTRIBUTES) }
+            }
+            Privilege::Delete => {
+                // SAFETY: handle and principal are live; the target does not exist.
+                unsafe { ffi::kadm5_delete_principal(self.handle, principal) }
+            }
+            Privilege::ChangePassword => {
+                // SAFETY: handle and principal are live; NULL keyblocks/n_keys ask for no copies.
+                unsafe {
+                    ffi::kadm5_randkey_principal(self.handle, principal, std::ptr::null_mut(), std::ptr::null_mut())
+                }
+            }
+        };
+        drop(parsed);
+        let code = i32::try_from(code).unwrap_or(i32::MIN);
+        match code {
+            0 | ffi::KADM5_UNK_PRINC | ffi::KADM5_BAD_MASK => Ok(true),
+            _ => match self.context.check(code, privilege.call()) {
+                Ok(()) => Ok(true),
+                Err(error) if error.is_not_authorized() => Ok(false),
+                Err(error) => Err(error),
+            },
+        }
     }
 
     /// kadm5 returns a `kadm5_ret_t` (a C long) holding a 32-bit com_err code.
