@@ -25,7 +25,9 @@ packages=(krb5-kdc krb5-admin-server krb5-user libkrb5-dev slapd ldap-utils pamt
   # the compose demo's checks without a Docker engine (scripts/check-docker.sh)
   shellcheck docker-compose
   # GNU time: bench/memory's peak RSS of each client login
-  time)
+  time
+  # lintian: the Debian packages are checked at error and warning level (scripts/test-packages.sh)
+  lintian)
 
 missing=()
 for p in "${packages[@]}"; do

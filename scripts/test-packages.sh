@@ -7,13 +7,15 @@
 #  3. The installed binaries against the harness: the sandbox login and netdisk session with
 #     ktbrokerd from /usr/sbin and ktbroker-kinit, netdisk from /usr/bin; a PAM login through
 #     the installed profile's lines, with libpam finding pam_ktbroker.so in its own directory.
-#  4. dpkg -r: nothing of theirs is left but the two conffiles; dpkg --purge removes those.
+#  4. dpkg -r: nothing of theirs is left but the conffiles; dpkg --purge removes those and
+#     /etc/ktbroker; neither warns.
+#  lintian passes both at error and warning level.
 # Needs root (dpkg). Leaves the machine as it found it, also when a step fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 packages=(ktbroker-client ktbroker-broker)
-conffiles=(/etc/ktbroker/broker.toml /etc/ktbroker/client.toml)
+conffiles=(/etc/ktbroker/broker.toml /etc/ktbroker/client.toml /etc/ktbroker/netdisk.toml)
 work=$(mktemp -d)
 cleanup() { dpkg --purge "${packages[@]}" >/dev/null 2>&1 || true; rm -rf "$work"; }
 trap cleanup EXIT
@@ -27,6 +29,10 @@ cargo build --quiet --bins -p ktbroker-tests
 for deb in target/debian/ktbroker-*.deb; do
     echo "== $deb"; dpkg-deb --info "$deb" | sed -n '/Package:/,$p'
 done
+# Debian's own checks, at error and warning level (informational tags are listed, not fatal).
+lintian_out=$(lintian --fail-on error,warning --display-level '>=info' target/debian/ktbroker-*.deb 2>&1) \
+    || fail "lintian: $lintian_out"
+grep -v '^running with root privileges' <<<"$lintian_out" || true
 
 pam_before=$(cd /etc/pam.d && sha256sum ./*)
 dpkg -i target/debian/ktbroker-broker_*.deb target/debian/ktbroker-client_*.deb
@@ -38,7 +44,7 @@ done
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch)
 expected=(
     /usr/sbin/ktbrokerd /usr/bin/ktbroker-kinit /usr/bin/netdisk
-    "/usr/lib/$multiarch/security/pam_ktbroker.so" /usr/share/pam-configs/ktbroker
+    "/lib/$multiarch/security/pam_ktbroker.so" /usr/share/pam-configs/ktbroker
     /usr/lib/systemd/system/ktbrokerd.service /usr/lib/sysusers.d/ktbroker-broker.conf
     /usr/lib/systemd/user/ktbroker-renew.service
     /usr/share/man/man8/ktbrokerd.8.gz /usr/share/man/man1/ktbroker-kinit.1.gz /usr/share/man/man1/netdisk.1.gz
@@ -79,7 +85,8 @@ for program in /usr/sbin/ktbrokerd /usr/bin/ktbroker-kinit /usr/bin/netdisk; do
 done
 target/debug/ktbroker-pam-profile-check
 
-dpkg -r "${packages[@]}"
+dpkg -r "${packages[@]}" 2>&1 | tee "$work/remove.out"
+! grep -i 'warning' "$work/remove.out" || fail "dpkg -r warned"
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}\n' "$p" | grep -qx "deinstall ok config-files" \
         || fail "$p: $(dpkg-query -W -f='${Status}' "$p") after dpkg -r"
@@ -90,6 +97,8 @@ left=$(cat "$work"/*.files | sort -u | while read -r f; do
 [ "$(cd /etc/pam.d && sha256sum ./*)" = "$pam_before" ] || fail "removing changed /etc/pam.d"
 echo "after dpkg -r, left: $(echo "$left" | tr '\n' ' ')"
 
-dpkg --purge "${packages[@]}"
-[ ! -e /etc/ktbroker/broker.toml ] && [ ! -e /etc/ktbroker/client.toml ] || fail "conffiles survived purge"
+dpkg --purge "${packages[@]}" 2>&1 | tee "$work/purge.out"
+! grep -i 'warning' "$work/purge.out" || fail "dpkg --purge warned"
+for f in "${conffiles[@]}"; do [ ! -e "$f" ] || fail "$f survived purge"; done
+[ ! -e /etc/ktbroker ] || fail "/etc/ktbroker survived purge: $(ls -A /etc/ktbroker)"
 echo "test-packages: ok"

@@ -69,3 +69,24 @@ fn the_example_client_toml_loads() {
     assert_eq!(config.brokers.len(), 2);
     assert_eq!(config.ca_file.as_deref(), Some(Path::new("/etc/ktbroker/ca.pem")));
 }
+
+#[test]
+fn the_example_netdisk_toml_loads_and_changes_no_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("netdisk.toml");
+    std::fs::write(&path, example("netdisk.toml")).unwrap();
+    let config = ktbroker_netdisk::config::NetdiskConfig::load(&path, true)
+        .unwrap_or_else(|e| panic!("the example netdisk.toml does not load: {e}"));
+    // Installed as /etc/ktbroker/netdisk.toml, it must not send netdisk anywhere by itself.
+    assert_eq!(config, ktbroker_netdisk::config::NetdiskConfig::default());
+    // Every commented-out setting is one netdisk takes.
+    let uncommented: String = example("netdisk.toml")
+        .lines()
+        .map(|l| l.strip_prefix("# ").filter(|l| l.contains(" = ")).unwrap_or(l))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&path, uncommented).unwrap();
+    let config = ktbroker_netdisk::config::NetdiskConfig::load(&path, true)
+        .unwrap_or_else(|e| panic!("the example's settings, uncommented, do not load: {e}"));
+    assert_eq!(config.cluster_hosts.len(), 2);
+}

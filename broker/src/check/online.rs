@@ -109,10 +109,7 @@ async fn check_kadmind(report: &mut Report, name: &str, tenant: &TenantConfig, c
     };
     let key = format!("tenants.{name}.keys.admin_principal");
     let Some(target) = probe_target(tenant) else {
-        return report.error(
-            &key,
-            "the principal template yields no principal to probe kadmind's ACL with",
-        );
+        return report.error(&key, "no principal from the principal template to probe kadmind's ACL");
     };
     let realm = tenant.realm.clone();
     let granted = blocking(timeout, move || {
