@@ -48,7 +48,7 @@ expected=(
     /usr/lib/systemd/system/ktbrokerd.service /usr/lib/sysusers.d/ktbroker-broker.conf
     /usr/lib/systemd/user/ktbroker-renew.service
     /usr/share/man/man8/ktbrokerd.8.gz /usr/share/man/man1/ktbroker-kinit.1.gz /usr/share/man/man1/netdisk.1.gz
-    /usr/share/man/man8/pam_ktbroker.8.gz
+    /usr/share/man/man8/pam_ktbroker.8.gz /usr/share/man/man8/ktbrokerd-check-config.8.gz /usr/share/man/man1/ktbroker-kinit-run.1.gz
     /usr/share/bash-completion/completions/ktbroker-kinit /usr/share/bash-completion/completions/netdisk
     /usr/share/zsh/vendor-completions/_netdisk /usr/share/fish/vendor_completions.d/netdisk.fish
     "${conffiles[@]}"

@@ -3,16 +3,22 @@
 //! disagree. `ktbroker-gen-assets OUTDIR` writes them for the packages.
 #![forbid(unsafe_code)]
 
+pub mod pages;
+
 use clap::CommandFactory;
 use clap_complete::Shell;
 use std::path::{Path, PathBuf};
 
-/// Each program with its man section.
-pub fn programs() -> Vec<(clap::Command, &'static str)> {
+/// Each program with its man section and the hand-written sections of its page.
+pub fn programs() -> Vec<(clap::Command, &'static str, &'static [pages::Section])> {
     vec![
-        (ktbroker_broker::cli::Args::command().name("ktbrokerd"), "8"),
-        (ktbroker_kinit::cli::Cli::command().name("ktbroker-kinit"), "1"),
-        (ktbroker_netdisk::cli::Cli::command().name("netdisk"), "1"),
+        (
+            ktbroker_broker::cli::Args::command().name("ktbrokerd"),
+            "8",
+            pages::KTBROKERD,
+        ),
+        (ktbroker_kinit::cli::Cli::command().name("ktbroker-kinit"), "1", &[]),
+        (ktbroker_netdisk::cli::Cli::command().name("netdisk"), "1", &[]),
     ]
 }
 
@@ -22,15 +28,9 @@ pub fn generate(out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     let man_dir = out.join("man");
     std::fs::create_dir_all(&man_dir)?;
-    for (command, section) in programs() {
+    for (command, section, extra) in programs() {
         let name = command.get_name().to_owned();
-        let path = man_dir.join(format!("{name}.{section}"));
-        let mut page = Vec::new();
-        clap_mangen::Man::new(command.clone())
-            .section(section)
-            .render(&mut page)?;
-        std::fs::write(&path, page)?;
-        written.push(path);
+        written.extend(pages::write_pages(&command, section, extra, &man_dir)?);
         for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
             let dir = out.join("completions").join(shell.to_string());
             std::fs::create_dir_all(&dir)?;
