@@ -9,6 +9,7 @@
 #     the installed profile's lines, with libpam finding pam_ktbroker.so in its own directory.
 #  4. dpkg -r: nothing of theirs is left but the conffiles; dpkg --purge removes those and
 #     /etc/ktbroker; neither warns.
+#  5. docs/admin-guide.md's runbook, literally, on a fresh install (scripts/test-admin-guide.sh).
 #  lintian passes both at error and warning level.
 # Needs root (dpkg). Leaves the machine as it found it, also when a step fails.
 set -euo pipefail
@@ -17,7 +18,17 @@ scripts/install-deps.sh
 packages=(ktbroker-client ktbroker-broker)
 conffiles=(/etc/ktbroker/broker.toml /etc/ktbroker/client.toml /etc/ktbroker/netdisk.toml)
 work=$(mktemp -d)
-cleanup() { dpkg --purge "${packages[@]}" >/dev/null 2>&1 || true; rm -rf "$work"; }
+cleanup() {
+    if [ -f "$work/guide/env" ]; then  # the admin guide's runbook ran: what it made goes too
+        GUIDE_ENV_DIR="$work/guide" scripts/guide/systemctl stop ktbrokerd || true
+        scripts/test-admin-guide.sh stop "$work/guide" || true
+        rm -f /etc/ktbroker/{tls.key,tls.pem,ldap-password,admin.keytab,ldap-ca.pem,ca.pem}
+        rm -rf /var/log/ktbroker /root/ktbroker-audit-*.tar.gz
+    fi
+    dpkg --purge "${packages[@]}" >/dev/null 2>&1 || true
+    rmdir /etc/ktbroker 2>/dev/null || true
+    rm -rf "$work"
+}
 trap cleanup EXIT
 cleanup
 mkdir -p "$work"
@@ -101,4 +112,11 @@ dpkg --purge "${packages[@]}" 2>&1 | tee "$work/purge.out"
 ! grep -i 'warning' "$work/purge.out" || fail "dpkg --purge warned"
 for f in "${conffiles[@]}"; do [ ! -e "$f" ] || fail "$f survived purge"; done
 [ ! -e /etc/ktbroker ] || fail "/etc/ktbroker survived purge: $(ls -A /etc/ktbroker)"
+# 5. The admin guide's runbook on a fresh install: from an empty host to a first login; then a
+#    purge, which leaves what the admin made, and the guide's removal block, which removes it.
+dpkg -i target/debian/ktbroker-broker_*.deb target/debian/ktbroker-client_*.deb > /dev/null
+scripts/test-admin-guide.sh run "$work/guide"
+dpkg --purge "${packages[@]}" > /dev/null 2>&1
+scripts/test-admin-guide.sh removal "$work/guide"
+scripts/test-admin-guide.sh stop "$work/guide"
 echo "test-packages: ok"

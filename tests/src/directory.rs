@@ -84,12 +84,50 @@ pub struct Directory {
 
 impl Directory {
     pub fn start(dir: &Path, pki: &TestPki, users: &[DirectoryUser]) -> anyhow::Result<Self> {
+        Self::start_edited(dir, pki, users, Ok, |ldif| ldif)
+    }
+
+    /// A directory as a site has it before ktbroker: no service account for the broker, and a
+    /// directory manager (`cn=admin,dc=example,dc=com`) who binds with `admin_password` to add one
+    /// (the admin guide's runbook; see scripts/test-admin-guide.sh).
+    pub fn start_without_service_account(
+        dir: &Path,
+        pki: &TestPki,
+        users: &[DirectoryUser],
+        admin_password: &str,
+    ) -> anyhow::Result<Self> {
+        let hash = hash_password(admin_password, PasswordScheme::Ssha)?;
+        Self::start_edited(
+            dir,
+            pki,
+            users,
+            |conf| {
+                let rootdn = "rootdn      \"cn=admin,dc=example,dc=com\"\n";
+                anyhow::ensure!(conf.contains(rootdn), "no rootdn line in slapd.conf");
+                Ok(conf.replacen(rootdn, &format!("{rootdn}rootpw      {hash}\n"), 1))
+            },
+            |ldif| {
+                ldif.split("\n\n")
+                    .filter(|entry| !entry.trim_start().starts_with(&format!("dn: {SERVICE_DN}")))
+                    .collect::<Vec<_>>()
+                    .join("\n\n")
+            },
+        )
+    }
+
+    fn start_edited(
+        dir: &Path,
+        pki: &TestPki,
+        users: &[DirectoryUser],
+        edit_conf: impl FnOnce(String) -> anyhow::Result<String>,
+        edit_ldif: impl FnOnce(String) -> String,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir.join("db"))?;
         let port = free_port();
         let conf = dir.join("slapd.conf");
-        std::fs::write(&conf, slapd_conf(dir, pki)?)?;
+        std::fs::write(&conf, edit_conf(slapd_conf(dir, pki)?)?)?;
         let service_password = "ktbroker-service-pw".to_owned();
-        std::fs::write(dir.join("data.ldif"), data_ldif(users, &service_password)?)?;
+        std::fs::write(dir.join("data.ldif"), edit_ldif(data_ldif(users, &service_password)?))?;
         run_checked(
             slap_command("slapadd", dir)
                 .arg("-f")

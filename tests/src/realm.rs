@@ -41,6 +41,16 @@ impl Realm {
 
     /// Like [`Self::start`] for a realm named `realm`.
     pub fn start_named(dir: &Path, realm: &str) -> anyhow::Result<Self> {
+        Self::start_with(dir, realm, true)
+    }
+
+    /// A realm as a site has it before ktbroker: no broker principals, a kadm5.acl without
+    /// their lines (the admin guide's runbook adds both; see scripts/test-admin-guide.sh).
+    pub fn start_bare(dir: &Path, realm: &str) -> anyhow::Result<Self> {
+        Self::start_with(dir, realm, false)
+    }
+
+    fn start_with(dir: &Path, realm: &str, broker_principals: bool) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let (kdc_port, kadmin_port, kpasswd_port) = (free_port(), free_port(), free_port());
         let krb5_conf = dir.join("krb5.conf");
@@ -66,10 +76,12 @@ impl Realm {
             "kadm5.acl.in",
             &[("BROKER_ADMIN", &format!("{BROKER_ADMIN}@{realm}")), ("REALM", realm)],
         )?;
-        std::fs::write(
-            dir.join("kadm5.acl"),
-            format!("{acl}{BROKER_WRITER}@{realm} eac *@{realm}\n{BROKER_READER}@{realm} i *@{realm}\n"),
-        )?;
+        let acl = if broker_principals {
+            format!("{acl}{BROKER_WRITER}@{realm} eac *@{realm}\n{BROKER_READER}@{realm} i *@{realm}\n")
+        } else {
+            "# kadm5.acl of a realm without ktbroker yet\n".to_owned()
+        };
+        std::fs::write(dir.join("kadm5.acl"), acl)?;
 
         let env = RealmEnv {
             krb5_conf: krb5_conf.clone(),
@@ -82,11 +94,13 @@ impl Realm {
                 .args(["create", "-s", "-r", realm, "-P", "masterpw", "-W"]),
         )?;
         let broker_admin_keytab = dir.join("broker-admin.keytab");
-        env.kadmin_local(&format!("addprinc -randkey {BROKER_ADMIN}"))?;
-        env.kadmin_local(&format!("ktadd -k {} {BROKER_ADMIN}", broker_admin_keytab.display()))?;
         let broker_writer_keytab = dir.join("broker-writer.keytab");
-        env.kadmin_local(&format!("addprinc -randkey {BROKER_WRITER}"))?;
-        env.kadmin_local(&format!("ktadd -k {} {BROKER_WRITER}", broker_writer_keytab.display()))?;
+        if broker_principals {
+            env.kadmin_local(&format!("addprinc -randkey {BROKER_ADMIN}"))?;
+            env.kadmin_local(&format!("ktadd -k {} {BROKER_ADMIN}", broker_admin_keytab.display()))?;
+            env.kadmin_local(&format!("addprinc -randkey {BROKER_WRITER}"))?;
+            env.kadmin_local(&format!("ktadd -k {} {BROKER_WRITER}", broker_writer_keytab.display()))?;
+        }
 
         // Both start at once; then each is waited for.
         let mut kdc = env.spawn(KDC)?;
