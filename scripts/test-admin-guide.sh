@@ -5,20 +5,25 @@
 # packages, and checks that they end in a login; later its `sh runbook-removal` block ("Removal").
 # The only stand-ins: the site's values (the runbook's first block keeps what is set here) and
 # systemctl (scripts/guide/systemctl; CI has no systemd).
-#   scripts/test-admin-guide.sh run DIR       set up, run the runbook, check the login, stop the broker
-#   scripts/test-admin-guide.sh removal DIR   after dpkg --purge: the removal block, then check it
-#   scripts/test-admin-guide.sh stop DIR      stop the throwaway realm and directory
+#   scripts/test-admin-guide.sh run DIR [openldap|ad]   set up, run the runbook, check the login,
+#                                                       stop the broker
+#   scripts/test-admin-guide.sh removal DIR [openldap|ad]   after dpkg --purge: the removal blocks
+#   scripts/test-admin-guide.sh stop DIR                stop the throwaway realm and directory
+# The blocks for the other directory are left out (```sh runbook ad vs ```sh runbook openldap).
 # Called by scripts/test-packages.sh (root, packages installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-action=${1:?usage: test-admin-guide.sh run|removal|stop DIR}
-dir=${2:?usage: test-admin-guide.sh run|removal|stop DIR}
+usage="usage: test-admin-guide.sh run|removal|stop DIR [openldap|ad]"
+action=${1:?$usage}
+dir=${2:?$usage}
+directory=${3:-openldap}
+case "$directory" in openldap | ad) ;; *) echo "$usage" >&2; exit 2 ;; esac
 fail() { echo "test-admin-guide: $*" >&2; exit 1; }
 
-# The blocks whose fence says ```sh TAG, in order, as one script.
+# The blocks whose fence says ```sh TAG or ```sh TAG DIRECTORY, in order, as one script.
 blocks() {
-    awk -v tag="$1" '
-        $0 == "```sh " tag { inside = 1; next }
+    awk -v tag="$1" -v kind="$directory" '
+        $1 == "```sh" && $2 == tag && (NF == 2 || (NF == 3 && $3 == kind)) { inside = 1; next }
         inside && $0 == "```" { inside = 0; print ""; next }
         inside { print }
     ' docs/admin-guide.md
@@ -28,13 +33,15 @@ blocks() {
 run_blocks() {
     blocks "$1" > "$dir/$1.sh"
     [ -s "$dir/$1.sh" ] || fail "no \`\`\`sh $1 block in docs/admin-guide.md"
+    grep -q . "$dir/$1.sh" || fail "the $1 blocks are empty"
     (
         # shellcheck disable=SC1091
         . "$dir/env"
         export GUIDE_ENV_DIR="$dir" KRB5CCNAME="FILE:$dir/first-login.ccache"
         export PATH="$PWD/scripts/guide:/usr/sbin:/usr/bin:/sbin:/bin"
         cd "$dir"
-        bash -euo pipefail -x "$dir/$1.sh" < "$FIRST_USER_PASSWORD_FILE"
+        # -v echoes each line as written (-x would print the expanded secrets)
+        bash -euo pipefail -v "$dir/$1.sh" < "$FIRST_USER_PASSWORD_FILE"
     ) > "$dir/$1.out" 2>&1 || { cat "$dir/$1.out" >&2; fail "the guide's $1 blocks failed"; }
 }
 
@@ -43,8 +50,9 @@ run)
     cargo build --quiet --bin ktbroker-guide-env -p ktbroker-tests
     # The service user reads the krb5 profile the runbook writes here.
     install -d -m 0755 "$dir"
-    target/debug/ktbroker-guide-env "$dir" > "$dir/guide-env.log" 2>&1 &
-    for _ in $(seq 100); do [ -f "$dir/ready" ] && break; sleep 0.1; done
+    flags=(); [ "$directory" = ad ] && flags=(--ad)
+    target/debug/ktbroker-guide-env "$dir" "${flags[@]}" > "$dir/guide-env.log" 2>&1 &
+    for _ in $(seq 900); do [ -f "$dir/ready" ] && break; sleep 0.1; done
     [ -f "$dir/ready" ] || fail "the throwaway realm and directory did not start: $(cat "$dir/guide-env.log")"
     run_blocks runbook
     if ! grep -q "Default principal: alice@GUIDE.TEST" "$dir/runbook.out" \
@@ -53,7 +61,7 @@ run)
     fi
     grep -q '"outcome":"granted"' /var/log/ktbroker/audit.jsonl \
         || fail "no successful login in the audit log: $(cat /var/log/ktbroker/audit.jsonl)"
-    echo "test-admin-guide: the runbook's $(grep -c '^```sh runbook$' docs/admin-guide.md) blocks end in alice's login"
+    echo "test-admin-guide: the runbook ($directory, $(grep -c '^[^ ]' "$dir/runbook.sh") lines) ends in alice's login"
     GUIDE_ENV_DIR="$dir" scripts/guide/systemctl stop ktbrokerd
     ! pgrep -u _ktbroker >/dev/null || fail "ktbrokerd still runs after systemctl stop"
     ;;
@@ -65,7 +73,7 @@ removal)
     ( . "$dir/env"; ! kadmin.local -q "getprinc ktbroker/admin@$REALM" 2>&1 | grep -q '^Principal:' ) \
         || fail "the admin principal is left"
     rm -f /root/ktbroker-audit-*.tar.gz
-    echo "test-admin-guide: the removal block leaves nothing"
+    echo "test-admin-guide: the removal blocks ($directory) leave nothing"
     ;;
 stop)
     if [ -f "$dir/env" ]; then

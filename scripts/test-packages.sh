@@ -19,12 +19,13 @@ packages=(ktbroker-client ktbroker-broker)
 conffiles=(/etc/ktbroker/broker.toml /etc/ktbroker/client.toml /etc/ktbroker/netdisk.toml)
 work=$(mktemp -d)
 cleanup() {
-    if [ -f "$work/guide/env" ]; then  # the admin guide's runbook ran: what it made goes too
-        GUIDE_ENV_DIR="$work/guide" scripts/guide/systemctl stop ktbrokerd || true
-        scripts/test-admin-guide.sh stop "$work/guide" || true
+    for guide in "$work"/guide-*; do  # the admin guide's runbook ran: what it made goes too
+        [ -f "$guide/env" ] || continue
+        GUIDE_ENV_DIR="$guide" scripts/guide/systemctl stop ktbrokerd || true
+        scripts/test-admin-guide.sh stop "$guide" || true
         rm -f /etc/ktbroker/{tls.key,tls.pem,ldap-password,admin.keytab,ldap-ca.pem,ca.pem}
         rm -rf /var/log/ktbroker /root/ktbroker-audit-*.tar.gz
-    fi
+    done
     dpkg --purge "${packages[@]}" >/dev/null 2>&1 || true
     rmdir /etc/ktbroker 2>/dev/null || true
     rm -rf "$work"
@@ -114,9 +115,12 @@ for f in "${conffiles[@]}"; do [ ! -e "$f" ] || fail "$f survived purge"; done
 [ ! -e /etc/ktbroker ] || fail "/etc/ktbroker survived purge: $(ls -A /etc/ktbroker)"
 # 5. The admin guide's runbook on a fresh install: from an empty host to a first login; then a
 #    purge, which leaves what the admin made, and the guide's removal block, which removes it.
-dpkg -i target/debian/ktbroker-broker_*.deb target/debian/ktbroker-client_*.deb > /dev/null
-scripts/test-admin-guide.sh run "$work/guide"
-dpkg --purge "${packages[@]}" > /dev/null 2>&1
-scripts/test-admin-guide.sh removal "$work/guide"
-scripts/test-admin-guide.sh stop "$work/guide"
+#    Once with OpenLDAP, once with Active Directory (Samba's AD DC).
+for directory in openldap ad; do
+    dpkg -i target/debian/ktbroker-broker_*.deb target/debian/ktbroker-client_*.deb > /dev/null
+    scripts/test-admin-guide.sh run "$work/guide-$directory" "$directory"
+    dpkg --purge "${packages[@]}" > /dev/null 2>&1
+    scripts/test-admin-guide.sh removal "$work/guide-$directory" "$directory"
+    scripts/test-admin-guide.sh stop "$work/guide-$directory"
+done
 echo "test-packages: ok"

@@ -29,7 +29,8 @@ pub const ENG: &str = "CN=eng,CN=Users,DC=ad,DC=corp,DC=test";
 /// An ordinary account with no rights beyond reading the directory, as the broker needs.
 pub const SERVICE_USER: &str = "svc-ktbroker";
 pub const SERVICE_DN: &str = "CN=svc-ktbroker,CN=Users,DC=ad,DC=corp,DC=test";
-const ADMIN_PASSWORD: &str = "Adm1n-Pass!";
+/// The domain administrator's password (`CN=Administrator,CN=Users,...`).
+pub const ADMIN_PASSWORD: &str = "Adm1n-Pass!";
 /// Failed binds after which [`AccountState::LockedOut`] people are locked (their own PSO).
 pub const LOCKOUT_THRESHOLD: usize = 3;
 

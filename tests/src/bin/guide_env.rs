@@ -1,7 +1,8 @@
-//! `ktbroker-guide-env DIR`: what scripts/test-admin-guide.sh runs the admin guide's runbook
-//! against: a throwaway MIT realm with no ktbroker principals or ACL lines yet, and an OpenLDAP
+//! `ktbroker-guide-env DIR [--ad]`: what scripts/test-admin-guide.sh runs the admin guide's
+//! runbook against: a throwaway MIT realm with no ktbroker principals or ACL lines yet, and a
 //! directory with people and groups but no service account for the broker (its manager may add
-//! one), on loopback ports. Writes DIR/env (shell `export` lines: the runbook's site variables and
+//! one): OpenLDAP, or with `--ad` Samba's AD DC (alice in eng, which is in hadoop-users), on
+//! loopback ports. Writes DIR/env (shell `export` lines: the runbook's site variables and
 //! the KDC tools' profile) and DIR/ready, then serves until SIGTERM; SIGUSR1 restarts kadmind
 //! (the runbook's `systemctl restart krb5-admin-server`) and rewrites DIR/ready when it is back.
 
@@ -16,27 +17,61 @@ const REALM: &str = "GUIDE.TEST";
 const FIRST_USER: &str = "alice";
 const FIRST_USER_PASSWORD: &str = "alice-directory-pw";
 
+/// The directory as the runbook sees it; the daemon runs while this lives.
+struct Site {
+    url: String,
+    base: String,
+    admin_dn: String,
+    group: String,
+    first_password: String,
+    _directory: Box<dyn std::any::Any>,
+}
+
 fn main() -> anyhow::Result<()> {
     let dir = PathBuf::from(std::env::args_os().nth(1).context("usage: ktbroker-guide-env DIR")?);
     std::fs::create_dir_all(&dir)?;
+    let ad = std::env::args().nth(2).as_deref() == Some("--ad");
     let pki = TestPki::create(&dir.join("pki"), "throwaway directory CA")?;
+    let admin_password_file = dir.join("ldap-admin.pw");
+    // Samba first: its RPC server takes dynamic ports that the realm's must then avoid.
+    let site = if ad {
+        use ktbroker_tests::active_directory::{ADMIN_PASSWORD, ALICE, ActiveDirectory, BASE_DN, HADOOP_USERS};
+        let directory = ActiveDirectory::start(&dir.join("ad"), &pki, &[ALICE]).context("starting the AD DC")?;
+        write_private(&admin_password_file, ADMIN_PASSWORD)?;
+        Site {
+            url: directory.url.clone(),
+            base: BASE_DN.to_owned(),
+            admin_dn: format!("CN=Administrator,CN=Users,{BASE_DN}"),
+            group: HADOOP_USERS.to_owned(),
+            first_password: ALICE.password.to_owned(),
+            _directory: Box::new(directory),
+        }
+    } else {
+        let alice = DirectoryUser {
+            uid: FIRST_USER.into(),
+            password: FIRST_USER_PASSWORD.into(),
+            scheme: PasswordScheme::Ssha,
+            in_group: true,
+            in_posix_group: false,
+            password_state: PasswordState::Current,
+        };
+        let admin_password = "directory-manager-pw";
+        let directory = Directory::start_without_service_account(&dir.join("ldap"), &pki, &[alice], admin_password)
+            .context("starting the directory")?;
+        write_private(&admin_password_file, admin_password)?;
+        Site {
+            url: directory.url.clone(),
+            base: SUFFIX.to_owned(),
+            admin_dn: format!("cn=admin,{SUFFIX}"),
+            group: GROUP_DN.to_owned(),
+            first_password: FIRST_USER_PASSWORD.to_owned(),
+            _directory: Box::new(directory),
+        }
+    };
     let mut realm = Realm::start_bare(&dir.join("kdc"), REALM).context("starting the realm")?;
     // The person's principal exists already (the broker serves existing principals).
     realm.kadmin_local(&format!("addprinc -randkey {FIRST_USER}"))?;
-    let alice = DirectoryUser {
-        uid: FIRST_USER.into(),
-        password: FIRST_USER_PASSWORD.into(),
-        scheme: PasswordScheme::Ssha,
-        in_group: true,
-        in_posix_group: false,
-        password_state: PasswordState::Current,
-    };
-    let admin_password = "directory-manager-pw";
-    let directory = Directory::start_without_service_account(&dir.join("ldap"), &pki, &[alice], admin_password)
-        .context("starting the directory")?;
-    let admin_password_file = dir.join("ldap-admin.pw");
-    write_private(&admin_password_file, admin_password)?;
-    write_private(&dir.join("first-user.pw"), format!("{FIRST_USER_PASSWORD}\n"))?;
+    write_private(&dir.join("first-user.pw"), format!("{}\n", site.first_password))?;
 
     let path = |p: &Path| p.display().to_string();
     let vars = [
@@ -44,13 +79,13 @@ fn main() -> anyhow::Result<()> {
         ("KDC", format!("127.0.0.1:{}", realm.kdc_port)),
         ("ADMIN_SERVER", format!("127.0.0.1:{}", realm.kadmin_port)),
         ("KADM5_ACL", path(&realm.dir.join("kadm5.acl"))),
-        ("LDAP_URI", directory.url.clone()),
+        ("LDAP_URI", site.url.clone()),
         ("LDAP_CA_FILE", path(&pki.ca_cert)),
         ("LDAPTLS_CACERT", path(&pki.ca_cert)),
-        ("LDAP_BASE", SUFFIX.to_owned()),
-        ("LDAP_ADMIN_DN", format!("cn=admin,{SUFFIX}")),
+        ("LDAP_BASE", site.base.clone()),
+        ("LDAP_ADMIN_DN", site.admin_dn.clone()),
         ("LDAP_ADMIN_PASSWORD_FILE", path(&admin_password_file)),
-        ("GROUP_DN", GROUP_DN.to_owned()),
+        ("GROUP_DN", site.group.clone()),
         ("BROKER_HOST", "localhost".to_owned()),
         ("BROKER_LISTEN", format!("127.0.0.1:{}", free_port())),
         ("KRB5_CONF", path(&dir.join("krb5.conf"))),
@@ -70,7 +105,7 @@ fn main() -> anyhow::Result<()> {
     std::fs::write(dir.join("ready"), "up\n")?;
     eprintln!(
         "ktbroker-guide-env: realm {REALM} and {} up; {}",
-        directory.url,
+        site.url,
         dir.join("env").display()
     );
 
@@ -93,6 +128,6 @@ fn main() -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     })?;
-    drop(directory);
+    drop(site);
     realm.stop()
 }
