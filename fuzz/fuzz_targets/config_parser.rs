@@ -3,7 +3,7 @@
 //! prints an effective configuration that loads again to the same thing.
 #![no_main]
 
-use ktbroker_broker::config::Config;
+use ktbroker_broker::config::{Config, Credentials};
 use libfuzzer_sys::fuzz_target;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -25,11 +25,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let path: PathBuf = FIXTURE.path().join("broker.toml");
-    let Ok(config) = Config::from_text(text, &path, None) else {
+    let Ok(config) = Config::from_text(text, &path, Credentials::Unset) else {
         return;
     };
     let effective = config.effective_toml();
-    let again = Config::from_text(&effective, &path, None)
+    let again = Config::from_text(&effective, &path, Credentials::Unset)
         .unwrap_or_else(|e| panic!("the effective configuration does not load: {e}\n{effective}"));
     assert!(again.tenants == config.tenants, "{effective}");
     assert_eq!(again.effective_toml(), effective);
