@@ -3,7 +3,7 @@
 #   ktbroker-broker  ktbrokerd, its unit and sysusers file, /etc/ktbroker/broker.toml, man page
 #   ktbroker-client  ktbroker-kinit, netdisk, pam_ktbroker.so, the pam-auth-update profile,
 #                    /etc/ktbroker/client.toml, the renewal user unit, man pages, completions
-# from a release build.
+# from a release build (ktbroker-kinit: the smaller build of scripts/build-client.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # cargo-deb (MIT, the maintained Cargo-to-.deb tool; ~3 min to build once, then cached in
@@ -21,6 +21,9 @@ cargo build --release --locked -p ktbroker-broker -p ktbroker-kinit -p ktbroker-
     -p ktbroker-pam -p ktbroker-packaging
 rm -rf packaging/generated
 "$CARGO_TARGET_DIR/release/ktbroker-gen-assets" packaging/generated >/dev/null
+# The client the package ships is built small (scripts/build-client.sh).
+mkdir -p packaging/generated/bin
+cp "$(scripts/build-client.sh)" packaging/generated/bin/ktbroker-kinit
 rm -f "$CARGO_TARGET_DIR"/debian/ktbroker-*.deb target/debian/ktbroker-*.deb
 cargo deb --no-build -p ktbroker-broker
 # The client variant is the Debian architecture: it names the multiarch PAM directory.

@@ -176,7 +176,19 @@ impl Sandbox {
 
     /// Like [`Self::kinit_command`], against a chosen broker URL and CA file.
     pub fn kinit_command_via(&self, broker_url: &str, ca_file: &std::path::Path, user: &str, ccache: &str) -> Command {
-        let mut command = Command::new(project_binary("ktbroker-kinit"));
+        self.kinit_command_of(&project_binary("ktbroker-kinit"), broker_url, ca_file, user, ccache)
+    }
+
+    /// Like [`Self::kinit_command_via`] with another build of ktbroker-kinit (`program`).
+    pub fn kinit_command_of(
+        &self,
+        program: &std::path::Path,
+        broker_url: &str,
+        ca_file: &std::path::Path,
+        user: &str,
+        ccache: &str,
+    ) -> Command {
+        let mut command = Command::new(program);
         command
             .args(["--broker", broker_url, "--ca-file"])
             .arg(ca_file)
