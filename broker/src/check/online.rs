@@ -115,15 +115,16 @@ async fn check_kadmind(report: &mut Report, name: &str, tenant: &TenantConfig, c
     let granted = blocking(timeout, move || {
         let mut session =
             Kadm5Session::open(&admin, &keytab, &realm).map_err(|e| format!("kadm5 session as {admin}: {e}"))?;
-        Privilege::ALL
-            .into_iter()
-            .map(|privilege| {
-                session
-                    .has_privilege(privilege, &target)
-                    .map(|has| (privilege, has))
-                    .map_err(|e| format!("asking kadmind about '{}': {e}", privilege.letter()))
-            })
-            .collect::<Result<Vec<_>, String>>()
+        let mut granted = BTreeSet::new();
+        for privilege in Privilege::ALL {
+            let has = session
+                .has_privilege(privilege, &target)
+                .map_err(|e| format!("asking kadmind about '{}': {e}", privilege.letter()))?;
+            if has {
+                granted.insert(privilege);
+            }
+        }
+        Ok(granted)
     })
     .await;
     let granted = match granted {
@@ -131,10 +132,8 @@ async fn check_kadmind(report: &mut Report, name: &str, tenant: &TenantConfig, c
         Err(why) => return report.error(&key, why),
     };
     let used = privileges_used(tenant, config);
-    let letters = |filter: &dyn Fn(&(Privilege, bool)) -> bool| -> String {
-        granted.iter().filter(|p| filter(p)).map(|(p, _)| p.letter()).collect()
-    };
-    let missing = letters(&|(p, has)| used.contains(p) && !has);
+    let letters = |set: &mut dyn Iterator<Item = &Privilege>| -> String { set.map(|p| p.letter()).collect() };
+    let missing = letters(&mut used.difference(&granted));
     if !missing.is_empty() {
         report.error(
             &key,
@@ -142,11 +141,11 @@ async fn check_kadmind(report: &mut Report, name: &str, tenant: &TenantConfig, c
                 "kadmind's ACL does not grant '{missing}' on principals like {} (kadm5.acl; the \
                  configuration uses '{}')",
                 probe_shape(tenant),
-                used.iter().map(|p| p.letter()).collect::<String>()
+                letters(&mut used.iter())
             ),
         );
     }
-    let beyond = letters(&|(p, has)| *has && !used.contains(p));
+    let beyond = letters(&mut granted.difference(&used));
     if !beyond.is_empty() {
         report.warning(
             &key,
