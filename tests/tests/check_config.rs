@@ -94,6 +94,24 @@ fn outside_the_unit_the_credentials_come_from_its_load_credential_lines() {
         stderr(&reset)
     );
 
+    // Under ProtectSystem=strict the audit file must be somewhere the unit lets the broker write.
+    std::fs::write(drop_ins.join("reset.conf"), "[Service]\nProtectSystem=strict\n").unwrap();
+    let read_only = outside(&unit);
+    assert_error(
+        &read_only,
+        "audit.file",
+        "is read-only for the service (ProtectSystem=strict",
+    );
+    std::fs::write(
+        drop_ins.join("reset.conf"),
+        format!(
+            "[Service]\nProtectSystem=strict\nReadWritePaths={}\n",
+            sandbox.root.display()
+        ),
+    )
+    .unwrap();
+    assert_valid(&outside(&unit));
+
     // --credentials-dir stands for the unit's directory.
     let explicit = sandbox
         .broker
