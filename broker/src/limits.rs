@@ -6,10 +6,17 @@
 //! clears the username's count (not the address's: one right password must not reset a spraying
 //! source). Sources the configuration trusts (login hosts) are counted by the caller as no source.
 //!
+//! An address behind which many people log in (an office's NAT at 9 a.m.) sees their typos add
+//! up: a fixed source limit would lock them all out. So each distinct user who logged in from an
+//! address within the window raises its limit by `source_credit_per_user`: the budget grows with
+//! the people the address has shown it speaks for, while a sprayer, who rarely holds more than an
+//! account or two, keeps the base limit.
+//!
 //! State is per broker replica and in memory: with N replicas an attacker gets up to N times the
 //! budget. The directory's own lockout (ppolicy) is the shared backstop.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -18,12 +25,20 @@ use std::time::{Duration, Instant};
 /// per new entry (never a scan of the whole table), so spraying cannot grow memory without bound.
 const MAX_RECORDS: usize = 100_000;
 
+/// At most this many distinct users raise one source's limit (about 40 bytes each). Beyond, the
+/// limit stops growing: stricter, never looser. Across sources the count is bounded by the
+/// successful logins one replica can serve within a window.
+const MAX_VOUCHERS_PER_SOURCE: usize = 50_000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LimitPolicy {
     /// Per username (per tenant).
     pub max_failures: u32,
     /// Per source address (an IPv6 /64).
     pub max_source_failures: u32,
+    /// Each distinct user who logged in from a source within the window raises that source's
+    /// limit by this much (0: a fixed limit).
+    pub source_credit_per_user: u32,
     pub window: Duration,
     pub lockout: Duration,
 }
@@ -33,6 +48,7 @@ impl Default for LimitPolicy {
         Self {
             max_failures: 5,
             max_source_failures: 50,
+            source_credit_per_user: 1,
             window: Duration::from_secs(15 * 60),
             lockout: Duration::from_secs(15 * 60),
         }
@@ -56,6 +72,39 @@ enum Key {
 struct Record {
     failures: VecDeque<Instant>,
     locked_until: Option<Instant>,
+    /// For a source: who logged in from it within the window.
+    vouchers: Vouchers,
+}
+
+/// The distinct users (by a keyed hash of their limit key: no names kept) who logged in from one
+/// source within the window. A user's voucher runs from their first success in the window, so a
+/// user who logs in again and again holds one entry, not one per login.
+#[derive(Debug, Default)]
+struct Vouchers {
+    users: HashSet<u64>,
+    by_age: VecDeque<(Instant, u64)>,
+}
+
+impl Vouchers {
+    fn expire(&mut self, now: Instant, window: Duration) {
+        while let Some(&(since, user)) = self.by_age.front() {
+            if now.duration_since(since) < window {
+                break;
+            }
+            self.by_age.pop_front();
+            self.users.remove(&user);
+        }
+    }
+
+    fn add(&mut self, user: u64, now: Instant) {
+        if self.users.len() < MAX_VOUCHERS_PER_SOURCE && self.users.insert(user) {
+            self.by_age.push_back((now, user));
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.users.len()
+    }
 }
 
 impl Record {
@@ -67,6 +116,8 @@ impl Record {
 pub struct FailureLimiter {
     policy: std::sync::RwLock<LimitPolicy>,
     records: Mutex<Records>,
+    /// Keys the hash a voucher keeps of a username (random per process).
+    voucher_hasher: RandomState,
 }
 
 /// The tracked entries, and the order they were created in (for eviction at the cap).
@@ -124,6 +175,7 @@ impl FailureLimiter {
         Self {
             policy: std::sync::RwLock::new(policy),
             records: Mutex::new(Records::default()),
+            voucher_hasher: RandomState::new(),
         }
     }
 
@@ -154,9 +206,8 @@ impl FailureLimiter {
     pub fn record_failure(&self, user: &str, source: Option<IpAddr>, now: Instant) {
         let policy = *self.policy.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut records = self.records.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let keys = std::iter::once((Key::User(user.to_owned()), policy.max_failures))
-            .chain(source.map(|ip| (Key::Source(source_key(ip)), policy.max_source_failures)));
-        for (key, max_failures) in keys {
+        let keys = std::iter::once(Key::User(user.to_owned())).chain(source.map(|ip| Key::Source(source_key(ip))));
+        for key in keys {
             let record = records.entry(key.clone());
             while record
                 .failures
@@ -166,19 +217,36 @@ impl FailureLimiter {
                 record.failures.pop_front();
             }
             record.failures.push_back(now);
-            if record.failures.len() >= max_failures as usize {
+            let limit = match key {
+                Key::User(_) => policy.max_failures as usize,
+                Key::Source(_) => {
+                    record.vouchers.expire(now, policy.window);
+                    let credit = record.vouchers.count() * policy.source_credit_per_user as usize;
+                    policy.max_source_failures as usize + credit
+                }
+            };
+            if record.failures.len() >= limit {
                 record.locked_until = Some(now + policy.lockout);
                 record.failures.clear();
-                tracing::warn!(target: "ktbroker::audit", key = ?key, lockout_secs = policy.lockout.as_secs(),
+                tracing::warn!(target: "ktbroker::audit", key = ?key, limit, lockout_secs = policy.lockout.as_secs(),
                     "too many failed authentications: locked");
             }
         }
     }
 
-    /// A success clears the username's failures.
-    pub fn record_success(&self, user: &str) {
+    /// A success clears the username's failures, and vouches for the source it came from.
+    pub fn record_success(&self, user: &str, source: Option<IpAddr>, now: Instant) {
+        let policy = *self.policy.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut records = self.records.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         records.by_key.remove(&Key::User(user.to_owned()));
+        if let Some(ip) = source
+            && policy.source_credit_per_user > 0
+        {
+            let voucher = self.voucher_hasher.hash_one(user);
+            let vouchers = &mut records.entry(Key::Source(source_key(ip))).vouchers;
+            vouchers.expire(now, policy.window);
+            vouchers.add(voucher, now);
+        }
     }
 
     #[cfg(test)]
@@ -252,7 +320,7 @@ mod tests {
         for n in 0..4 {
             limiter.record_failure("alice", IP, t0 + Duration::from_secs(n));
         }
-        limiter.record_success("alice");
+        limiter.record_success("alice", None, t0 + Duration::from_secs(4));
         limiter.record_failure("alice", OTHER_IP, t0 + Duration::from_secs(5));
         assert_eq!(limiter.check("alice", OTHER_IP, t0 + Duration::from_secs(6)), Ok(()));
         limiter.record_failure("zed", IP, t0 + Duration::from_secs(6));
@@ -304,6 +372,68 @@ mod tests {
             Err(Locked::Source),
             "fifty from one host lock it"
         );
+    }
+
+    /// 200 people log in through one NAT, and 150 others mistype first: with the default credit
+    /// no one is locked out; with a fixed limit (credit 0) the address locks at its 50th typo.
+    #[test]
+    fn the_people_behind_an_address_raise_its_limit_with_a_fixed_limit_they_lock_it() {
+        for (credit, locked_after) in [(1, None), (0, Some(50))] {
+            let limiter = FailureLimiter::new(LimitPolicy {
+                source_credit_per_user: credit,
+                ..LimitPolicy::default()
+            });
+            let t0 = Instant::now();
+            for n in 0..200 {
+                limiter.record_success(&format!("person{n}"), IP, t0);
+                limiter.record_success(&format!("person{n}"), IP, t0);
+            }
+            let mut first_locked = None;
+            for n in 0..150 {
+                limiter.record_failure(&format!("typist{n}"), IP, t0 + Duration::from_secs(1));
+                if first_locked.is_none() && limiter.check("next", IP, t0 + Duration::from_secs(1)).is_err() {
+                    first_locked = Some(n + 1);
+                }
+            }
+            assert_eq!(first_locked, locked_after, "credit {credit}");
+        }
+    }
+
+    #[test]
+    fn a_sprayer_with_one_account_gets_one_more_guess_however_often_it_logs_in() {
+        let limiter = FailureLimiter::new(LimitPolicy::default());
+        let t0 = Instant::now();
+        for _ in 0..1000 {
+            limiter.record_success("mallory", IP, t0);
+        }
+        for n in 0..50 {
+            limiter.record_failure(&format!("victim{n}"), IP, t0);
+        }
+        assert_eq!(limiter.check("victim99", IP, t0), Ok(()), "50 of 51 guesses");
+        limiter.record_failure("victim50", IP, t0);
+        assert_eq!(limiter.check("victim99", IP, t0), Err(Locked::Source));
+    }
+
+    #[test]
+    fn vouchers_last_one_window_and_a_trusted_source_gets_none() {
+        let limiter = FailureLimiter::new(LimitPolicy::default());
+        let t0 = Instant::now();
+        for n in 0..100 {
+            limiter.record_success(&format!("person{n}"), IP, t0);
+            limiter.record_success(&format!("person{n}"), None, t0);
+        }
+        let later = t0 + LimitPolicy::default().window;
+        for n in 0..50 {
+            limiter.record_failure(&format!("typist{n}"), IP, later);
+        }
+        assert_eq!(limiter.check("next", IP, later), Err(Locked::Source));
+        let records = limiter.records.lock().unwrap();
+        assert_eq!(
+            records.by_key.len(),
+            51,
+            "the 50 typists and the one source, no record for None"
+        );
+        assert_eq!(records.get(&Key::Source(IP.unwrap())).unwrap().vouchers.count(), 0);
     }
 
     #[test]

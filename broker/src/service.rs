@@ -205,7 +205,7 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
         }
         let verified = match authenticate(tenant.directory.as_ref(), user, password, new_password).await {
             Ok(verified) => {
-                self.limiter.record_success(&limit_key);
+                self.limiter.record_success(&limit_key, source, now());
                 verified
             }
             Err(refusal) => {

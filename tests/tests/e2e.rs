@@ -1128,8 +1128,11 @@ fn a_client_that_hangs_up_before_the_failure_floor_is_audited_once_with_the_real
 #[test]
 fn a_shared_login_host_is_limited_apart_from_its_users_and_a_trusted_one_not_at_all() {
     let sandbox = sandbox();
-    let limits =
-        |trusted: &str| format!("\n[limits]\nmax_failures = 2\nmax_source_failures = 3\nlockout_secs = 600\n{trusted}");
+    let limits = |trusted: &str| {
+        format!(
+            "\n[limits]\nmax_failures = 2\nmax_source_failures = 3\nsource_credit_per_user = 0\nlockout_secs = 600\n{trusted}"
+        )
+    };
     let counted = sandbox.extra_broker("broker-shared-host", |c| c + &limits("")).unwrap();
     let trusted = sandbox
         .extra_broker("broker-trusted-host", |c| {
@@ -1176,6 +1179,54 @@ fn a_shared_login_host_is_limited_apart_from_its_users_and_a_trusted_one_not_at_
             if host_locks { "source_locked" } else { "granted" }
         );
     }
+}
+
+/// Each person who logged in from a host raises its limit by one (the default credit), however
+/// often they log in: two people give a base of 2 a limit of 4.
+#[test]
+fn the_people_who_logged_in_from_a_host_raise_its_limit_however_often_they_log_in() {
+    let sandbox = sandbox();
+    let broker = sandbox
+        .extra_broker("broker-vouched-host", |c| {
+            c + "\n[limits]\nmax_failures = 5\nmax_source_failures = 2\nlockout_secs = 600\n"
+        })
+        .unwrap();
+    let mut endpoint = sandbox.endpoint();
+    endpoint.url = broker.url.clone();
+    for (user, password) in [
+        ("alice", "alicepw"),
+        ("bob", "bobpw"),
+        ("alice", "alicepw"),
+        ("alice", "alicepw"),
+    ] {
+        assert_eq!(
+            raw_fetch(&endpoint, user, password.as_bytes(), None).status,
+            None,
+            "{user}"
+        );
+    }
+    for typist in ["x1", "x2", "x3"] {
+        assert_eq!(
+            raw_fetch(&endpoint, typist, b"typo", None),
+            refused(RefusalCode::AuthFailed)
+        );
+    }
+    assert_eq!(
+        raw_fetch(&endpoint, "bob", b"bobpw", None).status,
+        None,
+        "three failures are below the vouched limit of 4"
+    );
+    assert_eq!(
+        raw_fetch(&endpoint, "x4", b"typo", None),
+        refused(RefusalCode::AuthFailed)
+    );
+    assert_eq!(
+        raw_fetch(&endpoint, "alice", b"alicepw", None),
+        refused(RefusalCode::AuthFailed),
+        "the fourth failure locks the host"
+    );
+    let reasons = ktbroker_tests::client::audit_reasons(&broker.audit_file);
+    assert_eq!(reasons.last().unwrap(), "source_locked", "{reasons:?}");
 }
 
 #[test]

@@ -63,6 +63,10 @@ impl Config {
             "max_source_failures".into(),
             integer(u64::from(self.limits.max_source_failures)),
         );
+        limits.insert(
+            "source_credit_per_user".into(),
+            integer(u64::from(self.limits.source_credit_per_user)),
+        );
         let trusted: Vec<String> = self
             .trusted_sources
             .iter()

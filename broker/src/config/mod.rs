@@ -593,6 +593,10 @@ fn limit_policy(raw: &RawLimits) -> Result<LimitPolicy, ConfigError> {
     if !(1..=100_000).contains(&max_source_failures) {
         return Err(invalid("limits.max_source_failures", "must be between 1 and 100000"));
     }
+    let source_credit_per_user = raw.source_credit_per_user.unwrap_or(default.source_credit_per_user);
+    if source_credit_per_user > 100 {
+        return Err(invalid("limits.source_credit_per_user", "must be between 0 and 100"));
+    }
     let seconds = |value: Option<u64>, fallback: Duration, key| match value {
         None => Ok(fallback),
         Some(secs @ 1..=86_400) => Ok(Duration::from_secs(secs)),
@@ -601,6 +605,7 @@ fn limit_policy(raw: &RawLimits) -> Result<LimitPolicy, ConfigError> {
     Ok(LimitPolicy {
         max_failures,
         max_source_failures,
+        source_credit_per_user,
         window: seconds(raw.window_secs, default.window, "limits.window_secs")?,
         lockout: seconds(raw.lockout_secs, default.lockout, "limits.lockout_secs")?,
     })

@@ -68,6 +68,8 @@ pub(super) struct RawAudit {
 pub(super) struct RawLimits {
     pub max_failures: Option<u32>,
     pub max_source_failures: Option<u32>,
+    /// How much each distinct user who logged in from a source raises its limit.
+    pub source_credit_per_user: Option<u32>,
     /// Login hosts: CIDRs or client-certificate names, never counted as a spraying source.
     #[serde(default)]
     pub trusted_sources: Vec<String>,

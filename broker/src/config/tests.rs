@@ -418,6 +418,7 @@ file = "audit.log"
 identities = ["ops"]
 [limits]
 max_source_failures = 70
+source_credit_per_user = 3
 trusted_sources = ["10.0.0.0/8", "edge9.example.com"]
 "#
         )
