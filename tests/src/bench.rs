@@ -88,6 +88,52 @@ pub async fn login(endpoint: &BrokerEndpoint) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How one login of a person ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Granted,
+    /// The broker refused, with its typed code (None: a status without one).
+    Refused(Option<ktbroker_codes::RefusalCode>),
+}
+
+/// One login of `user` from the local address `source` (a loopback alias standing for one host
+/// or NAT): a fresh connection bound to it, FetchKeytab, the stream read to its end. An error is
+/// a failure to talk to the broker at all; a refusal is an answer.
+pub async fn login_from(
+    endpoint: &BrokerEndpoint,
+    source: std::net::IpAddr,
+    user: &str,
+    password: &[u8],
+) -> anyhow::Result<Answer> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+    let channel = Endpoint::from_shared(endpoint.url.clone())?
+        .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&endpoint.ca_pem)))?
+        .local_address(Some(source))
+        .connect_timeout(endpoint.timeout)
+        .timeout(endpoint.timeout)
+        .tcp_nodelay(true)
+        .connect()
+        .await?;
+    let request = FetchKeytabRequest {
+        username: user.into(),
+        password: password.to_vec(),
+        ..Default::default()
+    };
+    let refused = |status: tonic::Status| Answer::Refused(ktbroker_proto::refusal::code_of(&status));
+    let mut stream = match KeytabBrokerClient::new(channel).fetch_keytab(request).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => return Ok(refused(status)),
+    };
+    loop {
+        match stream.message().await {
+            Ok(Some(message)) if matches!(message.part, Some(Part::Trailer(_))) => return Ok(Answer::Granted),
+            Ok(Some(_)) => {}
+            Ok(None) => anyhow::bail!("the stream ended before the trailer"),
+            Err(status) => return Ok(refused(status)),
+        }
+    }
+}
+
 /// The sandbox's daemons by name (found by their environment or command line naming the sandbox
 /// directory), and this process as "loadgen".
 pub fn daemon_pids(root: &std::path::Path) -> BTreeMap<String, Vec<u32>> {
@@ -175,14 +221,22 @@ pub fn run_fed(command: &mut std::process::Command, input: Option<&str>) -> anyh
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    if let Some(input) = input {
-        child
-            .stdin
-            .take()
-            .context("stdin")?
-            .write_all(format!("{input}\n").as_bytes())?;
-    }
+    // Fed from a thread: a child that answers each line fills its stdout pipe while we would
+    // still be writing a long input, and both would wait for ever.
+    let feeder = match input {
+        Some(input) => {
+            let mut stdin = child.stdin.take().context("stdin")?;
+            let input = format!("{input}\n");
+            Some(std::thread::spawn(move || stdin.write_all(input.as_bytes())))
+        }
+        None => None,
+    };
     let output = child.wait_with_output()?;
+    if let Some(feeder) = feeder {
+        feeder
+            .join()
+            .map_err(|_| anyhow::anyhow!("the stdin feeder panicked"))??;
+    }
     anyhow::ensure!(
         output.status.success(),
         "{:?} failed: {}",

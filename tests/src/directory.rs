@@ -347,13 +347,19 @@ fn data_ldif(users: &[DirectoryUser], service_password: &str) -> anyhow::Result<
             ),
         ],
     )?;
+    // One slappasswd per distinct password: a benchmark's thousands of users share a few.
+    let mut hashes = std::collections::HashMap::new();
     for (n, user) in users.iter().enumerate() {
+        let hash = match hashes.entry((user.password.as_str(), user.scheme as u8)) {
+            std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+            std::collections::hash_map::Entry::Vacant(new) => new.insert(hash_password(&user.password, user.scheme)?),
+        };
         let person = render(
             "person.ldif.in",
             &[
                 ("UID", &user.uid),
                 ("UID_NUMBER", &(10001 + n).to_string()),
-                ("PASSWORD_HASH", &hash_password(&user.password, user.scheme)?),
+                ("PASSWORD_HASH", hash),
             ],
         )?;
         ldif.push_str(person.trim_end());

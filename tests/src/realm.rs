@@ -149,6 +149,21 @@ impl Realm {
         Ok(keytab)
     }
 
+    /// Creates many principals with random keys in one kadmin.local run, its commands on stdin
+    /// (a process per principal would take minutes for thousands).
+    pub fn add_random_key_principals(&self, names: &[String]) -> anyhow::Result<()> {
+        let commands: String = names.iter().map(|name| format!("addprinc -randkey {name}\n")).collect();
+        let output = crate::bench::run_fed(&mut self.command("kadmin.local"), Some(&commands))?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.contains("No policy specified"))
+            .take(3)
+            .collect();
+        anyhow::ensure!(errors.is_empty(), "kadmin.local addprinc: {}", errors.join("; "));
+        Ok(())
+    }
+
     pub fn add_user(&self, name: &str, password: &str) -> anyhow::Result<()> {
         self.kadmin_local(&format!("addprinc -pw {password} {name}")).map(drop)
     }
