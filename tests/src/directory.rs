@@ -22,7 +22,7 @@ pub const PPOLICY_MAX_FAILURES: usize = 6;
 pub const USER_DN_TEMPLATE: &str = "uid={user},ou=people,dc=example,dc=com";
 
 /// How a user's directory password is hashed in the directory.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PasswordScheme {
     Ssha,
     Argon2,
@@ -350,7 +350,7 @@ fn data_ldif(users: &[DirectoryUser], service_password: &str) -> anyhow::Result<
     // One slappasswd per distinct password: a benchmark's thousands of users share a few.
     let mut hashes = std::collections::HashMap::new();
     for (n, user) in users.iter().enumerate() {
-        let hash = match hashes.entry((user.password.as_str(), user.scheme as u8)) {
+        let hash = match hashes.entry((user.password.as_str(), user.scheme)) {
             std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
             std::collections::hash_map::Entry::Vacant(new) => new.insert(hash_password(&user.password, user.scheme)?),
         };

@@ -154,12 +154,7 @@ impl Realm {
     pub fn add_random_key_principals(&self, names: &[String]) -> anyhow::Result<()> {
         let commands: String = names.iter().map(|name| format!("addprinc -randkey {name}\n")).collect();
         let output = crate::bench::run_fed(&mut self.command("kadmin.local"), Some(&commands))?;
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let errors: Vec<&str> = stderr
-            .lines()
-            .filter(|l| !l.trim().is_empty() && !l.contains("No policy specified"))
-            .take(3)
-            .collect();
+        let errors = kadmin_errors(&output.stderr);
         anyhow::ensure!(errors.is_empty(), "kadmin.local addprinc: {}", errors.join("; "));
         Ok(())
     }
@@ -309,17 +304,22 @@ impl RealmEnv {
 
     fn kadmin_local(&self, query: &str) -> anyhow::Result<String> {
         let output = run_checked(self.command("kadmin.local").args(["-q", query]))?;
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        // "No policy specified ... defaulting to no policy" is informational; anything else is an error.
-        let errors: Vec<&str> = stderr
-            .lines()
-            .filter(|l| !l.trim().is_empty() && !l.contains("No policy specified"))
-            .collect();
+        let errors = kadmin_errors(&output.stderr);
         if !errors.is_empty() {
             anyhow::bail!("kadmin.local -q {query:?}: {}", errors.join("; "));
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
+}
+
+/// The lines of kadmin.local's stderr that report errors: "No policy specified ... defaulting to
+/// no policy" is informational, anything else is an error (kadmin.local exits 0 either way).
+fn kadmin_errors(stderr: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.contains("No policy specified"))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// templates/krb5.conf.in for a realm whose KDC and kadmind listen on loopback.

@@ -178,9 +178,9 @@ fn main() -> anyhow::Result<()> {
         "right passwords", "granted", "refused", "errors", "p50 ms", "p99 ms", "max ms"
     );
     let mut rows = Vec::new();
-    for (label, credit) in [
-        ("(C) rush, source_credit_per_user = 1 (default)", 1),
-        ("(F) rush, fixed source limit (credit 0)", 0),
+    for (tag, label, credit) in [
+        ("(C)", "rush, source_credit_per_user = 1 (default)", 1),
+        ("(F)", "rush, fixed source limit (credit 0)", 0),
     ] {
         let broker = Broker::start_with_env(
             &root.join(format!("broker-credit-{credit}")),
@@ -198,16 +198,15 @@ fn main() -> anyhow::Result<()> {
             timeout: Duration::from_secs(10),
         });
         let mut rest = runtime.block_on(at_rest(&endpoint, args.rest_logins));
-        rest.print(&format!("(R) at rest, one by one, before {}", &label[..3]));
+        rest.print(&format!("(R) at rest, one by one, before {tag}"));
         let mut rush = runtime.block_on(rush(&endpoint, &arrivals, Duration::from_millis(args.retry_after_ms)));
-        rush.print(label);
-        rows.push((label, rest, rush));
+        rush.print(&format!("{tag} {label}"));
+        rows.push((tag, rest, rush));
     }
     println!();
-    for (label, rest, rush) in &rows {
+    for (tag, rest, rush) in &rows {
         println!(
-            "{}: p99 rush/rest {:.2}; right passwords refused {} of {}",
-            &label[..3],
+            "{tag}: p99 rush/rest {:.2}; right passwords refused {} of {}",
             rush.percentile_ms(99) / rest.percentile_ms(99),
             rush.refused,
             rush.granted + rush.refused
