@@ -7,8 +7,9 @@
 //! which is quicker than over LDAP); then the lockout is produced by real failed binds. The TLS
 //! certificate is the test PKI's (its SAN names 127.0.0.1; Samba's own would name only the FQDN).
 //!
-//! Samba's RPC server takes dynamic ports from 49152 up: start it before any realm whose ports
-//! come from [`crate::daemon::free_port`], so those are chosen around it.
+//! Samba's RPC server takes its dynamic ports from 61000 up (see [`smb_conf`]): above the
+//! kernel's ephemeral range (32768-60999), where an outgoing connection's local port could hold
+//! one of them, and above [`crate::daemon::free_port`]'s range.
 
 use crate::broker::Broker;
 use crate::daemon::{Daemon, run_checked, tcp_open};
@@ -367,6 +368,9 @@ fn smb_conf(provisioned: &str, pki: &TestPki) -> anyhow::Result<String> {
             out.push_str("\ttls enabled = yes\n");
             // A changed password stops working at once (AD keeps the old one for an hour).
             out.push_str("\told password allowed period = 0\n");
+            // Samba's default, 49152-65535, starts inside the kernel's ephemeral port range: a
+            // connection that happened to get local port 49154 once kept samba from starting.
+            out.push_str("\trpc server dynamic port range = 61000-61999\n");
             out.push_str(&format!("\ttls keyfile = {}\n", pki.server_key.display()));
             out.push_str(&format!("\ttls certfile = {}\n", pki.server_cert.display()));
             out.push_str(&format!("\ttls cafile = {}\n", pki.ca_cert.display()));

@@ -141,7 +141,7 @@ impl Drop for Daemon {
 ///
 /// Chosen below the kernel's ephemeral range (`ip_local_port_range`, 32768 up by default), so
 /// that no outgoing connection of any test can take it between this check and the daemon's
-/// bind, and below 49152, where Samba's RPC server takes its ports.
+/// bind, and below 61000, where the tests' Samba takes its RPC ports.
 pub fn free_port() -> u16 {
     static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     const RANGE: std::ops::Range<u16> = 20_000..32_000;

@@ -108,7 +108,7 @@ fn start_site() -> anyhow::Result<Site> {
     let dir = tempfile::Builder::new().prefix("ktbroker-ad-").tempdir()?;
     let root = dir.path().to_owned();
     let pki = TestPki::create(&root.join("pki"), "ktbroker AD test CA")?;
-    // The DC first: its RPC server takes ports from 49152 up, the realm's come from free_port.
+    // The DC first (its RPC ports, 61000 up, are out of free_port's and the kernel's ranges).
     let ad = ActiveDirectory::start(&root.join("ad"), &pki, PEOPLE)?;
     let realm = Realm::start(&root.join("kdc"))?;
     for person in PEOPLE {

@@ -33,7 +33,7 @@ fn main() -> anyhow::Result<()> {
     let ad = std::env::args().nth(2).as_deref() == Some("--ad");
     let pki = TestPki::create(&dir.join("pki"), "throwaway directory CA")?;
     let admin_password_file = dir.join("ldap-admin.pw");
-    // Samba first: its RPC server takes dynamic ports that the realm's must then avoid.
+    // Samba first (its RPC ports are above every range the harness or the kernel hands out).
     let site = if ad {
         use ktbroker_tests::active_directory::{ADMIN_PASSWORD, ALICE, ActiveDirectory, BASE_DN, HADOOP_USERS};
         let directory = ActiveDirectory::start(&dir.join("ad"), &pki, &[ALICE]).context("starting the AD DC")?;
