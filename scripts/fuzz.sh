@@ -21,7 +21,7 @@ seconds="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(keytab_codec request_validation config_parser pam_args ldap_bind_answer)
+    targets=(keytab_codec request_validation config_parser pam_args ldap_bind_answer id_token)
 fi
 if ! rustup toolchain list | grep -q '^nightly'; then
     echo "fuzz: needs the nightly toolchain (rustup toolchain install nightly)" >&2

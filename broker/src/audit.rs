@@ -28,6 +28,10 @@ pub enum Outcome {
     InvalidCredentials,
     UnknownUser,
     NotInGroup,
+    /// The identity provider's ID token did not verify (signature, issuer, audience, expiry, replay).
+    TokenRejected,
+    /// The identity provider authenticated the person without the required `acr`/`amr`.
+    AuthContextInsufficient,
     DirectoryUnavailable,
     NoPrincipal,
     KeySourceFailed,
@@ -84,6 +88,8 @@ impl Outcome {
             Self::InvalidCredentials => "invalid_credentials",
             Self::UnknownUser => "unknown_user",
             Self::NotInGroup => "not_in_group",
+            Self::TokenRejected => "token_rejected",
+            Self::AuthContextInsufficient => "auth_context_insufficient",
             Self::DirectoryUnavailable => "directory_unavailable",
             Self::NoPrincipal => "no_principal",
             Self::KeySourceFailed => "key_source_failed",
@@ -162,6 +168,8 @@ pub struct Attempt<'a> {
     pub kvno: Option<u32>,
     /// FetchKeytab: what was asked for and, when granted, delivered (`keytab` or `ticket`).
     pub delivery: Option<&'static str>,
+    /// FetchKeytab: which kind of identity source checked the person (`directory`, `oidc`).
+    pub identity: Option<&'static str>,
     pub latency: Duration,
     /// The caller hung up before it got the answer (the outcome is still the real one).
     pub cancelled: bool,
@@ -184,6 +192,8 @@ struct AuditLine<'a> {
     kvno: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     delivery: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identity: Option<&'static str>,
     latency_ms: f64,
     cancelled: bool,
     #[serde(skip_serializing_if = "is_zero")]
@@ -264,6 +274,7 @@ impl Auditor {
             reason: attempt.outcome.as_str(),
             kvno: attempt.kvno,
             delivery: attempt.delivery,
+            identity: attempt.identity,
             latency_ms,
             cancelled: attempt.cancelled,
             suppressed: attempt.suppressed,

@@ -13,12 +13,14 @@ pub mod connections;
 pub mod delivery;
 pub mod directory;
 pub mod hosts;
+pub mod identity;
 // The one FFI module of the broker (libkadm5); `unsafe` is denied everywhere else.
 #[allow(unsafe_code)]
 pub mod kadm5;
 pub mod keysource;
 pub mod limits;
 pub mod metrics;
+pub mod oidc;
 pub mod policy;
 pub mod refusal;
 pub mod server;

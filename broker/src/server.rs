@@ -2,9 +2,10 @@
 //! SIGHUP handling: re-read the configuration and the certificate, swap them in if valid.
 
 use crate::audit::Auditor;
+use crate::config::IdentityConfig;
 use crate::config::{Config, TenantConfig};
 use crate::connections::{ConnectionLimits, OpenConnections, TrackActivityLayer};
-use crate::directory::LdapDirectory;
+use crate::identity::IdentitySource;
 use crate::keysource::ConfiguredKeySource;
 use crate::service::{BrokerService, ServiceSettings, Tenant, TenantTable};
 use crate::systemd::Notifier;
@@ -33,8 +34,8 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// exits regardless (systemd's TimeoutStopSec is 45 s, the default request deadline 30 s).
 const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
-type Service = BrokerService<LdapDirectory, ConfiguredKeySource>;
-type Table = TenantTable<LdapDirectory, ConfiguredKeySource>;
+type Service = BrokerService<IdentitySource, ConfiguredKeySource>;
+type Table = TenantTable<IdentitySource, ConfiguredKeySource>;
 
 /// Runs the broker until `shutdown` resolves, then lets in-flight requests finish. `config_path`
 /// is re-read on SIGHUP.
@@ -180,20 +181,21 @@ async fn build_table(config: &Config, previous: Option<(&Config, &Table)>) -> an
 
 async fn build_tenant(
     config: &TenantConfig,
-    old: Option<(&TenantConfig, &Arc<Tenant<LdapDirectory, ConfiguredKeySource>>)>,
-) -> anyhow::Result<Tenant<LdapDirectory, ConfiguredKeySource>> {
+    old: Option<(&TenantConfig, &Arc<Tenant<IdentitySource, ConfiguredKeySource>>)>,
+) -> anyhow::Result<Tenant<IdentitySource, ConfiguredKeySource>> {
+    // Servers from DNS are looked up again at each reload.
+    let from_dns = config.directory().is_some_and(|d| d.discovery.is_some());
     let directory = match old {
-        // Servers from DNS are looked up again at each reload.
-        Some((old_config, old)) if old_config.directory == config.directory && config.directory.discovery.is_none() => {
-            old.directory.clone()
-        }
+        Some((old_config, old)) if old_config.identity == config.identity && !from_dns => old.directory.clone(),
         _ => {
-            let mut directory = config.directory.clone();
-            crate::directory::discover(&mut directory)
-                .await
-                .map_err(anyhow::Error::msg)
-                .context("finding the directory servers in DNS")?;
-            Arc::new(LdapDirectory::new(directory).context("setting up the directory client")?)
+            let mut identity = config.identity.clone();
+            if let IdentityConfig::Directory(directory) = &mut identity {
+                crate::directory::discover(directory)
+                    .await
+                    .map_err(anyhow::Error::msg)
+                    .context("finding the directory servers in DNS")?;
+            }
+            Arc::new(IdentitySource::new(identity)?)
         }
     };
     let keys = match old {

@@ -129,6 +129,7 @@ impl Caller {
             outcome,
             kvno,
             delivery: None,
+            identity: None,
             latency: started.elapsed(),
             cancelled: false,
             suppressed: 0,
@@ -290,6 +291,12 @@ async fn authenticate<D: Directory>(
         Err(AuthError::InvalidCredentials) => Err(auth_failed(Outcome::InvalidCredentials)),
         Err(AuthError::UnknownUser) => Err(auth_failed(Outcome::UnknownUser)),
         Err(AuthError::NotInGroup) => Err(auth_failed(Outcome::NotInGroup)),
+        Err(AuthError::TokenRejected(why)) => {
+            // A genuine provider sends genuine tokens: this is misconfiguration or an attack.
+            tracing::error!(error = %why, "identity provider token rejected");
+            Err(auth_failed(Outcome::TokenRejected))
+        }
+        Err(AuthError::AuthenticationContext) => Err(auth_failed(Outcome::AuthContextInsufficient)),
         Err(AuthError::AccountLocked) => Err(auth_failed(Outcome::AccountLocked)),
         Err(AuthError::AccountDisabled) => Err(auth_failed(Outcome::AccountDisabled)),
         Err(AuthError::AccountExpired) => Err(auth_failed(Outcome::AccountExpired)),
@@ -493,6 +500,7 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
         let mut audit = AuditOnce::new(&self.auditor, &caller, tenant_name, &message.username, started);
         let wanted = Wanted::of(message.delivery);
         audit.delivery = Some(wanted.label());
+        audit.identity = tenant.map(|t| t.directory.kind());
         let result = async {
             let _permit = self.admit()?;
             let (user, _) = split.map_err(|_| unknown_tenant())?;
@@ -834,6 +842,8 @@ struct AuditOnce<'a> {
     code: Option<RefusalCode>,
     grant: Option<(String, u32)>,
     delivery: Option<&'static str>,
+    /// The kind of the tenant's identity source (`directory`, `oidc`), when the tenant is known.
+    identity: Option<&'static str>,
     written: bool,
 }
 
@@ -849,6 +859,7 @@ impl<'a> AuditOnce<'a> {
             code: None,
             grant: None,
             delivery: None,
+            identity: None,
             written: false,
         }
     }
@@ -877,6 +888,7 @@ impl<'a> AuditOnce<'a> {
             .attempt(self.tenant, self.username, principal, self.outcome, kvno, self.started);
         attempt.cancelled = cancelled;
         attempt.delivery = self.delivery;
+        attempt.identity = self.identity;
         conclude(self.auditor, &attempt, self.code)
     }
 }

@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod directory;
 pub mod dns;
 pub mod hdfs;
+pub mod idp;
 pub mod memscan;
 pub mod pam_stack;
 pub mod pki;

@@ -11,6 +11,7 @@ fn attempt(username: &str, outcome: Outcome) -> Attempt<'_> {
         outcome,
         kvno: (outcome == Outcome::Granted).then_some(3),
         delivery: None,
+        identity: None,
         latency: Duration::from_micros(12_345),
         cancelled: false,
         suppressed: 0,

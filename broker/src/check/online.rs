@@ -1,12 +1,13 @@
 //! `check-config --online`: the broker's peers answer as `run` will need them to. Per tenant:
 //! every directory server takes a TLS connection and the service account's bind and shows it the
-//! user base and the configured groups; the realm's KDC answers; kadmind takes the admin
+//! user base and the configured groups (or the identity provider serves its discovery document
+//! and signing keys); the realm's KDC answers; kadmind takes the admin
 //! principal's keytab, and its ACL grants what the configuration uses (`e` always, `a` with
 //! provisioning, `c` when admins may rotate keys, `i` for kadmin-cli's rotation) on a principal
 //! shaped like the served ones, and nothing beyond that without a warning.
 
 use super::Report;
-use crate::config::{Config, KeysConfig, TenantConfig};
+use crate::config::{Config, IdentityConfig, KeysConfig, OidcConfig, TenantConfig};
 use crate::directory::LdapDirectory;
 use crate::kadm5::{Kadm5Session, Privilege};
 use std::collections::BTreeSet;
@@ -18,7 +19,10 @@ use std::time::Duration;
 pub async fn online(config: &Config) -> Report {
     let mut report = Report::default();
     for (name, tenant) in &config.tenants {
-        check_directory(&mut report, name, tenant).await;
+        match &tenant.identity {
+            IdentityConfig::Directory(_) => check_directory(&mut report, name, tenant).await,
+            IdentityConfig::Oidc(oidc) => check_identity_provider(&mut report, name, oidc).await,
+        }
         let timeout = key_source_timeout(&tenant.keys);
         let realm = tenant.realm.clone();
         let kdc = blocking(timeout, move || {
@@ -38,9 +42,26 @@ pub async fn online(config: &Config) -> Report {
     report
 }
 
+/// The provider's discovery document and keys, fetched as a login would fetch them.
+async fn check_identity_provider(report: &mut Report, name: &str, oidc: &OidcConfig) {
+    let key = format!("tenants.{name}.oidc.issuer");
+    let http = match crate::oidc::http::Https::new(&oidc.ca_pem, oidc.timeout / 2) {
+        Ok(http) => http,
+        Err(e) => return report.error(&format!("tenants.{name}.oidc.ca_file"), e),
+    };
+    let provider = crate::oidc::provider::Provider::new(&oidc.issuer, http);
+    let deadline = tokio::time::Instant::now() + oidc.timeout;
+    if let Err(e) = provider.keys(None, deadline).await {
+        report.error(&key, e.to_string());
+    }
+}
+
 async fn check_directory(report: &mut Report, name: &str, tenant: &TenantConfig) {
     let key = format!("tenants.{name}.directory");
-    let mut directory_config = tenant.directory.clone();
+    let Some(directory_config) = tenant.directory() else {
+        return;
+    };
+    let mut directory_config = directory_config.clone();
     if let Err(why) = crate::directory::discover(&mut directory_config).await {
         return report.error(
             &format!("{key}.srv_domain"),

@@ -3,7 +3,10 @@
 //! never their contents. It is a valid configuration itself: loaded again, it is the same
 //! configuration (tested).
 
-use super::{Config, GroupCheck, KeysConfig, LdapTransport, TenantConfig, UserLookup};
+use super::{
+    Config, DirectoryConfig, GroupCheck, IdentityConfig, KeysConfig, LdapTransport, OidcConfig, TenantConfig,
+    UserLookup,
+};
 use std::path::Path;
 use toml::{Table, Value};
 
@@ -138,7 +141,99 @@ fn tenant_table(tenant: &TenantConfig) -> Table {
         .collect();
     t.insert("clients".into(), Value::Array(clients));
 
-    let d = &tenant.directory;
+    match &tenant.identity {
+        IdentityConfig::Directory(d) => t.insert("directory".into(), directory_table(d).into()),
+        IdentityConfig::Oidc(o) => t.insert("oidc".into(), oidc_table(o).into()),
+    };
+
+    let mut keys = Table::new();
+    keys.insert("source".into(), tenant.keys.source_name().into());
+    match &tenant.keys {
+        KeysConfig::Kadmin {
+            admin_principal,
+            admin_keytab,
+            timeout,
+            sessions,
+        } => {
+            keys.insert("admin_principal".into(), admin_principal.as_str().into());
+            keys.insert("admin_keytab".into(), redacted(admin_keytab));
+            keys.insert("timeout_secs".into(), integer(timeout.as_secs()));
+            keys.insert("sessions".into(), integer(*sessions as u64));
+        }
+        KeysConfig::KadminCli {
+            kadmin_path,
+            admin_principal,
+            admin_keytab,
+            timeout,
+        } => {
+            keys.insert("kadmin_path".into(), path(kadmin_path));
+            keys.insert("admin_principal".into(), admin_principal.as_str().into());
+            keys.insert("admin_keytab".into(), redacted(admin_keytab));
+            keys.insert("timeout_secs".into(), integer(timeout.as_secs()));
+        }
+        KeysConfig::KadminLocal {
+            kadmin_local_path,
+            kdc_profile,
+            timeout,
+        } => {
+            keys.insert("kadmin_local_path".into(), path(kadmin_local_path));
+            if let Some(profile) = kdc_profile {
+                keys.insert("kdc_profile".into(), path(profile));
+            }
+            keys.insert("timeout_secs".into(), integer(timeout.as_secs()));
+        }
+        KeysConfig::Store { dir } => {
+            keys.insert("store_dir".into(), path(dir));
+        }
+    }
+    t.insert("keys".into(), keys.into());
+    t
+}
+
+fn path(p: &Path) -> Value {
+    p.display().to_string().into()
+}
+
+/// A secret file: where it is (marked by [`mark_secret_files`]), never what it holds.
+fn redacted(p: &Path) -> Value {
+    path(p)
+}
+
+/// The keys whose value is a file holding a secret.
+const SECRET_FILE_KEYS: [&str; 5] = [
+    "tls_key",
+    "bind_password_file",
+    "admin_keytab",
+    "key_file",
+    "client_secret_file",
+];
+
+/// Appends `# contents redacted` to each line that names a secret file, so a reader sees that
+/// only the path is shown (TOML comments keep the text a valid configuration).
+fn mark_secret_files(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 256);
+    for line in text.lines() {
+        out.push_str(line);
+        if line
+            .split_once(" = ")
+            .is_some_and(|(key, _)| SECRET_FILE_KEYS.contains(&key.trim()))
+        {
+            out.push_str("  # (contents redacted)");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn integer(n: u64) -> Value {
+    Value::Integer(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+fn strings(items: &[String]) -> Value {
+    Value::Array(items.iter().map(|s| Value::String(s.clone())).collect())
+}
+
+fn directory_table(d: &DirectoryConfig) -> Table {
     let mut directory = Table::new();
     directory.insert("schema".into(), d.schema.name().into());
     match &d.discovery {
@@ -198,85 +293,32 @@ fn tenant_table(tenant: &TenantConfig) -> Table {
         directory.insert("group_depth".into(), integer(u64::from(*depth)));
     }
     directory.insert("timeout_secs".into(), integer(d.timeout.as_secs()));
-    t.insert("directory".into(), directory.into());
+    directory
+}
 
-    let mut keys = Table::new();
-    keys.insert("source".into(), tenant.keys.source_name().into());
-    match &tenant.keys {
-        KeysConfig::Kadmin {
-            admin_principal,
-            admin_keytab,
-            timeout,
-            sessions,
-        } => {
-            keys.insert("admin_principal".into(), admin_principal.as_str().into());
-            keys.insert("admin_keytab".into(), redacted(admin_keytab));
-            keys.insert("timeout_secs".into(), integer(timeout.as_secs()));
-            keys.insert("sessions".into(), integer(*sessions as u64));
-        }
-        KeysConfig::KadminCli {
-            kadmin_path,
-            admin_principal,
-            admin_keytab,
-            timeout,
-        } => {
-            keys.insert("kadmin_path".into(), path(kadmin_path));
-            keys.insert("admin_principal".into(), admin_principal.as_str().into());
-            keys.insert("admin_keytab".into(), redacted(admin_keytab));
-            keys.insert("timeout_secs".into(), integer(timeout.as_secs()));
-        }
-        KeysConfig::KadminLocal {
-            kadmin_local_path,
-            kdc_profile,
-            timeout,
-        } => {
-            keys.insert("kadmin_local_path".into(), path(kadmin_local_path));
-            if let Some(profile) = kdc_profile {
-                keys.insert("kdc_profile".into(), path(profile));
-            }
-            keys.insert("timeout_secs".into(), integer(timeout.as_secs()));
-        }
-        KeysConfig::Store { dir } => {
-            keys.insert("store_dir".into(), path(dir));
-        }
+fn oidc_table(o: &OidcConfig) -> Table {
+    let mut oidc = Table::new();
+    oidc.insert("issuer".into(), o.issuer.as_str().into());
+    oidc.insert("ca_file".into(), path(&o.ca_file));
+    oidc.insert("client_id".into(), o.client_id.as_str().into());
+    if let Some(secret) = &o.client_secret_file {
+        oidc.insert("client_secret_file".into(), redacted(secret));
     }
-    t.insert("keys".into(), keys.into());
-    t
-}
-
-fn path(p: &Path) -> Value {
-    p.display().to_string().into()
-}
-
-/// A secret file: where it is (marked by [`mark_secret_files`]), never what it holds.
-fn redacted(p: &Path) -> Value {
-    path(p)
-}
-
-/// The keys whose value is a file holding a secret.
-const SECRET_FILE_KEYS: [&str; 4] = ["tls_key", "bind_password_file", "admin_keytab", "key_file"];
-
-/// Appends `# contents redacted` to each line that names a secret file, so a reader sees that
-/// only the path is shown (TOML comments keep the text a valid configuration).
-fn mark_secret_files(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 256);
-    for line in text.lines() {
-        out.push_str(line);
-        if line
-            .split_once(" = ")
-            .is_some_and(|(key, _)| SECRET_FILE_KEYS.contains(&key.trim()))
-        {
-            out.push_str("  # (contents redacted)");
-        }
-        out.push('\n');
+    oidc.insert("audiences".into(), strings(&o.audiences));
+    oidc.insert("username_claim".into(), o.username_claim.as_str().into());
+    if let Some(domain) = &o.username_domain {
+        oidc.insert("username_domain".into(), domain.as_str().into());
     }
-    out
-}
-
-fn integer(n: u64) -> Value {
-    Value::Integer(i64::try_from(n).unwrap_or(i64::MAX))
-}
-
-fn strings(items: &[String]) -> Value {
-    Value::Array(items.iter().map(|s| Value::String(s.clone())).collect())
+    oidc.insert("groups_claim".into(), o.groups_claim.as_str().into());
+    oidc.insert("groups".into(), strings(&o.groups));
+    if !o.keytab_groups.is_empty() {
+        oidc.insert("keytab_groups".into(), strings(&o.keytab_groups));
+    }
+    oidc.insert("required_acr".into(), strings(&o.required_acr));
+    oidc.insert("required_amr".into(), strings(&o.required_amr));
+    oidc.insert("scopes".into(), strings(&o.scopes));
+    oidc.insert("password_grant".into(), o.password_grant.into());
+    oidc.insert("timeout_secs".into(), integer(o.timeout.as_secs()));
+    oidc.insert("clock_skew_secs".into(), integer(o.clock_skew.as_secs()));
+    oidc
 }

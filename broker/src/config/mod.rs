@@ -8,11 +8,13 @@
 
 mod directory;
 mod effective;
+mod oidc;
 mod raw;
 
 pub use directory::{
     DirectoryConfig, DirectoryServer, GroupCheck, LdapTransport, Schema, SrvDiscovery, UserLookup, normalized_dn,
 };
+pub use oidc::OidcConfig;
 
 use crate::connections::ConnectionLimits;
 use crate::hosts::{Cidr, ClientRule};
@@ -117,12 +119,39 @@ pub struct TenantPolicy {
     pub ticket: ktbroker_krb5::TicketRequest,
 }
 
+/// Who checks a tenant's people: its directory, or an OpenID Connect provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentityConfig {
+    Directory(DirectoryConfig),
+    Oidc(OidcConfig),
+}
+
+impl IdentityConfig {
+    /// For the audit: which kind of identity source decided.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Directory(_) => "directory",
+            Self::Oidc(_) => "oidc",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantConfig {
     pub realm: String,
     pub policy: TenantPolicy,
-    pub directory: DirectoryConfig,
+    pub identity: IdentityConfig,
     pub keys: KeysConfig,
+}
+
+impl TenantConfig {
+    /// The tenant's directory, when that is its identity source.
+    pub fn directory(&self) -> Option<&DirectoryConfig> {
+        match &self.identity {
+            IdentityConfig::Directory(directory) => Some(directory),
+            IdentityConfig::Oidc(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -396,8 +425,24 @@ impl Paths<'_> {
             },
             forwardable: raw.forwardable,
         };
+        let identity = match (raw.directory, raw.oidc) {
+            (Some(directory), None) => IdentityConfig::Directory(self.directory(name, directory)?),
+            (None, Some(oidc)) => IdentityConfig::Oidc(self.oidc(name, oidc)?),
+            (None, None) => {
+                return Err(invalid(
+                    format!("tenants.{name}"),
+                    "needs an identity source: a [directory] or an [oidc] table",
+                ));
+            }
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    format!("tenants.{name}"),
+                    "has both [directory] and [oidc]: a tenant checks its people in one of them",
+                ));
+            }
+        };
         Ok(TenantConfig {
-            directory: self.directory(name, raw.directory)?,
+            identity,
             keys: self.keys(name, raw.keys)?,
             realm,
             policy: TenantPolicy {

@@ -109,7 +109,9 @@ pub(super) struct RawTenant {
     pub forwardable: Option<bool>,
     #[serde(default)]
     pub clients: Vec<RawClientRule>,
-    pub directory: RawDirectory,
+    pub directory: Option<RawDirectory>,
+    /// An OpenID Connect provider instead of the directory.
+    pub oidc: Option<super::oidc::RawOidc>,
     /// Read as a table first: `source` may be left out (it means "kadmin"), and a key that does
     /// not belong to the chosen source is named before [`RawKeys`] takes the table. A key no
     /// source knows is refused right here, like every unknown key.

@@ -78,7 +78,10 @@ fn unknown_keys_and_wrong_versions_are_refused() {
     assert!(error(&dir, &VALID.replace("version = 1", "version = 2")).contains("`version`"));
     let config = load(&dir, VALID).unwrap();
     let corp = &config.tenants["corp"];
-    assert_eq!(corp.directory.servers[0].transport, LdapTransport::PlaintextLoopback);
+    assert_eq!(
+        corp.directory().unwrap().servers[0].transport,
+        LdapTransport::PlaintextLoopback
+    );
     assert_eq!(
         corp.keys,
         KeysConfig::Kadmin {
@@ -307,7 +310,7 @@ store_dir = "store"
     .unwrap();
     let lab = &config.tenants["lab"];
     assert_eq!(lab.keys, KeysConfig::Store { dir: store.clone() });
-    assert!(matches!(lab.directory.lookup, UserLookup::Template { .. }));
+    assert!(matches!(lab.directory().unwrap().lookup, UserLookup::Template { .. }));
     assert_eq!(lab.policy.clients.len(), 1);
     assert!(lab.policy.provision);
     for (source, extra) in [
@@ -504,6 +507,7 @@ fn accepted_keys() -> std::collections::BTreeSet<String> {
     add("tenants.*", field_names::<RawTenant>());
     add("tenants.*.clients", field_names::<RawClientRule>());
     add("tenants.*.directory", field_names::<RawDirectory>());
+    add("tenants.*.oidc", field_names::<super::oidc::RawOidc>());
     add("tenants.*.keys", all_key_fields());
     keys
 }
@@ -609,7 +613,7 @@ const GROUP_LINE: &str = "group_dn = \"cn=hadoop,dc=example,dc=com\"";
 #[test]
 fn schema_profiles_give_their_filter_and_group_check() {
     let dir = fixture();
-    let directory = |text: &str| load(&dir, text).unwrap().tenants["corp"].directory.clone();
+    let directory = |text: &str| load(&dir, text).unwrap().tenants["corp"].directory().unwrap().clone();
     let rfc2307 = directory(VALID);
     assert_eq!(rfc2307.schema, Schema::Rfc2307);
     assert_eq!(rfc2307.user_filter, "(&(objectClass=posixAccount)(uid={user}))");
@@ -670,7 +674,7 @@ fn directory_servers_may_come_from_dns() {
         "[tenants.corp.directory]\nca_file = \"pw\"\n",
     );
     let config = load(&dir, &text).unwrap();
-    let directory = &config.tenants["corp"].directory;
+    let directory = config.tenants["corp"].directory().unwrap();
     let discovery = directory.discovery.clone().unwrap();
     assert_eq!(discovery.domain, "corp.example.com");
     assert!(
@@ -704,7 +708,11 @@ fn several_servers_are_kept_in_order() {
         "url = \"ldap://127.0.0.1:389\"",
         "urls = [\"ldap://127.0.0.1:389\", \"ldap://[::1]:1389/\"]",
     )]);
-    let servers = load(&dir, &text).unwrap().tenants["corp"].directory.servers.clone();
+    let servers = load(&dir, &text).unwrap().tenants["corp"]
+        .directory()
+        .unwrap()
+        .servers
+        .clone();
     let urls: Vec<&str> = servers.iter().map(|s| s.url.as_str()).collect();
     assert_eq!(urls, ["ldap://127.0.0.1:389", "ldap://[::1]:1389/"]);
     assert!(servers.iter().all(|s| s.transport == LdapTransport::PlaintextLoopback));
@@ -856,7 +864,7 @@ fn written_filters_attribute_names_domains_and_group_bases_are_taken_when_well_f
     let dir = fixture();
     let directory = |lines: &str| {
         let text = directory_with(&[(GROUP_LINE, &format!("{lines}\n{GROUP_LINE}"))]);
-        load(&dir, &text).map(|c| c.tenants["corp"].directory.clone())
+        load(&dir, &text).map(|c| c.tenants["corp"].directory().unwrap().clone())
     };
     let upn = "(&(objectClass=user)(userPrincipalName={user}@corp.example.com))";
     assert_eq!(directory(&format!("user_filter = \"{upn}\"")).unwrap().user_filter, upn);
@@ -892,10 +900,106 @@ fn written_filters_attribute_names_domains_and_group_bases_are_taken_when_well_f
             "url = \"ldap://127.0.0.1:389\"\nallow_plaintext_loopback = true",
             &format!("srv_domain = \"{domain}\"\nca_file = \"pw\""),
         )]);
-        load(&dir, &text).map(|c| c.tenants["corp"].directory.discovery.clone().unwrap().domain)
+        load(&dir, &text).map(|c| c.tenants["corp"].directory().unwrap().discovery.clone().unwrap().domain)
     };
     assert_eq!(srv("my-corp.example.com").unwrap(), "my-corp.example.com");
     for bad in ["corp..test", "corp.te_st", "corp test.x"] {
         assert!(srv(bad).is_err(), "{bad}");
     }
+}
+
+/// VALID with its directory replaced by an identity provider (`ca.pem` and `client.secret` in the
+/// fixture).
+fn oidc_config(dir: &tempfile::TempDir, oidc_lines: &str) -> String {
+    std::fs::write(dir.path().join("ca.pem"), "not read as PEM here").unwrap();
+    std::fs::write(dir.path().join("client.secret"), "s3cret\n").unwrap();
+    std::fs::set_permissions(dir.path().join("client.secret"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let start = VALID.find("[tenants.corp.directory]").unwrap();
+    let end = VALID.find("[tenants.corp.keys]").unwrap();
+    format!(
+        "{}[tenants.corp.oidc]\n{oidc_lines}\n{}",
+        &VALID[..start],
+        &VALID[end..]
+    )
+}
+
+const OIDC_LINES: &str = r#"issuer = "https://idp.example.com/realms/corp/"
+ca_file = "ca.pem"
+client_id = "ktbroker"
+client_secret_file = "client.secret"
+groups = ["hadoop-users"]
+password_grant = true"#;
+
+#[test]
+fn an_identity_provider_can_be_a_tenants_identity_source_with_safe_defaults() {
+    let dir = fixture();
+    let config = load(&dir, &oidc_config(&dir, OIDC_LINES)).unwrap();
+    let tenant = &config.tenants["corp"];
+    assert!(tenant.directory().is_none());
+    let IdentityConfig::Oidc(oidc) = &tenant.identity else {
+        panic!("not oidc")
+    };
+    assert_eq!(
+        oidc.issuer, "https://idp.example.com/realms/corp",
+        "the trailing slash is dropped"
+    );
+    assert_eq!(oidc.audiences, ["ktbroker"], "the client id by default");
+    assert_eq!(oidc.username_claim, "preferred_username");
+    assert_eq!(oidc.scopes, ["openid", "profile", "email"]);
+    assert_eq!(oidc.client_secret.as_ref().unwrap().0.as_str(), "s3cret");
+    assert_eq!(oidc.clock_skew, Duration::from_secs(60));
+    // The effective configuration names the secret's file, not its contents, and loads again.
+    let effective = config.effective_toml();
+    assert!(!effective.contains("s3cret"), "{effective}");
+    std::fs::write(dir.path().join("effective.toml"), &effective).unwrap();
+    let again = Config::load_with_credentials(&dir.path().join("effective.toml"), None).unwrap();
+    assert_eq!(again.tenants, config.tenants, "{effective}");
+}
+
+#[test]
+fn identity_provider_settings_that_cannot_work_safely_are_refused_by_name() {
+    let dir = fixture();
+    let cases = [
+        ("issuer = \"http://idp.example.com\"", "tenants.corp.oidc.issuer"),
+        ("issuer = \"https://idp.example.com/?x=1\"", "tenants.corp.oidc.issuer"),
+        ("scopes = [\"profile\"]", "tenants.corp.oidc.scopes"),
+        ("scopes = [\"openid\", \"a b\"]", "tenants.corp.oidc.scopes"),
+        ("groups = []", "tenants.corp.oidc.groups"),
+        ("password_grant = false", "tenants.corp.oidc.password_grant"),
+        ("audiences = []", "tenants.corp.oidc.audiences"),
+        ("username_claim = \"\"", "tenants.corp.oidc.username_claim"),
+        ("clock_skew_secs = 3600", "tenants.corp.oidc.clock_skew_secs"),
+        ("ca_file = \"missing.pem\"", "tenants.corp.oidc.ca_file"),
+        ("unknown_key = 1", "unknown_key"),
+    ];
+    for (line, key) in cases {
+        let field = line.split(' ').next().unwrap();
+        let lines: String = OIDC_LINES
+            .lines()
+            .filter(|l| !l.starts_with(&format!("{field} ")))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let err = error(&dir, &oidc_config(&dir, &format!("{lines}{line}")));
+        assert!(err.contains(key), "{line}: {err}");
+    }
+    // The client secret is a secret file: private, or refused.
+    std::fs::write(dir.path().join("open.secret"), "s3cret").unwrap();
+    std::fs::set_permissions(dir.path().join("open.secret"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let open = OIDC_LINES.replace("client.secret", "open.secret");
+    assert!(error(&dir, &oidc_config(&dir, &open)).contains("client_secret_file"));
+}
+
+#[test]
+fn a_tenant_has_exactly_one_identity_source() {
+    let dir = fixture();
+    let both = oidc_config(&dir, OIDC_LINES).replace(
+        "[tenants.corp.keys]",
+        &format!(
+            "{}[tenants.corp.keys]",
+            &VALID[VALID.find("[tenants.corp.directory]").unwrap()..VALID.find("[tenants.corp.keys]").unwrap()]
+        ),
+    );
+    assert!(error(&dir, &both).contains("has both [directory] and [oidc]"));
+    let neither = oidc_config(&dir, OIDC_LINES).replace(&format!("[tenants.corp.oidc]\n{OIDC_LINES}\n"), "");
+    assert!(error(&dir, &neither).contains("needs an identity source"));
 }

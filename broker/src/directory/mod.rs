@@ -85,6 +85,13 @@ pub enum AuthError {
     /// The directory refused a new password (its password policy).
     #[error("the directory refused the new password")]
     NewPasswordRejected(ktbroker_codes::PasswordRules),
+    /// An identity provider's token that failed verification (signature, claims, replay).
+    #[error("the identity provider's token was rejected: {0}")]
+    TokenRejected(String),
+    /// The identity provider authenticated the person without the required second factor
+    /// (`acr`/`amr`).
+    #[error("the login lacks the required authentication context")]
+    AuthenticationContext,
     #[error("directory unavailable: {0}")]
     Unavailable(String),
 }
@@ -135,6 +142,11 @@ pub trait Directory: Send + Sync + 'static {
     /// Whether some users may get keytabs by group (`keytab_groups`): known only after `verify`.
     fn has_keytab_groups(&self) -> bool {
         false
+    }
+
+    /// For the audit: which kind of identity source this is.
+    fn kind(&self) -> &'static str {
+        "directory"
     }
 }
 
@@ -747,21 +759,7 @@ pub fn user_filter(template: &str, user: &Username) -> String {
 
 /// A rustls client config that trusts only the given CA bundle, TLS 1.2 and 1.3, ring provider.
 pub fn pinned_tls_config(ca_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, AuthError> {
-    use rustls::pki_types::{CertificateDer, pem::PemObject};
-    let bad_ca = |e: &dyn std::fmt::Display| AuthError::Unavailable(format!("directory CA: {e}"));
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem) {
-        roots.add(cert.map_err(|e| bad_ca(&e))?).map_err(|e| bad_ca(&e))?;
-    }
-    if roots.is_empty() {
-        return Err(bad_ca(&"no certificate in the CA file"));
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| bad_ca(&e))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+    crate::tls::client_config_trusting(ca_pem).map_err(|e| AuthError::Unavailable(format!("directory CA: {e}")))
 }
 
 #[cfg(test)]

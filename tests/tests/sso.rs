@@ -1,0 +1,215 @@
+//! SSO through a real OpenID Connect provider (django-oauth-toolkit, started once for this test
+//! binary): the password grant to a working ticket, the refusals that must look like a wrong
+//! directory password, and ID tokens that must not be believed (signed by a foreign key,
+//! expired, issued to another client, replayed).
+
+use ktbroker_tests::broker::{Broker, broker_text};
+use ktbroker_tests::client::stderr;
+use ktbroker_tests::idp::{IdentityProvider, IdpClient, IdpUser};
+use ktbroker_tests::sandbox::Sandbox;
+use std::sync::OnceLock;
+
+const USERS: &[IdpUser] = &[
+    IdpUser {
+        username: "alice",
+        password: "alice-sso-pw",
+        groups: &["hadoop-users"],
+        amr: &["pwd"],
+    },
+    IdpUser {
+        username: "bob",
+        password: "bob-sso-pw",
+        groups: &["hadoop-users"],
+        amr: &["pwd", "otp"],
+    },
+    IdpUser {
+        username: "carol",
+        password: "carol-sso-pw",
+        groups: &["staff"],
+        amr: &["pwd"],
+    },
+];
+
+const fn client(client_id: &'static str, hostile: Option<&'static str>) -> IdpClient {
+    IdpClient {
+        client_id,
+        secret: "s3cret-of-the-broker",
+        grant: "password",
+        hostile,
+    }
+}
+
+/// Tenant name, the client it uses, extra `[oidc]` lines.
+const TENANTS: &[(&str, IdpClient, &str)] = &[
+    ("sso", client("ktb-password", None), ""),
+    ("sso-otp", client("ktb-password", None), "required_amr = [\"otp\"]"),
+    ("sso-replay", client("ktb-replay", Some("replay")), ""),
+    ("sso-foreign-key", client("ktb-foreign-key", Some("foreign-key")), ""),
+    ("sso-expired", client("ktb-expired", Some("expired")), ""),
+    ("sso-audience", client("ktb-audience", Some("foreign-audience")), ""),
+];
+
+struct Lab {
+    sandbox: Sandbox,
+    idp: IdentityProvider,
+    broker: Broker,
+}
+
+static LAB: OnceLock<&'static Lab> = OnceLock::new();
+
+fn lab() -> &'static Lab {
+    ktbroker_tests::shared::start_once(&LAB, "the SSO lab", start, stop_at_exit)
+}
+
+fn start() -> anyhow::Result<Lab> {
+    let sandbox = Sandbox::start()?;
+    let mut clients: Vec<IdpClient> = TENANTS.iter().map(|(_, c, _)| *c).collect();
+    clients.dedup_by_key(|c| c.client_id);
+    let idp = IdentityProvider::start(&sandbox.root.join("idp"), &sandbox.pki, USERS, &clients)?;
+    let dir = sandbox.root.join("broker-sso");
+    std::fs::create_dir_all(&dir)?;
+    let mut tenants = String::new();
+    for (name, client, lines) in TENANTS {
+        let secret = dir.join(format!("{name}.secret"));
+        tenants.push_str(&idp.tenant_text(name, &sandbox.realm, client, &secret, lines)?);
+    }
+    let audit = dir.join("audit.log");
+    let broker = Broker::launch(
+        &dir,
+        &sandbox.pki,
+        "unused",
+        |port| broker_text(port, &sandbox.pki, &sandbox.realm, &audit, &tenants),
+        &[],
+    )?;
+    Ok(Lab { sandbox, idp, broker })
+}
+
+extern "C" fn stop_at_exit() {
+    let _ = std::panic::catch_unwind(|| {
+        if let Some(lab) = LAB.get() {
+            lab.idp.kill_now();
+            lab.broker.kill_daemons();
+            lab.sandbox.kill_daemons();
+        }
+    });
+}
+
+impl Lab {
+    /// `ktbroker-kinit USER@TENANT` with `password`: its exit code and stderr.
+    fn login(&self, user: &str, tenant: &str, password: &str, ccache: &str) -> (Option<i32>, String) {
+        let login = format!("{user}@{tenant}");
+        let out = self
+            .sandbox
+            .login_via(&self.broker.url, &login, password, &self.sandbox.ccache(ccache));
+        (out.status.code(), stderr(&out))
+    }
+
+    /// The last audit record of `user` in `tenant`.
+    fn audit(&self, tenant: &str, user: &str) -> serde_json::Value {
+        std::fs::read_to_string(&self.broker.audit_file)
+            .expect("the broker's audit file")
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("an audit line is JSON"))
+            .rfind(|r| r["tenant"] == tenant && r["username"].as_str().is_some_and(|u| u.starts_with(user)))
+            .unwrap_or_else(|| panic!("no audit record of {user} in {tenant}"))
+    }
+
+    fn broker_log(&self) -> String {
+        std::fs::read_to_string(&self.broker.log).expect("the broker's log")
+    }
+}
+
+#[test]
+fn a_password_the_identity_provider_accepts_gets_a_ticket_and_the_directory_password_does_not() {
+    let lab = lab();
+    let (code, err) = lab.login("alice", "sso", "alice-sso-pw", "sso-alice");
+    assert_eq!(code, Some(0), "{err}");
+    let klist = lab.sandbox.klist(&lab.sandbox.ccache("sso-alice")).unwrap();
+    assert!(klist.contains(&lab.sandbox.principal("alice")), "{klist}");
+    let record = lab.audit("sso", "alice");
+    assert_eq!(record["reason"], "granted", "{record}");
+    assert_eq!(record["identity"], "oidc", "{record}");
+    // The provider checked it: the broker called its token endpoint.
+    assert!(
+        lab.idp.access_log().contains("POST /o/token/"),
+        "{}",
+        lab.idp.access_log()
+    );
+    // The LDAP password of the same person is not this tenant's password.
+    let (code, _) = lab.login("alice", "sso", "alicepw", "sso-alice-ldap");
+    assert_eq!(code, Some(3));
+    assert_eq!(lab.audit("sso", "alice")["reason"], "invalid_credentials");
+}
+
+#[test]
+fn a_wrong_password_an_unknown_person_and_a_person_outside_the_groups_look_alike() {
+    let lab = lab();
+    let mut answers = Vec::new();
+    for (user, password, reason) in [
+        ("bob", "not-bobs-password", "invalid_credentials"),
+        ("nobody", "whatever-pw", "invalid_credentials"),
+        ("carol", "carol-sso-pw", "not_in_group"),
+    ] {
+        let (code, err) = lab.login(user, "sso", password, &format!("sso-refused-{user}"));
+        assert_eq!(lab.audit("sso", user)["reason"], reason, "{user}: {err}");
+        // The caller's answer tells none of them apart.
+        answers.push((code, err.replace(user, "USER")));
+    }
+    assert_eq!(answers[0].0, Some(3), "{answers:?}");
+    assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
+    assert!(answers[0].1.contains("[auth-failed]"), "{answers:?}");
+}
+
+#[test]
+fn id_tokens_that_do_not_verify_are_refused_and_say_why_in_the_log_only() {
+    let lab = lab();
+    for (tenant, why) in [
+        ("sso-foreign-key", "the signature does not verify"),
+        ("sso-expired", "expired"),
+        ("sso-audience", "holds no accepted audience"),
+    ] {
+        let (code, err) = lab.login("alice", tenant, "alice-sso-pw", tenant);
+        assert_eq!(code, Some(3), "{tenant}: {err}");
+        assert!(err.contains("[auth-failed]") && !err.contains(why), "{tenant}: {err}");
+        assert_eq!(lab.audit(tenant, "alice")["reason"], "token_rejected", "{tenant}");
+        assert!(
+            lab.sandbox.klist(&lab.sandbox.ccache(tenant)).is_none(),
+            "{tenant}: no ticket"
+        );
+        let log = lab.broker_log();
+        assert!(
+            log.lines()
+                .any(|l| l.contains("identity provider token rejected") && l.contains(why)),
+            "{tenant}: {why:?} not in the broker's log"
+        );
+    }
+    // Nothing the provider sent is in the log: no token, no password.
+    let log = lab.broker_log();
+    assert!(
+        !log.contains("eyJ") && !log.contains("alice-sso-pw"),
+        "a token or password in the log"
+    );
+}
+
+#[test]
+fn an_id_token_the_broker_accepted_once_is_refused_the_second_time() {
+    let lab = lab();
+    let (first, err) = lab.login("alice", "sso-replay", "alice-sso-pw", "replay-1");
+    assert_eq!(first, Some(0), "{err}");
+    // The provider answers the next grant with the very same response.
+    let (second, err) = lab.login("alice", "sso-replay", "alice-sso-pw", "replay-2");
+    assert_eq!(second, Some(3), "{err}");
+    assert_eq!(lab.audit("sso-replay", "alice")["reason"], "token_rejected");
+    assert!(lab.broker_log().contains("replayed"));
+}
+
+#[test]
+fn a_tenant_can_require_a_second_factor_in_the_token() {
+    let lab = lab();
+    let (code, err) = lab.login("alice", "sso-otp", "alice-sso-pw", "otp-alice");
+    assert_eq!(code, Some(3), "alice authenticated with a password only: {err}");
+    assert_eq!(lab.audit("sso-otp", "alice")["reason"], "auth_context_insufficient");
+    let (code, err) = lab.login("bob", "sso-otp", "bob-sso-pw", "otp-bob");
+    assert_eq!(code, Some(0), "bob's token says otp: {err}");
+    assert_eq!(lab.audit("sso-otp", "bob")["identity"], "oidc");
+}
