@@ -27,7 +27,9 @@ packages=(krb5-kdc krb5-admin-server krb5-user libkrb5-dev slapd ldap-utils pamt
   # GNU time: bench/memory's peak RSS of each client login
   time
   # lintian: the Debian packages are checked at error and warning level (scripts/test-packages.sh)
-  lintian)
+  lintian
+  # the SSO tests' browser step: a real headless Chromium, driven through ChromeDriver
+  chromium chromium-driver)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -32,6 +32,14 @@ pub enum Outcome {
     TokenRejected,
     /// The identity provider authenticated the person without the required `acr`/`amr`.
     AuthContextInsufficient,
+    /// The person refused the sign-in at the identity provider.
+    SsoDenied,
+    /// Nobody signed in at the identity provider before the wait ended.
+    SsoExpired,
+    /// LoginWithProvider for a tenant that offers no sign-in at a provider.
+    SsoNotOffered,
+    /// FetchKeytab for a tenant whose people sign in only at its provider.
+    PasswordLoginNotOffered,
     DirectoryUnavailable,
     NoPrincipal,
     KeySourceFailed,
@@ -90,6 +98,10 @@ impl Outcome {
             Self::NotInGroup => "not_in_group",
             Self::TokenRejected => "token_rejected",
             Self::AuthContextInsufficient => "auth_context_insufficient",
+            Self::SsoDenied => "sso_denied",
+            Self::SsoExpired => "sso_expired",
+            Self::SsoNotOffered => "sso_not_offered",
+            Self::PasswordLoginNotOffered => "password_login_not_offered",
             Self::DirectoryUnavailable => "directory_unavailable",
             Self::NoPrincipal => "no_principal",
             Self::KeySourceFailed => "key_source_failed",

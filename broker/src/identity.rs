@@ -3,7 +3,7 @@
 
 use crate::config::IdentityConfig;
 use crate::directory::{AuthError, Directory, LdapDirectory, VerifiedUser};
-use crate::oidc::OidcSource;
+use crate::oidc::{DeviceLogin, OidcSource, SignedIn};
 use crate::policy::Username;
 
 pub enum IdentitySource {
@@ -62,6 +62,34 @@ impl Directory for IdentitySource {
         match self {
             Self::Directory(d) => d.kind(),
             Self::Oidc(o) => o.kind(),
+        }
+    }
+
+    fn offers_password_login(&self) -> bool {
+        match self {
+            Self::Directory(d) => d.offers_password_login(),
+            Self::Oidc(o) => o.offers_password_login(),
+        }
+    }
+
+    fn offers_device_login(&self) -> bool {
+        match self {
+            Self::Directory(d) => d.offers_device_login(),
+            Self::Oidc(o) => o.offers_device_login(),
+        }
+    }
+
+    async fn start_device_login(&self) -> Result<DeviceLogin, AuthError> {
+        match self {
+            Self::Directory(d) => d.start_device_login().await,
+            Self::Oidc(o) => o.start_device_login().await,
+        }
+    }
+
+    async fn finish_device_login(&self, login: &DeviceLogin) -> Result<SignedIn, AuthError> {
+        match self {
+            Self::Directory(d) => d.finish_device_login(login).await,
+            Self::Oidc(o) => o.finish_device_login(login).await,
         }
     }
 }

@@ -10,6 +10,7 @@
 //! The tenants live in a [`TenantTable`] that SIGHUP replaces as a whole; a request keeps the
 //! table it started with, so a reload never disturbs one in flight.
 
+mod provider_login;
 mod stream;
 
 use crate::audit::{Attempt, Auditor, Outcome, OutcomeClass};
@@ -25,8 +26,8 @@ use crate::refusal::Refusal;
 use ktbroker_codes::{MAX_PASSWORD_LEN, RefusalCode};
 use ktbroker_keytab::Keytab;
 use ktbroker_proto::v1::{
-    FetchKeytabRequest, FetchKeytabResponse, RotateKeyRequest, RotateKeyResponse, ServerInfoRequest,
-    ServerInfoResponse, keytab_broker_server::KeytabBroker,
+    FetchKeytabRequest, FetchKeytabResponse, ProviderLoginRequest, RotateKeyRequest, RotateKeyResponse,
+    ServerInfoRequest, ServerInfoResponse, keytab_broker_server::KeytabBroker,
 };
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -234,19 +235,28 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
                 return Err(not_allowed());
             }
         }
-        match read_keys(tenant, &principal).await {
-            Err(Refusal {
-                outcome: Outcome::NoPrincipal,
-                ..
-            }) if tenant.policy.provision => {
-                provision(tenant, &principal).await?;
-                let keytab = read_keys(tenant, &principal).await?;
-                Ok((principal, keytab, Outcome::Provisioned))
-            }
-            Err(refusal) => Err(refusal),
-            Ok(keytab) if verified.password_changed => Ok((principal, keytab, Outcome::PasswordChanged)),
-            Ok(keytab) => Ok((principal, keytab, Outcome::Granted)),
+        keys_for(tenant, principal, verified.password_changed).await
+    }
+}
+
+/// The keys of an authorized person's principal, created first where the tenant provisions.
+async fn keys_for<D, K: KeySource>(
+    tenant: &Tenant<D, K>,
+    principal: String,
+    password_changed: bool,
+) -> Result<(String, Keytab, Outcome), Refusal> {
+    match read_keys(tenant, &principal).await {
+        Err(Refusal {
+            outcome: Outcome::NoPrincipal,
+            ..
+        }) if tenant.policy.provision => {
+            provision(tenant, &principal).await?;
+            let keytab = read_keys(tenant, &principal).await?;
+            Ok((principal, keytab, Outcome::Provisioned))
         }
+        Err(refusal) => Err(refusal),
+        Ok(keytab) if password_changed => Ok((principal, keytab, Outcome::PasswordChanged)),
+        Ok(keytab) => Ok((principal, keytab, Outcome::Granted)),
     }
 }
 
@@ -285,42 +295,42 @@ async fn authenticate<D: Directory>(
     let elapsed = ldap_started.elapsed();
     metrics::directory_time(elapsed);
     tracing::debug!(elapsed_ms = elapsed.as_secs_f64() * 1e3, "directory check done");
-    match verified {
-        Ok(verified) => Ok(verified),
-        Err(AuthError::EmptyPassword) => Err(auth_failed(Outcome::EmptyPassword)),
-        Err(AuthError::InvalidCredentials) => Err(auth_failed(Outcome::InvalidCredentials)),
-        Err(AuthError::UnknownUser) => Err(auth_failed(Outcome::UnknownUser)),
-        Err(AuthError::NotInGroup) => Err(auth_failed(Outcome::NotInGroup)),
-        Err(AuthError::TokenRejected(why)) => {
+    verified.map_err(refusal_of)
+}
+
+/// The one external answer for each way an identity source can say no.
+fn refusal_of(error: AuthError) -> Refusal {
+    let auth_failed = Refusal::auth_failed;
+    match error {
+        AuthError::EmptyPassword => auth_failed(Outcome::EmptyPassword),
+        AuthError::InvalidCredentials => auth_failed(Outcome::InvalidCredentials),
+        AuthError::UnknownUser => auth_failed(Outcome::UnknownUser),
+        AuthError::NotInGroup => auth_failed(Outcome::NotInGroup),
+        AuthError::TokenRejected(why) => {
             // A genuine provider sends genuine tokens: this is misconfiguration or an attack.
             tracing::error!(error = %why, "identity provider token rejected");
-            Err(auth_failed(Outcome::TokenRejected))
+            auth_failed(Outcome::TokenRejected)
         }
-        Err(AuthError::AuthenticationContext) => Err(auth_failed(Outcome::AuthContextInsufficient)),
-        Err(AuthError::AccountLocked) => Err(auth_failed(Outcome::AccountLocked)),
-        Err(AuthError::AccountDisabled) => Err(auth_failed(Outcome::AccountDisabled)),
-        Err(AuthError::AccountExpired) => Err(auth_failed(Outcome::AccountExpired)),
-        Err(AuthError::LogonRestricted) => Err(auth_failed(Outcome::LogonRestricted)),
+        AuthError::AuthenticationContext => auth_failed(Outcome::AuthContextInsufficient),
+        AuthError::DeviceDenied => auth_failed(Outcome::SsoDenied),
+        AuthError::DeviceExpired => auth_failed(Outcome::SsoExpired),
+        AuthError::TooManyWaiting => Refusal::new(Outcome::Busy, RefusalCode::Busy),
+        AuthError::AccountLocked => auth_failed(Outcome::AccountLocked),
+        AuthError::AccountDisabled => auth_failed(Outcome::AccountDisabled),
+        AuthError::AccountExpired => auth_failed(Outcome::AccountExpired),
+        AuthError::LogonRestricted => auth_failed(Outcome::LogonRestricted),
         // Only a right password gets here, so telling it apart reveals nothing to a guesser.
-        Err(AuthError::PasswordMustChange) => Err(Refusal::new(
-            Outcome::PasswordMustChange,
-            RefusalCode::PasswordChangeRequired,
-        )),
-        Err(AuthError::PasswordExpired { changeable: true }) => Err(Refusal::new(
-            Outcome::PasswordExpired,
-            RefusalCode::PasswordChangeRequired,
-        )),
-        Err(AuthError::PasswordExpired { changeable: false }) => Err(Refusal::new(
-            Outcome::PasswordExpired,
-            RefusalCode::PasswordChangeElsewhere,
-        )),
-        Err(AuthError::NewPasswordRejected(rules)) => Err(Refusal::new_password_rejected(rules)),
-        Err(AuthError::Unavailable(why)) => {
+        AuthError::PasswordMustChange => Refusal::new(Outcome::PasswordMustChange, RefusalCode::PasswordChangeRequired),
+        AuthError::PasswordExpired { changeable: true } => {
+            Refusal::new(Outcome::PasswordExpired, RefusalCode::PasswordChangeRequired)
+        }
+        AuthError::PasswordExpired { changeable: false } => {
+            Refusal::new(Outcome::PasswordExpired, RefusalCode::PasswordChangeElsewhere)
+        }
+        AuthError::NewPasswordRejected(rules) => Refusal::new_password_rejected(rules),
+        AuthError::Unavailable(why) => {
             tracing::error!(error = %why, "directory unavailable");
-            Err(Refusal::new(
-                Outcome::DirectoryUnavailable,
-                RefusalCode::DirectoryUnavailable,
-            ))
+            Refusal::new(Outcome::DirectoryUnavailable, RefusalCode::DirectoryUnavailable)
         }
     }
 }
@@ -352,6 +362,60 @@ enum Grant {
         kvno: u32,
         outcome: Outcome,
     },
+}
+
+/// A login's verdict as its answer: the parts of the delivery (audited as granted first: a grant
+/// that cannot be audited does not happen), or the refusal's status (authentication failures no
+/// sooner than `failure_delay` after `started`).
+async fn answer(
+    audit: &mut AuditOnce,
+    result: Result<Grant, Refusal>,
+    started: Instant,
+    failure_delay: Duration,
+) -> Result<DeliveryParts, Status> {
+    let audit_unavailable = || ktbroker_proto::refusal::status(RefusalCode::AuditUnavailable);
+    match result {
+        Ok(Grant::Ticket {
+            principal,
+            message,
+            times,
+            kvno,
+            outcome,
+        }) => {
+            audit.decided(outcome, None);
+            audit.granted(&principal, kvno);
+            audit.write().map_err(|_| audit_unavailable())?;
+            Ok(DeliveryParts::ticket(&principal, kvno, message, times))
+        }
+        Ok(Grant::Keytab(principal, keytab, outcome)) => {
+            let parts = match DeliveryParts::keytab(&principal, &keytab) {
+                Ok(parts) => parts,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot encode keytab");
+                    audit.decided(Outcome::KeySourceFailed, Some(RefusalCode::Internal));
+                    let _ = audit.write();
+                    return Err(ktbroker_proto::refusal::status(RefusalCode::Internal));
+                }
+            };
+            audit.decided(outcome, None);
+            audit.granted(&principal, parts.kvno);
+            audit.write().map_err(|_| audit_unavailable())?;
+            Ok(parts)
+        }
+        Err(refusal) => Err(refuse(audit, refusal, started, failure_delay).await),
+    }
+}
+
+/// A refusal's status, audited (authentication failures no sooner than `failure_delay` after
+/// `started`).
+async fn refuse(audit: &mut AuditOnce, refusal: Refusal, started: Instant, failure_delay: Duration) -> Status {
+    audit.decided(refusal.outcome, Some(refusal.code));
+    if refusal.is_authentication_failure() {
+        tokio::time::sleep_until(started + failure_delay).await;
+    }
+    // The refusal stands whether or not the audit file could be written (logged).
+    let _ = audit.write();
+    refusal.status()
 }
 
 /// Ticket delivery: the AS exchange with the keys just read, on a blocking thread (a KDC round
@@ -472,6 +536,19 @@ impl<D: Directory, K: KeySource> KeytabBroker for BrokerService<D, K> {
         }))
     }
 
+    type LoginWithProviderStream = KeytabStream;
+
+    async fn login_with_provider(
+        &self,
+        request: Request<ProviderLoginRequest>,
+    ) -> Result<Response<KeytabStream>, Status> {
+        let caller = Caller::of(&request, self.next_id());
+        let span = tracing::info_span!("login_with_provider", request_id = caller.request_id, peer = ?caller.peer);
+        self.handle_provider_login(caller, request.into_inner())
+            .instrument(span)
+            .await
+    }
+
     async fn rotate_key(&self, request: Request<RotateKeyRequest>) -> Result<Response<RotateKeyResponse>, Status> {
         let caller = Caller::of(&request, self.next_id());
         let span = tracing::info_span!("rotate_key", request_id = caller.request_id, peer = ?caller.peer);
@@ -497,7 +574,13 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
         let tenant_name = tenant.map_or("-", |t| t.policy.name.as_str());
         let unknown_tenant = || Refusal::new(Outcome::UnknownTenant, RefusalCode::UnknownTenant);
         // Dropped unwritten only if the caller hangs up: then it records what was decided so far.
-        let mut audit = AuditOnce::new(&self.auditor, &caller, tenant_name, &message.username, started);
+        let mut audit = AuditOnce::new(
+            self.auditor.clone(),
+            caller.clone(),
+            tenant_name,
+            &message.username,
+            started,
+        );
         let wanted = Wanted::of(message.delivery);
         audit.delivery = Some(wanted.label());
         audit.identity = tenant.map(|t| t.directory.kind());
@@ -509,6 +592,12 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
                 .map_err(|_| Refusal::new(Outcome::InvalidUsername, RefusalCode::InvalidUsername))?;
             if !host_allowed(&tenant.policy.clients, &caller.host) {
                 return Err(Refusal::new(Outcome::HostNotAllowed, RefusalCode::HostNotRegistered));
+            }
+            if !tenant.directory.offers_password_login() {
+                return Err(Refusal::new(
+                    Outcome::PasswordLoginNotOffered,
+                    RefusalCode::PasswordLoginNotOffered,
+                ));
             }
             // A trusted login host speaks for many people: only the per-username limit applies.
             let counted_source = (!host_trusted(&table.settings.trusted_sources, &caller.host))
@@ -546,50 +635,8 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
         .await;
         drop(password);
         drop(new_password);
-        match result {
-            Ok(Grant::Ticket {
-                principal,
-                message,
-                times,
-                kvno,
-                outcome,
-            }) => {
-                audit.decided(outcome, None);
-                audit.granted(&principal, kvno);
-                audit
-                    .write()
-                    .map_err(|_| ktbroker_proto::refusal::status(RefusalCode::AuditUnavailable))?;
-                let stream = DeliveryParts::ticket(&principal, kvno, message, times);
-                Ok(Response::new(Box::pin(tokio_stream::iter(stream))))
-            }
-            Ok(Grant::Keytab(principal, keytab, outcome)) => {
-                let stream = match DeliveryParts::keytab(&principal, &keytab) {
-                    Ok(stream) => stream,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot encode keytab");
-                        audit.decided(Outcome::KeySourceFailed, Some(RefusalCode::Internal));
-                        let _ = audit.write();
-                        return Err(ktbroker_proto::refusal::status(RefusalCode::Internal));
-                    }
-                };
-                audit.decided(outcome, None);
-                audit.granted(&principal, stream.kvno);
-                // A grant that cannot be audited does not happen.
-                audit
-                    .write()
-                    .map_err(|_| ktbroker_proto::refusal::status(RefusalCode::AuditUnavailable))?;
-                Ok(Response::new(Box::pin(tokio_stream::iter(stream))))
-            }
-            Err(refusal) => {
-                audit.decided(refusal.outcome, Some(refusal.code));
-                if refusal.is_authentication_failure() {
-                    tokio::time::sleep_until(started + table.settings.failure_delay).await;
-                }
-                // The refusal stands whether or not the audit file could be written (logged).
-                let _ = audit.write();
-                Err(refusal.status())
-            }
-        }
+        let parts = answer(&mut audit, result, started, table.settings.failure_delay).await?;
+        Ok(Response::new(Box::pin(tokio_stream::iter(parts))))
     }
 
     /// One RotateKey call: only for an admin identity from a verified client certificate.
@@ -832,11 +879,11 @@ impl<K: KeySource> RotationTask<K> {
 /// request runs to its answer, or, when the caller hangs up first (tonic drops the handler, e.g.
 /// during the failure delay), on drop, marked `cancelled`, with whatever was decided by then (the
 /// real reason, or `abandoned` if nothing was).
-struct AuditOnce<'a> {
-    auditor: &'a Auditor,
-    caller: &'a Caller,
-    tenant: &'a str,
-    username: &'a str,
+struct AuditOnce {
+    auditor: Arc<Auditor>,
+    caller: Caller,
+    tenant: String,
+    username: String,
     started: Instant,
     outcome: Outcome,
     code: Option<RefusalCode>,
@@ -847,13 +894,13 @@ struct AuditOnce<'a> {
     written: bool,
 }
 
-impl<'a> AuditOnce<'a> {
-    fn new(auditor: &'a Auditor, caller: &'a Caller, tenant: &'a str, username: &'a str, started: Instant) -> Self {
+impl AuditOnce {
+    fn new(auditor: Arc<Auditor>, caller: Caller, tenant: &str, username: &str, started: Instant) -> Self {
         Self {
             auditor,
             caller,
-            tenant,
-            username,
+            tenant: tenant.to_owned(),
+            username: username.to_owned(),
             started,
             outcome: Outcome::Abandoned,
             code: None,
@@ -883,17 +930,22 @@ impl<'a> AuditOnce<'a> {
             Some((principal, kvno)) => (Some(principal.as_str()), Some(*kvno)),
             None => (None, None),
         };
-        let mut attempt = self
-            .caller
-            .attempt(self.tenant, self.username, principal, self.outcome, kvno, self.started);
+        let mut attempt = self.caller.attempt(
+            &self.tenant,
+            &self.username,
+            principal,
+            self.outcome,
+            kvno,
+            self.started,
+        );
         attempt.cancelled = cancelled;
         attempt.delivery = self.delivery;
         attempt.identity = self.identity;
-        conclude(self.auditor, &attempt, self.code)
+        conclude(&self.auditor, &attempt, self.code)
     }
 }
 
-impl Drop for AuditOnce<'_> {
+impl Drop for AuditOnce {
     fn drop(&mut self) {
         if !self.written {
             tracing::info!(outcome = self.outcome.as_str(), "the caller hung up before the answer");

@@ -35,6 +35,10 @@ pub enum RefusalCode {
     PasswordChangeElsewhere = 112,
     /// The delivery asked for (a keytab, say) is not one the tenant's policy allows.
     DeliveryNotAllowed = 113,
+    /// A provider sign-in (`--sso`) for a tenant whose identity source offers none.
+    SsoNotOffered = 114,
+    /// A password for a tenant whose people sign in only at its identity provider (`--sso`).
+    PasswordLoginNotOffered = 115,
     DirectoryUnavailable = 201,
     KeysUnavailable = 202,
     AuditUnavailable = 203,
@@ -44,7 +48,7 @@ pub enum RefusalCode {
 }
 
 impl RefusalCode {
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 21] = [
         Self::AuthFailed,
         Self::InvalidUsername,
         Self::PrincipalNotAllowed,
@@ -58,6 +62,8 @@ impl RefusalCode {
         Self::NewPasswordRejected,
         Self::PasswordChangeElsewhere,
         Self::DeliveryNotAllowed,
+        Self::SsoNotOffered,
+        Self::PasswordLoginNotOffered,
         Self::DirectoryUnavailable,
         Self::KeysUnavailable,
         Self::AuditUnavailable,
@@ -97,6 +103,8 @@ impl RefusalCode {
             Self::NewPasswordRejected => "KTB-111 the directory refused the new password",
             Self::PasswordChangeElsewhere => "KTB-112 the directory password must be changed elsewhere first",
             Self::DeliveryNotAllowed => "KTB-113 this delivery (keytab or ticket) is not allowed here",
+            Self::SsoNotOffered => "KTB-114 this tenant offers no sign-in at an identity provider",
+            Self::PasswordLoginNotOffered => "KTB-115 this tenant signs people in at its identity provider only",
             Self::DirectoryUnavailable => "KTB-201 directory unavailable",
             Self::KeysUnavailable => "KTB-202 key source unavailable",
             Self::AuditUnavailable => "KTB-203 audit unavailable",

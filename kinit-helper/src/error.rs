@@ -92,6 +92,8 @@ impl HelperError {
             Self::Refused(RefusalCode::PasswordChangeRequired) => "password-change-required",
             Self::Refused(RefusalCode::PasswordChangeElsewhere) => "password-change-elsewhere",
             Self::Refused(RefusalCode::DeliveryNotAllowed) => "delivery-not-allowed",
+            Self::Refused(RefusalCode::SsoNotOffered) => "sso-not-offered",
+            Self::Refused(RefusalCode::PasswordLoginNotOffered) => "sso-only",
             Self::NewPasswordRejected(_) => "new-password-rejected",
             Self::Refused(_) => "refused",
             Self::UntrustedBroker(_) => "tls-trust",
@@ -147,6 +149,8 @@ impl HelperError {
                 "this tenant hands out only tickets (or only keytabs): use --delivery ticket, or `delivery = \"ticket\"` in client.toml"
             }
             "new-password-rejected" => "choose a password that meets the rules above, then try again",
+            "sso-not-offered" => "this tenant checks passwords: log in without --sso",
+            "sso-only" => "this tenant signs people in at its identity provider: log in with --sso",
             "tls-trust" => {
                 "the broker's certificate does not chain to --ca-file (or its name differs: see --tls-server-name)"
             }

@@ -57,7 +57,7 @@ impl Delivery {
         }
     }
 
-    fn wire(self) -> i32 {
+    pub(crate) fn wire(self) -> i32 {
         match self {
             Self::Keytab => ktbroker_proto::v1::Delivery::Keytab as i32,
             Self::Ticket => ktbroker_proto::v1::Delivery::Ticket as i32,
@@ -132,6 +132,8 @@ pub struct Who {
     pub tenant: Option<String>,
     /// What to ask the broker for.
     pub delivery: Delivery,
+    /// Sign in at the tenant's identity provider (`LoginWithProvider`) instead of a password.
+    pub sso: bool,
 }
 
 /// The passwords one request sends: the directory password, and after PASSWORD_CHANGE_REQUIRED
@@ -163,6 +165,7 @@ pub async fn fetch_keytab(
         principal: principal.map(str::to_owned),
         tenant: None,
         delivery: Delivery::Keytab,
+        sso: false,
     };
     fetch_keytab_as(endpoint, &who, Credentials::password(password)).await
 }
@@ -188,6 +191,9 @@ pub async fn fetch_from_any(
         return Err(HelperError::Config(
             "no broker configured (--broker or `brokers` in client.toml)".into(),
         ));
+    }
+    if who.sso {
+        return crate::sso::sign_in_from_any(endpoints, who).await;
     }
     let deadline = tokio::time::Instant::now() + endpoints.iter().map(|e| e.timeout).sum::<Duration>();
     let mut backoff = BUSY_BACKOFF_FIRST;
@@ -258,22 +264,9 @@ pub async fn fetch_keytab_as(
     let mut client = KeytabBrokerClient::new(channel);
     // Before the password goes out: a realm this host's krb5 profile cannot reach would make the
     // keytab useless. A broker too old to say, or that has no such tenant, answers no realm; the
-    // fetch then says what it says.
-    let tenant = who
-        .tenant
-        .clone()
-        .or_else(|| who.username.rsplit_once('@').map(|(_, t)| t.to_owned()));
-    if let Ok(info) = client.server_info(ServerInfoRequest { tenant }).await {
-        let info = info.into_inner();
-        if !info.realm.is_empty() {
-            crate::require_known_realm(&info.realm)?;
-        }
-        // A broker that lists what it offers (older ones list nothing) and does not offer what
-        // this login asks for gets no password.
-        if !info.deliveries.is_empty() && !info.deliveries.contains(&who.delivery.wire()) {
-            return Err(HelperError::Refused(ktbroker_codes::RefusalCode::DeliveryNotAllowed));
-        }
-    }
+    // fetch then says what it says. A broker that lists what it offers (older ones list nothing)
+    // and does not offer what this login asks for gets no password.
+    check_server_info(&mut client, who).await?;
     // tonic owns and frees this copy after encoding it; prost offers no zeroizing bytes type.
     let request = FetchKeytabRequest {
         username: who.username.clone(),
@@ -284,9 +277,38 @@ pub async fn fetch_keytab_as(
         delivery: who.delivery.wire(),
     };
     let mut stream = client.fetch_keytab(request).await.map_err(status_error)?.into_inner();
+    let first = next_part(&mut stream).await?;
+    read_delivery(first, &mut stream, who).await
+}
 
+/// Checks, at the start of a connection to the broker, that the realm the tenant serves is one
+/// this host's krb5 profile knows, and that the tenant offers the delivery asked for.
+pub(crate) async fn check_server_info(client: &mut KeytabBrokerClient<Channel>, who: &Who) -> Result<(), HelperError> {
+    let tenant = who
+        .tenant
+        .clone()
+        .or_else(|| who.username.rsplit_once('@').map(|(_, t)| t.to_owned()));
+    if let Ok(info) = client.server_info(ServerInfoRequest { tenant }).await {
+        let info = info.into_inner();
+        if !info.realm.is_empty() {
+            crate::require_known_realm(&info.realm)?;
+        }
+        if !info.deliveries.is_empty() && !info.deliveries.contains(&who.delivery.wire()) {
+            return Err(HelperError::Refused(ktbroker_codes::RefusalCode::DeliveryNotAllowed));
+        }
+    }
+    Ok(())
+}
+
+/// The delivery a stream carries from its header (`first`) on: a complete, verified keytab or
+/// KRB-CRED message for the principal `who` expects.
+pub(crate) async fn read_delivery(
+    first: Option<Part>,
+    stream: &mut tonic::Streaming<ktbroker_proto::v1::FetchKeytabResponse>,
+    who: &Who,
+) -> Result<FetchedKeytab, HelperError> {
     // A header says what follows: a keytab, or (ticket delivery) a KRB-CRED message.
-    let (principal, kvno, enctypes, delivered, total_size) = match next_part(&mut stream).await? {
+    let (principal, kvno, enctypes, delivered, total_size) = match first {
         Some(Part::Header(h)) => (h.principal, h.kvno, h.enctypes, Delivery::Keytab, h.total_size),
         Some(Part::TicketHeader(h)) => (h.principal, 0, Vec::new(), Delivery::Ticket, h.total_size),
         _ => return Err(protocol("the stream did not start with a header")),
@@ -311,7 +333,7 @@ pub async fn fetch_keytab_as(
     // Reserved once, so appending never reallocates and leaves copies behind.
     let mut bytes = Zeroizing::new(Vec::with_capacity(total));
     let trailer = loop {
-        match next_part(&mut stream).await? {
+        match next_part(stream).await? {
             Some(Part::Chunk(mut chunk)) => {
                 let fits = bytes.len() + chunk.len() <= total;
                 if fits {
@@ -327,6 +349,7 @@ pub async fn fetch_keytab_as(
             }
             Some(Part::Trailer(trailer)) => break trailer,
             Some(Part::Header(_) | Part::TicketHeader(_)) => return Err(protocol("a second header")),
+            Some(Part::DevicePrompt(_)) => return Err(protocol("a sign-in prompt inside a delivery")),
             None => return Err(protocol("the stream ended before the trailer")),
         }
     };
@@ -361,7 +384,7 @@ pub async fn fetch_keytab_as(
     })
 }
 
-async fn next_part(
+pub(crate) async fn next_part(
     stream: &mut tonic::Streaming<ktbroker_proto::v1::FetchKeytabResponse>,
 ) -> Result<Option<Part>, HelperError> {
     match stream.message().await {
@@ -371,14 +394,14 @@ async fn next_part(
     }
 }
 
-fn protocol(what: &str) -> HelperError {
+pub(crate) fn protocol(what: &str) -> HelperError {
     HelperError::Protocol(what.to_owned())
 }
 
 /// Maps the broker's answer to the helper's error by its typed refusal code. A status without one
 /// did not come from the broker's decision: a transport failure (TLS, a reset, a deadline) or a
 /// proxy in between; only those of the "try elsewhere" kinds make the helper move on.
-fn status_error(status: tonic::Status) -> HelperError {
+pub(crate) fn status_error(status: tonic::Status) -> HelperError {
     use tonic::Code;
     match ktbroker_proto::refusal::code_of(&status) {
         Some(RefusalCode::AuthFailed) => HelperError::AuthFailed,

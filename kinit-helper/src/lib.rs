@@ -18,6 +18,7 @@ pub mod fetch;
 pub mod password;
 pub mod request;
 pub mod sessions;
+pub mod sso;
 pub mod ticket;
 
 pub use error::HelperError;

@@ -75,6 +75,13 @@ fn login(args: &LoginArgs) -> Result<LoginOutcome, HelperError> {
     ktbroker_harden::forbid_core_dumps().map_err(|e| HelperError::Internal(format!("disabling core dumps: {e}")))?;
     let config = load_config(&args.common)?;
     let request = args.login.request(&config, args.common.ccache.as_deref())?;
+    if request.who.sso {
+        // The person signs in at the identity provider: no password is read here.
+        if args.new_password {
+            return Err(HelperError::Config("--new-password does not go with --sso".into()));
+        }
+        return ktbroker_kinit::request::login_blocking(&request, b"");
+    }
     let source = ktbroker_kinit::password::PasswordSource::new(args.password_fd)?;
     let password = source.read(&format!("Password for {}: ", request.who.username))?;
     let password = ktbroker_kinit::password::require_non_empty(password)?;

@@ -44,6 +44,10 @@ pub struct LoginOptions {
     /// (default: client.toml's `delivery`, else keytab).
     #[arg(long, value_enum)]
     pub delivery: Option<crate::fetch::Delivery>,
+    /// Sign in at the tenant's identity provider (single sign-on, with its second factor) instead
+    /// of typing the password here: open the address shown, enter the code, sign in there.
+    #[arg(long)]
+    pub sso: bool,
 }
 
 /// The ccache: `option` (-c), else client.toml's, else libkrb5's default (`None`).
@@ -76,6 +80,7 @@ impl LoginOptions {
                 principal: self.principal.clone(),
                 tenant: self.tenant.clone().or_else(|| config.tenant.clone()),
                 delivery: self.delivery.or(config.delivery).unwrap_or_default(),
+                sso: self.sso,
             },
             kerberos: KerberosTarget {
                 ccache: chosen_ccache(ccache, config),

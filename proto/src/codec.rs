@@ -88,6 +88,7 @@ macro_rules! nothing_to_wipe {
 }
 
 nothing_to_wipe!(
+    crate::v1::ProviderLoginRequest,
     crate::v1::RotateKeyRequest,
     crate::v1::RotateKeyResponse,
     crate::v1::ServerInfoRequest,

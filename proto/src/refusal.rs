@@ -19,9 +19,13 @@ pub fn grpc_code(code: RefusalCode) -> tonic::Code {
         InvalidUsername | UnknownTenant => Code::InvalidArgument,
         PrincipalNotAllowed | HostNotRegistered | NotAdmin | DeliveryNotAllowed => Code::PermissionDenied,
         NoPrincipal => Code::NotFound,
-        NoUsableEnctype | CannotRotate | PasswordChangeRequired | NewPasswordRejected | PasswordChangeElsewhere => {
-            Code::FailedPrecondition
-        }
+        NoUsableEnctype
+        | CannotRotate
+        | PasswordChangeRequired
+        | NewPasswordRejected
+        | PasswordChangeElsewhere
+        | SsoNotOffered
+        | PasswordLoginNotOffered => Code::FailedPrecondition,
         DirectoryUnavailable | KeysUnavailable | AuditUnavailable => Code::Unavailable,
         DeadlineExceeded => Code::DeadlineExceeded,
         Busy => Code::ResourceExhausted,

@@ -68,6 +68,7 @@ settings.configure(
         "oauth2_provider",
     ],
     MIDDLEWARE=[
+        f"{__name__}.token_requests_logged",
         "django.contrib.sessions.middleware.SessionMiddleware",
         "django.middleware.csrf.CsrfViewMiddleware",
         "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -243,6 +244,24 @@ def seed():
         app.algorithm = Application.RS256_ALGORITHM
         app.skip_authorization = False
         app.save()
+
+
+def token_requests_logged(get_response):
+    """Writes `token CLIENT_ID GRANT_TYPE` to token.log for every token endpoint request, so a test
+    can count one client's polls."""
+
+    def middleware(request):
+        if request.method == "POST" and request.path.endswith("/token/"):
+            client_id = request.POST.get("client_id", "-")
+            auth = request.META.get("HTTP_AUTHORIZATION", "")
+            if auth.startswith("Basic "):
+                client_id = base64.b64decode(auth[6:]).decode(errors="replace").split(":")[0]
+            grant = request.POST.get("grant_type", "-")
+            with open(os.path.join(STATE, "token.log"), "a") as log:
+                log.write(f"token {client_id} {grant}\n")
+        return get_response(request)
+
+    return middleware
 
 
 class QuietHandler(WSGIRequestHandler):

@@ -100,7 +100,6 @@ client_id = "{client_id}"
 client_secret_file = "{secret}"
 groups = ["hadoop-users"]
 scopes = ["openid", "profile", "email", "groups"]
-password_grant = true
 {oidc_lines}
 
 [tenants.{name}.keys]
@@ -121,6 +120,12 @@ admin_keytab = "{keytab}"
         std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
     }
 
+    /// How many requests `client_id` made to the token endpoint so far.
+    pub fn token_requests(&self, client_id: &str) -> usize {
+        let log = std::fs::read_to_string(self.dir.join("token.log")).unwrap_or_default();
+        log.lines().filter(|l| l.split(' ').nth(1) == Some(client_id)).count()
+    }
+
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
         self.daemon.check_alive()
     }
@@ -128,6 +133,35 @@ admin_keytab = "{keytab}"
     pub fn kill_now(&self) {
         self.daemon.kill_now();
     }
+}
+
+/// The person's side of a device login, in a real headless Chromium (tests/idp/approve_device.py):
+/// open `url`, sign in as `user` with `password`, enter `code`, and `action` it (`accept`, `deny`).
+/// `Err` with the browser's complaint when a step did not show what it should.
+pub fn approve_in_browser(
+    pki: &TestPki,
+    url: &str,
+    code: &str,
+    user: &str,
+    password: &str,
+    action: &str,
+) -> anyhow::Result<()> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("idp/approve_device.py");
+    let mut command = Command::new(venv_python()?);
+    command
+        .arg(script)
+        .args([url, code, user])
+        .arg(&pki.server_cert)
+        .arg(action)
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    let out = crate::bench::run_fed(&mut command, Some(&format!("{password}\n")))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "the browser step failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
 }
 
 /// The Python of the provider's venv (scripts/fetch-idp.sh builds it once, outside the repository).

@@ -5,8 +5,8 @@
 use crate::pki::TestPki;
 use ktbroker_proto::v1::keytab_broker_server::{KeytabBroker, KeytabBrokerServer};
 use ktbroker_proto::v1::{
-    FetchKeytabRequest, FetchKeytabResponse, KeytabHeader, KeytabTrailer, RotateKeyRequest, RotateKeyResponse,
-    ServerInfoRequest, ServerInfoResponse, fetch_keytab_response::Part,
+    FetchKeytabRequest, FetchKeytabResponse, KeytabHeader, KeytabTrailer, ProviderLoginRequest, RotateKeyRequest,
+    RotateKeyResponse, ServerInfoRequest, ServerInfoResponse, fetch_keytab_response::Part,
 };
 use std::pin::Pin;
 use std::sync::Arc;
@@ -58,6 +58,16 @@ impl KeytabBroker for Answer {
             })
             .collect();
         Ok(Response::new(Box::pin(tokio_stream::iter(messages))))
+    }
+
+    type LoginWithProviderStream = PartStream;
+
+    /// The same parts as FetchKeytab (a test puts a DevicePrompt first).
+    async fn login_with_provider(
+        &self,
+        _request: Request<ProviderLoginRequest>,
+    ) -> Result<Response<PartStream>, Status> {
+        self.fetch_keytab(Request::new(FetchKeytabRequest::default())).await
     }
 
     async fn rotate_key(&self, _request: Request<RotateKeyRequest>) -> Result<Response<RotateKeyResponse>, Status> {

@@ -5,9 +5,12 @@
 
 use ktbroker_tests::broker::{Broker, broker_text};
 use ktbroker_tests::client::stderr;
-use ktbroker_tests::idp::{IdentityProvider, IdpClient, IdpUser};
+use ktbroker_tests::idp::{IdentityProvider, IdpClient, IdpUser, approve_in_browser};
 use ktbroker_tests::sandbox::Sandbox;
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 const USERS: &[IdpUser] = &[
     IdpUser {
@@ -39,14 +42,37 @@ const fn client(client_id: &'static str, hostile: Option<&'static str>) -> IdpCl
     }
 }
 
+const DEVICE_CLIENT: IdpClient = IdpClient {
+    client_id: "ktb-device",
+    secret: "s3cret-of-the-device-client",
+    grant: "device_code",
+    hostile: None,
+};
+
+const PASSWORD: &str = "password_grant = true";
+
 /// Tenant name, the client it uses, extra `[oidc]` lines.
 const TENANTS: &[(&str, IdpClient, &str)] = &[
-    ("sso", client("ktb-password", None), ""),
-    ("sso-otp", client("ktb-password", None), "required_amr = [\"otp\"]"),
-    ("sso-replay", client("ktb-replay", Some("replay")), ""),
-    ("sso-foreign-key", client("ktb-foreign-key", Some("foreign-key")), ""),
-    ("sso-expired", client("ktb-expired", Some("expired")), ""),
-    ("sso-audience", client("ktb-audience", Some("foreign-audience")), ""),
+    ("sso", client("ktb-password", None), PASSWORD),
+    (
+        "sso-otp",
+        client("ktb-password", None),
+        "password_grant = true\nrequired_amr = [\"otp\"]",
+    ),
+    ("sso-replay", client("ktb-replay", Some("replay")), PASSWORD),
+    (
+        "sso-foreign-key",
+        client("ktb-foreign-key", Some("foreign-key")),
+        PASSWORD,
+    ),
+    ("sso-expired", client("ktb-expired", Some("expired")), PASSWORD),
+    (
+        "sso-audience",
+        client("ktb-audience", Some("foreign-audience")),
+        PASSWORD,
+    ),
+    // Sign-in at the provider only (the device grant), tickets only: the key stays in the broker.
+    ("sso-device", DEVICE_CLIENT, "device_wait_secs = 60"),
 ];
 
 struct Lab {
@@ -56,6 +82,15 @@ struct Lab {
 }
 
 static LAB: OnceLock<&'static Lab> = OnceLock::new();
+
+/// The device-login tests one at a time: they count the device client's requests.
+static DEVICE_CLIENT_USED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_device_test_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    DEVICE_CLIENT_USED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 fn lab() -> &'static Lab {
     ktbroker_tests::shared::start_once(&LAB, "the SSO lab", start, stop_at_exit)
@@ -116,6 +151,81 @@ impl Lab {
 
     fn broker_log(&self) -> String {
         std::fs::read_to_string(&self.broker.log).expect("the broker's log")
+    }
+
+    /// `ktbroker-kinit --sso` for the device tenant, and the address and code it showed.
+    fn start_sso(&self, ccache: &str, delivery: &str) -> SsoLogin {
+        let mut command: Command = self.sandbox.kinit_command_via(
+            &self.broker.url,
+            &self.sandbox.pki.ca_cert,
+            "ignored",
+            &self.sandbox.ccache(ccache),
+        );
+        command
+            .args(["--sso", "--tenant", "sso-device", "--delivery", delivery])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("starting ktbroker-kinit --sso");
+        let stderr = child.stderr.take().expect("its stderr");
+        let (lines, seen) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = lines.send(line);
+            }
+        });
+        let mut shown = Vec::new();
+        let prompt = loop {
+            let line = seen
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("no sign-in prompt; stderr so far: {shown:?}"));
+            shown.push(line.clone());
+            if let Some(fields) = line.strip_prefix("ktbroker-kinit: sign-in ") {
+                break fields.to_owned();
+            }
+        };
+        let field = |name: &str| {
+            prompt
+                .split(' ')
+                .find_map(|f| f.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("no {name} in {prompt:?}"))
+                .to_owned()
+        };
+        SsoLogin {
+            url: field("url"),
+            code: field("code"),
+            shown,
+            rest: seen,
+            child,
+        }
+    }
+}
+
+struct SsoLogin {
+    url: String,
+    code: String,
+    /// What ktbroker-kinit printed up to the prompt, and what it prints after.
+    shown: Vec<String>,
+    rest: std::sync::mpsc::Receiver<String>,
+    child: Child,
+}
+
+impl SsoLogin {
+    /// Its exit code (within 30 s) and everything it printed.
+    fn finish(mut self) -> (Option<i32>, String) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for ktbroker-kinit") {
+                break status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "ktbroker-kinit --sso still running"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        self.shown.extend(self.rest.try_iter());
+        (status.code(), self.shown.join("\n"))
     }
 }
 
@@ -212,4 +322,94 @@ fn a_tenant_can_require_a_second_factor_in_the_token() {
     let (code, err) = lab.login("bob", "sso-otp", "bob-sso-pw", "otp-bob");
     assert_eq!(code, Some(0), "bob's token says otp: {err}");
     assert_eq!(lab.audit("sso-otp", "bob")["identity"], "oidc");
+}
+
+#[test]
+fn a_person_signs_in_at_the_provider_in_a_browser_and_gets_a_ticket_without_a_password_here() {
+    let lab = lab();
+    let _one = one_device_test_at_a_time();
+    let login = lab.start_sso("device-alice", "ticket");
+    assert!(login.url.starts_with(&lab.idp.issuer), "{}", login.url);
+    assert!(
+        login
+            .shown
+            .iter()
+            .any(|l| l.contains("open") && l.contains(&login.code)),
+        "{:?}",
+        login.shown
+    );
+    approve_in_browser(
+        &lab.sandbox.pki,
+        &login.url,
+        &login.code,
+        "alice",
+        "alice-sso-pw",
+        "accept",
+    )
+    .unwrap();
+    let (code, shown) = login.finish();
+    assert_eq!(code, Some(0), "{shown}");
+    let klist = lab.sandbox.klist(&lab.sandbox.ccache("device-alice")).unwrap();
+    assert!(klist.contains(&lab.sandbox.principal("alice")), "{klist}");
+    let record = lab.audit("sso-device", "alice");
+    assert_eq!(record["reason"], "granted", "{record}");
+    assert_eq!(record["delivery"], "ticket", "{record}");
+    assert_eq!(record["identity"], "oidc", "{record}");
+    // A password login to this tenant is refused before any password is checked.
+    let (code, err) = lab.login("alice", "sso-device", "alice-sso-pw", "device-password");
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains("[sso-only]"), "{err}");
+}
+
+#[test]
+fn a_sign_in_refused_at_the_provider_or_by_its_groups_gets_nothing() {
+    let lab = lab();
+    let _one = one_device_test_at_a_time();
+    // carol signs in, but is not in hadoop-users.
+    let login = lab.start_sso("device-carol", "ticket");
+    approve_in_browser(
+        &lab.sandbox.pki,
+        &login.url,
+        &login.code,
+        "carol",
+        "carol-sso-pw",
+        "accept",
+    )
+    .unwrap();
+    let (code, shown) = login.finish();
+    assert_eq!(code, Some(3), "{shown}");
+    assert!(shown.contains("[auth-failed]"), "{shown}");
+    assert_eq!(lab.audit("sso-device", "carol")["reason"], "not_in_group");
+    // bob refuses the request at the provider.
+    let login = lab.start_sso("device-bob", "ticket");
+    approve_in_browser(&lab.sandbox.pki, &login.url, &login.code, "bob", "bob-sso-pw", "deny").unwrap();
+    let (code, shown) = login.finish();
+    assert_eq!(code, Some(3), "{shown}");
+    let denied = std::fs::read_to_string(&lab.broker.audit_file).unwrap();
+    assert!(denied.contains("\"reason\":\"sso_denied\""), "{denied}");
+    assert!(lab.sandbox.klist(&lab.sandbox.ccache("device-bob")).is_none());
+}
+
+#[test]
+fn hanging_up_at_the_terminal_ends_the_brokers_wait_for_the_provider() {
+    let lab = lab();
+    let _one = one_device_test_at_a_time();
+    let mut login = lab.start_sso("device-cancelled", "ticket");
+    let polls = || lab.idp.token_requests(DEVICE_CLIENT.client_id);
+    std::thread::sleep(Duration::from_millis(2500));
+    let polling = polls();
+    login.child.kill().unwrap();
+    let _ = login.child.wait();
+    std::thread::sleep(Duration::from_millis(1500));
+    let after_hang_up = polls();
+    std::thread::sleep(Duration::from_millis(3000));
+    assert_eq!(polls(), after_hang_up, "the broker went on polling after the hang-up");
+    assert!(polling > 0, "the broker never polled while the person was signing in");
+    let audit = std::fs::read_to_string(&lab.broker.audit_file).unwrap();
+    let cancelled = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["tenant"] == "sso-device" && r["cancelled"] == true)
+        .count();
+    assert!(cancelled >= 1, "{audit}");
 }

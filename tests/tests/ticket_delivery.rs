@@ -36,6 +36,7 @@ fn raw_ticket(sandbox: &Sandbox, url: &str, user: &str, password: &str) -> (Stri
             match message.part.unwrap() {
                 Part::TicketHeader(header) => principal = header.principal,
                 Part::Header(_) => panic!("a keytab header in a ticket delivery"),
+                Part::DevicePrompt(_) => panic!("a sign-in prompt in a password login"),
                 Part::Chunk(chunk) => bytes.extend_from_slice(&chunk),
                 Part::Trailer(_) => {}
             }

@@ -318,6 +318,8 @@ fn oidc_table(o: &OidcConfig) -> Table {
     oidc.insert("required_amr".into(), strings(&o.required_amr));
     oidc.insert("scopes".into(), strings(&o.scopes));
     oidc.insert("password_grant".into(), o.password_grant.into());
+    oidc.insert("device_grant".into(), o.device_grant.into());
+    oidc.insert("device_wait_secs".into(), integer(o.device_wait.as_secs()));
     oidc.insert("timeout_secs".into(), integer(o.timeout.as_secs()));
     oidc.insert("clock_skew_secs".into(), integer(o.clock_skew.as_secs()));
     oidc

@@ -29,6 +29,8 @@ pub(super) struct RawOidc {
     pub scopes: Option<Vec<String>>,
     #[serde(default)]
     pub password_grant: bool,
+    pub device_grant: Option<bool>,
+    pub device_wait_secs: Option<u64>,
     pub timeout_secs: Option<u64>,
     pub clock_skew_secs: Option<u64>,
 }
@@ -59,6 +61,10 @@ pub struct OidcConfig {
     pub scopes: Vec<String>,
     /// Password logins are checked at the token endpoint (resource-owner password grant).
     pub password_grant: bool,
+    /// `--sso` logins sign in at the provider (device authorization grant, RFC 8628).
+    pub device_grant: bool,
+    /// How long a device login waits for the person (bounded by the provider's own expiry).
+    pub device_wait: Duration,
     /// For all of one login's calls to the provider together.
     pub timeout: Duration,
     pub clock_skew: Duration,
@@ -115,10 +121,11 @@ impl Paths<'_> {
             }
             Ok(value)
         };
-        if !raw.password_grant {
+        let device_grant = raw.device_grant.unwrap_or(true);
+        if !raw.password_grant && !device_grant {
             return Err(invalid(
-                key("password_grant"),
-                "must be true: password logins are this identity source's only way in so far",
+                key("device_grant"),
+                "and password_grant are both false: nobody could log in",
             ));
         }
         Ok(OidcConfig {
@@ -138,6 +145,8 @@ impl Paths<'_> {
             required_amr: raw.required_amr,
             scopes,
             password_grant: raw.password_grant,
+            device_grant,
+            device_wait: secs_in(raw.device_wait_secs, 300, 30..=900, &key("device_wait_secs"))?,
             timeout: secs_in(raw.timeout_secs, 10, 1..=120, &key("timeout_secs"))?,
             clock_skew: secs_in(raw.clock_skew_secs, 60, 0..=600, &key("clock_skew_secs"))?,
         })
@@ -165,6 +174,8 @@ impl OidcConfig {
             required_amr: Vec::new(),
             scopes: DEFAULT_SCOPES.iter().map(|s| (*s).to_owned()).collect(),
             password_grant: true,
+            device_grant: true,
+            device_wait: Duration::from_secs(300),
             timeout: Duration::from_secs(10),
             clock_skew: Duration::from_secs(60),
         }

@@ -965,7 +965,11 @@ fn identity_provider_settings_that_cannot_work_safely_are_refused_by_name() {
         ("scopes = [\"profile\"]", "tenants.corp.oidc.scopes"),
         ("scopes = [\"openid\", \"a b\"]", "tenants.corp.oidc.scopes"),
         ("groups = []", "tenants.corp.oidc.groups"),
-        ("password_grant = false", "tenants.corp.oidc.password_grant"),
+        (
+            "password_grant = false\ndevice_grant = false",
+            "tenants.corp.oidc.device_grant",
+        ),
+        ("device_wait_secs = 5", "tenants.corp.oidc.device_wait_secs"),
         ("audiences = []", "tenants.corp.oidc.audiences"),
         ("username_claim = \"\"", "tenants.corp.oidc.username_claim"),
         ("clock_skew_secs = 3600", "tenants.corp.oidc.clock_skew_secs"),

@@ -92,6 +92,15 @@ pub enum AuthError {
     /// (`acr`/`amr`).
     #[error("the login lacks the required authentication context")]
     AuthenticationContext,
+    /// The person refused the device login at the identity provider.
+    #[error("the sign-in was refused at the identity provider")]
+    DeviceDenied,
+    /// Nobody signed in at the identity provider before the device code expired.
+    #[error("nobody signed in at the identity provider in time")]
+    DeviceExpired,
+    /// As many device logins are waiting as the tenant allows.
+    #[error("too many sign-ins are waiting")]
+    TooManyWaiting,
     #[error("directory unavailable: {0}")]
     Unavailable(String),
 }
@@ -147,6 +156,38 @@ pub trait Directory: Send + Sync + 'static {
     /// For the audit: which kind of identity source this is.
     fn kind(&self) -> &'static str {
         "directory"
+    }
+
+    /// Whether a username and password can log in here (an identity provider may take only
+    /// sign-ins at itself).
+    fn offers_password_login(&self) -> bool {
+        true
+    }
+
+    /// Whether people can sign in at an identity provider (`LoginWithProvider`).
+    fn offers_device_login(&self) -> bool {
+        false
+    }
+
+    /// Starts a sign-in at the identity provider (see `oidc::OidcSource::start_device_login`).
+    fn start_device_login(&self) -> impl Future<Output = Result<crate::oidc::DeviceLogin, AuthError>> + Send {
+        async {
+            Err(AuthError::Unavailable(
+                "this identity source has no provider sign-in".into(),
+            ))
+        }
+    }
+
+    /// Waits for the person to sign in, and names them.
+    fn finish_device_login(
+        &self,
+        _login: &crate::oidc::DeviceLogin,
+    ) -> impl Future<Output = Result<crate::oidc::SignedIn, AuthError>> + Send {
+        async {
+            Err(AuthError::Unavailable(
+                "this identity source has no provider sign-in".into(),
+            ))
+        }
     }
 }
 

@@ -1,6 +1,11 @@
 //! An OpenID Connect identity provider (Keycloak, Entra ID, Okta, ADFS) as a tenant's identity
 //! source, in place of the directory.
 //!
+//! Sign-ins at the provider use the device authorization grant (RFC 8628): the broker asks for a
+//! device code ([`OidcSource::start_device_login`]), the service shows the person where to go, and
+//! the broker polls the token endpoint until they signed in there, with whatever second factor the
+//! provider asks for ([`OidcSource::finish_device_login`]).
+//!
 //! Password logins use the resource-owner password grant (RFC 6749 §4.3), where the provider
 //! allows it: the broker, a confidential client, posts the person's username and password to the
 //! token endpoint and gets an ID token back. It is the weaker option (no second factor can be
@@ -41,7 +46,46 @@ pub struct OidcSource {
     config: OidcConfig,
     provider: Provider,
     seen: SeenTokens,
+    /// Device logins waiting for their person at once: each holds one for its whole wait, so a
+    /// client that starts many and never signs in cannot tie up the broker or the provider.
+    device_waits: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// Device logins one tenant lets wait at once; more are refused as busy.
+pub const MAX_DEVICE_WAITS: usize = 64;
+
+/// A device login the provider has started (RFC 8628 §3.2): what the person is shown, and what
+/// the broker polls with. The device code is a bearer secret until the login ends.
+pub struct DeviceLogin {
+    pub verification_uri: String,
+    pub verification_uri_complete: Option<String>,
+    pub user_code: String,
+    /// How long the broker will wait: the provider's expiry, capped by `device_wait_secs`.
+    pub wait: std::time::Duration,
+    device_code: Zeroizing<String>,
+    interval: std::time::Duration,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// The device authorization response (RFC 8628 §3.2).
+#[derive(Deserialize)]
+struct DeviceAnswer {
+    device_code: String,
+    user_code: String,
+    verification_uri: Option<String>,
+    /// Entra ID's name for verification_uri (its v1 endpoints).
+    verification_url: Option<String>,
+    verification_uri_complete: Option<String>,
+    expires_in: u64,
+    interval: Option<u64>,
+}
+
+/// Who signed in at the provider, and whether they may log in (a refusal after the person is
+/// known is audited with their name).
+pub type SignedIn = (Username, Result<VerifiedUser, AuthError>);
+
+/// RFC 8628 §3.4's grant type.
+const DEVICE_GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
 /// The parts of a token endpoint's answer (RFC 6749 §5.1, §5.2) the broker reads.
 #[derive(Deserialize)]
@@ -58,7 +102,165 @@ impl OidcSource {
             provider: Provider::new(&config.issuer, http),
             config,
             seen: SeenTokens::default(),
+            device_waits: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_DEVICE_WAITS)),
         })
+    }
+
+    /// The client authentication of every request to the token endpoints: HTTP Basic for a
+    /// confidential client, `client_id` in the form for a public one.
+    fn client_auth<'a>(&'a self, form: &mut Vec<(&'a str, &'a str)>) -> Option<(&'a str, &'a str)> {
+        match &self.config.client_secret {
+            Some(secret) => Some((self.config.client_id.as_str(), secret.0.as_str())),
+            None => {
+                form.push(("client_id", self.config.client_id.as_str()));
+                None
+            }
+        }
+    }
+
+    /// Asks the provider for a device code (RFC 8628 §3.1), within the provider timeout.
+    pub async fn start_device_login(&self) -> Result<DeviceLogin, AuthError> {
+        let slot = self
+            .device_waits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| AuthError::TooManyWaiting)?;
+        let deadline = Instant::now() + self.config.timeout;
+        let unavailable = |e: &dyn std::fmt::Display| AuthError::Unavailable(format!("identity provider: {e}"));
+        let metadata = self.provider.metadata(deadline).await.map_err(|e| unavailable(&e))?;
+        let endpoint = metadata
+            .device_authorization_endpoint
+            .as_deref()
+            .ok_or_else(|| unavailable(&"its discovery document names no device_authorization_endpoint"))?;
+        let scope = self.config.scopes.join(" ");
+        // DOT and some others want client_id in the form even with HTTP Basic; RFC 6749 allows it.
+        let mut form = vec![("scope", scope.as_str()), ("client_id", self.config.client_id.as_str())];
+        let basic = self.client_auth(&mut form);
+        let answer = self
+            .provider
+            .http()
+            .post_form(endpoint, &form, basic, deadline)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        if answer.status != 200 {
+            let code = serde_json::from_slice::<TokenAnswer>(&answer.body)
+                .ok()
+                .and_then(|a| a.error);
+            return Err(unavailable(&format!(
+                "the device authorization endpoint answered HTTP {} {}",
+                answer.status,
+                code.unwrap_or_default().chars().take(64).collect::<String>()
+            )));
+        }
+        let device: DeviceAnswer = serde_json::from_slice(&answer.body)
+            .map_err(|e| unavailable(&format!("not a device authorization response: {e}")))?;
+        let verification_uri = device
+            .verification_uri
+            .or(device.verification_url)
+            .filter(|u| u.starts_with("https://"))
+            .ok_or_else(|| unavailable(&"the device authorization response has no https verification_uri"))?;
+        Ok(DeviceLogin {
+            verification_uri,
+            verification_uri_complete: device.verification_uri_complete.filter(|u| u.starts_with("https://")),
+            user_code: device.user_code.chars().take(64).collect(),
+            wait: std::time::Duration::from_secs(device.expires_in).min(self.config.device_wait),
+            device_code: Zeroizing::new(device.device_code),
+            // RFC 8628 §3.2: 5 s when the provider says nothing; never faster than 1 s.
+            interval: std::time::Duration::from_secs(device.interval.unwrap_or(5).clamp(1, 60)),
+            _slot: slot,
+        })
+    }
+
+    /// Polls the token endpoint (RFC 8628 §3.4, §3.5) until the person signed in, refused, or
+    /// the wait ran out; then checks the ID token as a password login does. The person is who
+    /// the token names. Dropping the future stops the polling (the caller hung up).
+    pub async fn finish_device_login(&self, login: &DeviceLogin) -> Result<SignedIn, AuthError> {
+        let deadline = Instant::now() + login.wait;
+        let mut interval = login.interval;
+        loop {
+            tokio::time::sleep(interval).await;
+            if Instant::now() >= deadline {
+                return Err(AuthError::DeviceExpired);
+            }
+            let call_deadline = (Instant::now() + self.config.timeout).min(deadline);
+            let mut form = vec![
+                ("grant_type", DEVICE_GRANT_TYPE),
+                ("device_code", login.device_code.as_str()),
+                ("client_id", self.config.client_id.as_str()),
+            ];
+            let basic = self.client_auth(&mut form);
+            let metadata = self.provider.metadata(call_deadline).await;
+            let answer = match metadata {
+                Ok(metadata) => {
+                    self.provider
+                        .http()
+                        .post_form(&metadata.token_endpoint, &form, basic, call_deadline)
+                        .await
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "identity provider unreachable while waiting for a device login");
+                    continue;
+                }
+            };
+            let answer = match answer {
+                Ok(answer) => answer,
+                // RFC 8628 §3.5: a client may go on polling after a transient failure.
+                Err(e) => {
+                    tracing::warn!(error = %e, "polling the identity provider failed; polling on");
+                    continue;
+                }
+            };
+            let parsed: Result<TokenAnswer, _> = serde_json::from_slice(&answer.body);
+            match (answer.status, parsed) {
+                (
+                    200,
+                    Ok(TokenAnswer {
+                        id_token: Some(token), ..
+                    }),
+                ) => {
+                    let token = Zeroizing::new(token);
+                    let identity = self.accept(&token, call_deadline).await?;
+                    let username = identity.username.clone();
+                    return Ok((username, self.authorized(identity).map(|(_, verified)| verified)));
+                }
+                (200, _) => {
+                    return Err(AuthError::Unavailable(
+                        "identity provider: the token endpoint sent no ID token (is \"openid\" in scopes?)".into(),
+                    ));
+                }
+                (400 | 401, Ok(TokenAnswer { error: Some(code), .. })) => match code.as_str() {
+                    "authorization_pending" => {}
+                    "slow_down" => interval += std::time::Duration::from_secs(5),
+                    "access_denied" => return Err(AuthError::DeviceDenied),
+                    "expired_token" => return Err(AuthError::DeviceExpired),
+                    other => return Err(token_error(other)),
+                },
+                (status, _) => {
+                    tracing::warn!(
+                        status,
+                        "the token endpoint answered a device poll with an error; polling on"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The groups and authentication context a token's person needs.
+    fn authorized(&self, identity: claims::Identity) -> Result<(Username, VerifiedUser), AuthError> {
+        identity
+            .authorize(&self.config)
+            .map_err(|insufficient| match insufficient {
+                claims::Insufficient::NotInGroup => AuthError::NotInGroup,
+                claims::Insufficient::AuthenticationContext => AuthError::AuthenticationContext,
+            })?;
+        tracing::debug!(subject = %identity.subject, "identity provider accepted the login");
+        let verified = VerifiedUser {
+            in_keytab_group: identity.in_any(&self.config.keytab_groups),
+            dn: identity.subject,
+            principal: EntryPrincipal::NotAsked,
+            password_changed: false,
+        };
+        Ok((identity.username, verified))
     }
 
     /// The password grant, then the ID token's checks.
@@ -81,13 +283,7 @@ impl OidcSource {
             ("password", password),
             ("scope", scope.as_str()),
         ];
-        let basic = match &self.config.client_secret {
-            Some(secret) => Some((self.config.client_id.as_str(), secret.0.as_str())),
-            None => {
-                form.push(("client_id", self.config.client_id.as_str()));
-                None
-            }
-        };
+        let basic = self.client_auth(&mut form);
         let answer = self
             .provider
             .http()
@@ -117,19 +313,7 @@ impl OidcSource {
                 identity.username.as_str()
             )));
         }
-        identity
-            .authorize(&self.config)
-            .map_err(|insufficient| match insufficient {
-                claims::Insufficient::NotInGroup => AuthError::NotInGroup,
-                claims::Insufficient::AuthenticationContext => AuthError::AuthenticationContext,
-            })?;
-        tracing::debug!(subject = %identity.subject, "identity provider accepted the login");
-        Ok(VerifiedUser {
-            in_keytab_group: identity.in_any(&self.config.keytab_groups),
-            dn: identity.subject,
-            principal: EntryPrincipal::NotAsked,
-            password_changed: false,
-        })
+        self.authorized(identity).map(|(_, verified)| verified)
     }
 
     /// Verifies an ID token the provider just issued to the broker and reads the person from it.
@@ -189,6 +373,22 @@ impl Directory for OidcSource {
 
     fn kind(&self) -> &'static str {
         "oidc"
+    }
+
+    fn offers_password_login(&self) -> bool {
+        self.config.password_grant
+    }
+
+    fn offers_device_login(&self) -> bool {
+        self.config.device_grant
+    }
+
+    async fn start_device_login(&self) -> Result<DeviceLogin, AuthError> {
+        OidcSource::start_device_login(self).await
+    }
+
+    async fn finish_device_login(&self, login: &DeviceLogin) -> Result<SignedIn, AuthError> {
+        OidcSource::finish_device_login(self, login).await
     }
 }
 

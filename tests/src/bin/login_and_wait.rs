@@ -30,6 +30,7 @@ fn main() -> anyhow::Result<()> {
             principal: None,
             tenant: None,
             delivery,
+            sso: false,
         },
         kerberos: KerberosTarget {
             ccache: Some(ccache.clone()),
