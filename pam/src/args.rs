@@ -34,6 +34,10 @@ pub struct Args {
     pub try_first_pass: bool,
     pub retain_after_close: bool,
     pub no_ccache: bool,
+    /// Sign in at the tenant's identity provider (`sso`): no password; the address and code are
+    /// shown and the module waits up to `sso_wait=` seconds for the person.
+    pub sso: bool,
+    pub sso_wait: Duration,
 }
 
 impl Default for Args {
@@ -54,6 +58,8 @@ impl Default for Args {
             try_first_pass: false,
             retain_after_close: false,
             no_ccache: false,
+            sso: false,
+            sso_wait: Duration::from_secs(300),
         }
     }
 }
@@ -94,6 +100,11 @@ pub fn parse<'a>(raw: impl IntoIterator<Item = &'a str>) -> (Args, Vec<String>) 
             ("try_first_pass", None) => args.try_first_pass = true,
             ("retain_after_close", None) => args.retain_after_close = true,
             ("no_ccache", None) => args.no_ccache = true,
+            ("sso", None) => args.sso = true,
+            ("sso_wait", Some(v)) => match v.parse::<u64>() {
+                Ok(secs) if (30..=900).contains(&secs) => args.sso_wait = Duration::from_secs(secs),
+                _ => bad("not a number of seconds between 30 and 900"),
+            },
             _ => bad("unknown"),
         }
     }
@@ -106,7 +117,7 @@ fn truncate(text: &str) -> String {
 }
 
 /// Every argument, with a value where it takes one: what pam_ktbroker(8) documents.
-pub const EXAMPLES: [&str; 15] = [
+pub const EXAMPLES: [&str; 17] = [
     "config=/etc/ktbroker/client.toml",
     "helper=/usr/bin/ktbroker-kinit",
     "krb5_config=/etc/krb5.conf",
@@ -121,6 +132,8 @@ pub const EXAMPLES: [&str; 15] = [
     "try_first_pass",
     "retain_after_close",
     "no_ccache",
+    "sso",
+    "sso_wait=300",
     "debug",
 ];
 

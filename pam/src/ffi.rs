@@ -25,6 +25,7 @@ pub const PAM_CRED_ERR: c_int = 17;
 pub const PAM_IGNORE: c_int = 25;
 const PAM_AUTHTOK: c_int = 6;
 const PAM_PROMPT_ECHO_OFF: c_int = 1;
+const PAM_PROMPT_ECHO_ON: c_int = 2;
 const PAM_ERROR_MSG: c_int = 3;
 const PAM_TEXT_INFO: c_int = 4;
 pub const PAM_ESTABLISH_CRED: c_int = 0x0002;
@@ -196,19 +197,22 @@ impl Pam {
     /// Asks the user for a secret through the application's conversation (no echo). The answer
     /// is copied into a wiped buffer; libpam's copy is wiped and freed here.
     pub fn prompt_secret(&self, prompt: &str) -> Result<Zeroizing<Vec<u8>>, c_int> {
+        self.prompt(PAM_PROMPT_ECHO_OFF, prompt)
+    }
+
+    /// Asks the user something that is no secret (the answer is echoed): e.g. to press Enter.
+    /// Over ssh's keyboard-interactive this is also what gets `prompt`'s text to the user at
+    /// once (sshd holds mere messages back until the next prompt).
+    pub fn prompt_visible(&self, prompt: &str) -> Result<Zeroizing<Vec<u8>>, c_int> {
+        self.prompt(PAM_PROMPT_ECHO_ON, prompt)
+    }
+
+    fn prompt(&self, style: c_int, prompt: &str) -> Result<Zeroizing<Vec<u8>>, c_int> {
         let text = CString::new(prompt.replace('\0', "?")).unwrap_or_default();
         let mut response: *mut c_char = std::ptr::null_mut();
         // SAFETY: the handle is live; "%s" with one valid C string; libpam writes a malloc'd
         // string (or null) to `response`, which becomes ours to free.
-        let code = unsafe {
-            pam_prompt(
-                self.handle,
-                PAM_PROMPT_ECHO_OFF,
-                &mut response,
-                c"%s".as_ptr(),
-                text.as_ptr(),
-            )
-        };
+        let code = unsafe { pam_prompt(self.handle, style, &mut response, c"%s".as_ptr(), text.as_ptr()) };
         if response.is_null() {
             return Err(if code == PAM_SUCCESS { PAM_AUTH_ERR } else { code });
         }

@@ -117,6 +117,13 @@ fn authenticate(pam: &Pam, args: &Args) -> c_int {
             );
         }
     }
+    if args.sso {
+        let (code, temporary) = match attempt_sign_in(pam, args, &account) {
+            Ok(done) => done,
+            Err(code) => return code,
+        };
+        return keep_pending(pam, args, &user, &account, code, temporary);
+    }
     let reused = pam.has_stored_password();
     let (mut code, mut temporary) = match attempt(pam, args, &account) {
         Ok(done) => done,
@@ -129,6 +136,11 @@ fn authenticate(pam: &Pam, args: &Args) -> c_int {
             Err(code) => return code,
         };
     }
+    keep_pending(pam, args, &user, &account, code, temporary)
+}
+
+/// After a successful helper run: the ticket waits in `temporary` for setcred or the session.
+fn keep_pending(pam: &Pam, args: &Args, user: &str, account: &ffi::Account, code: c_int, temporary: PathBuf) -> c_int {
     if code != PAM_SUCCESS {
         return code;
     }
@@ -176,6 +188,36 @@ fn attempt(pam: &Pam, args: &Args, account: &ffi::Account) -> Result<(c_int, Pat
         );
     }
     drop(password);
+    Ok((concluded(pam, args, account, &temporary, outcome), temporary))
+}
+
+/// The sign-in at the identity provider (`sso`): no password; the person is shown where to sign
+/// in, in a prompt (over ssh only a prompt reaches them while the module waits), and the module
+/// waits for the helper.
+fn attempt_sign_in(pam: &Pam, args: &Args, account: &ffi::Account) -> Result<(c_int, PathBuf), c_int> {
+    let temporary = session::temporary_path(&args.ccache_dir, account.uid).map_err(|e| {
+        pam.log(LOG_ERR, &format!("ktbroker: no randomness for a cache name: {e}"));
+        PAM_SERVICE_ERR
+    })?;
+    let ccache = format!("FILE:{}", temporary.display());
+    let outcome = child::run_sign_in(args, account, &ccache, |url, code| {
+        pam.prompt_visible(&format!(
+            "To log in, open {url} in a browser and enter the code {code}.\nPress Enter once you have signed in: "
+        ))
+        .map(|_| ())
+    })?;
+    Ok((concluded(pam, args, account, &temporary, outcome), temporary))
+}
+
+/// The PAM code for how the helper ended; the temporary cache is removed unless it succeeded.
+fn concluded(
+    pam: &Pam,
+    args: &Args,
+    account: &ffi::Account,
+    temporary: &std::path::Path,
+    outcome: HelperOutcome,
+) -> c_int {
+    let user = &account.name;
     let code = match &outcome {
         HelperOutcome::Exited { code: Some(code), .. } => match HelperExit::from_code(*code) {
             Some(HelperExit::Success) => PAM_SUCCESS,
@@ -187,15 +229,16 @@ fn attempt(pam: &Pam, args: &Args, account: &ffi::Account) -> Result<(c_int, Pat
         HelperOutcome::Exited { code: None, .. } | HelperOutcome::CannotStart(_) => PAM_SERVICE_ERR,
     };
     if code != PAM_SUCCESS {
-        session::remove_users_file(&temporary, account.uid);
+        session::remove_users_file(temporary, account.uid);
         let why = match outcome {
             HelperOutcome::Exited { code, last_line } => format!("exit {code:?}: {last_line}"),
+            HelperOutcome::TimedOut if args.sso => format!("no answer within sso_wait {:?}", args.sso_wait),
             HelperOutcome::TimedOut => format!("no answer within {:?}", args.timeout),
             HelperOutcome::CannotStart(why) => why,
         };
         pam.log(LOG_NOTICE, &format!("ktbroker: no ticket for {user} ({why})"));
     }
-    Ok((code, temporary))
+    code
 }
 
 fn exit_of(outcome: &HelperOutcome) -> Option<HelperExit> {

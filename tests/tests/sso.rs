@@ -413,3 +413,189 @@ fn hanging_up_at_the_terminal_ends_the_brokers_wait_for_the_provider() {
         .count();
     assert!(cancelled >= 1, "{audit}");
 }
+
+#[test]
+fn the_pam_module_shows_the_sign_in_in_a_prompt_and_the_session_gets_the_ticket() {
+    let lab = lab();
+    let _one = one_device_test_at_a_time();
+    ktbroker_tests::accounts::local_users();
+    let stack = ktbroker_tests::pam_stack::PamStack::create(&lab.sandbox).unwrap();
+    std::fs::write(
+        &stack.client_toml,
+        format!(
+            "version = 1\nbrokers = [\"{}\"]\nca_file = \"{}\"\ntenant = \"sso-device\"\ndelivery = \"ticket\"\n",
+            lab.broker.url,
+            lab.sandbox.pki.ca_cert.display()
+        ),
+    )
+    .unwrap();
+    let service = stack.service("sso-login", "sso sso_wait=60", "").unwrap();
+    let mut driver = stack
+        .driver(
+            &service,
+            "alice",
+            &["authenticate", "setcred", "open_session", "klist", "close_session"],
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = driver.stderr.take().unwrap();
+    let (lines, said) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    // The prompt: "To log in, open URL in a browser and enter the code CODE." (then Enter).
+    let mut seen = Vec::new();
+    let prompt = loop {
+        let line = said
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no sign-in prompt from the module: {seen:?}"));
+        seen.push(line.clone());
+        if line.starts_with("pam prompt: To log in, open ") {
+            break line;
+        }
+    };
+    let url = prompt
+        .split("open ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    let code = prompt
+        .split("the code ")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches('.')
+        .to_owned();
+    // Enter at once: the module then waits for the helper, which waits for the sign-in.
+    use std::io::Write;
+    driver.stdin.take().unwrap().write_all(b"\n").unwrap();
+    approve_in_browser(&lab.sandbox.pki, &url, &code, "alice", "alice-sso-pw", "accept").unwrap();
+    let out = driver.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let rest: Vec<String> = said.try_iter().collect();
+    assert!(stdout.contains("authenticate rc=0"), "{stdout}\n{seen:?}\n{rest:?}");
+    assert!(stdout.contains("open_session rc=0"), "{stdout}");
+    assert!(stdout.contains("prompts=1"), "one prompt, no password asked: {stdout}");
+    // The session's cache held alice's ticket (klist of KRB5CCNAME before close_session).
+    assert!(stdout.contains("KRB5CCNAME=FILE:"), "{stdout}");
+    assert!(stdout.contains(&lab.sandbox.principal("alice")), "{stdout}");
+    assert_eq!(lab.audit("sso-device", "alice")["reason"], "granted");
+}
+
+#[test]
+fn a_keyboard_interactive_ssh_login_signs_in_at_the_provider_and_the_session_has_the_ticket() {
+    use ktbroker_tests::sshd::{AuthMode, Sshd, Stack};
+    use std::io::{Read, Write};
+    use std::os::unix::fs::PermissionsExt;
+    let lab = lab();
+    let _one = one_device_test_at_a_time();
+    ktbroker_tests::accounts::local_users();
+    let dir = lab.sandbox.root.join("ssh-sso");
+    let (pending, caches) = (dir.join("pending"), dir.join("caches"));
+    for d in [&pending, &caches] {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    }
+    let client_toml = dir.join("client.toml");
+    std::fs::write(
+        &client_toml,
+        format!(
+            "version = 1\nbrokers = [\"{}\"]\nca_file = \"{}\"\ntenant = \"sso-device\"\ndelivery = \"ticket\"\n",
+            lab.broker.url,
+            lab.sandbox.pki.ca_cert.display()
+        ),
+    )
+    .unwrap();
+    let module = ktbroker_tests::bins::project_binary("libpam_ktbroker.so");
+    let args = format!(
+        "helper={} krb5_config={} config={} ccache_dir={} ccache=FILE:{}/krb5cc_%u_XXXXXX sessions_dir={} timeout=10",
+        ktbroker_tests::bins::project_binary("ktbroker-kinit").display(),
+        lab.sandbox.realm.krb5_conf.display(),
+        client_toml.display(),
+        pending.display(),
+        caches.display(),
+        dir.join("sessions").display()
+    );
+    let stack = Stack::Service(format!(
+        "auth required {m} {args} sso sso_wait=60\naccount required pam_permit.so\nsession required {m} {args}\n",
+        m = module.display()
+    ));
+    let krb5 = lab.sandbox.realm.krb5_conf.display().to_string();
+    let sshd = Sshd::start(
+        &dir.join("sshd"),
+        "ktbroker-sso-sshd",
+        &stack,
+        AuthMode::KeyboardInteractive,
+        &[("KRB5_CONFIG", &krb5)],
+    )
+    .unwrap();
+    // ssh on a terminal of its own (script(1)): it shows the prompt there and reads Enter there.
+    let ssh = format!(
+        "ssh -F /dev/null -p {} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+         -o GSSAPIAuthentication=no -o PubkeyAuthentication=no -o PreferredAuthentications=keyboard-interactive \
+         -o ConnectTimeout=10 -o LogLevel=ERROR alice@127.0.0.1 'klist; echo SESSION_DONE'",
+        sshd.port
+    );
+    let mut child = Command::new("timeout")
+        .args(["90", "script", "-qfec", &ssh, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (chunks, output) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buffer) {
+            if n == 0 || chunks.send(buffer[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut shown = String::new();
+    while !shown.contains("signed in:") {
+        let chunk = output
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no sign-in prompt over ssh: {shown:?}\nsshd:\n{}", sshd.log_tail()));
+        shown.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let url = shown
+        .split("open ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    let code = shown
+        .split("the code ")
+        .nth(1)
+        .unwrap()
+        .split(['.', '\r', '\n'])
+        .next()
+        .unwrap()
+        .to_owned();
+    approve_in_browser(&lab.sandbox.pki, &url, &code, "alice", "alice-sso-pw", "accept").unwrap();
+    child.stdin.as_mut().unwrap().write_all(b"\n").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !shown.contains("SESSION_DONE") && std::time::Instant::now() < deadline {
+        if let Ok(chunk) = output.recv_timeout(Duration::from_secs(1)) {
+            shown.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        shown.contains(&format!("Default principal: {}", lab.sandbox.principal("alice"))),
+        "{shown}\nsshd:\n{}",
+        sshd.log_tail()
+    );
+}

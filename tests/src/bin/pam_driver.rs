@@ -82,6 +82,8 @@ unsafe extern "C" fn converse(
         let text = unsafe { CStr::from_ptr(message.msg) }.to_string_lossy();
         if message.msg_style == PAM_PROMPT_ECHO_OFF || message.msg_style == PAM_PROMPT_ECHO_ON {
             PROMPTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // Shown before the answer is read, as a terminal would show it.
+            eprintln!("pam prompt: {text}");
             let mut line = String::new();
             let _ = std::io::stdin().lock().read_line(&mut line);
             // What a C program could pass: the answer up to the first NUL.
