@@ -50,6 +50,10 @@ pub struct Global {
     /// Read the login password from this file descriptor.
     #[arg(long, global = true)]
     pub password_fd: Option<i32>,
+    /// When a login is needed, sign in at the identity provider (the address and code are shown)
+    /// instead of typing the password here.
+    #[arg(long, global = true)]
+    pub sso: bool,
     /// No progress bars.
     #[arg(short, long, global = true)]
     pub quiet: bool,

@@ -59,10 +59,15 @@ pub fn ensure_ticket(settings: &LoginSettings) -> Result<Session> {
         .options
         .request(&config, settings.ccache.as_deref())
         .map_err(login_error)?;
-    let source = PasswordSource::new(settings.password_fd).map_err(login_error)?;
-    let password = read_password(&source, settings.password_fd.is_some(), &request.who.username)?;
-    // A password the directory wants changed: the new one twice, from the same place.
-    login_changing_if_asked(&request, &password, &source, false, false).map_err(login_error)?;
+    if request.who.sso {
+        // The person signs in at the identity provider; the helper shows where.
+        ktbroker_kinit::request::login_blocking(&request, b"").map_err(login_error)?;
+    } else {
+        let source = PasswordSource::new(settings.password_fd).map_err(login_error)?;
+        let password = read_password(&source, settings.password_fd.is_some(), &request.who.username)?;
+        // A password the directory wants changed: the new one twice, from the same place.
+        login_changing_if_asked(&request, &password, &source, false, false).map_err(login_error)?;
+    }
     valid_session(cache.as_deref())?
         .ok_or_else(|| NetdiskError::new(Kind::Auth, "logged in, yet the credential cache holds no valid ticket"))
 }

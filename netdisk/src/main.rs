@@ -39,6 +39,7 @@ fn run(cli: Cli) -> Result<()> {
         explicit: explicit(&global.client_config, ktbroker_kinit::config::DEFAULT_PATH),
         options: LoginOptions {
             user: global.user.clone(),
+            sso: global.sso,
             ..LoginOptions::default()
         },
         ccache: global.ccache.clone(),

@@ -34,6 +34,7 @@ pub struct IdentityProvider {
     pub port: u16,
     pub ca_cert: PathBuf,
     pub dir: PathBuf,
+    config_file: PathBuf,
     daemon: Daemon,
 }
 
@@ -60,21 +61,24 @@ impl IdentityProvider {
         // It holds the client secrets and the people's passwords.
         let config_file = dir.join("idp.json");
         write_private(&config_file, serde_json::to_vec_pretty(&config)?)?;
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("idp/ktbroker_idp.py");
-        let mut command = Command::new(python);
-        command
-            .arg(script)
-            .arg(&config_file)
-            .env("PYTHONDONTWRITEBYTECODE", "1");
-        let mut daemon = Daemon::spawn("the OIDC provider", &mut command, &dir.join("idp.out"))?;
-        daemon.wait_ready(Duration::from_secs(60), || tcp_open(port))?;
+        let daemon = spawn(&python, &config_file, dir, port)?;
         Ok(Self {
             issuer: format!("https://127.0.0.1:{port}/o"),
             port,
             ca_cert: pki.ca_cert.clone(),
             dir: dir.to_owned(),
+            config_file,
             daemon,
         })
+    }
+
+    /// A key rotation: the provider stops, gets a new signing key (so a new key id), and serves
+    /// again at the same address with the same people and clients.
+    pub fn restart_with_a_new_key(&mut self) -> anyhow::Result<()> {
+        self.daemon.stop()?;
+        std::fs::remove_file(self.dir.join("oidc-signing-key.pem"))?;
+        self.daemon = spawn(&venv_python()?, &self.config_file, &self.dir, self.port)?;
+        Ok(())
     }
 
     /// A `[tenants.NAME]` table whose people come from this provider through `client` (its
@@ -133,6 +137,15 @@ admin_keytab = "{keytab}"
     pub fn kill_now(&self) {
         self.daemon.kill_now();
     }
+}
+
+fn spawn(python: &Path, config_file: &Path, dir: &Path, port: u16) -> anyhow::Result<Daemon> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("idp/ktbroker_idp.py");
+    let mut command = Command::new(python);
+    command.arg(script).arg(config_file).env("PYTHONDONTWRITEBYTECODE", "1");
+    let mut daemon = Daemon::spawn("the OIDC provider", &mut command, &dir.join("idp.out"))?;
+    daemon.wait_ready(Duration::from_secs(60), || tcp_open(port))?;
+    Ok(daemon)
 }
 
 /// The person's side of a device login, in a real headless Chromium (tests/idp/approve_device.py):

@@ -599,3 +599,49 @@ fn a_keyboard_interactive_ssh_login_signs_in_at_the_provider_and_the_session_has
         sshd.log_tail()
     );
 }
+
+#[test]
+fn a_rotated_signing_key_is_fetched_when_a_token_names_it() {
+    let lab = lab();
+    // A provider and a broker of this test's own: the provider is restarted with a new key.
+    let dir = lab.sandbox.root.join("rotation");
+    let rotating = client("ktb-rotating", None);
+    let mut idp = IdentityProvider::start(&dir.join("idp"), &lab.sandbox.pki, USERS, &[rotating]).unwrap();
+    let tenant = idp
+        .tenant_text("rotating", &lab.sandbox.realm, &rotating, &dir.join("secret"), PASSWORD)
+        .unwrap();
+    let audit = dir.join("broker").join("audit.log");
+    let broker = Broker::launch(
+        &dir.join("broker"),
+        &lab.sandbox.pki,
+        "unused",
+        |port| broker_text(port, &lab.sandbox.pki, &lab.sandbox.realm, &audit, &tenant),
+        &[],
+    )
+    .unwrap();
+    let login = |name: &str| {
+        let out = lab
+            .sandbox
+            .login_via(&broker.url, "alice@rotating", "alice-sso-pw", &lab.sandbox.ccache(name));
+        (out.status.code(), stderr(&out))
+    };
+    let jwks_fetches = |idp: &IdentityProvider| idp.access_log().matches("GET /o/.well-known/jwks.json").count();
+    let (code, err) = login("rotation-1");
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(jwks_fetches(&idp), 1);
+    idp.restart_with_a_new_key().unwrap();
+    // The broker's cached keys lack the new key id; past the refetch interval it fetches them.
+    std::thread::sleep(ktbroker_broker::oidc::provider::KEY_REFETCH_INTERVAL + Duration::from_millis(500));
+    let (code, err) = login("rotation-2");
+    assert_eq!(
+        code,
+        Some(0),
+        "{err}\n{}",
+        std::fs::read_to_string(&broker.log).unwrap()
+    );
+    assert_eq!(jwks_fetches(&idp), 2, "fetched again for the new key, once");
+    // Known now: the next login uses the cache.
+    let (code, err) = login("rotation-3");
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(jwks_fetches(&idp), 2);
+}

@@ -13,8 +13,9 @@ use tokio::time::Instant;
 
 /// How long discovery and keys are used before they are fetched again.
 pub const CACHE_FOR: Duration = Duration::from_secs(3600);
-/// The least time between two fetches of the keys for an unknown key id.
-pub const KEY_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+/// The least time between two fetches of the keys for an unknown key id (Keycloak's adapters
+/// use the same 10 s).
+pub const KEY_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
