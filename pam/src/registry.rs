@@ -62,17 +62,23 @@ fn ensure_root_directory(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// `SESSIONS_DIR/UID` exists as the user's own directory, 0700.
+/// `SESSIONS_DIR/UID` exists as the user's own directory, 0700. A second login of the same user
+/// at the same moment may find it just made and still root's (the first has not given it away
+/// yet): then it gives it to the user itself. Only root can have made it: `SESSIONS_DIR` is
+/// root's, writable by nobody else (checked before).
 fn ensure_users_directory(dir: &Path, uid: u32, gid: u32) -> Result<(), String> {
-    let created = match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => true,
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
-        Err(e) => return Err(format!("{}: {e}", dir.display())),
-    };
-    if created {
-        std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let failed = |e: std::io::Error| format!("{}: {e}", dir.display());
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(failed(e)),
     }
-    let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let meta = std::fs::symlink_metadata(dir).map_err(failed)?;
+    let being_made = meta.is_dir() && meta.uid() == 0 && meta.permissions().mode() & 0o777 == 0o700;
+    if meta.uid() != uid && being_made {
+        std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(failed)?;
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(failed)?;
     if !meta.is_dir() || meta.uid() != uid {
         return Err(format!("{} is not the user's directory", dir.display()));
     }
@@ -121,6 +127,29 @@ mod tests {
             assert!(!entry.exists());
         }
         // A sessions directory others may write to is refused.
+        if uid == 0 {
+            // Logins of one user at the same moment: every one is recorded.
+            let user = 4242;
+            let logins = 32;
+            let together = std::sync::Barrier::new(logins);
+            let entries: Vec<Result<PathBuf, String>> = std::thread::scope(|scope| {
+                let threads: Vec<_> = (0..logins)
+                    .map(|n| {
+                        let (sessions, together) = (&sessions, &together);
+                        scope.spawn(move || {
+                            together.wait();
+                            register(sessions, user, user, Path::new(&format!("/tmp/krb5cc_4242_{n:06}")))
+                        })
+                    })
+                    .collect();
+                threads.into_iter().map(|t| t.join().unwrap()).collect()
+            });
+            assert!(entries.iter().all(Result::is_ok), "{entries:?}");
+            let users = std::fs::metadata(sessions.join("4242")).unwrap();
+            assert_eq!((users.uid(), users.permissions().mode() & 0o777), (user, 0o700));
+            let names: Vec<_> = std::fs::read_dir(sessions.join("4242")).unwrap().flatten().collect();
+            assert_eq!(names.len(), logins, "{names:?}");
+        }
         std::fs::create_dir_all(&sessions).unwrap();
         std::fs::set_permissions(&sessions, std::fs::Permissions::from_mode(0o777)).unwrap();
         assert!(register(&sessions, uid, gid, cache).is_err());
