@@ -1,14 +1,18 @@
-//! A tenant's identity source, as the service sees it: the directory (LDAP) or an OpenID
-//! Connect provider. Both answer the same question through [`Directory`].
+//! A tenant's identity source, as the service sees it: the directory (LDAP), an OpenID Connect
+//! provider, or both (passwords checked at the directory, sign-ins at the provider). They answer
+//! the same questions through [`Directory`].
 
 use crate::config::IdentityConfig;
 use crate::directory::{AuthError, Directory, LdapDirectory, VerifiedUser};
 use crate::oidc::{DeviceLogin, OidcSource, SignedIn};
 use crate::policy::Username;
 
-pub enum IdentitySource {
-    Directory(LdapDirectory),
-    Oidc(OidcSource),
+pub struct IdentitySource {
+    /// Where passwords are checked when there is one; else at the provider (its password grant,
+    /// or without it nowhere).
+    directory: Option<LdapDirectory>,
+    /// Where people sign in, if anywhere.
+    provider: Option<OidcSource>,
 }
 
 impl IdentitySource {
@@ -16,80 +20,84 @@ impl IdentitySource {
     /// `directory::discover`).
     pub fn new(config: IdentityConfig) -> anyhow::Result<Self> {
         use anyhow::Context as _;
+        let directory = |d| LdapDirectory::new(d).context("setting up the directory client");
+        let provider = |o| {
+            OidcSource::new(o)
+                .map_err(anyhow::Error::msg)
+                .context("setting up the identity provider client")
+        };
         Ok(match config {
-            IdentityConfig::Directory(directory) => {
-                Self::Directory(LdapDirectory::new(directory).context("setting up the directory client")?)
-            }
-            IdentityConfig::Oidc(oidc) => Self::Oidc(
-                OidcSource::new(oidc)
-                    .map_err(anyhow::Error::msg)
-                    .context("setting up the identity provider client")?,
-            ),
+            IdentityConfig::Directory(d) => Self {
+                directory: Some(directory(d)?),
+                provider: None,
+            },
+            IdentityConfig::Oidc(o) => Self {
+                directory: None,
+                provider: Some(provider(o)?),
+            },
+            IdentityConfig::DirectoryAndProvider(d, o) => Self {
+                directory: Some(directory(d)?),
+                provider: Some(provider(o)?),
+            },
         })
+    }
+
+    fn no_provider() -> AuthError {
+        AuthError::Unavailable("this tenant has no identity provider".into())
     }
 }
 
 impl Directory for IdentitySource {
     async fn verify(&self, user: &Username, password: &str) -> Result<VerifiedUser, AuthError> {
-        match self {
-            Self::Directory(d) => d.verify(user, password).await,
-            Self::Oidc(o) => o.verify(user, password).await,
+        match (&self.directory, &self.provider) {
+            (Some(d), _) => d.verify(user, password).await,
+            (None, Some(o)) => o.verify(user, password).await,
+            (None, None) => Err(Self::no_provider()),
         }
     }
 
     async fn change_password(&self, user: &Username, old: &str, new: &str) -> Result<VerifiedUser, AuthError> {
-        match self {
-            Self::Directory(d) => d.change_password(user, old, new).await,
-            Self::Oidc(o) => o.change_password(user, old, new).await,
+        match (&self.directory, &self.provider) {
+            (Some(d), _) => d.change_password(user, old, new).await,
+            (None, Some(o)) => o.change_password(user, old, new).await,
+            (None, None) => Err(Self::no_provider()),
         }
     }
 
     fn names_principals(&self) -> bool {
-        match self {
-            Self::Directory(d) => d.names_principals(),
-            Self::Oidc(o) => o.names_principals(),
-        }
+        self.directory.as_ref().is_some_and(LdapDirectory::names_principals)
     }
 
+    /// Either source's keytab groups: ServerInfo offers keytabs where some may get them.
     fn has_keytab_groups(&self) -> bool {
-        match self {
-            Self::Directory(d) => d.has_keytab_groups(),
-            Self::Oidc(o) => o.has_keytab_groups(),
-        }
+        self.directory.as_ref().is_some_and(LdapDirectory::has_keytab_groups)
+            || self.provider.as_ref().is_some_and(OidcSource::has_keytab_groups)
     }
 
+    /// The source of password logins (sign-ins are always `oidc`).
     fn kind(&self) -> &'static str {
-        match self {
-            Self::Directory(d) => d.kind(),
-            Self::Oidc(o) => o.kind(),
-        }
+        self.directory.as_ref().map_or("oidc", LdapDirectory::kind)
     }
 
     fn offers_password_login(&self) -> bool {
-        match self {
-            Self::Directory(d) => d.offers_password_login(),
-            Self::Oidc(o) => o.offers_password_login(),
-        }
+        self.directory.is_some() || self.provider.as_ref().is_some_and(OidcSource::offers_password_login)
     }
 
     fn offers_device_login(&self) -> bool {
-        match self {
-            Self::Directory(d) => d.offers_device_login(),
-            Self::Oidc(o) => o.offers_device_login(),
-        }
+        self.provider.as_ref().is_some_and(OidcSource::offers_device_login)
     }
 
     async fn start_device_login(&self) -> Result<DeviceLogin, AuthError> {
-        match self {
-            Self::Directory(d) => d.start_device_login().await,
-            Self::Oidc(o) => o.start_device_login().await,
+        match &self.provider {
+            Some(o) => o.start_device_login().await,
+            None => Err(Self::no_provider()),
         }
     }
 
     async fn finish_device_login(&self, login: &DeviceLogin) -> Result<SignedIn, AuthError> {
-        match self {
-            Self::Directory(d) => d.finish_device_login(login).await,
-            Self::Oidc(o) => o.finish_device_login(login).await,
+        match &self.provider {
+            Some(o) => o.finish_device_login(login).await,
+            None => Err(Self::no_provider()),
         }
     }
 }

@@ -189,7 +189,9 @@ async fn build_tenant(
         Some((old_config, old)) if old_config.identity == config.identity && !from_dns => old.directory.clone(),
         _ => {
             let mut identity = config.identity.clone();
-            if let IdentityConfig::Directory(directory) = &mut identity {
+            if let IdentityConfig::Directory(directory) | IdentityConfig::DirectoryAndProvider(directory, _) =
+                &mut identity
+            {
                 crate::directory::discover(directory)
                     .await
                     .map_err(anyhow::Error::msg)

@@ -108,11 +108,27 @@ fn start() -> anyhow::Result<Lab> {
         let secret = dir.join(format!("{name}.secret"));
         tenants.push_str(&idp.tenant_text(name, &sandbox.realm, client, &secret, lines)?);
     }
+    // Beside the directory: passwords checked at slapd, sign-ins at the provider.
+    let beside = idp.tenant_text(
+        "sso-beside",
+        &sandbox.realm,
+        &DEVICE_CLIENT,
+        &dir.join("beside.secret"),
+        "",
+    )?;
+    let oidc_table = &beside[beside.find("[tenants.sso-beside.oidc]").expect("an oidc table")
+        ..beside.find("[tenants.sso-beside.keys]").expect("a keys table")];
+    tenants.push_str(&ktbroker_tests::broker::tenant_text(
+        "sso-beside",
+        &sandbox.realm,
+        &sandbox.directory,
+    ));
+    tenants.push_str(&format!("\n{oidc_table}"));
     let audit = dir.join("audit.log");
     let broker = Broker::launch(
         &dir,
         &sandbox.pki,
-        "unused",
+        &sandbox.directory.service_password,
         |port| broker_text(port, &sandbox.pki, &sandbox.realm, &audit, &tenants),
         &[],
     )?;
@@ -155,6 +171,11 @@ impl Lab {
 
     /// `ktbroker-kinit --sso` for the device tenant, and the address and code it showed.
     fn start_sso(&self, ccache: &str, delivery: &str) -> SsoLogin {
+        self.start_sso_in("sso-device", ccache, delivery)
+    }
+
+    /// `ktbroker-kinit --sso` for `tenant`.
+    fn start_sso_in(&self, tenant: &str, ccache: &str, delivery: &str) -> SsoLogin {
         let mut command: Command = self.sandbox.kinit_command_via(
             &self.broker.url,
             &self.sandbox.pki.ca_cert,
@@ -162,7 +183,7 @@ impl Lab {
             &self.sandbox.ccache(ccache),
         );
         command
-            .args(["--sso", "--tenant", "sso-device", "--delivery", delivery])
+            .args(["--sso", "--tenant", tenant, "--delivery", delivery])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -211,6 +232,12 @@ struct SsoLogin {
 }
 
 impl SsoLogin {
+    /// The person's side, in the browser: sign in as `user` and `action` the request.
+    fn approve(&self, lab: &Lab, user: &str, password: &str, action: &str) {
+        approve_in_browser(&lab.sandbox.pki, &self.url, &self.code, user, password, action)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+    }
+
     /// Its exit code (within 30 s) and everything it printed.
     fn finish(mut self) -> (Option<i32>, String) {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -338,15 +365,7 @@ fn a_person_signs_in_at_the_provider_in_a_browser_and_gets_a_ticket_without_a_pa
         "{:?}",
         login.shown
     );
-    approve_in_browser(
-        &lab.sandbox.pki,
-        &login.url,
-        &login.code,
-        "alice",
-        "alice-sso-pw",
-        "accept",
-    )
-    .unwrap();
+    login.approve(lab, "alice", "alice-sso-pw", "accept");
     let (code, shown) = login.finish();
     assert_eq!(code, Some(0), "{shown}");
     let klist = lab.sandbox.klist(&lab.sandbox.ccache("device-alice")).unwrap();
@@ -367,22 +386,14 @@ fn a_sign_in_refused_at_the_provider_or_by_its_groups_gets_nothing() {
     let _one = one_device_test_at_a_time();
     // carol signs in, but is not in hadoop-users.
     let login = lab.start_sso("device-carol", "ticket");
-    approve_in_browser(
-        &lab.sandbox.pki,
-        &login.url,
-        &login.code,
-        "carol",
-        "carol-sso-pw",
-        "accept",
-    )
-    .unwrap();
+    login.approve(lab, "carol", "carol-sso-pw", "accept");
     let (code, shown) = login.finish();
     assert_eq!(code, Some(3), "{shown}");
     assert!(shown.contains("[auth-failed]"), "{shown}");
     assert_eq!(lab.audit("sso-device", "carol")["reason"], "not_in_group");
     // bob refuses the request at the provider.
     let login = lab.start_sso("device-bob", "ticket");
-    approve_in_browser(&lab.sandbox.pki, &login.url, &login.code, "bob", "bob-sso-pw", "deny").unwrap();
+    login.approve(lab, "bob", "bob-sso-pw", "deny");
     let (code, shown) = login.finish();
     assert_eq!(code, Some(3), "{shown}");
     let denied = std::fs::read_to_string(&lab.broker.audit_file).unwrap();
@@ -644,4 +655,32 @@ fn a_rotated_signing_key_is_fetched_when_a_token_names_it() {
     let (code, err) = login("rotation-3");
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(jwks_fetches(&idp), 2);
+}
+
+#[test]
+fn beside_the_directory_passwords_go_to_the_directory_and_sign_ins_to_the_provider() {
+    let lab = lab();
+    let _one = one_device_test_at_a_time();
+    // The directory password (slapd's), not the provider's.
+    let (code, err) = lab.login("alice", "sso-beside", "alicepw", "beside-password");
+    assert_eq!(code, Some(0), "{err}");
+    let record = lab.audit("sso-beside", "alice");
+    assert_eq!(
+        (record["reason"].as_str(), record["identity"].as_str()),
+        (Some("granted"), Some("directory"))
+    );
+    let (code, _) = lab.login("alice", "sso-beside", "alice-sso-pw", "beside-provider-password");
+    assert_eq!(code, Some(3), "the provider's password is not the directory's");
+    // A sign-in at the provider, for the same tenant.
+    let login = lab.start_sso_in("sso-beside", "beside-sso", "keytab");
+    login.approve(lab, "alice", "alice-sso-pw", "accept");
+    let (code, shown) = login.finish();
+    assert_eq!(code, Some(0), "{shown}");
+    let record = lab.audit("sso-beside", "alice");
+    assert_eq!(
+        (record["reason"].as_str(), record["identity"].as_str()),
+        (Some("granted"), Some("oidc"))
+    );
+    let klist = lab.sandbox.klist(&lab.sandbox.ccache("beside-sso")).unwrap();
+    assert!(klist.contains(&lab.sandbox.principal("alice")), "{klist}");
 }

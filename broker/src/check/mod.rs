@@ -10,7 +10,7 @@ mod certs;
 pub mod online;
 pub mod unit;
 
-use crate::config::{Config, IdentityConfig, KeysConfig, UserLookup};
+use crate::config::{Config, KeysConfig, UserLookup};
 use access::{Denied, Need, ServiceUser};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -133,24 +133,22 @@ pub fn offline(config: &Config, setting: &Setting, now: SystemTime) -> Report {
     check_realms(r, config);
     for (name, tenant) in &config.tenants {
         let key = |field: &str| format!("tenants.{name}.{field}");
-        match &tenant.identity {
-            IdentityConfig::Directory(directory) => {
-                if let Some(ca) = &directory.ca_file {
-                    setting.check_access(r, &key("directory.ca_file"), ca, Need::Read);
-                    if ca.exists() {
-                        certs::check_ca_bundle(r, &key("directory.ca_file"), ca, now);
-                    }
-                }
-                if let UserLookup::Search { bind_password_file, .. } = &directory.lookup {
-                    setting.check_access(r, &key("directory.bind_password_file"), bind_password_file, Need::Read);
+        if let Some(directory) = tenant.directory() {
+            if let Some(ca) = &directory.ca_file {
+                setting.check_access(r, &key("directory.ca_file"), ca, Need::Read);
+                if ca.exists() {
+                    certs::check_ca_bundle(r, &key("directory.ca_file"), ca, now);
                 }
             }
-            IdentityConfig::Oidc(oidc) => {
-                setting.check_access(r, &key("oidc.ca_file"), &oidc.ca_file, Need::Read);
-                certs::check_ca_bundle(r, &key("oidc.ca_file"), &oidc.ca_file, now);
-                if let Some(secret) = &oidc.client_secret_file {
-                    setting.check_access(r, &key("oidc.client_secret_file"), secret, Need::Read);
-                }
+            if let UserLookup::Search { bind_password_file, .. } = &directory.lookup {
+                setting.check_access(r, &key("directory.bind_password_file"), bind_password_file, Need::Read);
+            }
+        }
+        if let Some(oidc) = tenant.provider() {
+            setting.check_access(r, &key("oidc.ca_file"), &oidc.ca_file, Need::Read);
+            certs::check_ca_bundle(r, &key("oidc.ca_file"), &oidc.ca_file, now);
+            if let Some(secret) = &oidc.client_secret_file {
+                setting.check_access(r, &key("oidc.client_secret_file"), secret, Need::Read);
             }
         }
         match &tenant.keys {

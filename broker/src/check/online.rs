@@ -7,7 +7,7 @@
 //! shaped like the served ones, and nothing beyond that without a warning.
 
 use super::Report;
-use crate::config::{Config, IdentityConfig, KeysConfig, OidcConfig, TenantConfig};
+use crate::config::{Config, KeysConfig, OidcConfig, TenantConfig};
 use crate::directory::LdapDirectory;
 use crate::kadm5::{Kadm5Session, Privilege};
 use std::collections::BTreeSet;
@@ -19,9 +19,9 @@ use std::time::Duration;
 pub async fn online(config: &Config) -> Report {
     let mut report = Report::default();
     for (name, tenant) in &config.tenants {
-        match &tenant.identity {
-            IdentityConfig::Directory(_) => check_directory(&mut report, name, tenant).await,
-            IdentityConfig::Oidc(oidc) => check_identity_provider(&mut report, name, oidc).await,
+        check_directory(&mut report, name, tenant).await;
+        if let Some(oidc) = tenant.provider() {
+            check_identity_provider(&mut report, name, oidc).await;
         }
         let timeout = key_source_timeout(&tenant.keys);
         let realm = tenant.realm.clone();

@@ -3,10 +3,7 @@
 //! never their contents. It is a valid configuration itself: loaded again, it is the same
 //! configuration (tested).
 
-use super::{
-    Config, DirectoryConfig, GroupCheck, IdentityConfig, KeysConfig, LdapTransport, OidcConfig, TenantConfig,
-    UserLookup,
-};
+use super::{Config, DirectoryConfig, GroupCheck, KeysConfig, LdapTransport, OidcConfig, TenantConfig, UserLookup};
 use std::path::Path;
 use toml::{Table, Value};
 
@@ -141,10 +138,12 @@ fn tenant_table(tenant: &TenantConfig) -> Table {
         .collect();
     t.insert("clients".into(), Value::Array(clients));
 
-    match &tenant.identity {
-        IdentityConfig::Directory(d) => t.insert("directory".into(), directory_table(d).into()),
-        IdentityConfig::Oidc(o) => t.insert("oidc".into(), oidc_table(o).into()),
-    };
+    if let Some(d) = tenant.directory() {
+        t.insert("directory".into(), directory_table(d).into());
+    }
+    if let Some(o) = tenant.provider() {
+        t.insert("oidc".into(), oidc_table(o).into());
+    }
 
     let mut keys = Table::new();
     keys.insert("source".into(), tenant.keys.source_name().into());

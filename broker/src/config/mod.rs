@@ -119,21 +119,15 @@ pub struct TenantPolicy {
     pub ticket: ktbroker_krb5::TicketRequest,
 }
 
-/// Who checks a tenant's people: its directory, or an OpenID Connect provider.
+/// Who checks a tenant's people: its directory, an OpenID Connect provider, or both (passwords
+/// at the directory, sign-ins at the provider).
 #[derive(Debug, Clone, PartialEq, Eq)]
+// One per tenant, made at load: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum IdentityConfig {
     Directory(DirectoryConfig),
     Oidc(OidcConfig),
-}
-
-impl IdentityConfig {
-    /// For the audit: which kind of identity source decided.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Directory(_) => "directory",
-            Self::Oidc(_) => "oidc",
-        }
-    }
+    DirectoryAndProvider(DirectoryConfig, OidcConfig),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,8 +142,18 @@ impl TenantConfig {
     /// The tenant's directory, when that is its identity source.
     pub fn directory(&self) -> Option<&DirectoryConfig> {
         match &self.identity {
-            IdentityConfig::Directory(directory) => Some(directory),
+            IdentityConfig::Directory(directory) | IdentityConfig::DirectoryAndProvider(directory, _) => {
+                Some(directory)
+            }
             IdentityConfig::Oidc(_) => None,
+        }
+    }
+
+    /// The tenant's identity provider, when it has one.
+    pub fn provider(&self) -> Option<&OidcConfig> {
+        match &self.identity {
+            IdentityConfig::Oidc(oidc) | IdentityConfig::DirectoryAndProvider(_, oidc) => Some(oidc),
+            IdentityConfig::Directory(_) => None,
         }
     }
 }
@@ -434,11 +438,22 @@ impl Paths<'_> {
                     "needs an identity source: a [directory] or an [oidc] table",
                 ));
             }
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    format!("tenants.{name}"),
-                    "has both [directory] and [oidc]: a tenant checks its people in one of them",
-                ));
+            (Some(directory), Some(oidc)) => {
+                let oidc = self.oidc(name, oidc)?;
+                // Beside a directory, the provider is for sign-ins only: a password goes to one place.
+                if oidc.password_grant {
+                    return Err(invalid(
+                        format!("tenants.{name}.oidc.password_grant"),
+                        "must be false beside a [directory]: password logins go to the directory",
+                    ));
+                }
+                if !oidc.device_grant {
+                    return Err(invalid(
+                        format!("tenants.{name}.oidc.device_grant"),
+                        "must be true beside a [directory]: else the provider has nothing to do",
+                    ));
+                }
+                IdentityConfig::DirectoryAndProvider(self.directory(name, directory)?, oidc)
             }
         };
         Ok(TenantConfig {

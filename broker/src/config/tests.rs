@@ -994,16 +994,24 @@ fn identity_provider_settings_that_cannot_work_safely_are_refused_by_name() {
 }
 
 #[test]
-fn a_tenant_has_exactly_one_identity_source() {
+fn beside_a_directory_the_provider_takes_sign_ins_only_and_some_source_is_required() {
     let dir = fixture();
-    let both = oidc_config(&dir, OIDC_LINES).replace(
-        "[tenants.corp.keys]",
-        &format!(
-            "{}[tenants.corp.keys]",
-            &VALID[VALID.find("[tenants.corp.directory]").unwrap()..VALID.find("[tenants.corp.keys]").unwrap()]
-        ),
-    );
-    assert!(error(&dir, &both).contains("has both [directory] and [oidc]"));
+    let directory_table =
+        &VALID[VALID.find("[tenants.corp.directory]").unwrap()..VALID.find("[tenants.corp.keys]").unwrap()];
+    let both = |oidc_lines: &str| {
+        oidc_config(&dir, oidc_lines).replace("[tenants.corp.keys]", &format!("{directory_table}[tenants.corp.keys]"))
+    };
+    assert!(error(&dir, &both(OIDC_LINES)).contains("tenants.corp.oidc.password_grant"));
+    let sign_ins_only = OIDC_LINES.replace("password_grant = true", "password_grant = false");
+    let no_sign_ins = format!("{sign_ins_only}\ndevice_grant = false");
+    assert!(error(&dir, &both(&no_sign_ins)).contains("device_grant"));
+    let config = load(&dir, &both(&sign_ins_only)).unwrap();
+    let tenant = &config.tenants["corp"];
+    assert!(tenant.directory().is_some() && tenant.provider().is_some());
+    let effective = config.effective_toml();
+    std::fs::write(dir.path().join("effective.toml"), &effective).unwrap();
+    let again = Config::load_with_credentials(&dir.path().join("effective.toml"), None).unwrap();
+    assert_eq!(again.tenants, config.tenants, "{effective}");
     let neither = oidc_config(&dir, OIDC_LINES).replace(&format!("[tenants.corp.oidc]\n{OIDC_LINES}\n"), "");
     assert!(error(&dir, &neither).contains("needs an identity source"));
 }

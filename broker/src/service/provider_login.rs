@@ -36,7 +36,8 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
         // The person is known only once they signed in.
         let mut audit = AuditOnce::new(self.auditor.clone(), caller.clone(), &tenant_name, "-", started);
         audit.delivery = Some(wanted.label());
-        audit.identity = tenant.as_ref().map(|t| t.directory.kind());
+        // A sign-in is always at the tenant's identity provider.
+        audit.identity = tenant.as_ref().map(|_| "oidc");
         let failure_delay = table.settings.failure_delay;
         let request_timeout = table.settings.request_timeout;
 
