@@ -182,12 +182,19 @@ impl Lab {
             "ignored",
             &self.sandbox.ccache(ccache),
         );
+        command.args(["--sso", "--tenant", tenant, "--delivery", delivery]);
+        SsoLogin::start(command)
+    }
+}
+
+impl SsoLogin {
+    /// Runs `command` (a login with --sso) and reads the address and code it shows.
+    fn start(mut command: Command) -> Self {
         command
-            .args(["--sso", "--tenant", tenant, "--delivery", delivery])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("starting ktbroker-kinit --sso");
+        let mut child = command.spawn().expect("starting the --sso login");
         let stderr = child.stderr.take().expect("its stderr");
         let (lines, seen) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -236,6 +243,12 @@ impl SsoLogin {
     fn approve(&self, lab: &Lab, user: &str, password: &str, action: &str) {
         approve_in_browser(&lab.sandbox.pki, &self.url, &self.code, user, password, action)
             .unwrap_or_else(|e| panic!("{e:#}"));
+    }
+
+    /// Ends it (it may go on after the login, e.g. netdisk to the cluster).
+    fn finish_or_kill(mut self) -> Option<std::process::ExitStatus> {
+        let _ = self.child.kill();
+        self.child.wait().ok()
     }
 
     /// Its exit code (within 30 s) and everything it printed.
@@ -683,4 +696,78 @@ fn beside_the_directory_passwords_go_to_the_directory_and_sign_ins_to_the_provid
     );
     let klist = lab.sandbox.klist(&lab.sandbox.ccache("beside-sso")).unwrap();
     assert!(klist.contains(&lab.sandbox.principal("alice")), "{klist}");
+}
+
+#[test]
+fn netdisk_signs_in_at_the_provider_when_it_needs_a_ticket() {
+    let lab = lab();
+    let _one = one_device_test_at_a_time();
+    // Something that takes connections where the NameNode would be: netdisk checks that one
+    // answers before it logs in; what it does with HDFS afterwards is not this test's concern.
+    let namenode = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = namenode.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in namenode.incoming().map_while(Result::ok) {
+            held.push(stream);
+        }
+    });
+    let dir = lab.sandbox.root.join("netdisk-sso");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("netdisk.toml"),
+        format!("version = 1\nnamenode = \"hdfs://127.0.0.1:{port}\"\ntimeout_secs = 5\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("client.toml"),
+        format!(
+            "version = 1\nbrokers = [\"{}\"]\nca_file = \"{}\"\ntenant = \"sso-device\"\n",
+            lab.broker.url,
+            lab.sandbox.pki.ca_cert.display()
+        ),
+    )
+    .unwrap();
+    let ccache = lab.sandbox.ccache("netdisk-sso");
+    let mut command = Command::new(ktbroker_tests::bins::project_binary("netdisk"));
+    command
+        .arg("--config")
+        .arg(dir.join("netdisk.toml"))
+        .arg("--client-config")
+        .arg(dir.join("client.toml"))
+        .args([
+            "-c",
+            &ccache,
+            "--user",
+            "alice",
+            "--transport",
+            "native",
+            "--sso",
+            "ls",
+            "/",
+        ])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("KRB5_CONFIG", &lab.sandbox.realm.krb5_conf);
+    let login = SsoLogin::start(command);
+    login.approve(lab, "alice", "alice-sso-pw", "accept");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let ticket = loop {
+        if let Some(klist) = lab.sandbox.klist(&ccache) {
+            break klist;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no ticket after the sign-in: {:?}",
+            login.shown
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(ticket.contains(&lab.sandbox.principal("alice")), "{ticket}");
+    let record = lab.audit("sso-device", "alice");
+    assert_eq!(
+        (record["reason"].as_str(), record["identity"].as_str()),
+        (Some("granted"), Some("oidc"))
+    );
+    let _ = login.finish_or_kill();
 }
