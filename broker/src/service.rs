@@ -85,6 +85,8 @@ pub struct BrokerService<D, K> {
     next_request_id: AtomicU64,
     /// RotateKey calls without an admin certificate: audited one by one only up to a rate.
     not_admin: std::sync::Mutex<RefusalFlood>,
+    /// Sign-ins waiting for their person, per source address (see `provider_login`).
+    waiting_sign_ins: Arc<provider_login::WaitingSignIns>,
 }
 
 /// Who called, as far as the transport tells.
@@ -147,6 +149,7 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
             permits: Arc::new(tokio::sync::Semaphore::new(max_concurrent_requests)),
             next_request_id: AtomicU64::new(1),
             not_admin: std::sync::Mutex::new(RefusalFlood::default()),
+            waiting_sign_ins: Arc::default(),
         }
     }
 

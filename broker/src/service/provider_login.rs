@@ -5,7 +5,9 @@
 //! the provider and audits the attempt as cancelled). The delivery that follows is FetchKeytab's.
 //!
 //! A waiting login holds no request permit (a person may take minutes): the identity source
-//! bounds how many wait at once, and the request timeout bounds the work once they signed in.
+//! bounds how many wait at once per tenant, [`WaitingSignIns`] how many per source address (a
+//! client that starts sign-ins nobody finishes takes only its own share), and the request timeout
+//! bounds the work once they signed in.
 
 use super::{
     AuditOnce, BrokerService, Caller, Grant, KeytabStream, Refusal, answer, delivery_not_allowed, exchange, keys_for,
@@ -14,13 +16,63 @@ use super::{
 use crate::audit::Outcome;
 use crate::delivery::Wanted;
 use crate::directory::Directory;
-use crate::hosts::host_allowed;
+use crate::hosts::{host_allowed, host_trusted};
 use crate::keysource::KeySource;
 use ktbroker_codes::RefusalCode;
 use ktbroker_proto::v1::{DevicePrompt, FetchKeytabResponse, ProviderLoginRequest, fetch_keytab_response::Part};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
 use tonic::{Response, Status};
 use tracing::Instrument;
+
+/// Sign-ins one source address may have waiting at once (trusted login hosts: no limit here).
+pub const MAX_WAITING_PER_SOURCE: usize = 16;
+
+/// How many sign-ins wait, per source address.
+#[derive(Default)]
+pub struct WaitingSignIns {
+    by_source: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One waiting sign-in of a source; dropping it frees the place.
+pub struct WaitingPlace {
+    waiting: Arc<WaitingSignIns>,
+    source: IpAddr,
+}
+
+impl WaitingSignIns {
+    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.by_source.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A place for one more sign-in from `source`, unless it has its share waiting already.
+    pub fn enter(self: &Arc<Self>, source: IpAddr) -> Option<WaitingPlace> {
+        let mut counts = self.counts();
+        let count = counts.entry(source).or_default();
+        if *count >= MAX_WAITING_PER_SOURCE {
+            return None;
+        }
+        *count += 1;
+        Some(WaitingPlace {
+            waiting: self.clone(),
+            source,
+        })
+    }
+}
+
+impl Drop for WaitingPlace {
+    fn drop(&mut self) {
+        let mut counts = self.waiting.counts();
+        if let Some(count) = counts.get_mut(&self.source) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.source);
+            }
+        }
+    }
+}
 
 impl<D: Directory, K: KeySource> BrokerService<D, K> {
     pub(super) async fn handle_provider_login(
@@ -53,9 +105,21 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
             if !tenant.policy.deliveries.allows(wanted) && !by_group {
                 return Err(delivery_not_allowed());
             }
-            Ok(tenant)
+            // A trusted login host speaks for many people: its sign-ins are not counted as one.
+            let counted = (!host_trusted(&table.settings.trusted_sources, &caller.host))
+                .then_some(caller.host.address)
+                .flatten();
+            let place = match counted {
+                Some(source) => Some(
+                    self.waiting_sign_ins
+                        .enter(source)
+                        .ok_or_else(|| Refusal::new(Outcome::Busy, RefusalCode::Busy))?,
+                ),
+                None => None,
+            };
+            Ok((tenant, place))
         })();
-        let tenant = match admitted {
+        let (tenant, place) = match admitted {
             Ok(tenant) => tenant,
             Err(refusal) => return Err(refuse(&mut audit, refusal, started, failure_delay).await),
         };
@@ -91,7 +155,8 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
                         return;
                     }
                 };
-                drop(login); // the device code, and the waiting slot
+                drop(login); // the device code, and the tenant's waiting slot
+                drop(place); // the source's
                 let work = async {
                     let (user, verified) = outcome.map_err(refusal_of)?;
                     audit.username = user.as_str().to_owned();
@@ -132,5 +197,25 @@ impl<D: Directory, K: KeySource> BrokerService<D, K> {
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(
             receiver,
         ))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_source_has_its_share_of_waiting_sign_ins_and_gets_each_back_when_it_ends() {
+        let waiting = Arc::new(WaitingSignIns::default());
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let mut places: Vec<WaitingPlace> = (0..MAX_WAITING_PER_SOURCE)
+            .map(|_| waiting.enter(a).expect("a place"))
+            .collect();
+        assert!(waiting.enter(a).is_none(), "one over the share");
+        assert!(waiting.enter(b).is_some(), "another source is not affected");
+        places.pop();
+        assert!(waiting.enter(a).is_some(), "an ended sign-in frees its place");
+        drop(places);
+        assert!(waiting.counts().get(&a).is_none_or(|n| *n == 0));
     }
 }
