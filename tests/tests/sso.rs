@@ -771,3 +771,38 @@ fn netdisk_signs_in_at_the_provider_when_it_needs_a_ticket() {
     );
     let _ = login.finish_or_kill();
 }
+
+#[test]
+fn check_config_online_reaches_the_identity_provider_and_names_it_when_it_cannot() {
+    let lab = lab();
+    let check = |config: &std::path::Path| {
+        let out = lab
+            .broker
+            .command_for(config)
+            .args(["check-config", "--online"])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (code, text) = check(&lab.broker.config);
+    assert_eq!(code, Some(0), "{text}");
+    // An issuer with nothing behind it: the tenant's issuer key is named.
+    let text = std::fs::read_to_string(&lab.broker.config).unwrap();
+    let dead = format!("https://127.0.0.1:{}/o", ktbroker_tests::daemon::free_port());
+    let broken = lab.sandbox.root.join("broker-sso").join("dead-issuer.toml");
+    std::fs::write(&broken, text.replacen(&lab.idp.issuer, &dead, 1)).unwrap();
+    let (code, text) = check(&broken);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("error") && l.contains("tenants.sso.oidc.issuer")),
+        "{text}"
+    );
+}
