@@ -102,6 +102,8 @@ settings.configure(
         "OIDC_SERVER_CLASS": f"{__name__}.KeycloakLikeServer",
         "SCOPES": {"openid": "OpenID Connect", "profile": "Profile", "email": "Email", "groups": "Groups"},
         "OAUTH_DEVICE_VERIFICATION_URI": f"{ISSUER}/device/",
+        # As Keycloak and Entra ID offer it: the address with the code in it.
+        "OAUTH_DEVICE_VERIFICATION_URI_COMPLETE": ISSUER + "/device/?user_code={user_code}",
         "DEVICE_FLOW_INTERVAL": 1,
         "ID_TOKEN_EXPIRE_SECONDS": 300,
         "PKCE_REQUIRED": False,
