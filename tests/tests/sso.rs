@@ -372,7 +372,7 @@ fn a_person_signs_in_at_the_provider_in_a_browser_and_gets_a_ticket_without_a_pa
     assert!(login.url.starts_with(&lab.idp.issuer), "{}", login.url);
     // The address with the code in it, where the provider offers one.
     let complete = format!("Or open {}/device/?user_code={}", lab.idp.issuer, login.code);
-    assert!(login.shown.iter().any(|l| *l == complete), "{:?}", login.shown);
+    assert!(login.shown.contains(&complete), "{:?}", login.shown);
     assert!(
         login
             .shown
