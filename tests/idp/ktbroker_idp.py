@@ -240,7 +240,8 @@ def seed():
     for spec in CONFIG["clients"]:
         app, _ = Application.objects.get_or_create(client_id=spec["client_id"])
         app.name = spec["client_id"]
-        app.client_type = Application.CLIENT_CONFIDENTIAL
+        # No secret: a public client (as Entra ID's device code flow wants the broker to be).
+        app.client_type = Application.CLIENT_CONFIDENTIAL if spec["client_secret"] else Application.CLIENT_PUBLIC
         app.authorization_grant_type = grants[spec["grant"]]
         app.client_secret = spec["client_secret"]  # hashed on save
         app.algorithm = Application.RS256_ALGORITHM

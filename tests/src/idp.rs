@@ -82,8 +82,8 @@ impl IdentityProvider {
     }
 
     /// A `[tenants.NAME]` table whose people come from this provider through `client` (its
-    /// secret written to `secret_file`, 0600), with kadm5 keys from `realm`; `oidc_lines` add
-    /// to its oidc table.
+    /// secret written to `secret_file`, 0600; none for a public client, whose secret is empty),
+    /// with kadm5 keys from `realm`; `oidc_lines` add to its oidc table.
     pub fn tenant_text(
         &self,
         name: &str,
@@ -92,7 +92,12 @@ impl IdentityProvider {
         secret_file: &Path,
         oidc_lines: &str,
     ) -> anyhow::Result<String> {
-        write_private(secret_file, format!("{}\n", client.secret))?;
+        let secret_line = if client.secret.is_empty() {
+            String::new()
+        } else {
+            write_private(secret_file, format!("{}\n", client.secret))?;
+            format!("client_secret_file = \"{}\"", secret_file.display())
+        };
         Ok(format!(
             r#"[tenants.{name}]
 realm = "{realm_name}"
@@ -101,7 +106,7 @@ realm = "{realm_name}"
 issuer = "{issuer}"
 ca_file = "{ca}"
 client_id = "{client_id}"
-client_secret_file = "{secret}"
+{secret_line}
 groups = ["hadoop-users"]
 scopes = ["openid", "profile", "email", "groups"]
 {oidc_lines}
@@ -114,7 +119,6 @@ admin_keytab = "{keytab}"
             issuer = self.issuer,
             ca = self.ca_cert.display(),
             client_id = client.client_id,
-            secret = secret_file.display(),
             keytab = realm.broker_admin_keytab.display(),
         ))
     }

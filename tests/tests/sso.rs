@@ -49,6 +49,14 @@ const DEVICE_CLIENT: IdpClient = IdpClient {
     hostile: None,
 };
 
+/// A public client (no secret): the broker sends only its client_id.
+const PUBLIC_DEVICE_CLIENT: IdpClient = IdpClient {
+    client_id: "ktb-public-device",
+    secret: "",
+    grant: "device_code",
+    hostile: None,
+};
+
 const PASSWORD: &str = "password_grant = true";
 
 /// Tenant name, the client it uses, extra `[oidc]` lines.
@@ -73,6 +81,7 @@ const TENANTS: &[(&str, IdpClient, &str)] = &[
     ),
     // Sign-in at the provider only (the device grant), tickets only: the key stays in the broker.
     ("sso-device", DEVICE_CLIENT, "device_wait_secs = 60"),
+    ("sso-public", PUBLIC_DEVICE_CLIENT, ""),
 ];
 
 struct Lab {
@@ -808,4 +817,19 @@ fn check_config_online_reaches_the_identity_provider_and_names_it_when_it_cannot
             .any(|l| l.contains("error") && l.contains("tenants.sso.oidc.issuer")),
         "{text}"
     );
+}
+
+#[test]
+fn a_public_client_without_a_secret_signs_people_in_too() {
+    let lab = lab();
+    let _one = one_device_test_at_a_time();
+    let config = std::fs::read_to_string(&lab.broker.config).unwrap();
+    let public = &config[config.find("[tenants.sso-public.oidc]").unwrap()..];
+    let public = &public[..public.find("[tenants.sso-public.keys]").unwrap()];
+    assert!(!public.contains("client_secret_file"), "{public}");
+    let login = lab.start_sso_in("sso-public", "public-bob", "ticket");
+    login.approve(lab, "bob", "bob-sso-pw", "accept");
+    let (code, shown) = login.finish();
+    assert_eq!(code, Some(0), "{shown}");
+    assert_eq!(lab.audit("sso-public", "bob")["reason"], "granted");
 }

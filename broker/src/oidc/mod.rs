@@ -118,6 +118,17 @@ impl OidcSource {
         }
     }
 
+    /// [`Self::client_auth`], with `client_id` in the form for a confidential client too (once:
+    /// parameters never repeat, RFC 6749 §3.1): RFC 8628's requests name the client, and some
+    /// providers (django-oauth-toolkit) want it there even with HTTP Basic.
+    fn client_auth_with_id<'a>(&'a self, form: &mut Vec<(&'a str, &'a str)>) -> Option<(&'a str, &'a str)> {
+        let basic = self.client_auth(form);
+        if basic.is_some() {
+            form.push(("client_id", self.config.client_id.as_str()));
+        }
+        basic
+    }
+
     /// Asks the provider for a device code (RFC 8628 §3.1), within the provider timeout.
     pub async fn start_device_login(&self) -> Result<DeviceLogin, AuthError> {
         let slot = self
@@ -133,9 +144,8 @@ impl OidcSource {
             .as_deref()
             .ok_or_else(|| unavailable(&"its discovery document names no device_authorization_endpoint"))?;
         let scope = self.config.scopes.join(" ");
-        // DOT and some others want client_id in the form even with HTTP Basic; RFC 6749 allows it.
-        let mut form = vec![("scope", scope.as_str()), ("client_id", self.config.client_id.as_str())];
-        let basic = self.client_auth(&mut form);
+        let mut form = vec![("scope", scope.as_str())];
+        let basic = self.client_auth_with_id(&mut form);
         let answer = self
             .provider
             .http()
@@ -186,9 +196,8 @@ impl OidcSource {
             let mut form = vec![
                 ("grant_type", DEVICE_GRANT_TYPE),
                 ("device_code", login.device_code.as_str()),
-                ("client_id", self.config.client_id.as_str()),
             ];
-            let basic = self.client_auth(&mut form);
+            let basic = self.client_auth_with_id(&mut form);
             let metadata = self.provider.metadata(call_deadline).await;
             let answer = match metadata {
                 Ok(metadata) => {
@@ -395,6 +404,26 @@ impl Directory for OidcSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn source(secret: Option<&str>) -> OidcSource {
+        let ca = rcgen::generate_simple_self_signed(vec!["idp.example.com".to_owned()]).unwrap();
+        let mut config = OidcConfig::for_tests("https://idp.example.com", "ktbroker");
+        config.ca_pem = ca.cert.pem().into_bytes();
+        config.client_secret = secret.map(|s| crate::config::Secret(Zeroizing::new(s.to_owned())));
+        OidcSource::new(config).unwrap()
+    }
+
+    #[test]
+    fn the_client_is_named_once_in_every_device_request_and_its_secret_only_in_basic() {
+        for (secret, basic) in [(None, None), (Some("s3cret"), Some(("ktbroker", "s3cret")))] {
+            let source = source(secret);
+            let mut form = vec![("scope", "openid")];
+            assert_eq!(source.client_auth_with_id(&mut form), basic);
+            let ids = form.iter().filter(|(name, _)| *name == "client_id").count();
+            assert_eq!(ids, 1, "{form:?}");
+            assert!(form.iter().all(|(_, value)| *value != "s3cret"), "{form:?}");
+        }
+    }
 
     #[test]
     fn only_invalid_grant_is_the_persons_fault() {
