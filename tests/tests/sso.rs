@@ -204,23 +204,9 @@ impl SsoLogin {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = command.spawn().expect("starting the --sso login");
-        let stderr = child.stderr.take().expect("its stderr");
-        let (lines, seen) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = lines.send(line);
-            }
-        });
-        let mut shown = Vec::new();
-        let prompt = loop {
-            let line = seen
-                .recv_timeout(Duration::from_secs(20))
-                .unwrap_or_else(|_| panic!("no sign-in prompt; stderr so far: {shown:?}"));
-            shown.push(line.clone());
-            if let Some(fields) = line.strip_prefix("ktbroker-kinit: sign-in ") {
-                break fields.to_owned();
-            }
-        };
+        let seen = lines_of(child.stderr.take().expect("its stderr"));
+        let (line, shown) = wait_for_line(&seen, "ktbroker-kinit: sign-in ");
+        let prompt = line["ktbroker-kinit: sign-in ".len()..].to_owned();
         let field = |name: &str| {
             prompt
                 .split(' ')
@@ -234,6 +220,32 @@ impl SsoLogin {
             shown,
             rest: seen,
             child,
+        }
+    }
+}
+
+/// The lines `stream` carries, as they come (read on a thread of their own).
+fn lines_of(stream: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (lines, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    seen
+}
+
+/// The first line of `seen` that starts with `start` (within 20 s between lines), and every line
+/// up to and with it.
+fn wait_for_line(seen: &std::sync::mpsc::Receiver<String>, start: &str) -> (String, Vec<String>) {
+    let mut shown = Vec::new();
+    loop {
+        let line = seen
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no line starting {start:?}; so far: {shown:?}"));
+        shown.push(line.clone());
+        if line.starts_with(start) {
+            return (line, shown);
         }
     }
 }
@@ -477,24 +489,9 @@ fn the_pam_module_shows_the_sign_in_in_a_prompt_and_the_session_gets_the_ticket(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = driver.stderr.take().unwrap();
-    let (lines, said) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines.send(line);
-        }
-    });
+    let said = lines_of(driver.stderr.take().unwrap());
     // The prompt: "To log in, open URL in a browser and enter the code CODE." (then Enter).
-    let mut seen = Vec::new();
-    let prompt = loop {
-        let line = said
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("no sign-in prompt from the module: {seen:?}"));
-        seen.push(line.clone());
-        if line.starts_with("pam prompt: To log in, open ") {
-            break line;
-        }
-    };
+    let (prompt, seen) = wait_for_line(&said, "pam prompt: To log in, open ");
     let url = prompt
         .split("open ")
         .nth(1)

@@ -40,8 +40,7 @@ impl SeenTokens {
 
 /// A token without `jti` is known by its SHA-256 (of the whole compact form).
 pub fn digest(token: &str) -> String {
-    let hash = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-    hash.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    crate::audit::hex(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref())
 }
 
 #[cfg(test)]
