@@ -250,6 +250,19 @@ fn wait_for_line(seen: &std::sync::mpsc::Receiver<String>, start: &str) -> (Stri
     }
 }
 
+/// The address and the code from the PAM module's prompt ("To log in, open URL in a browser and
+/// enter the code CODE. ...").
+fn prompt_fields(text: &str) -> (String, String) {
+    let after = |marker: &str, ends: &[char]| {
+        text.split(marker)
+            .nth(1)
+            .and_then(|rest| rest.split(ends).next())
+            .unwrap_or_else(|| panic!("no {marker:?} in {text:?}"))
+            .to_owned()
+    };
+    (after("open ", &[' ']), after("the code ", &['.', '\r', '\n']))
+}
+
 struct SsoLogin {
     url: String,
     code: String,
@@ -492,20 +505,7 @@ fn the_pam_module_shows_the_sign_in_in_a_prompt_and_the_session_gets_the_ticket(
     let said = lines_of(driver.stderr.take().unwrap());
     // The prompt: "To log in, open URL in a browser and enter the code CODE." (then Enter).
     let (prompt, seen) = wait_for_line(&said, "pam prompt: To log in, open ");
-    let url = prompt
-        .split("open ")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_owned();
-    let code = prompt
-        .split("the code ")
-        .nth(1)
-        .unwrap()
-        .trim_end_matches('.')
-        .to_owned();
+    let (url, code) = prompt_fields(&prompt);
     // Enter at once: the module then waits for the helper, which waits for the sign-in.
     use std::io::Write;
     driver.stdin.take().unwrap().write_all(b"\n").unwrap();
@@ -600,22 +600,7 @@ fn a_keyboard_interactive_ssh_login_signs_in_at_the_provider_and_the_session_has
             .unwrap_or_else(|_| panic!("no sign-in prompt over ssh: {shown:?}\nsshd:\n{}", sshd.log_tail()));
         shown.push_str(&String::from_utf8_lossy(&chunk));
     }
-    let url = shown
-        .split("open ")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_owned();
-    let code = shown
-        .split("the code ")
-        .nth(1)
-        .unwrap()
-        .split(['.', '\r', '\n'])
-        .next()
-        .unwrap()
-        .to_owned();
+    let (url, code) = prompt_fields(&shown);
     approve_in_browser(&lab.sandbox.pki, &url, &code, "alice", "alice-sso-pw", "accept").unwrap();
     child.stdin.as_mut().unwrap().write_all(b"\n").unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);

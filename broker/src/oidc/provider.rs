@@ -74,20 +74,10 @@ impl Provider {
         {
             return Ok(metadata.clone());
         }
-        match self.fetch_metadata(deadline).await {
-            Ok(metadata) => {
-                let metadata = Arc::new(metadata);
-                self.cache().metadata = Some((metadata.clone(), Instant::now()));
-                Ok(metadata)
-            }
-            Err(e) => match cached {
-                Some((stale, _)) => {
-                    tracing::warn!(error = %e, "refreshing the identity provider's discovery document failed; using the one fetched before");
-                    Ok(stale)
-                }
-                None => Err(e),
-            },
-        }
+        let fetched = self.fetch_metadata(deadline).await;
+        fresh_or_stale(fetched, cached, "discovery document", |fresh| {
+            self.cache().metadata = Some(fresh);
+        })
     }
 
     /// The key set, from the cache while it is fresh and holds `key_id`.
@@ -104,20 +94,8 @@ impl Provider {
             }
         }
         let metadata = self.metadata(deadline).await?;
-        match self.fetch_keys(&metadata.jwks_uri, deadline).await {
-            Ok(keys) => {
-                let keys = Arc::new(keys);
-                self.cache().keys = Some((keys.clone(), Instant::now()));
-                Ok(keys)
-            }
-            Err(e) => match cached {
-                Some((stale, _)) => {
-                    tracing::warn!(error = %e, "refreshing the identity provider's keys failed; using the ones fetched before");
-                    Ok(stale)
-                }
-                None => Err(e),
-            },
-        }
+        let fetched = self.fetch_keys(&metadata.jwks_uri, deadline).await;
+        fresh_or_stale(fetched, cached, "keys", |fresh| self.cache().keys = Some(fresh))
     }
 
     async fn fetch_metadata(&self, deadline: Instant) -> Result<Metadata, ProviderError> {
@@ -132,6 +110,28 @@ impl Provider {
             url: url.to_owned(),
             problem,
         })
+    }
+}
+
+/// A fetch's result, stored with its time by `store`; when the fetch failed, the copy fetched
+/// before, if there is one (logged), else the error.
+fn fresh_or_stale<T>(
+    fetched: Result<T, ProviderError>,
+    cached: Option<(Arc<T>, Instant)>,
+    what: &str,
+    store: impl FnOnce((Arc<T>, Instant)),
+) -> Result<Arc<T>, ProviderError> {
+    match (fetched, cached) {
+        (Ok(fresh), _) => {
+            let fresh = Arc::new(fresh);
+            store((fresh.clone(), Instant::now()));
+            Ok(fresh)
+        }
+        (Err(e), Some((stale, _))) => {
+            tracing::warn!(error = %e, "refreshing the identity provider's {what} failed; using the copy fetched before");
+            Ok(stale)
+        }
+        (Err(e), None) => Err(e),
     }
 }
 
